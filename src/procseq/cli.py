@@ -1,0 +1,149 @@
+"""The ``procseq`` command line: generate | train | data | eval | init-tiny.
+
+User errors (bad input, missing files) print one line on stderr and exit with status 2; output
+folders are written to a temporary sibling and renamed into place, so a failed command leaves
+nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, FileExistsError)
+
+
+class ProcseqGroup(click.Group):
+    """A click group that turns user errors into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as err:
+            click.echo(f"procseq: error: {err}", err=True)
+            ctx.exit(2)
+
+
+@contextmanager
+def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it is removed."""
+    out = Path(out)
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as err:
+        raise PermissionError(f"Cannot write to {parent}: {err.strerror or err}; choose a writable --out.") from err
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@click.group(cls=ProcseqGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="procseq")
+def main() -> None:
+    """procseq: procedural sequences (the step-by-step making of things) on the FLUX.1 transformer."""
+
+
+MODEL_HELP = ("Flux checkpoint: 'procseq-tiny' (embedded, default), a local diffusers folder, "
+              "or a hub id such as black-forest-labs/FLUX.1-dev (needs network).")
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--domain", "-d", default="painting", show_default=True,
+              help="Process domain (painting, lego, cooking...). Must be one the model knows.")
+@click.option("--frames", "-n", default=9, show_default=True, type=int,
+              help="Number of steps/frames (2..the model's maximum; 9 -> 3x3 grid, 4 -> 2x2).")
+@click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
+@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--guidance", default=None, type=float, help="Guidance scale (default: the model's).")
+@click.option("--frame-size", default=None, type=int, help="Frame side in pixels (default: the model's native size).")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--dtype", default="float32", show_default=True,
+              type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights dtype.")
+@click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
+              help="Run the transformer under bf16 autocast (fast on CPUs with AMX).")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--cpu-offload", is_flag=True, help="enable_model_cpu_offload (large models on a small GPU).")
+@click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
+             frame_size: int | None, model: str, dtype: str, bf16_autocast: bool, device: str | None,
+             cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int) -> None:
+    """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions."""
+    import torch
+
+    from procseq.models.loading import load_pipeline
+    from procseq.sequence import Sequence
+
+    if not prompt.strip():
+        raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+    pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload)
+    with atomic_output_dir(out, overwrite) as tmp:
+        generator = torch.Generator("cpu").manual_seed(seed)
+        result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
+                      guidance_scale=guidance, generator=generator,
+                      autocast_dtype=torch.bfloat16 if bf16_autocast else None)
+        seq = result.sequences([prompt], domain)[0]
+        seq.save(tmp, extra={"seed": seed, "model": str(model), "settings": result.metadata[0]})
+        result.grid[0].save(tmp / "grid.png")
+        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
+
+
+@main.command()
+@click.argument("config")
+@click.option("--max-steps", default=None, type=int, help="Override train.max_steps.")
+@click.option("--output-dir", default=None, help="Override train.output_dir.")
+def train(config: str, max_steps: int | None, output_dir: str | None) -> None:
+    """Train the Flux transformer with flow matching from CONFIG (a YAML file or a preset name).
+
+    Resumes from the newest checkpoint in the output folder. Multi-GPU: `accelerate launch -m procseq.cli train CONFIG`.
+    """
+    from procseq.training.config import RunConfig
+    from procseq.training.run import run_training
+
+    cfg = RunConfig.from_yaml(config)
+    if max_steps is not None:
+        cfg.train.max_steps = max_steps
+    if output_dir is not None:
+        cfg.train.output_dir = output_dir
+    result = run_training(cfg)
+    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); model: {result.model_dir}")
+
+
+@main.command("init-tiny")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, type=int, help="Initialisation seed.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def init_tiny(out: Path, seed: int, overwrite: bool) -> None:
+    """Build an untrained procseq-tiny (random weights, tokenizers from the corpus vocabulary) in OUT."""
+    from procseq.models.tiny import TinyConfig, save_tiny_model
+    from procseq.training.run import corpus_texts
+
+    with atomic_output_dir(out, overwrite) as tmp:
+        save_tiny_model(tmp, TinyConfig(), texts=corpus_texts(), seed=seed)
+    click.echo(f"wrote an untrained procseq-tiny to {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""ProcessPipeline: a prompt becomes a procedural sequence (frames + captions) in one serpentine grid."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import FluxPipeline
+
+from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
+from procseq.models.loading import ModelDefaults
+from procseq.pipelines.planning import Planner, template_plan
+from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
+from procseq.sequence import SequenceOutput
+
+
+class ProcessPipeline(FluxPipeline):
+    r"""Text-to-sequence on the FLUX.1 components.
+
+    The frames of one process are generated together as one in-context grid in serpentine order
+    (:mod:`procseq.layout`); for a plain prompt the grid is exactly what ``diffusers.FluxPipeline``
+    generates at the grid's size. It loads any Flux checkpoint in diffusers folder format
+    (``ProcessPipeline.from_pretrained``) and inherits FluxPipeline's prompt encoding, LoRA loading
+    and CPU offload.
+
+    Components are those of :class:`diffusers.FluxPipeline`.
+    """
+
+    _defaults: ModelDefaults | None = None
+
+    @property
+    def defaults(self) -> ModelDefaults:
+        """Native frame size, frame limit and sampling defaults of the loaded checkpoint."""
+        if self._defaults is None:
+            name = getattr(self.config, "_name_or_path", None)
+            folder = Path(name) if name and Path(name).is_dir() else None
+            self._defaults = ModelDefaults.from_folder(folder)
+        return self._defaults
+
+    @defaults.setter
+    def defaults(self, value: ModelDefaults) -> None:
+        self._defaults = value
+
+    def check_sequence_inputs(self, prompts: list[str], domain: str, frames: int, frame_size: int) -> None:
+        """Raise ``ValueError`` with the fix when a request cannot be generated."""
+        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+            raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
+        if not domain or not isinstance(domain, str):
+            raise ValueError("Pass the domain explicitly, e.g. domain='painting'.")
+        known = self.defaults.domains
+        if known and domain not in known:
+            raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)}.")
+        limit = self.defaults.max_frames
+        if not 2 <= frames <= limit:
+            raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}.")
+        multiple = self.vae_scale_factor * 2
+        if frame_size < multiple or frame_size % multiple:
+            raise ValueError(f"frame_size must be a positive multiple of {multiple} for this model, got {frame_size}.")
+
+    def encode_text(self, prompts: list[str], max_sequence_length: int) -> TextConditioning:
+        """Encode prompts with CLIP (pooled) and T5 (tokens), as FluxPipeline does."""
+        embeds, pooled, text_ids = self.encode_prompt(
+            prompt=prompts, prompt_2=None, device=self._execution_device, max_sequence_length=max_sequence_length
+        )
+        return TextConditioning(embeds, pooled, text_ids)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        domain: str = "painting",
+        frames: int = 9,
+        frame_size: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | list[str] | None = None,
+        true_cfg_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        max_sequence_length: int | None = None,
+        captions: list[str] | None = None,
+        planner: Planner = template_plan,
+        joint_attention_kwargs: dict[str, Any] | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> SequenceOutput:
+        r"""Generate one procedural sequence per prompt.
+
+        Args:
+            prompt: the finished artifact, e.g. ``"a red lego house"`` (or a list, one sequence each).
+            domain: the process domain (``"painting"``, ``"lego"``...), an explicit argument.
+            frames: number of steps (2..the model's ``max_frames``); laid out by ``GridLayout.for_frames``.
+            frame_size: side of one frame in pixels (default: the model's native size).
+            num_inference_steps, guidance_scale: sampling settings (default: the model's).
+            negative_prompt, true_cfg_scale: true classifier-free guidance when ``true_cfg_scale > 1``.
+            generator: torch generator(s) for the initial noise (deterministic per seed).
+            latents: packed initial noise ``(B, seq, 4C)`` instead of sampling it.
+            max_sequence_length: T5 tokens (default: the model's).
+            captions: per-step captions; default: ``planner(prompt, domain, frames)``.
+            planner: the step planner used when `captions` is None.
+            joint_attention_kwargs: extra inputs for the attention processors.
+            autocast_dtype: run the transformer under ``torch.autocast`` with this dtype (bf16 on CPU).
+
+        Returns:
+            :class:`~procseq.sequence.SequenceOutput` with frames, captions, grid and metadata per prompt.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        d = self.defaults
+        frame_size = frame_size or d.frame_size_for(frames)
+        steps = num_inference_steps or d.num_inference_steps
+        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
+        max_sequence_length = max_sequence_length or d.max_sequence_length
+        self.check_sequence_inputs(prompts, domain, frames, frame_size)
+        if captions is not None and len(captions) != frames:
+            raise ValueError(f"Got {len(captions)} captions for {frames} frames; pass one caption per frame.")
+
+        t0 = time.perf_counter()
+        layout = GridLayout.for_frames(frames)
+        height, width = layout.grid_size(frame_size)
+        device = self._execution_device
+        cond = self.encode_text(prompts, max_sequence_length)
+        negative = None
+        if true_cfg_scale > 1 and negative_prompt is not None:
+            neg = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+            negative = self.encode_text(neg, max_sequence_length)
+
+        num_channels = self.transformer.config.in_channels // 4
+        latents, _ = self.prepare_latents(
+            len(prompts), num_channels, height, width, cond.prompt_embeds.dtype, device, generator, latents
+        )
+        frame_tokens = frame_size // (self.vae_scale_factor * 2)
+        img_ids = grid_position_ids(layout, frame_tokens).to(device=device, dtype=cond.prompt_embeds.dtype)
+        timesteps = flux_timesteps(self.scheduler, steps, latents.shape[1], device)
+        t_encode = time.perf_counter()
+
+        with self.progress_bar(total=len(timesteps)) as bar:
+            latents = denoise(
+                self.transformer, self.scheduler, latents, img_ids, cond, timesteps,
+                guidance_scale=guidance_scale, negative=negative, true_cfg_scale=true_cfg_scale,
+                joint_attention_kwargs=joint_attention_kwargs, callback=lambda _: bar.update(),
+                autocast_dtype=autocast_dtype,
+            )
+        t_denoise = time.perf_counter()
+        grids = self.decode_grid(latents, height, width)
+        self.maybe_free_model_hooks()
+        t_end = time.perf_counter()
+
+        plan = captions or None
+        settings = {
+            "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [layout.rows, layout.cols],
+            "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
+            "timings_s": {"encode": t_encode - t0, "denoise": t_denoise - t_encode, "decode": t_end - t_denoise,
+                          "total": t_end - t0},
+        }
+        return SequenceOutput(
+            frames=[grid_to_frames(g, frames, layout.rows, layout.cols) for g in grids],
+            captions=[list(plan) if plan else planner(p, domain, frames) for p in prompts],
+            grid=grids,
+            metadata=[dict(settings) for _ in prompts],
+        )
+
+    def decode_grid(self, latents: torch.Tensor, height: int, width: int) -> list:
+        """Packed latents ``(B, seq, 4C)`` -> grid images (PIL), as FluxPipeline decodes."""
+        latents = self._unpack_latents(latents, height, width, self.vae_scale_factor)
+        latents = (latents / self.vae.config.scaling_factor) + self.vae.config.shift_factor
+        image = self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
+        return self.image_processor.postprocess(image, output_type="pil")

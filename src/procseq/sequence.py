@@ -1,0 +1,113 @@
+"""The data types every part of procseq passes around: a procedural sequence and a pipeline output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass
+class Sequence:
+    """A procedural sequence: ordered frames of the making of one artifact, one caption per frame.
+
+    Args:
+        frames: `num_frames` RGB images of equal size, first step first.
+        captions: one caption per frame (`len(captions) == len(frames)`).
+        prompt: the text that describes the finished artifact.
+        domain: the domain name (``"lego"``, ``"painting"``...), always explicit.
+        meta: free-form metadata (seed, spec, settings...); must be JSON-serialisable.
+    """
+
+    frames: list[Image.Image]
+    captions: list[str]
+    prompt: str
+    domain: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.frames) != len(self.captions):
+            raise ValueError(
+                f"A sequence needs one caption per frame, got {len(self.frames)} frames and "
+                f"{len(self.captions)} captions."
+            )
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames (steps) in the sequence."""
+        return len(self.frames)
+
+    def save(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``frame_XX.png`` files and ``sequence.json`` into `out_dir` (created if needed)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(self.frames):
+            frame.save(out / f"frame_{i:02d}.png")
+        record = {
+            "prompt": self.prompt,
+            "domain": self.domain,
+            "num_frames": self.num_frames,
+            "captions": self.captions,
+            **self.meta,
+            **(extra or {}),
+        }
+        (out / "sequence.json").write_text(json.dumps(record, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Sequence":
+        """Read a folder written by :meth:`save` (``sequence.json`` + ``frame_XX.png``)."""
+        folder = Path(folder)
+        meta_path = folder / "sequence.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder} has no sequence.json; is it a procseq sequence folder?")
+        record = json.loads(meta_path.read_text())
+        n = int(record.pop("num_frames"))
+        frames = []
+        for i in range(n):
+            path = folder / f"frame_{i:02d}.png"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing (sequence.json says {n} frames).")
+            with Image.open(path) as im:
+                frames.append(im.convert("RGB"))
+        return cls(
+            frames=frames,
+            captions=list(record.pop("captions")),
+            prompt=record.pop("prompt"),
+            domain=record.pop("domain"),
+            meta=record,
+        )
+
+
+@dataclass
+class SequenceOutput:
+    """What the pipelines return, one entry per prompt in the batch.
+
+    Args:
+        frames: per prompt, the list of frames in process order.
+        captions: per prompt, the list of per-step captions.
+        grid: per prompt, the serpentine grid image the frames were cut from.
+        metadata: per prompt, settings and timings (JSON-serialisable).
+    """
+
+    frames: list[list[Image.Image]]
+    captions: list[list[str]]
+    grid: list[Image.Image]
+    metadata: list[dict[str, Any]]
+
+    def sequences(self, prompts: list[str], domain: str) -> list[Sequence]:
+        """View the output as :class:`Sequence` objects (one per prompt)."""
+        return [
+            Sequence(frames=f, captions=c, prompt=p, domain=domain, meta=dict(m))
+            for f, c, p, m in zip(self.frames, self.captions, prompts, self.metadata)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Captions and metadata only (images are not JSON)."""
+        return {"captions": self.captions, "metadata": self.metadata}
+
+
+__all__ = ["Sequence", "SequenceOutput"]

@@ -1,0 +1,125 @@
+"""Typed training configs (dataclasses) with YAML files and a named preset registry."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """What to train. `path`: an existing Flux diffusers folder to fine-tune; None builds procseq-tiny
+    from scratch with the `tiny` overrides of :class:`procseq.models.tiny.TinyConfig`."""
+
+    path: str | None = None
+    tiny: dict[str, Any] = field(default_factory=dict)
+    train_text_encoders: bool = False
+
+
+@dataclass
+class DataConfig:
+    """The corpus folder written by ``procseq data make``, and which part of it to train on."""
+
+    dir: str = "data_cache/corpus"
+    split: str = "train"
+    domains: list[str] | None = None
+    caption_dropout: float = 0.1
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer: ``came`` (CAME, as MakeAnything and ProcessMaker use) or ``adamw``."""
+
+    name: str = "came"
+    lr: float = 2e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """The loop: steps, batch, precision, checkpoints, timestep sampling."""
+
+    output_dir: str = "runs/train"
+    max_steps: int = 1000
+    batch_size: int = 16
+    grad_accum: int = 1
+    mixed_precision: str = "bf16"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    timestep_scheme: str = "logit_normal"
+    timestep_mean: float = 0.0
+    timestep_std: float = 1.0
+    timestep_shift: float = 1.0
+    guidance: float = 1.0
+
+
+@dataclass
+class RunConfig:
+    """A whole training run: ``procseq train CONFIG.yaml`` reads one of these."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (what :meth:`from_dict` and YAML take)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a nested dict; unknown keys raise ``ValueError`` naming the valid ones."""
+        return _build(cls, d or {}, "config")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        """Load a YAML file, or a preset name from :func:`presets`."""
+        p = Path(path)
+        if not p.is_file():
+            preset = PRESET_DIR / f"{path}.yaml"
+            if not preset.is_file():
+                raise FileNotFoundError(f"No config file {path}; presets: {', '.join(presets()) or 'none'}.")
+            p = preset
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"{p} is not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{p} must hold a mapping with model/data/optim/train sections.")
+        return cls.from_dict(data)
+
+    def save_yaml(self, path: str | Path) -> None:
+        """Write the config as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+    valid = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(valid))
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}.")
+    kwargs = {}
+    for name, value in d.items():
+        default = getattr(cls(), name) if name in valid else None
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def presets() -> list[str]:
+    """Names of the YAML presets shipped with procseq."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))

@@ -1,0 +1,75 @@
+"""``procseq train CONFIG``: build or load the model, the corpus dataset and the trainer, then run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from procseq.models.tiny import PROCSEQ_CONFIG, TinyConfig, build_components, procseq_metadata
+from procseq.training.config import RunConfig
+from procseq.training.trainer import Trainer, TrainResult
+
+
+def corpus_texts(per_domain: int = 200, seed: int = 0) -> list[str]:
+    """Prompts and captions of every synthetic domain: the vocabulary the tiny tokenizers are trained on."""
+    from procseq.data.synthetic.base import REGISTRY, generate
+
+    texts: list[str] = []
+    for name in sorted(REGISTRY):
+        for split in ("train", "test-compositional"):
+            for i in range(per_domain // 2):
+                spec, _ = generate(name, seed * 1_000_000 + i, split=split)
+                texts += [spec.prompt, *spec.captions]
+    return texts
+
+
+def _save_pipeline(metadata: dict[str, Any]):
+    def save(pipe: Any, out: Path) -> None:
+        from diffusers import FluxPipeline
+
+        FluxPipeline(
+            scheduler=pipe.scheduler, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+            text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2, transformer=pipe.transformer,
+        ).save_pretrained(out, safe_serialization=True)
+        (Path(out) / PROCSEQ_CONFIG).write_text(json.dumps(metadata, indent=2) + "\n")
+
+    return save
+
+
+def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
+    """The pipeline to train and the ``procseq.json`` metadata its saved folder gets."""
+    from diffusers import FluxPipeline
+
+    if cfg.model.path:
+        path = Path(cfg.model.path)
+        pipe = FluxPipeline.from_pretrained(str(path), torch_dtype=torch.float32)
+        meta_file = path / PROCSEQ_CONFIG
+        metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    else:
+        tiny = TinyConfig(**cfg.model.tiny)
+        pipe = FluxPipeline(**build_components(tiny, corpus_texts(), seed=cfg.train.seed))
+        metadata = procseq_metadata(tiny)
+    if cfg.data.domains:
+        metadata["domains"] = list(cfg.data.domains)
+    return pipe, metadata
+
+
+def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
+    """Train as `cfg` says; resumes from the newest checkpoint in ``cfg.train.output_dir``."""
+    from procseq.data.dataset import GridDataset
+
+    data_dir = Path(cfg.data.dir)
+    if not (data_dir / cfg.data.split).is_dir():
+        raise FileNotFoundError(
+            f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}"
+        )
+    dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
+    if len(dataset) == 0:
+        raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
+    pipe, metadata = build_pipeline(cfg)
+    if not metadata.get("domains"):
+        metadata["domains"] = sorted(set(dataset.domains))
+    return Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)

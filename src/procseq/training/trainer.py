@@ -1,0 +1,250 @@
+"""The accelerate training loop for the Flux transformer on serpentine grids (flow matching).
+
+Exact resume: the data order and every random draw (noise, timesteps, caption dropout) are pure
+functions of ``(seed, step)``, and model + optimizer state is restored with ``Accelerator.load_state``,
+so a run killed and restarted from a checkpoint produces the same loss curve as an uninterrupted
+run. Multi-GPU works unchanged through ``accelerate launch`` (each process takes its own slice of
+every global batch).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from procseq.layout import GridLayout, grid_position_ids, pack_latents
+from procseq.training.config import RunConfig
+from procseq.training.flow_matching import flow_matching_loss, interpolate, sample_timesteps
+
+
+@dataclass
+class TrainResult:
+    """What a finished run returns: final step, last logged loss, where the model and log are."""
+
+    step: int
+    loss: float
+    model_dir: Path
+    log_path: Path
+    seconds: float
+
+
+def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weight_decay: float):
+    """CAME (``came-pytorch``) or AdamW over `params`."""
+    if name == "came":
+        from came_pytorch import CAME
+
+        return CAME(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999, 0.9999), eps=(1e-30, 1e-16))
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {name!r}; use 'came' or 'adamw'.")
+
+
+def bucketed_batches(num_frames: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """One epoch of batches: indices grouped by frame count (grids of one size per batch), shuffled by (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    batches: list[list[int]] = []
+    for n in sorted(set(num_frames)):
+        idx = torch.tensor([i for i, f in enumerate(num_frames) if f == n])
+        idx = idx[torch.randperm(len(idx), generator=g)].tolist()
+        batches += [idx[i : i + batch_size] for i in range(0, len(idx) - batch_size + 1, batch_size)]
+    order = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[i] for i in order]
+
+
+class BatchSchedule:
+    """Global batch for any step, computed directly (no iterator state to save)."""
+
+    def __init__(self, num_frames: list[int], batch_size: int, seed: int):
+        self.num_frames, self.batch_size, self.seed = num_frames, batch_size, seed
+        self.per_epoch = len(bucketed_batches(num_frames, batch_size, seed, 0))
+        if self.per_epoch == 0:
+            raise ValueError(f"The dataset has fewer sequences per frame count than batch_size={batch_size}.")
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def __call__(self, step: int) -> list[int]:
+        epoch, i = divmod(step, self.per_epoch)
+        if self._cache is None or self._cache[0] != epoch:
+            self._cache = (epoch, bucketed_batches(self.num_frames, self.batch_size, self.seed, epoch))
+        return self._cache[1][i]
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("step_*"))
+    return ckpts[-1] if ckpts else None
+
+
+class Trainer:
+    """Flow-matching training of a Flux pipeline's transformer (and optionally its text encoders).
+
+    Args:
+        config: the run config.
+        pipe: a FluxPipeline-compatible object with transformer, vae, text encoders, tokenizers.
+        dataset: items with ``pixel_values`` (grid ``(3, H, W)`` in [-1, 1]), ``prompt`` and ``num_frames``.
+        save_fn: ``save_fn(pipe, dir)`` writes the final model folder.
+    """
+
+    def __init__(self, config: RunConfig, pipe: Any, dataset: Dataset, save_fn: Callable[[Any, Path], None]):
+        self.cfg, self.pipe, self.dataset, self.save_fn = config, pipe, dataset, save_fn
+        t = config.train
+        self.out = Path(t.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accum,
+            cpu=not torch.cuda.is_available(),
+        )
+        frames = getattr(dataset, "num_frames_list", None)
+        self.frames_of = list(frames) if frames is not None else [int(dataset[i]["num_frames"]) for i in range(len(dataset))]
+        world = self.accelerator.num_processes
+        self.schedule = BatchSchedule(self.frames_of, t.batch_size * world, t.seed)
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        """The modules whose parameters are optimised."""
+        mods = [self.pipe.transformer]
+        if self.cfg.model.train_text_encoders:
+            mods += [self.pipe.text_encoder, self.pipe.text_encoder_2]
+        return mods
+
+    def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """T5 tokens, pooled CLIP vector and text ids, through FluxPipeline's encoder code."""
+        ctx = torch.enable_grad() if self.cfg.model.train_text_encoders else torch.no_grad()
+        with ctx:
+            return self.pipe.encode_prompt(
+                prompts, None, device=self.accelerator.device,
+                max_sequence_length=self.pipe.tokenizer_2.model_max_length,
+            )
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Grid pixels ``(B, 3, H, W)`` -> scaled VAE latents ``(B, C, H/s, W/s)`` (distribution mode)."""
+        vae = self.pipe.vae
+        lat = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+        return (lat - vae.config.shift_factor) * vae.config.scaling_factor
+
+    def loss_at(self, step: int, indices: list[int]) -> torch.Tensor:
+        """The flow-matching loss of one (per-process) batch; all randomness drawn from (seed, step)."""
+        t_cfg = self.cfg.train
+        g = torch.Generator().manual_seed(t_cfg.seed * 1_000_003 + step)
+        items = [self.dataset[i] for i in indices]
+        pixels = torch.stack([it["pixel_values"] for it in items])
+        drop = torch.rand(len(items), generator=g) < self.cfg.data.caption_dropout
+        prompts = ["" if d else it["prompt"] for it, d in zip(items, drop.tolist())]
+        n_frames = int(items[0]["num_frames"])
+        x0_lat = self.encode_images(pixels)
+        b, c, h, w = x0_lat.shape
+        x0 = pack_latents(x0_lat)
+        noise = torch.randn(x0.shape, generator=g).to(x0)
+        t = sample_timesteps(b, t_cfg.timestep_scheme, g, t_cfg.timestep_mean, t_cfg.timestep_std,
+                             t_cfg.timestep_shift).to(x0)
+        layout = GridLayout.for_frames(n_frames)
+        img_ids = grid_position_ids(layout, (w // 2) // layout.cols).to(x0)
+        embeds, pooled, txt_ids = self.encode_text(prompts)
+        transformer = self.pipe.transformer
+        guidance = None
+        if self.accelerator.unwrap_model(transformer).config.guidance_embeds:
+            guidance = torch.full((b,), t_cfg.guidance, device=x0.device)
+        with self.accelerator.autocast():
+            pred = transformer(
+                hidden_states=interpolate(x0, noise, t), timestep=t, guidance=guidance,
+                pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
+                return_dict=False,
+            )[0]
+        return flow_matching_loss(pred, x0, noise)
+
+    def train(self, progress: bool = True) -> TrainResult:
+        """Run (or resume) to ``max_steps``; checkpoints every ``checkpoint_every``; returns the result."""
+        cfg, acc = self.cfg, self.accelerator
+        t_cfg = cfg.train
+        set_seed(t_cfg.seed)
+        self.pipe.vae.requires_grad_(False)
+        for m in (self.pipe.text_encoder, self.pipe.text_encoder_2, self.pipe.transformer):
+            m.requires_grad_(False)
+        modules = self.trainable_modules()
+        for m in modules:
+            m.requires_grad_(True)
+            m.train()
+        if t_cfg.gradient_checkpointing:
+            self.pipe.transformer.enable_gradient_checkpointing()
+        params = [p for m in modules for p in m.parameters()]
+        opt = build_optimizer(params, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
+        prepared = acc.prepare(*modules, opt)
+        modules, opt = list(prepared[:-1]), prepared[-1]
+        self.pipe.transformer = modules[0]
+        if cfg.model.train_text_encoders:
+            self.pipe.text_encoder, self.pipe.text_encoder_2 = modules[1], modules[2]
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / "log.jsonl"
+        step = 0
+        ckpt = _latest_checkpoint(self.out)
+        if ckpt is not None:
+            acc.load_state(str(ckpt))
+            step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        if acc.is_main_process:
+            cfg.save_yaml(self.out / "config.yaml")
+            _truncate_log(log_path, step)
+        start, last_loss = time.perf_counter(), float("nan")
+        bar = tqdm(total=t_cfg.max_steps, initial=step, disable=not (progress and acc.is_main_process),
+                   desc="train")
+        while step < t_cfg.max_steps:
+            lr = cfg.optim.lr * min(1.0, (step + 1) / max(1, cfg.optim.warmup_steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = self.schedule(step)
+            mine = batch[acc.process_index :: acc.num_processes]
+            with acc.accumulate(*modules):
+                loss = self.loss_at(step, mine)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.optim.grad_clip:
+                    acc.clip_grad_norm_(params, cfg.optim.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            step += 1
+            last_loss = acc.gather(loss.detach().float().reshape(1)).mean().item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.4f}")
+            if acc.is_main_process and (step % t_cfg.log_every == 0 or step == t_cfg.max_steps):
+                with log_path.open("a") as f:
+                    f.write(json.dumps({"step": step, "loss": last_loss, "lr": lr,
+                                        "elapsed_s": round(time.perf_counter() - start, 3)}) + "\n")
+            if step % t_cfg.checkpoint_every == 0 or step == t_cfg.max_steps:
+                self.checkpoint(step)
+        bar.close()
+        model_dir = self.out / "model"
+        if acc.is_main_process:
+            for m in modules:
+                m.eval()
+            self.pipe.transformer = acc.unwrap_model(modules[0])
+            if cfg.model.train_text_encoders:
+                self.pipe.text_encoder = acc.unwrap_model(modules[1])
+                self.pipe.text_encoder_2 = acc.unwrap_model(modules[2])
+            self.save_fn(self.pipe, model_dir)
+        acc.wait_for_everyone()
+        return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
+
+    def checkpoint(self, step: int) -> Path:
+        """Save model + optimizer state at `step`; keep the newest ``keep_checkpoints``."""
+        acc = self.accelerator
+        path = self.out / "checkpoints" / f"step_{step:08d}"
+        acc.save_state(str(path))
+        if acc.is_main_process:
+            (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+            for old in sorted((self.out / "checkpoints").glob("step_*"))[: -self.cfg.train.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines past `step` (written by a run that died after its last checkpoint)."""
+    if not log_path.is_file():
+        return
+    lines = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    log_path.write_text("".join(ln + "\n" for ln in lines))
