@@ -103,7 +103,7 @@ def load_pipeline(
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(DTYPES)}.")
     try:
-        pipe = ProcessPipeline.from_pretrained(location, torch_dtype=torch_dtype)
+        pipe = ProcessPipeline.from_pretrained(location, dtype=torch_dtype)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
     if cpu_offload:

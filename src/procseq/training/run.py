@@ -45,7 +45,7 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
 
     if cfg.model.path:
         path = Path(cfg.model.path)
-        pipe = FluxPipeline.from_pretrained(str(path), torch_dtype=torch.float32)
+        pipe = FluxPipeline.from_pretrained(str(path), dtype=torch.float32)
         meta_file = path / PROCSEQ_CONFIG
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     else:
