@@ -22,7 +22,7 @@ class RandomGrids(Dataset):
         for i in range(n):
             frames = 4 if i % 2 else 9
             side = 32 if frames == 4 else 48
-            self.items.append({"pixel_values": torch.rand(3, side, side, generator=g) * 2 - 1,
+            self.items.append({"grid": torch.rand(3, side, side, generator=g) * 2 - 1,
                                "prompt": f"a red circle {i}", "num_frames": frames})
         self.num_frames_list = [it["num_frames"] for it in self.items]
 

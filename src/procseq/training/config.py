@@ -30,6 +30,7 @@ class DataConfig:
     split: str = "train"
     domains: list[str] | None = None
     caption_dropout: float = 0.1
+    cache_latents: bool = False
     num_workers: int = 0
 
 
@@ -52,7 +53,7 @@ class TrainConfig:
     max_steps: int = 1000
     batch_size: int = 16
     grad_accum: int = 1
-    mixed_precision: str = "bf16"
+    mixed_precision: str = "no"  # "bf16" only pays off on CPUs with AMX/avx512_bf16, or GPUs
     gradient_checkpointing: bool = False
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -66,6 +67,22 @@ class TrainConfig:
 
 
 @dataclass
+class AutoencoderConfig:
+    """Stage 1 (procseq-tiny from scratch): autoencoder training on corpus frames; ``steps: 0`` skips it."""
+
+    steps: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    kl_weight: float = 1e-6
+    checkpoint_every: int = 500
+    log_every: int = 50
+    max_frames: int = 20000
+    seed: int = 0
+    crop: int = 16
+    bf16: bool = False  # bf16 is emulated (~100x slower) on CPUs without AMX/avx512_bf16
+
+
+@dataclass
 class RunConfig:
     """A whole training run: ``procseq train CONFIG.yaml`` reads one of these."""
 
@@ -73,6 +90,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (what :meth:`from_dict` and YAML take)."""

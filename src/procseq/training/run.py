@@ -57,19 +57,47 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
     return pipe, metadata
 
 
+def corpus_frames(dataset: Any, max_frames: int, seed: int) -> torch.Tensor:
+    """Up to `max_frames` individual frames ``(N, 3, S, S)`` cut from random grids of `dataset`."""
+    from procseq.layout import GridLayout, grid_tensor_to_frames
+
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    frames: list[torch.Tensor] = []
+    for i in order:
+        item = dataset[i]
+        frames.extend(grid_tensor_to_frames(item["grid"], GridLayout.for_frames(item["num_frames"])))
+        if len(frames) >= max_frames:
+            break
+    return torch.stack(frames[:max_frames])
+
+
 def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
-    """Train as `cfg` says; resumes from the newest checkpoint in ``cfg.train.output_dir``."""
+    """Train as `cfg` says, each stage resumable from ``cfg.train.output_dir``:
+
+    1. the autoencoder on corpus frames (when ``autoencoder.steps > 0``),
+    2. the latent cache of every training grid (when ``data.cache_latents``),
+    3. the transformer (and text encoders when ``model.train_text_encoders``) with flow matching.
+    """
     from procseq.data.dataset import GridDataset
+    from procseq.training.autoencoder import train_autoencoder
+    from procseq.training.latents import cache_latents
 
     data_dir = Path(cfg.data.dir)
     if not (data_dir / cfg.data.split).is_dir():
         raise FileNotFoundError(
             f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}"
         )
-    dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
+    dataset: Any = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
     if len(dataset) == 0:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
     pipe, metadata = build_pipeline(cfg)
     if not metadata.get("domains"):
         metadata["domains"] = sorted(set(dataset.domains))
+    out = Path(cfg.train.output_dir)
+    if cfg.autoencoder.steps > 0:
+        frames = corpus_frames(dataset, cfg.autoencoder.max_frames, cfg.autoencoder.seed)
+        pipe.vae = train_autoencoder(pipe.vae, frames, cfg.autoencoder, out / "autoencoder", progress)
+        del frames
+    if cfg.data.cache_latents:
+        dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
     return Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)

@@ -89,7 +89,8 @@ class Trainer:
     Args:
         config: the run config.
         pipe: a FluxPipeline-compatible object with transformer, vae, text encoders, tokenizers.
-        dataset: items with ``pixel_values`` (grid ``(3, H, W)`` in [-1, 1]), ``prompt`` and ``num_frames``.
+        dataset: items with ``grid`` ``(3, H, W)`` in [-1, 1]) or cached ``latents``
+            (:class:`procseq.training.latents.LatentDataset`), ``prompt`` and ``num_frames``.
         save_fn: ``save_fn(pipe, dir)`` writes the final model folder.
     """
 
@@ -134,11 +135,13 @@ class Trainer:
         t_cfg = self.cfg.train
         g = torch.Generator().manual_seed(t_cfg.seed * 1_000_003 + step)
         items = [self.dataset[i] for i in indices]
-        pixels = torch.stack([it["pixel_values"] for it in items])
         drop = torch.rand(len(items), generator=g) < self.cfg.data.caption_dropout
         prompts = ["" if d else it["prompt"] for it, d in zip(items, drop.tolist())]
         n_frames = int(items[0]["num_frames"])
-        x0_lat = self.encode_images(pixels)
+        if "latents" in items[0]:  # cached (procseq.training.latents)
+            x0_lat = torch.stack([it["latents"] for it in items]).to(self.accelerator.device)
+        else:
+            x0_lat = self.encode_images(torch.stack([it["grid"] for it in items]))
         b, c, h, w = x0_lat.shape
         x0 = pack_latents(x0_lat)
         noise = torch.randn(x0.shape, generator=g).to(x0)
@@ -190,7 +193,7 @@ class Trainer:
             step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
         if acc.is_main_process:
             cfg.save_yaml(self.out / "config.yaml")
-            _truncate_log(log_path, step)
+            truncate_log(log_path, step)
         start, last_loss = time.perf_counter(), float("nan")
         bar = tqdm(total=t_cfg.max_steps, initial=step, disable=not (progress and acc.is_main_process),
                    desc="train")
@@ -242,7 +245,7 @@ class Trainer:
         return path
 
 
-def _truncate_log(log_path: Path, step: int) -> None:
+def truncate_log(log_path: Path, step: int) -> None:
     """Drop log lines past `step` (written by a run that died after its last checkpoint)."""
     if not log_path.is_file():
         return

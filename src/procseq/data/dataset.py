@@ -1,0 +1,207 @@
+"""On-disk synthetic corpus, torch Dataset, collate, montage.
+
+Layout written by :func:`make_corpus` (every split folder is a valid Hugging Face ``imagefolder``)::
+
+    DIR/manifest.json                         settings, plan and counts
+    DIR/<split>/metadata.jsonl                one row per sequence: file_name, prompt, domain,
+                                              captions, num_frames, frames, spec (Spec.to_dict())
+    DIR/<split>/<id>.png                      the serpentine grid (procseq.layout.frames_to_grid)
+    DIR/frames/<split>/<id>_XX.png            the individual frames (outside the split folders, so
+                                              imagefolder sees exactly one image per row)
+
+Load one split with ``datasets.load_dataset("imagefolder", data_dir=f"{DIR}/{split}", split="train")``
+(the split folder is passed as ``data_dir``; pointing ``data_dir`` at ``DIR`` itself would merge
+``test-seen`` and ``test-compositional`` into one ``test`` split, by imagefolder's name rules).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
+
+from procseq.data.synthetic import DOMAIN_PLAN, REGISTRY, SPLITS, generate, get_domain
+from procseq.data.synthetic.base import check_frame_size, check_split, stable_hash
+from procseq.layout import frames_to_grid, grid_shape
+
+
+def sequence_seed(seed: int, domain: str, split: str, index: int) -> int:
+    """The generation seed of sequence `index` of `domain` in `split` (stable across processes)."""
+    return stable_hash(seed, domain, split, index)
+
+
+def corpus_counts(per_domain: int, test_per_domain: int, adapter_sizes: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+    """Sequences per split and domain under DOMAIN_PLAN (base: `per_domain` train; adapter: its own
+    size; unseen: none in train; every domain `test_per_domain` in each test split)."""
+    sizes = {n: r.train_size for n, r in DOMAIN_PLAN.items() if r.role == "adapter"}
+    sizes.update(adapter_sizes or {})
+    out: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    for name, role in DOMAIN_PLAN.items():
+        out["train"][name] = {"base": per_domain, "adapter": sizes.get(name, 0), "unseen": 0}[role.role]
+        out["test-seen"][name] = out["test-compositional"][name] = test_per_domain
+    return out
+
+
+def make_corpus(
+    out_dir: str | Path,
+    per_domain: int = 1000,
+    frame_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+    test_per_domain: int | None = None,
+    adapter_sizes: dict[str, int] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write train / test-seen / test-compositional for DOMAIN_PLAN into `out_dir`, atomically.
+
+    Everything is written to a temporary sibling folder that is renamed into place at the end, so
+    an error leaves nothing half-written. Returns the manifest (settings and counts).
+    """
+    check_frame_size(frame_size)
+    if per_domain < 1:
+        raise ValueError(f"per_domain={per_domain} must be >= 1.")
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} already exists; pass overwrite=True or choose another out_dir.")
+    test_n = max(1, per_domain // 10) if test_per_domain is None else test_per_domain
+    counts = corpus_counts(per_domain, test_n, adapter_sizes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        bar = tqdm(total=sum(sum(c.values()) for c in counts.values()), disable=not progress, desc="corpus")
+        for split, per in counts.items():
+            (tmp / split).mkdir()
+            (tmp / "frames" / split).mkdir(parents=True)
+            with open(tmp / split / "metadata.jsonl", "w") as meta:
+                for domain, n in per.items():
+                    for i in range(n):
+                        meta.write(json.dumps(_write_sequence(tmp, split, domain, i, seed, frame_size)) + "\n")
+                        bar.update()
+        bar.close()
+        manifest = {"frame_size": frame_size, "seed": seed, "per_domain": per_domain, "test_per_domain": test_n,
+                    "plan": {n: {"role": r.role, "train_size": r.train_size} for n, r in DOMAIN_PLAN.items()},
+                    "held_out": {n: sorted(get_domain(n).held_out()) for n in DOMAIN_PLAN}, "counts": counts}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(trash)
+            tmp.rename(out)
+            shutil.rmtree(trash)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_sequence(root: Path, split: str, domain: str, index: int, seed: int, frame_size: int) -> dict[str, Any]:
+    spec, frames = generate(domain, sequence_seed(seed, domain, split, index), frame_size, split)
+    sid = f"{domain}-{index:05d}"
+    images = [Image.fromarray(f) for f in frames]
+    frame_names = []
+    for k, im in enumerate(images):
+        rel = f"frames/{split}/{sid}_{k:02d}.png"
+        im.save(root / rel, compress_level=1)
+        frame_names.append(rel)
+    frames_to_grid(images, *grid_shape(len(images))).save(root / split / f"{sid}.png", compress_level=1)
+    return {"file_name": f"{sid}.png", "id": sid, "prompt": spec.prompt, "domain": domain,
+            "captions": spec.captions, "num_frames": spec.num_frames, "frames": frame_names,
+            "spec": spec.to_dict()}
+
+
+def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
+    """The metadata rows of `split`, with absolute ``grid_path`` and ``frame_paths`` added."""
+    check_split(split)
+    root = Path(root)
+    path = root / split / "metadata.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; write the corpus first with procseq.data.dataset.make_corpus.")
+    rows = []
+    with open(path) as f:
+        for line in f:
+            row = json.loads(line)
+            row["grid_path"] = str(root / split / row["file_name"])
+            row["frame_paths"] = [str(root / p) for p in row["frames"]]
+            rows.append(row)
+    return rows
+
+
+class GridDataset(torch.utils.data.Dataset):
+    """Grid images of one split as tensors in [-1, 1] with their text.
+
+    Each item: ``grid`` (`torch.Tensor` of shape `(3, rows * S, cols * S)`), ``prompt``,
+    ``captions`` (list of str), ``domain``, ``num_frames``.
+    """
+
+    def __init__(self, root: str | Path, split: str, domains: list[str] | None = None) -> None:
+        rows = load_split(root, split)
+        if domains is not None:
+            unknown = set(domains) - set(REGISTRY)
+            if unknown:
+                raise ValueError(f"Unknown domains {sorted(unknown)}; known domains: {', '.join(sorted(REGISTRY))}.")
+            rows = [r for r in rows if r["domain"] in domains]
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def num_frames_list(self) -> list[int]:
+        """Frame count of every item, without loading images (for bucketing batches)."""
+        return [int(r["num_frames"]) for r in self.rows]
+
+    @property
+    def domains(self) -> list[str]:
+        """Domain of every item."""
+        return [r["domain"] for r in self.rows]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.rows[i]
+        with Image.open(row["grid_path"]) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+        grid = torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
+        return {"grid": grid, "prompt": row["prompt"], "captions": list(row["captions"]),
+                "domain": row["domain"], "num_frames": int(row["num_frames"])}
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack grids (all items must share a grid size: filter by domain or bucket by num_frames)."""
+    shapes = {tuple(b["grid"].shape) for b in batch}
+    if len(shapes) > 1:
+        raise ValueError(f"Cannot batch grids of different sizes {sorted(shapes)}; bucket the batch by num_frames "
+                         "or build GridDataset with domains of one frame count.")
+    return {"grid": torch.stack([b["grid"] for b in batch]), "prompt": [b["prompt"] for b in batch],
+            "captions": [b["captions"] for b in batch], "domain": [b["domain"] for b in batch],
+            "num_frames": torch.tensor([b["num_frames"] for b in batch])}
+
+
+def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: int = 2) -> Path:
+    """One PNG with one ground-truth sequence per domain, each row labelled with the domain name."""
+    check_frame_size(frame_size)
+    names = list(DOMAIN_PLAN)
+    cell, label_w, gap = frame_size * scale, 110, 4
+    width = label_w + 9 * (cell + gap)
+    img = Image.new("RGB", (width, len(names) * (cell + gap) + gap), (255, 255, 255))
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    for r, name in enumerate(names):
+        _, frames = generate(name, seed, frame_size, "train")
+        y = gap + r * (cell + gap)
+        draw.text((6, y + cell // 2 - 6), name, fill=(0, 0, 0), font=font)
+        for k, f in enumerate(frames):
+            img.paste(Image.fromarray(f).resize((cell, cell), Image.NEAREST), (label_w + k * (cell + gap), y))
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return out
+
+
+__all__ = ["GridDataset", "collate", "corpus_counts", "load_split", "make_corpus", "montage", "sequence_seed"]

@@ -1,0 +1,97 @@
+"""Sand art: coloured sand poured into a glass jar, one layer per frame (4 frames)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from procseq.data.synthetic import draw as D
+from procseq.data.synthetic.base import Domain, Spec, register
+
+BG: D.RGB = (240, 240, 245)
+GLASS: D.RGB = (205, 225, 235)
+RIM: D.RGB = (120, 140, 150)
+LAYERS = 4
+X0, X1, Y0, Y1 = 0.2, 0.8, 0.1, 0.92
+LAYER_H = (Y1 - Y0) / LAYERS
+ORDINAL = ["first", "second", "third", "fourth"]
+
+
+@register
+class SandArt(Domain):
+    """Layered sand in a jar, poured bottom to top."""
+
+    name = "sand_art"
+    num_frames = 4
+    composition_axes = (D.COLORS, D.COLORS)
+
+    def compositions(self) -> list[str]:
+        return [k for k in super().compositions() if len(set(k.split("+"))) == 2]
+
+    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+        bottom, top = composition
+        middle = []
+        prev = bottom
+        for k in range(2):
+            options = [c for c in D.COLORS if c != prev and (k == 0 or c != top)]
+            prev = options[int(rng.integers(len(options)))]
+            middle.append(prev)
+        return {"layers": [bottom, *middle, top], "phase": float(rng.integers(0, 8)) * 0.785,
+                "grain": int(rng.integers(0, 2**31 - 1))}
+
+    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+        c = a["layers"]
+        prompt = f"sand art in a glass jar with {c[0]}, {c[1]}, {c[2]} and {c[3]} layers from the bottom up"
+        return prompt, [f"pour the {ORDINAL[k]} layer of {c[k]} sand" for k in range(LAYERS)]
+
+    def _bands(self, spec: Spec) -> list[np.ndarray]:
+        s = spec.frame_size
+        ys, xs = D.pixel_grid(s)
+        inside = (xs > X0 * s) & (xs < X1 * s) & (ys < Y1 * s)
+        amp = 0.025 * s
+        bands = []
+        for k in range(LAYERS):
+            top = (Y1 - (k + 1) * LAYER_H) * s + amp * np.sin(2 * np.pi * xs / (0.3 * s) + spec.attributes["phase"] + k)
+            if k == LAYERS - 1:
+                top = np.full_like(xs, Y0 * s + 1)
+            bands.append(inside & (ys >= top))
+        return bands
+
+    def render(self, spec: Spec) -> list[np.ndarray]:
+        a, s = spec.attributes, spec.frame_size
+        img = D.canvas(s, BG)
+        w = max(1, s // 32)
+        x0, x1, y0, y1 = int(X0 * s), int(np.ceil(X1 * s)), int(Y0 * s), int(np.ceil(Y1 * s))
+        img[y0:y1 + w, x0 - w:x1 + w] = RIM
+        img[y0:y1, x0:x1] = GLASS
+        grain = D.speckle(s, a["grain"], 14)
+        frames = []
+        filled = np.zeros((s, s), bool)
+        for k, band in enumerate(self._bands(spec)):
+            new = band & ~filled
+            sand = np.clip(np.asarray(D.PALETTE[a["layers"][k]], np.int16) + grain, 0, 255).astype(np.uint8)
+            img[new] = sand[new]
+            filled |= new
+            frames.append(img.copy())
+        return frames
+
+    def read(self, frame: np.ndarray, spec: Spec) -> dict[str, Any]:
+        s = spec.frame_size
+        out: dict[str, Any] = {}
+        ys, xs = D.pixel_grid(s)
+        for k in range(LAYERS):
+            mid = (Y1 - (k + 0.5) * LAYER_H) * s
+            probe = (np.abs(ys - mid) < 0.06 * s) & (xs > (X0 + 0.05) * s) & (xs < (X1 - 0.05) * s)
+            out[f"layer{k}.color"] = D.region_color(frame, probe, {"_glass": GLASS, **D.PALETTE})
+        out["layers"] = sum(v is not None for v in out.values())
+        return out
+
+    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+        c = spec.attributes["layers"]
+        out: dict[str, Any] = {f"layer{k}.color": c[k] if k <= step else None for k in range(LAYERS)}
+        out["layers"] = step + 1
+        return out
+
+    def invariant_keys(self, spec: Spec) -> list[str]:
+        return [f"layer{k}.color" for k in range(LAYERS)]

@@ -1,0 +1,106 @@
+"""The on-disk corpus (imagefolder layout), the torch Dataset, collate and the montage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from procseq.data import dataset as ds
+from procseq.data.synthetic import DOMAIN_PLAN, get_domain
+
+TINY = dict(per_domain=2, test_per_domain=1, adapter_sizes={"clay": 3, "sand_art": 1}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("c") / "corpus"
+    ds.make_corpus(out, **TINY)
+    return out
+
+
+def test_layout_and_metadata(corpus: Path) -> None:
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert manifest["counts"]["train"]["clay"] == 3 and manifest["counts"]["train"]["sand_art"] == 1
+    for split in ("train", "test-seen", "test-compositional"):
+        rows = [json.loads(line) for line in (corpus / split / "metadata.jsonl").read_text().splitlines()]
+        assert len(rows) == sum(manifest["counts"][split].values())
+        # imagefolder sees exactly the grids listed in metadata.jsonl
+        assert sorted(p.name for p in (corpus / split).rglob("*.png")) == sorted(r["file_name"] for r in rows)
+        for r in rows:
+            assert {"file_name", "prompt", "domain", "captions", "num_frames", "spec"} <= set(r)
+            assert len(r["captions"]) == r["num_frames"] == len(r["frames"])
+            with Image.open(corpus / split / r["file_name"]) as im:
+                side = 3 if r["num_frames"] == 9 else 2
+                assert im.size == (32 * side, 32 * side)
+            with Image.open(corpus / r["frames"][-1]) as im:
+                assert im.size == (32, 32)
+            held = get_domain(r["domain"]).held_out()
+            assert (r["spec"]["composition"] in held) == (split == "test-compositional")
+        domains = {r["domain"] for r in rows}
+        unseen = {n for n, role in DOMAIN_PLAN.items() if role.role == "unseen"}
+        assert (domains & unseen) == (set() if split == "train" else unseen)
+
+
+def test_frames_on_disk_are_checkable(corpus: Path) -> None:
+    import numpy as np
+
+    from procseq.data.synthetic import Spec
+
+    row = ds.load_split(corpus, "test-seen")[0]
+    spec = Spec.from_dict(row["spec"])
+    frame = np.asarray(Image.open(row["frame_paths"][-1]).convert("RGB"))
+    assert get_domain(spec.domain).accuracy(frame, spec, spec.num_frames - 1) == 1.0
+
+
+def test_grid_dataset_and_collate(corpus: Path) -> None:
+    data = ds.GridDataset(corpus, "train", domains=["lego", "painting"])
+    item = data[0]
+    assert item["grid"].shape == (3, 96, 96) and -1.0 <= item["grid"].min() and item["grid"].max() <= 1.0
+    batch = ds.collate([data[0], data[1]])
+    assert batch["grid"].shape == (2, 3, 96, 96) and batch["num_frames"].tolist() == [9, 9]
+    mixed = ds.GridDataset(corpus, "train", domains=["lego", "cooking"])
+    four = next(i for i in range(len(mixed)) if mixed[i]["num_frames"] == 4)
+    with pytest.raises(ValueError, match="bucket"):
+        ds.collate([mixed[0], mixed[four]])
+    loader = torch.utils.data.DataLoader(data, batch_size=2, collate_fn=ds.collate)
+    assert next(iter(loader))["grid"].shape[0] == 2
+    with pytest.raises(ValueError, match="known domains"):
+        ds.GridDataset(corpus, "train", domains=["woodwork"])
+
+
+def test_make_corpus_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real = ds.generate
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ds, "generate", flaky)
+    with pytest.raises(RuntimeError):
+        ds.make_corpus(tmp_path / "c", **TINY)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_corpus_refuses_to_clobber_and_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ValueError, match="overwrite=True"):
+        ds.make_corpus(tmp_path / "c", **TINY)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ds.make_corpus(tmp_path / "d", frame_size=20, **TINY)
+    with pytest.raises(FileNotFoundError, match="make_corpus"):
+        ds.load_split(tmp_path, "train")
+    with pytest.raises(ValueError, match="test-seen"):
+        ds.load_split(tmp_path, "val")
+
+
+def test_montage(tmp_path: Path) -> None:
+    path = ds.montage(tmp_path / "m.png")
+    with Image.open(path) as im:
+        assert im.width > 9 * 64 and im.height >= len(DOMAIN_PLAN) * 64
