@@ -167,6 +167,105 @@ def data_montage(out: Path, frame_size: int, seed: int) -> None:
     click.echo(f"wrote {montage(out, frame_size=frame_size, seed=seed)}")
 
 
+def per_domain(records: list[dict], n: int | None, domains: list[str] | None) -> list[dict]:
+    """The first `n` records of each domain (all with n=None), optionally only `domains`."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        if domains and r["domain"] not in domains:
+            continue
+        if n is None or seen.get(r["domain"], 0) < n:
+            seen[r["domain"]] = seen.get(r["domain"], 0) + 1
+            out.append(r)
+    return out
+
+
+@main.command("eval")
+@click.option("--model", "-m", default=None, help=MODEL_HELP + " Mutually exclusive with --baseline/--score.")
+@click.option("--baseline", type=click.Choice(["retrieval", "ground-truth"]), default=None,
+              help="Score a baseline instead of a model: nearest training sequence by prompt, or the truth itself.")
+@click.option("--score", "score_dir", default=None, type=click.Path(path_type=Path),
+              help="Only score existing sequence folders (sequence.json with spec) under this folder.")
+@click.option("--data", default="data_cache/corpus", show_default=True, type=click.Path(path_type=Path),
+              help="Corpus folder (procseq data make).")
+@click.option("--split", default="test-compositional", show_default=True,
+              type=click.Choice(["train", "test-seen", "test-compositional"]), help="Which split to evaluate on.")
+@click.option("--domains", default=None,
+              help="Comma-separated domains (default: the model's domains, or every domain for baselines).")
+@click.option("--n", default=None, type=int, help="Sequences per domain (default: all).")
+@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Base seed added to each record's seed.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Output folder: sequences/, report.md, report.json.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None, data: Path, split: str,
+                 domains: str | None, n: int | None, steps: int | None, seed: int, out: Path, overwrite: bool) -> None:
+    """Score a model, a baseline, or existing sequence folders against the corpus ground truth."""
+    from procseq.data.dataset import load_split
+    from procseq.eval import evaluate, run_ground_truth, run_retrieval, score_folders
+
+    if sum(x is not None for x in (model, baseline, score_dir)) != 1:
+        raise ValueError("Pass exactly one of --model, --baseline or --score.")
+    wanted = domains.split(",") if domains else None
+    with atomic_output_dir(out, overwrite) as tmp:
+        if score_dir is not None:
+            report = score_folders(score_dir, name=score_dir.name, domains=wanted)
+            report.save(tmp)
+        else:
+            records_all = load_split(data, split)
+            if model is not None:
+                import torch
+
+                from procseq.models.loading import load_pipeline
+
+                pipe = load_pipeline(model)
+                pipe.set_progress_bar_config(disable=True)
+                wanted = wanted or list(pipe.defaults.domains) or None
+                records = per_domain(records_all, n, wanted)
+
+                def generate_fn(prompt: str, domain: str, num_frames: int, s: int):
+                    g = torch.Generator("cpu").manual_seed(s)
+                    return pipe(prompt, domain=domain, frames=num_frames, num_inference_steps=steps, generator=g).frames[0]
+
+                report = evaluate(generate_fn, records, tmp, name=str(model), base_seed=seed,
+                                  meta={"model": str(model), "split": split, "steps": steps})
+            elif baseline == "retrieval":
+                records = per_domain(records_all, n, wanted)
+                report = run_retrieval(load_split(data, "train"), records, tmp, cross_domain_fallback=True)
+            else:
+                report = run_ground_truth(per_domain(records_all, n, wanted), tmp)
+    click.echo(report.to_markdown())
+    click.echo(f"wrote {out}/report.md and report.json")
+
+
+@main.command("bench")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--prompt", default="a red house with a yellow sun", show_default=True, help="Prompt to time.")
+@click.option("--domain", default="painting", show_default=True, help="Domain to time.")
+@click.option("--frames", default=9, show_default=True, type=int, help="Frames per sequence.")
+@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--runs", default=5, show_default=True, type=int, help="Timed generations after one warm-up.")
+@click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
+              help="Time the transformer under bf16 autocast.")
+@click.option("--json-out", default=None, type=click.Path(path_type=Path), help="Also write the result as JSON.")
+def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | None, runs: int,
+              bf16_autocast: bool, json_out: Path | None) -> None:
+    """Latency (median/min/max), peak RSS and achieved TFLOP/s of one sequence generation."""
+    import torch
+
+    from procseq.eval.bench import bench
+    from procseq.models.loading import load_pipeline
+
+    if runs < 1:
+        raise ValueError(f"--runs must be >= 1, got {runs}.")
+    pipe = load_pipeline(model, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    result = bench(pipe, prompt, domain, frames, steps, runs, torch.bfloat16 if bf16_autocast else None)
+    click.echo(result.to_markdown())
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
 @main.command("init-tiny")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, type=int, help="Initialisation seed.")

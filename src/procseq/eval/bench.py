@@ -1,0 +1,102 @@
+"""``procseq bench``: latency, peak memory and achieved TFLOP/s of a pipeline against the machine's peak."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class BenchResult:
+    """Timings of `runs` generations of one sequence (seconds), peak RSS, transformer FLOP rate."""
+
+    frames: int
+    steps: int
+    runs: int
+    median_s: float
+    min_s: float
+    max_s: float
+    peak_rss_mb: float
+    transformer_tflop_per_generation: float
+    transformer_s_per_generation: float
+    achieved_tflops: float
+    peak_tflops: float
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        """A one-row Markdown table."""
+        d = self.to_dict()
+        head = "| " + " | ".join(d) + " |"
+        return "\n".join([head, "|" + "---|" * len(d), "| " + " | ".join(
+            f"{v:.4g}" if isinstance(v, float) else str(v) for v in d.values()) + " |"])
+
+
+def matmul_peak_tflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 10) -> float:
+    """Measured dense matmul rate of this machine in TFLOP/s (``(4n x n) @ (n x n)``, best of `repeats`)."""
+    a, b = torch.randn(4 * n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 4 * n * n * n / best / 1e12
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 / 1024 if sys.platform == "darwin" else rss / 1024
+
+
+def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | None = None, runs: int = 5,
+          autocast_dtype: torch.dtype | None = None) -> BenchResult:
+    """Time `runs` generations (after one warm-up), count transformer FLOPs, compare with the matmul peak."""
+    steps = steps or pipe.defaults.num_inference_steps
+
+    def once(seed: int) -> dict[str, Any]:
+        g = torch.Generator("cpu").manual_seed(seed)
+        return pipe(prompt, domain=domain, frames=frames, num_inference_steps=steps, generator=g,
+                    autocast_dtype=autocast_dtype).metadata[0]
+
+    once(0)
+    times, denoise = [], []
+    for i in range(runs):
+        t = time.perf_counter()
+        meta = once(i + 1)
+        times.append(time.perf_counter() - t)
+        denoise.append(meta["timings_s"]["denoise"])
+    with FlopCounterMode(display=False) as counter:
+        once(0)
+    flops = counter.get_total_flops()
+    # count only the transformer: the denoise loop dominates; text encoders and the VAE run once
+    per_step = flops_of_transformer(counter, pipe)
+    transformer_flops = per_step if per_step else flops
+    dtype = autocast_dtype or pipe.transformer.dtype
+    t_den = statistics.median(denoise)
+    return BenchResult(
+        frames=frames, steps=steps, runs=runs, median_s=statistics.median(times), min_s=min(times),
+        max_s=max(times), peak_rss_mb=peak_rss_mb(), transformer_tflop_per_generation=transformer_flops / 1e12,
+        transformer_s_per_generation=t_den, achieved_tflops=transformer_flops / t_den / 1e12,
+        peak_tflops=matmul_peak_tflops(dtype), dtype=str(dtype).replace("torch.", ""),
+    )
+
+
+def flops_of_transformer(counter: FlopCounterMode, pipe: Any) -> int:
+    """FLOPs the counter attributed to the transformer module (0 if the counter kept no module tree)."""
+    name = type(pipe.transformer).__name__
+    for key, table in counter.get_flop_counts().items():
+        if key.endswith(name) or key == name:
+            return int(sum(table.values()))
+    return 0
