@@ -4,19 +4,16 @@
 
 Step i of 4 fills the bottom (i + 1) quarters of the frame with the spec's colour; from step 2 a
 marker square sits in the top-right corner. The checker reads colour, fill level and marker back.
-If ``procseq.data.synthetic`` is not importable, a stand-in module with the same contract is used.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pytest
+
+from procseq.data import synthetic
 
 PALETTE = {
     "white": (255, 255, 255), "red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220),
@@ -24,28 +21,6 @@ PALETTE = {
 }
 FILL_COLORS = ["red", "green", "blue", "yellow"]
 MARKERS = ["black", "magenta"]
-
-
-@dataclass
-class StandInSpec:
-    """Mirror of the synthetic Spec contract, used only while the real package is missing."""
-
-    domain: str
-    seed: int
-    split: str
-    frame_size: int
-    num_frames: int
-    prompt: str
-    captions: list[str]
-    attributes: dict[str, Any] = field(default_factory=dict)
-    composition: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StandInSpec":
-        return cls(**d)
 
 
 def _nearest(rgb: np.ndarray) -> str:
@@ -105,21 +80,7 @@ class FillDomain:
 
 
 def register_fill(monkeypatch: pytest.MonkeyPatch) -> FillDomain:
-    """Register the fake domain in the synthetic registry (or a stand-in registry) until the test ends."""
-    try:
-        synthetic = importlib.import_module("procseq.data.synthetic")
-    except ImportError:
-        synthetic = None
-    if synthetic is None or not hasattr(synthetic, "REGISTRY"):  # an empty folder imports as a namespace
-        synthetic = types.ModuleType("procseq.data.synthetic")
-        synthetic.Spec = StandInSpec
-        synthetic.REGISTRY = {}
-
-        def get_domain(name: str) -> Any:
-            return synthetic.REGISTRY[name]
-
-        synthetic.get_domain = get_domain
-        monkeypatch.setitem(sys.modules, "procseq.data.synthetic", synthetic)
+    """Register the fake domain in the synthetic registry until the test ends."""
     domain = FillDomain(synthetic.Spec)
     monkeypatch.setitem(synthetic.REGISTRY, "fill", domain)
     return domain

@@ -100,4 +100,28 @@ def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
         del frames
     if cfg.data.cache_latents:
         dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
-    return Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)
+    result = Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)
+    write_training_record(out, result.model_dir)
+    return result
+
+
+def write_training_record(run_dir: Path, model_dir: Path) -> Path:
+    """Copy the config and logs of a run into ``model_dir/training/`` and draw ``loss.png`` there."""
+    import shutil
+
+    from procseq.training.curves import plot_curves, read_log
+
+    record = Path(model_dir) / "training"
+    record.mkdir(parents=True, exist_ok=True)
+    curves = {}
+    for name, src in (("config.yaml", run_dir / "config.yaml"), ("log.jsonl", run_dir / "log.jsonl"),
+                      ("autoencoder_log.jsonl", run_dir / "autoencoder" / "log.jsonl")):
+        if src.is_file():
+            shutil.copyfile(src, record / name)
+    if (record / "log.jsonl").is_file():
+        curves["transformer + text encoders: flow-matching loss"] = read_log(record / "log.jsonl")
+    if (record / "autoencoder_log.jsonl").is_file():
+        curves["autoencoder: L1 + MSE (+KL) loss"] = read_log(record / "autoencoder_log.jsonl")
+    if curves:
+        plot_curves(curves, record / "loss.png")
+    return record
