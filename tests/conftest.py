@@ -22,7 +22,7 @@ TEST_DOMAINS = ["painting", "lego"]
 def micro_config() -> TinyConfig:
     """The smallest sensible procseq-tiny: 1+1 transformer blocks, 16 px frames, 9 frames max."""
     return TinyConfig(
-        frame_size=16, max_frames=9, clip_max_length=16, t5_max_length=16, clip_vocab_size=300, t5_vocab_size=200,
+        frame_size=16, max_frames=9, num_inference_steps=3, clip_max_length=16, t5_max_length=16, clip_vocab_size=300, t5_vocab_size=200,
         vae=dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 3,
                  up_block_types=["UpDecoderBlock2D"] * 3, block_out_channels=[8, 16, 16], layers_per_block=1,
                  latent_channels=4, norm_num_groups=8, sample_size=48, scaling_factor=1.0, shift_factor=0.0,
@@ -41,7 +41,7 @@ def micro_config() -> TinyConfig:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
     """A saved random micro procseq checkpoint (diffusers folder + procseq.json)."""
     out = tmp_path_factory.mktemp("models") / "micro"
-    return save_tiny_model(out, micro_config(), texts=TEXTS, seed=0, domains=TEST_DOMAINS, num_inference_steps=3)
+    return save_tiny_model(out, micro_config(), texts=TEXTS, seed=0, domains=TEST_DOMAINS)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,9 @@ SentencePiece-style ``▁`` word starts for T5.
 from __future__ import annotations
 
 import json
+import math
+import string
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,6 +40,7 @@ class TinyConfig:
 
     frame_size: int = 32
     max_frames: int = 9
+    num_inference_steps: int = 20
     clip_max_length: int = 32
     t5_max_length: int = 32
     clip_vocab_size: int = 1024
@@ -117,17 +121,28 @@ def build_clip_tokenizer(texts: Iterable[str], vocab_size: int = 1024, max_lengt
 
 
 def build_t5_tokenizer(texts: Iterable[str], vocab_size: int = 1024, max_length: int = 32) -> T5Tokenizer:
-    """A Unigram T5Tokenizer (``<pad>``=0, ``</s>``=1, ``<unk>``=2) trained on `texts`."""
-    backend = Tokenizer(models.Unigram())
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=list(T5_SPECIALS), unk_token="<unk>", show_progress=False
-    )
-    backend.train_from_iterator(_words(texts), trainer)
-    vocab = [(piece, float(score)) for piece, score in json.loads(backend.to_str())["model"]["vocab"]]
-    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=max_length)
+    """A Unigram T5Tokenizer (``<pad>``=0, ``</s>``=1, ``<unk>``=2) whose pieces are the corpus words.
+
+    Every whitespace-separated word of `texts` (and its bare form without punctuation) becomes a
+    ``▁word`` piece scored by its log frequency; single characters are kept as low-scoring fallback
+    pieces, so known words are one token and unknown words still tokenize. (The ``tokenizers``
+    Unigram trainer, on a small corpus, kept a few hundred sub-word pieces and split most words.)
+    """
+    counts: Counter[str] = Counter()
+    chars: set[str] = set(string.ascii_lowercase + string.digits + string.punctuation)
+    for text in _words(texts):
+        for word in text.split():
+            counts["▁" + word] += 1
+            bare = word.strip(string.punctuation)
+            if bare and bare != word:
+                counts["▁" + bare] += 1
+            chars.update(word)
+    specials = [(tok, 0.0) for tok in T5_SPECIALS]
+    fallback = [("▁", -12.0)] + [(c, -15.0) for c in sorted(chars)]
+    room = max(0, vocab_size - len(specials) - len(fallback))
+    total = sum(counts.values()) or 1
+    words = [(w, math.log(n / total)) for w, n in counts.most_common(room)]
+    return T5Tokenizer(vocab=specials + words + fallback, extra_ids=0, model_max_length=max_length)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,6 +190,7 @@ def procseq_metadata(config: TinyConfig, **extra: Any) -> dict[str, Any]:
         "frame_size": config.frame_size,
         "max_frames": config.max_frames,
         "max_sequence_length": config.t5_max_length,
+        "num_inference_steps": config.num_inference_steps,
         **extra,
     }
 

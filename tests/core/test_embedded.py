@@ -1,0 +1,51 @@
+"""The shipped procseq-tiny: stock FluxPipeline loads it, ProcessPipeline agrees with it, metadata is sane."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline
+
+from procseq.data.synthetic.base import domains_with_role
+from procseq.models.loading import EMBEDDED_DIR, load_pipeline, resolve_model
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return load_pipeline(None, device="cpu")
+
+
+def test_folder_is_complete_and_small() -> None:
+    assert resolve_model(None) == str(EMBEDDED_DIR)
+    meta = json.loads((EMBEDDED_DIR / "procseq.json").read_text())
+    assert meta["frame_size"] == 32 and meta["max_frames"] == 9
+    assert sorted(meta["domains"]) == sorted(domains_with_role("base"))
+    size = sum(p.stat().st_size for p in EMBEDDED_DIR.rglob("*") if p.is_file())
+    assert size < 60 * 2**20
+    assert not list(EMBEDDED_DIR.rglob("*.bin")) and not list(EMBEDDED_DIR.rglob("*.pt"))  # safetensors only
+    for name in ("loss.png", "config.yaml", "log.jsonl"):
+        assert (EMBEDDED_DIR / "training" / name).is_file()
+
+
+def test_stock_flux_pipeline_and_process_pipeline_agree(embedded) -> None:
+    stock = FluxPipeline.from_pretrained(EMBEDDED_DIR)
+    stock.set_progress_bar_config(disable=True)
+    embedded.set_progress_bar_config(disable=True)
+    prompt = "a red house with a yellow sun"
+    ref = stock(prompt, height=96, width=96, num_inference_steps=4, max_sequence_length=embedded.defaults.max_sequence_length,
+                generator=torch.Generator().manual_seed(0)).images[0]
+    ours = embedded(prompt, domain="painting", frames=9, num_inference_steps=4,
+                    generator=torch.Generator().manual_seed(0)).grid[0]
+    assert ref.size == ours.size == (96, 96)
+    assert np.array_equal(np.asarray(ref), np.asarray(ours))
+
+
+def test_defaults_come_from_the_folder(embedded) -> None:
+    out = embedded("a blue lego tower", domain="lego", generator=torch.Generator().manual_seed(1))
+    assert len(out.frames[0]) == 9 and out.frames[0][0].size == (32, 32)
+    assert out.metadata[0]["num_inference_steps"] == embedded.defaults.num_inference_steps
+    with pytest.raises(ValueError, match="Unknown domain"):
+        embedded("a pink crane", domain="origami")  # never trained on: not a domain of the base model
