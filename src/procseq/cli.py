@@ -238,6 +238,46 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
     click.echo(f"wrote {out}/report.md and report.json")
 
 
+@main.command("samples")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--data", default="data_cache/corpus", show_default=True, type=click.Path(path_type=Path),
+              help="Corpus folder whose prompts are used.")
+@click.option("--split", default="test-compositional", show_default=True,
+              type=click.Choice(["train", "test-seen", "test-compositional"]), help="Split the prompts come from.")
+@click.option("--domains", default=None, help="Comma-separated domains (default: the model's domains).")
+@click.option("--index", default=0, show_default=True, type=int, help="Which record of each domain.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Generation seed.")
+@click.option("--with-truth/--no-truth", default=True, show_default=True,
+              help="Put each domain's ground-truth sequence under the generated one.")
+@click.option("--out", "-o", default="docs/samples.png", show_default=True, type=click.Path(path_type=Path),
+              help="PNG to write.")
+def samples(model: str, data: Path, split: str, domains: str | None, index: int, seed: int, with_truth: bool,
+            out: Path) -> None:
+    """One generated sequence per domain (prompts from the corpus) in one labelled PNG."""
+    import torch
+
+    from procseq.data.dataset import draw_montage, load_split
+    from procseq.eval import render_spec
+    from procseq.models.loading import load_pipeline
+
+    pipe = load_pipeline(model, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    wanted = domains.split(",") if domains else list(pipe.defaults.domains)
+    records = per_domain(load_split(data, split), index + 1, wanted or None)
+    rows = []
+    for name in wanted or sorted({r["domain"] for r in records}):
+        mine = [r for r in records if r["domain"] == name]
+        if len(mine) <= index:
+            raise ValueError(f"{split} has no record {index} of domain {name!r}.")
+        rec = mine[index]
+        g = torch.Generator("cpu").manual_seed(seed)
+        rows.append((f"{name}", pipe(rec["prompt"], domain=name, frames=rec["num_frames"], generator=g).frames[0]))
+        if with_truth:
+            rows.append(("  truth", render_spec(rec["spec"])))
+        click.echo(f"{name}: {rec['prompt']}")
+    click.echo(f"wrote {draw_montage(rows, out)}")
+
+
 @main.command("bench")
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
 @click.option("--prompt", default="a red house with a yellow sun", show_default=True, help="Prompt to time.")

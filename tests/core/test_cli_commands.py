@@ -68,3 +68,14 @@ def test_bench(tiny_model_dir, tmp_path) -> None:
     assert record["peak_rss_mb"] > 0 and record["achieved_tflops"] > 0 and record["peak_tflops"] > 0
     assert record["transformer_tflop_per_generation"] > 0
     assert invoke("bench", "--model", tiny_model_dir, "--runs", "0").exit_code == 2
+
+
+def test_samples(corpus, tiny_model_dir, tmp_path) -> None:
+    res = invoke("samples", "--model", tiny_model_dir, "--data", corpus, "--out", tmp_path / "s.png")
+    assert res.exit_code == 0, res.output
+    from PIL import Image
+
+    with Image.open(tmp_path / "s.png") as im:  # painting + lego, each with its truth row
+        assert im.height == 4 * (32 + 4) + 4
+    res = invoke("samples", "--model", tiny_model_dir, "--data", corpus, "--index", "99", "--out", tmp_path / "t.png")
+    assert res.exit_code == 2 and "no record 99" in res.output

@@ -184,24 +184,34 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
             "num_frames": torch.tensor([b["num_frames"] for b in batch])}
 
 
-def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: int = 2) -> Path:
-    """One PNG with one ground-truth sequence per domain, each row labelled with the domain name."""
-    check_frame_size(frame_size)
-    names = list(DOMAIN_PLAN)
-    cell, label_w, gap = frame_size * scale, 110, 4
-    width = label_w + 9 * (cell + gap)
-    img = Image.new("RGB", (width, len(names) * (cell + gap) + gap), (255, 255, 255))
+def draw_montage(rows: list[tuple[str, list[Image.Image | np.ndarray]]], out_path: str | Path,
+                 scale: int = 2) -> Path:
+    """One PNG with one labelled row of frames per entry of `rows` (``(label, frames)``)."""
+    if not rows:
+        raise ValueError("draw_montage needs at least one row.")
+    first = rows[0][1][0]
+    size = first.width if isinstance(first, Image.Image) else first.shape[1]
+    cell, label_w, gap = size * scale, 110, 4
+    width = label_w + max(len(f) for _, f in rows) * (cell + gap)
+    img = Image.new("RGB", (width, len(rows) * (cell + gap) + gap), (255, 255, 255))
     draw, font = ImageDraw.Draw(img), ImageFont.load_default()
-    for r, name in enumerate(names):
-        _, frames = generate(name, seed, frame_size, "train")
+    for r, (label, frames) in enumerate(rows):
         y = gap + r * (cell + gap)
-        draw.text((6, y + cell // 2 - 6), name, fill=(0, 0, 0), font=font)
+        draw.text((6, y + cell // 2 - 6), label, fill=(0, 0, 0), font=font)
         for k, f in enumerate(frames):
-            img.paste(Image.fromarray(f).resize((cell, cell), Image.NEAREST), (label_w + k * (cell + gap), y))
+            im = f if isinstance(f, Image.Image) else Image.fromarray(f)
+            img.paste(im.convert("RGB").resize((cell, cell), Image.NEAREST), (label_w + k * (cell + gap), y))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out)
     return out
 
 
-__all__ = ["GridDataset", "collate", "corpus_counts", "load_split", "make_corpus", "montage", "sequence_seed"]
+def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: int = 2) -> Path:
+    """One PNG with one ground-truth sequence per domain, each row labelled with the domain name."""
+    check_frame_size(frame_size)
+    return draw_montage([(name, generate(name, seed, frame_size, "train")[1]) for name in DOMAIN_PLAN],
+                        out_path, scale)
+
+
+__all__ = ["GridDataset", "collate", "corpus_counts", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]
