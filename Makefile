@@ -18,7 +18,7 @@ $(BIN)/procseq: pyproject.toml
 install: $(BIN)/procseq  ## create the virtualenv and install procseq
 
 demo: install  ## generate a 9-frame sequence with the embedded model
-	$(BIN)/procseq generate "a red house with a yellow sun" --domain painting --frames 9 --seed 0 --out $(OUT) --overwrite
+	$(BIN)/procseq generate "a painting of a red star on the left under a sunset sky above sand, with a sun" --domain painting --frames 9 --seed 0 --out $(OUT) --overwrite
 	@echo "demo outputs: $(OUT)/grid.png, $(OUT)/frame_XX.png, $(OUT)/sequence.gif, $(OUT)/sequence.json"
 
 test: install  ## fast offline tests (CI)
