@@ -11,7 +11,6 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -32,12 +31,17 @@ class ProcseqGroup(click.Group):
             ctx.exit(2)
 
 
+def check_output_free(out: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty `out` unless `overwrite` (checked before any slow work starts)."""
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+
+
 @contextmanager
 def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it is removed."""
     out = Path(out)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+    check_output_free(out, overwrite)
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -91,12 +95,10 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
     import torch
 
     from procseq.models.loading import load_pipeline
-    from procseq.sequence import Sequence
 
     if not prompt.strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+    check_output_free(out, overwrite)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload)
     with atomic_output_dir(out, overwrite) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -104,7 +106,7 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
                       guidance_scale=guidance, generator=generator,
                       autocast_dtype=torch.bfloat16 if bf16_autocast else None)
         seq = result.sequences([prompt], domain)[0]
-        seq.save(tmp, extra={"seed": seed, "model": str(model), "settings": result.metadata[0]})
+        seq.save(tmp, extra={"seed": seed, "model": str(model)})
         result.grid[0].save(tmp / "grid.png")
         seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
     click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
@@ -207,6 +209,7 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
     if sum(x is not None for x in (model, baseline, score_dir)) != 1:
         raise ValueError("Pass exactly one of --model, --baseline or --score.")
     wanted = domains.split(",") if domains else None
+    check_output_free(out, overwrite)
     with atomic_output_dir(out, overwrite) as tmp:
         if score_dir is not None:
             report = score_folders(score_dir, name=score_dir.name, domains=wanted)

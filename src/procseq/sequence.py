@@ -99,9 +99,9 @@ class SequenceOutput:
     metadata: list[dict[str, Any]]
 
     def sequences(self, prompts: list[str], domain: str) -> list[Sequence]:
-        """View the output as :class:`Sequence` objects (one per prompt)."""
+        """View the output as :class:`Sequence` objects (one per prompt); metadata goes to ``meta["settings"]``."""
         return [
-            Sequence(frames=f, captions=c, prompt=p, domain=domain, meta=dict(m))
+            Sequence(frames=f, captions=c, prompt=p, domain=domain, meta={"settings": dict(m)})
             for f, c, p, m in zip(self.frames, self.captions, prompts, self.metadata)
         ]
 
