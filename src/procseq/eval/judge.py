@@ -144,8 +144,10 @@ def reply_text(response: dict[str, Any]) -> str:
     """The assistant text of a chat-completions response (string or list-of-parts content)."""
     try:
         content = response["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise JudgeError(f"Not a chat-completions response (no choices[0].message.content): {str(response)[:300]}")
+    except (KeyError, IndexError, TypeError) as err:
+        raise JudgeError(
+            f"Not a chat-completions response (no choices[0].message.content): {str(response)[:300]}"
+        ) from err
     if isinstance(content, list):
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if not isinstance(content, str):

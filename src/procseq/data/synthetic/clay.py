@@ -103,7 +103,6 @@ class Clay(Domain):
         return frames
 
     def read(self, frame: np.ndarray, spec: Spec) -> dict[str, Any]:
-        s = spec.frame_size
         g = self._geometry(spec)
         lab = D.label_image(frame, {"_bg": BG, "_table": TABLE, **D.PALETTE})
         names = ["_bg", "_table"] + D.COLORS
