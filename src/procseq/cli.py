@@ -209,7 +209,6 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
     if sum(x is not None for x in (model, baseline, score_dir)) != 1:
         raise ValueError("Pass exactly one of --model, --baseline or --score.")
     wanted = domains.split(",") if domains else None
-    check_output_free(out, overwrite)
     with atomic_output_dir(out, overwrite) as tmp:
         if score_dir is not None:
             report = score_folders(score_dir, name=score_dir.name, domains=wanted)

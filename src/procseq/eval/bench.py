@@ -79,10 +79,9 @@ def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | Non
         denoise.append(meta["timings_s"]["denoise"])
     with FlopCounterMode(display=False) as counter:
         once(0)
-    flops = counter.get_total_flops()
-    # count only the transformer: the denoise loop dominates; text encoders and the VAE run once
-    per_step = flops_of_transformer(counter, pipe)
-    transformer_flops = per_step if per_step else flops
+    transformer_flops = flops_of_transformer(counter, pipe)  # the denoiser only, not the encoders or the VAE
+    if transformer_flops == 0:
+        raise ValueError(f"No FLOPs were attributed to {type(pipe.transformer).__name__}; cannot report TFLOP/s.")
     dtype = autocast_dtype or pipe.transformer.dtype
     t_den = statistics.median(denoise)
     return BenchResult(
@@ -94,7 +93,7 @@ def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | Non
 
 
 def flops_of_transformer(counter: FlopCounterMode, pipe: Any) -> int:
-    """FLOPs the counter attributed to the transformer module (0 if the counter kept no module tree)."""
+    """FLOPs the counter attributed to the transformer module (0 if it recorded none)."""
     name = type(pipe.transformer).__name__
     for key, table in counter.get_flop_counts().items():
         if key.endswith(name) or key == name:

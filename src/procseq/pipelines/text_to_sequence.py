@@ -146,7 +146,6 @@ class ProcessPipeline(FluxPipeline):
         self.maybe_free_model_hooks()
         t_end = time.perf_counter()
 
-        plan = captions or None
         settings = {
             "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [layout.rows, layout.cols],
             "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
@@ -155,7 +154,7 @@ class ProcessPipeline(FluxPipeline):
         }
         return SequenceOutput(
             frames=[grid_to_frames(g, frames, layout.rows, layout.cols) for g in grids],
-            captions=[list(plan) if plan else planner(p, domain, frames) for p in prompts],
+            captions=[list(captions) if captions else planner(p, domain, frames) for p in prompts],
             grid=grids,
             metadata=[dict(settings) for _ in prompts],
         )
