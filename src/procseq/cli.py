@@ -112,24 +112,55 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
     click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
 
 
-@main.command()
-@click.argument("config")
-@click.option("--max-steps", default=None, type=int, help="Override train.max_steps.")
-@click.option("--output-dir", default=None, help="Override train.output_dir.")
-def train(config: str, max_steps: int | None, output_dir: str | None) -> None:
-    """Train the Flux transformer with flow matching from CONFIG (a YAML file or a preset name).
+class TrainGroup(click.Group):
+    """``procseq train CONFIG`` (the base model) or ``procseq train adapter|recraft CONFIG``."""
 
-    Resumes from the newest checkpoint in the output folder. Multi-GPU: `accelerate launch -m procseq.cli train CONFIG`.
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["base", *args]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[base|adapter|recraft] CONFIG [OPTIONS]")
+
+
+@main.group(cls=TrainGroup)
+def train() -> None:
+    """Train from a YAML CONFIG (a file or a preset name); every run resumes from its newest checkpoint.
+
+    \b
+    procseq train CONFIG            the base model (transformer, optionally text encoders / VAE)
+    procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
+    procseq train recraft CONFIG    the ReCraft condition LoRA (finished image -> process)
+
+    Multi-GPU: `accelerate launch -m procseq.cli train ...`.
     """
+
+
+def _load_run_config(config: str, max_steps: int | None, output_dir: str | None):
     from procseq.training.config import RunConfig
-    from procseq.training.run import run_training
 
     cfg = RunConfig.from_yaml(config)
     if max_steps is not None:
         cfg.train.max_steps = max_steps
     if output_dir is not None:
         cfg.train.output_dir = output_dir
-    result = run_training(cfg)
+    return cfg
+
+
+MAX_STEPS_HELP = "Override train.max_steps."
+OUTPUT_DIR_HELP = "Override train.output_dir."
+
+
+@train.command("base")
+@click.argument("config")
+@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
+@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
+def train_base(config: str, max_steps: int | None, output_dir: str | None) -> None:
+    """Train the Flux transformer with flow matching from CONFIG (e.g. the `tiny` preset)."""
+    from procseq.training.run import run_training
+
+    result = run_training(_load_run_config(config, max_steps, output_dir))
     click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); model: {result.model_dir}")
 
 

@@ -38,6 +38,29 @@ class TrainResult:
     seconds: float
 
 
+@dataclass
+class FlowBatch:
+    """One noised training batch: packed clean latents ``x0`` and ``noise`` ``(B, seq, C)``, times ``t``
+    ``(B,)``, position ids ``(seq, 3)``, the encoded text, and the items it came from."""
+
+    items: list[dict[str, Any]]
+    x0: torch.Tensor
+    noise: torch.Tensor
+    t: torch.Tensor
+    img_ids: torch.Tensor
+    layout: GridLayout
+    prompt_embeds: torch.Tensor
+    pooled: torch.Tensor
+    txt_ids: torch.Tensor
+    guidance: torch.Tensor | None
+    generator: torch.Generator
+
+    @property
+    def x_t(self) -> torch.Tensor:
+        """The noised latents ``(1 - t) x0 + t noise``."""
+        return interpolate(self.x0, self.noise, self.t)
+
+
 def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weight_decay: float):
     """CAME (``came-pytorch``) or AdamW over `params`."""
     if name == "came":
@@ -130,8 +153,8 @@ class Trainer:
         lat = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
         return (lat - vae.config.shift_factor) * vae.config.scaling_factor
 
-    def loss_at(self, step: int, indices: list[int]) -> torch.Tensor:
-        """The flow-matching loss of one (per-process) batch; all randomness drawn from (seed, step)."""
+    def make_batch(self, step: int, indices: list[int]) -> FlowBatch:
+        """The noised inputs of one (per-process) batch; all randomness drawn from (seed, step)."""
         t_cfg = self.cfg.train
         g = torch.Generator().manual_seed(t_cfg.seed * 1_000_003 + step)
         items = [self.dataset[i] for i in indices]
@@ -150,17 +173,36 @@ class Trainer:
         layout = GridLayout.for_frames(n_frames)
         img_ids = grid_position_ids(layout, (w // 2) // layout.cols).to(x0)
         embeds, pooled, txt_ids = self.encode_text(prompts)
-        transformer = self.pipe.transformer
         guidance = None
-        if self.accelerator.unwrap_model(transformer).config.guidance_embeds:
+        if self.accelerator.unwrap_model(self.pipe.transformer).config.guidance_embeds:
             guidance = torch.full((b,), t_cfg.guidance, device=x0.device)
+        return FlowBatch(items=items, x0=x0, noise=noise, t=t, img_ids=img_ids, layout=layout, prompt_embeds=embeds,
+                         pooled=pooled, txt_ids=txt_ids, guidance=guidance, generator=g)
+
+    def predict(self, batch: FlowBatch, hidden_states: torch.Tensor | None = None,
+                joint_attention_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        """The transformer's velocity for `batch` (at ``x_t`` unless `hidden_states` is given)."""
         with self.accelerator.autocast():
-            pred = transformer(
-                hidden_states=interpolate(x0, noise, t), timestep=t, guidance=guidance,
-                pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
+            return self.pipe.transformer(
+                hidden_states=batch.x_t if hidden_states is None else hidden_states, timestep=batch.t,
+                guidance=batch.guidance, pooled_projections=batch.pooled, encoder_hidden_states=batch.prompt_embeds,
+                txt_ids=batch.txt_ids, img_ids=batch.img_ids, joint_attention_kwargs=joint_attention_kwargs,
                 return_dict=False,
             )[0]
-        return flow_matching_loss(pred, x0, noise)
+
+    def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
+        """The flow-matching loss of `batch` (subclasses add terms or masks)."""
+        return flow_matching_loss(self.predict(batch), batch.x0, batch.noise)
+
+    def loss_at(self, step: int, indices: list[int]) -> torch.Tensor:
+        """The training loss of one (per-process) batch at `step`."""
+        return self.compute_loss(self.make_batch(step, indices))
+
+    def trainable_parameters(self, modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
+        """The parameters to optimise (all of `modules` here); sets ``requires_grad`` on them."""
+        for m in modules:
+            m.requires_grad_(True)
+        return [p for m in modules for p in m.parameters()]
 
     def train(self, progress: bool = True) -> TrainResult:
         """Run (or resume) to ``max_steps``; checkpoints every ``checkpoint_every``; returns the result."""
@@ -172,11 +214,10 @@ class Trainer:
             m.requires_grad_(False)
         modules = self.trainable_modules()
         for m in modules:
-            m.requires_grad_(True)
             m.train()
         if t_cfg.gradient_checkpointing:
             self.pipe.transformer.enable_gradient_checkpointing()
-        params = [p for m in modules for p in m.parameters()]
+        params = self.trainable_parameters(modules)
         opt = build_optimizer(params, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
         prepared = acc.prepare(*modules, opt)
         modules, opt = list(prepared[:-1]), prepared[-1]
