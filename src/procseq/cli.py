@@ -137,10 +137,10 @@ def train() -> None:
     """
 
 
-def _load_run_config(config: str, max_steps: int | None, output_dir: str | None):
+def _load_run_config(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...] = ()):
     from procseq.training.config import RunConfig
 
-    cfg = RunConfig.from_yaml(config)
+    cfg = RunConfig.from_yaml(config, overrides=overrides)
     if max_steps is not None:
         cfg.train.max_steps = max_steps
     if output_dir is not None:
@@ -150,18 +150,37 @@ def _load_run_config(config: str, max_steps: int | None, output_dir: str | None)
 
 MAX_STEPS_HELP = "Override train.max_steps."
 OUTPUT_DIR_HELP = "Override train.output_dir."
+SET_HELP = "Override any config value: --set section.key=VALUE (YAML value; repeatable), e.g. --set adapter.kind=masked."
 
 
 @train.command("base")
 @click.argument("config")
 @click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
 @click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
-def train_base(config: str, max_steps: int | None, output_dir: str | None) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def train_base(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
     """Train the Flux transformer with flow matching from CONFIG (e.g. the `tiny` preset)."""
     from procseq.training.run import run_training
 
-    result = run_training(_load_run_config(config, max_steps, output_dir))
+    result = run_training(_load_run_config(config, max_steps, output_dir, overrides))
     click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); model: {result.model_dir}")
+
+
+@train.command("adapter")
+@click.argument("config")
+@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
+@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def train_adapter(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Train a multi-domain adapter (asymmetric / masked / one standard LoRA) on a frozen base, from CONFIG
+    (e.g. the `adapters` preset). Writes OUTPUT_DIR/model/adapters.safetensors; use it with
+    `procseq generate --adapters FILE --domain D`.
+    """
+    from procseq.training.adapters import run_adapter_training
+
+    result = run_adapter_training(_load_run_config(config, max_steps, output_dir, overrides))
+    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); "
+               f"adapters: {result.model_dir / 'adapters.safetensors'}")
 
 
 @main.group()

@@ -53,11 +53,14 @@ def denoise(
     joint_attention_kwargs: dict[str, Any] | None = None,
     callback: Callable[[int], None] | None = None,
     autocast_dtype: torch.dtype | None = None,
+    before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Integrate packed latents ``(B, seq, C)`` from noise (t=1) to data (t=0) with the scheduler's Euler step.
 
     Bit-for-bit the loop of ``diffusers.FluxPipeline`` (same timesteps, guidance and scheduler calls),
-    with position ids and attention kwargs supplied by the caller.
+    with position ids and attention kwargs supplied by the caller. ``before_step(i, latents)``, when
+    given, runs before each model call and returns the latents to use (ReCraft's in-place condition,
+    a recomputed condition branch).
     """
     guidance = None
     if transformer.config.guidance_embeds:
@@ -78,6 +81,8 @@ def denoise(
         return out.to(latents.dtype)
 
     for i, t in enumerate(timesteps):
+        if before_step is not None:
+            latents = before_step(i, latents)
         timestep = t.expand(latents.shape[0]).to(latents.dtype)
         noise_pred = velocity(cond, timestep)
         if do_true_cfg:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -83,6 +84,60 @@ class AutoencoderConfig:
 
 
 @dataclass
+class AlignmentSection:
+    """ProcessMaker's representation alignment (:mod:`procseq.training.alignment`) during adapter training."""
+
+    enabled: bool = False
+    lambda0: float = 0.5
+    gamma: float = 0.1
+    schedule: str = "1-t"  # "1-t" | "t" | "constant"
+    blocks: list[str] | None = None  # None: FLUX.1's reference blocks scaled to this depth
+
+
+@dataclass
+class AdapterConfig:
+    """``procseq train adapter``: which multi-domain LoRA to train on the frozen base (:mod:`procseq.adapters`).
+
+    ``kind``: ``asymmetric`` (shared A, one B per domain), ``masked`` (one LoRA, per-domain row masks)
+    or ``lora`` (one standard LoRA for every domain of the data, saved as the single domain ``name``).
+    ``domains``: the adapter's domains (default: ``data.domains``).
+    """
+
+    kind: str = "asymmetric"
+    domains: list[str] | None = None
+    name: str = "all"
+    rank: int = 16
+    alpha: float | None = None
+    dropout: float = 0.0
+    domain_fraction: float = 0.3
+    max_domains: int | None = None
+    target_modules: list[str] | None = None
+    alignment: AlignmentSection = field(default_factory=AlignmentSection)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("asymmetric", "masked", "lora"):
+            raise ValueError(f"adapter.kind must be 'asymmetric', 'masked' or 'lora', got {self.kind!r}.")
+
+
+@dataclass
+class RecraftConfig:
+    """ReCraft (``procseq train recraft``): a LoRA that conditions the grid on the clean final frame.
+
+    `mode`: ``concat`` (condition tokens in their own t=0 pass, LoRA on that pass only) or ``inplace``
+    (the final cell of x_t replaced by the clean latent, LoRA on the main pass). `targets`: the
+    transformer's linear layers that get LoRA (peft ``target_modules``). `cache_dir`: where the grid
+    latents and final-frame latents are cached (shared by both modes).
+    """
+
+    mode: str = "concat"
+    rank: int = 16
+    alpha: float = 16.0
+    targets: list[str] = field(default_factory=lambda: [
+        "x_embedder", "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_mlp", "proj_out"])
+    cache_dir: str = "data_cache/recraft"
+
+
+@dataclass
 class RunConfig:
     """A whole training run: ``procseq train CONFIG.yaml`` reads one of these."""
 
@@ -91,6 +146,8 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    recraft: RecraftConfig = field(default_factory=RecraftConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (what :meth:`from_dict` and YAML take)."""
@@ -102,8 +159,8 @@ class RunConfig:
         return _build(cls, d or {}, "config")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "RunConfig":
-        """Load a YAML file, or a preset name from :func:`presets`."""
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> "RunConfig":
+        """Load a YAML file, or a preset name from :func:`presets`, then apply ``section.key=value`` `overrides`."""
         p = Path(path)
         if not p.is_file():
             preset = PRESET_DIR / f"{path}.yaml"
@@ -116,6 +173,8 @@ class RunConfig:
             raise ValueError(f"{p} is not valid YAML: {err}") from err
         if not isinstance(data, dict):
             raise ValueError(f"{p} must hold a mapping with model/data/optim/train sections.")
+        for item in overrides:
+            apply_override(data, item)
         return cls.from_dict(data)
 
     def save_yaml(self, path: str | Path) -> None:
@@ -136,6 +195,24 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``data[a][b]... = value`` from ``"a.b=value"`` (the value parsed as YAML: 0.5, true, [a, b], null)."""
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ValueError(f"Bad override {item!r}; use section.key=value, e.g. train.max_steps=500.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ValueError(f"Bad value in override {item!r}: {err}") from err
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"Bad override {item!r}: {part} is not a section.")
+    node[parts[-1]] = value
 
 
 def presets() -> list[str]:

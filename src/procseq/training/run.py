@@ -44,7 +44,9 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
     from diffusers import FluxPipeline
 
     if cfg.model.path:
-        path = Path(cfg.model.path)
+        from procseq.models.loading import resolve_model
+
+        path = Path(resolve_model(cfg.model.path))
         pipe = FluxPipeline.from_pretrained(str(path), dtype=torch.float32)
         meta_file = path / PROCSEQ_CONFIG
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -119,7 +121,7 @@ def write_training_record(run_dir: Path, model_dir: Path) -> Path:
         if src.is_file():
             shutil.copyfile(src, record / name)
     if (record / "log.jsonl").is_file():
-        curves["transformer + text encoders: flow-matching loss"] = read_log(record / "log.jsonl")
+        curves["training loss (log.jsonl)"] = read_log(record / "log.jsonl")
     if (record / "autoencoder_log.jsonl").is_file():
         curves["autoencoder: L1 + MSE (+KL) loss"] = read_log(record / "autoencoder_log.jsonl")
     if curves:

@@ -179,16 +179,21 @@ class Trainer:
         return FlowBatch(items=items, x0=x0, noise=noise, t=t, img_ids=img_ids, layout=layout, prompt_embeds=embeds,
                          pooled=pooled, txt_ids=txt_ids, guidance=guidance, generator=g)
 
+    def model_inputs(self, batch: FlowBatch, hidden_states: torch.Tensor | None = None,
+                     joint_attention_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Keyword arguments of the transformer call for `batch` (at ``x_t`` unless `hidden_states` is given)."""
+        return dict(
+            hidden_states=batch.x_t if hidden_states is None else hidden_states, timestep=batch.t,
+            guidance=batch.guidance, pooled_projections=batch.pooled, encoder_hidden_states=batch.prompt_embeds,
+            txt_ids=batch.txt_ids, img_ids=batch.img_ids, joint_attention_kwargs=joint_attention_kwargs,
+            return_dict=False,
+        )
+
     def predict(self, batch: FlowBatch, hidden_states: torch.Tensor | None = None,
                 joint_attention_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
-        """The transformer's velocity for `batch` (at ``x_t`` unless `hidden_states` is given)."""
+        """The transformer's velocity ``(B, seq, C)`` for `batch` (see :meth:`model_inputs`)."""
         with self.accelerator.autocast():
-            return self.pipe.transformer(
-                hidden_states=batch.x_t if hidden_states is None else hidden_states, timestep=batch.t,
-                guidance=batch.guidance, pooled_projections=batch.pooled, encoder_hidden_states=batch.prompt_embeds,
-                txt_ids=batch.txt_ids, img_ids=batch.img_ids, joint_attention_kwargs=joint_attention_kwargs,
-                return_dict=False,
-            )[0]
+            return self.pipe.transformer(**self.model_inputs(batch, hidden_states, joint_attention_kwargs))[0]
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
         """The flow-matching loss of `batch` (subclasses add terms or masks)."""

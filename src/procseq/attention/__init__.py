@@ -1,0 +1,1 @@
+"""Attention processors and position-id builders (DESIGN.md decisions 3 and 4)."""

@@ -1,0 +1,135 @@
+"""``procseq train adapter``: multi-domain LoRAs (asymmetric, masked or one standard LoRA) on a frozen base.
+
+The base pipeline (e.g. procseq-tiny) is loaded, the adapter of ``config.adapter`` is added to its
+transformer, and only the adapter is trained with flow matching (text encoders, VAE and base weights
+frozen). Each sample is routed to its own domain (per-sample routing, design decision 7: the domain
+comes from the data record, never from the caption). With ``adapter.alignment.enabled`` the loss
+adds ProcessMaker's representation alignment to the same transformer with adapters off.
+
+Privacy of masked rows: a row owned by domain ``d`` gets zero gradient from other domains' samples,
+and a ``lora_B`` of an asymmetric LoRA gets no gradient at all (``None``, skipped by the optimizer)
+when its domain is absent. Weight decay would still shrink rows/Bs that are not in the batch, so the
+adapter presets use ``optim.weight_decay: 0``.
+
+The result is ``<output_dir>/model/adapters.safetensors`` (:func:`procseq.adapters.save_adapters`
+format) with the training record beside it (``training/``: config, log, loss.png).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from procseq.adapters import (
+    AsymmetricLoRAConfig,
+    MaskedLoRAConfig,
+    add_asymmetric_lora,
+    add_masked_lora,
+    domains,
+    route,
+    save_adapters,
+    trainable_parameters,
+)
+from procseq.adapters.routing import DEFAULT_TARGET_MODULES
+from procseq.training.alignment import AlignmentConfig, RepresentationAlignment
+from procseq.training.config import AdapterConfig, RunConfig
+from procseq.training.flow_matching import flow_matching_loss
+from procseq.training.trainer import FlowBatch, Trainer, TrainResult
+
+ADAPTER_FILE = "adapters.safetensors"
+
+
+def adapter_domains(cfg: AdapterConfig, data_domains: list[str]) -> list[str]:
+    """The domain names the adapter holds: ``[cfg.name]`` for one standard LoRA, else its domains."""
+    if cfg.kind == "lora":
+        return [cfg.name]
+    return list(cfg.domains or data_domains)
+
+
+def add_adapter(transformer: torch.nn.Module, cfg: AdapterConfig, data_domains: list[str]) -> list[str]:
+    """Add the adapter `cfg` describes to `transformer` (base frozen); returns the wrapped module paths.
+
+    ``kind: lora`` is a standard LoRA: an asymmetric LoRA with a single ``B`` (then ``W0 + B A``, exactly
+    peft's LoRA), so every kind shares one implementation, one file format and one export path.
+    """
+    names = adapter_domains(cfg, data_domains)
+    targets = tuple(cfg.target_modules or DEFAULT_TARGET_MODULES)
+    if cfg.kind == "masked":
+        return add_masked_lora(transformer, names, MaskedLoRAConfig(
+            rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, domain_fraction=cfg.domain_fraction,
+            max_domains=cfg.max_domains, target_modules=targets))
+    return add_asymmetric_lora(transformer, names, AsymmetricLoRAConfig(
+        rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=targets))
+
+
+class AdapterTrainer(Trainer):
+    """The flow-matching :class:`~procseq.training.trainer.Trainer` with only the adapter trainable,
+    per-sample domain routing and optional representation alignment."""
+
+    def __init__(self, config: RunConfig, pipe: Any, dataset: Any, save_fn: Any) -> None:
+        super().__init__(config, pipe, dataset, save_fn)
+        a = config.adapter
+        self.route_of = {d: (a.name if a.kind == "lora" else d) for d in set(dataset.domains)}
+        known = domains(pipe.transformer)
+        missing = sorted(d for d in set(self.route_of.values()) if d not in known)
+        if missing:
+            raise ValueError(f"The data has domains {missing} that the adapter does not hold ({known}); list them "
+                             f"in adapter.domains or restrict data.domains.")
+        self.alignment = None
+        if a.alignment.enabled:
+            self.alignment = RepresentationAlignment(pipe.transformer, AlignmentConfig(
+                lambda0=a.alignment.lambda0, gamma=a.alignment.gamma, schedule=a.alignment.schedule,
+                blocks=a.alignment.blocks))
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        """Only the transformer (its adapter layers) is optimised."""
+        return [self.pipe.transformer]
+
+    def trainable_parameters(self, modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
+        """Every adapter parameter (shared A, every domain's B or rows); base weights stay frozen."""
+        model = modules[0]
+        return trainable_parameters(model, domains(model))
+
+    def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
+        """Flow matching with each sample routed to its domain, plus alignment when enabled."""
+        model = self.accelerator.unwrap_model(self.pipe.transformer)
+        with route(model, domains=[self.route_of[it["domain"]] for it in batch.items]):
+            if self.alignment is None:
+                return super().compute_loss(batch)
+            with self.accelerator.autocast():
+                out = self.alignment(batch.t, **self.model_inputs(batch))
+        return flow_matching_loss(out.output[0], batch.x0, batch.noise) + out.loss
+
+
+def save_adapter_model(pipe: Any, out: Path) -> None:
+    """The trainer's ``save_fn``: the adapter file (not the frozen base) in `out`."""
+    save_adapters(pipe.transformer, Path(out) / ADAPTER_FILE)
+
+
+def run_adapter_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
+    """Train the adapter of ``cfg.adapter`` on ``cfg.data`` over the base ``cfg.model.path``; resumable."""
+    from procseq.data.dataset import GridDataset
+    from procseq.training.latents import cache_latents
+    from procseq.training.run import build_pipeline, write_training_record
+
+    if not cfg.model.path:
+        raise ValueError("An adapter needs a base model: set model.path (e.g. procseq-tiny or a Flux folder).")
+    if cfg.model.train_text_encoders:
+        raise ValueError("Adapter training keeps the text encoders frozen; set model.train_text_encoders: false.")
+    data_dir = Path(cfg.data.dir)
+    if not (data_dir / cfg.data.split).is_dir():
+        raise FileNotFoundError(
+            f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
+    dataset: Any = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
+    if len(dataset) == 0:
+        raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
+    pipe, _ = build_pipeline(cfg)
+    add_adapter(pipe.transformer, cfg.adapter, sorted(set(dataset.domains)))
+    out = Path(cfg.train.output_dir)
+    if cfg.data.cache_latents:
+        dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
+    result = AdapterTrainer(cfg, pipe, dataset, save_adapter_model).train(progress=progress)
+    write_training_record(out, result.model_dir)
+    return result
