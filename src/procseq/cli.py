@@ -65,12 +65,33 @@ def main() -> None:
 
 MODEL_HELP = ("Flux checkpoint: 'procseq-tiny' (embedded, default), a local diffusers folder, "
               "or a hub id such as black-forest-labs/FLUX.1-dev (needs network).")
+ADAPTERS_HELP = ("Multi-domain adapter file (from `procseq train adapter`) to load, or 'none'. Default: the model "
+                 "folder's installed adapters/adapters.safetensors (procseq-tiny ships one for clay and sand_art).")
+MIX_HELP = ("Mix of adapter domains instead of --domain's own adapter, e.g. 'lego=0.7,clay=0.3' "
+            "(weights >= 0, summing to 1).")
+
+
+def parse_mix(text: str | None) -> dict[str, float] | None:
+    """``"lego=0.7,clay=0.3"`` -> ``{"lego": 0.7, "clay": 0.3}`` (None for None/empty)."""
+    if not text:
+        return None
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            mix[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ValueError(f"Bad adapter mix {text!r}; write domain=weight pairs, e.g. 'lego=0.7,clay=0.3'.")
+    return mix
 
 
 @main.command()
 @click.argument("prompt")
 @click.option("--domain", "-d", default="painting", show_default=True,
-              help="Process domain (painting, lego, cooking...). Must be one the model knows.")
+              help="Process domain (painting, lego, cooking... or an adapter domain such as clay). Must be one the "
+                   "model or its adapters know (`procseq adapter list`).")
 @click.option("--frames", "-n", default=9, show_default=True, type=int,
               help="Number of steps/frames (2..the model's maximum; 9 -> 3x3 grid, 4 -> 2x2).")
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
@@ -88,9 +109,12 @@ MODEL_HELP = ("Flux checkpoint: 'procseq-tiny' (embedded, default), a local diff
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+@click.option("--adapters", default=None, help=ADAPTERS_HELP)
+@click.option("--adapter-mix", default=None, help=MIX_HELP)
 def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
              frame_size: int | None, model: str, dtype: str, bf16_autocast: bool, device: str | None,
-             cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int) -> None:
+             cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, adapters: str | None,
+             adapter_mix: str | None) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions."""
     import torch
 
@@ -98,12 +122,13 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
 
     if not prompt.strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
+    mix = parse_mix(adapter_mix)
     check_output_free(out, overwrite)
-    pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload)
+    pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters)
     with atomic_output_dir(out, overwrite) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
-                      guidance_scale=guidance, generator=generator,
+                      guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       autocast_dtype=torch.bfloat16 if bf16_autocast else None)
         seq = result.sequences([prompt], domain)[0]
         seq.save(tmp, extra={"seed": seed, "model": str(model)})
@@ -250,8 +275,13 @@ def per_domain(records: list[dict], n: int | None, domains: list[str] | None) ->
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output folder: sequences/, report.md, report.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--adapters", default=None, help=ADAPTERS_HELP)
+@click.option("--adapter-mix", default=None, help=MIX_HELP + " Applied to every evaluated domain.")
+@click.option("--allow-unseen", is_flag=True,
+              help="Also evaluate domains the model and its adapters never saw (generalisation).")
 def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None, data: Path, split: str,
-                 domains: str | None, n: int | None, steps: int | None, seed: int, out: Path, overwrite: bool) -> None:
+                 domains: str | None, n: int | None, steps: int | None, seed: int, out: Path, overwrite: bool,
+                 adapters: str | None, adapter_mix: str | None, allow_unseen: bool) -> None:
     """Score a model, a baseline, or existing sequence folders against the corpus ground truth."""
     from procseq.data.dataset import load_split
     from procseq.eval import evaluate, run_ground_truth, run_retrieval, score_folders
@@ -270,17 +300,20 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
 
                 from procseq.models.loading import load_pipeline
 
-                pipe = load_pipeline(model)
+                mix = parse_mix(adapter_mix)
+                pipe = load_pipeline(model, adapters=adapters)
                 pipe.set_progress_bar_config(disable=True)
-                wanted = wanted or list(pipe.defaults.domains) or None
+                wanted = wanted or pipe.known_domains or None
                 records = per_domain(records_all, n, wanted)
 
                 def generate_fn(prompt: str, domain: str, num_frames: int, s: int):
                     g = torch.Generator("cpu").manual_seed(s)
-                    return pipe(prompt, domain=domain, frames=num_frames, num_inference_steps=steps, generator=g).frames[0]
+                    return pipe(prompt, domain=domain, frames=num_frames, num_inference_steps=steps, generator=g,
+                                adapter_weights=mix, allow_unseen=allow_unseen).frames[0]
 
                 report = evaluate(generate_fn, records, tmp, name=str(model), base_seed=seed,
-                                  meta={"model": str(model), "split": split, "steps": steps})
+                                  meta={"model": str(model), "split": split, "steps": steps,
+                                        "adapters": adapters, "adapter_mix": mix})
             elif baseline == "retrieval":
                 records = per_domain(records_all, n, wanted)
                 report = run_retrieval(load_split(data, "train"), records, tmp, cross_domain_fallback=True)
@@ -356,6 +389,142 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
     click.echo(result.to_markdown())
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+@train.command("recraft")
+@click.argument("config")
+@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
+@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def train_recraft(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Train the ReCraft LoRA (finished image -> process) on a frozen base from CONFIG (e.g. the `recraft`
+    preset; --set recraft.mode=inplace for the in-place baseline). Writes OUTPUT_DIR/model/
+    (pytorch_lora_weights.safetensors, recraft.json); use it with `procseq recraft IMAGE --lora DIR`.
+    """
+    from procseq.training.recraft import run_recraft_training
+
+    result = run_recraft_training(_load_run_config(config, max_steps, output_dir, overrides))
+    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); "
+               f"LoRA: {result.model_dir}")
+
+
+@main.command("recraft")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--domain", "-d", default=None,
+              help="Process domain (default: the model's first domain, 'painting' for procseq-tiny).")
+@click.option("--frames", "-n", default=9, show_default=True, type=int,
+              help="Frames of the grid, the input included as the last one (9 -> 3x3, 4 -> 2x2).")
+@click.option("--extend", default=0, show_default=True, type=int,
+              help="Predict K more frames before the first one, recursively (output: frames + K).")
+@click.option("--prompt", default=None, help="Text to add (default: the domain phrase, e.g. 'a painting').")
+@click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
+@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--mode", type=click.Choice(["concat", "inplace"]), default=None,
+              help="Condition tokens (concat) or in-place overwrite of the final cell (default: the LoRA's mode).")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--lora", default=None, type=click.Path(path_type=Path),
+              help="ReCraft LoRA folder or .safetensors (default: the model's own recraft/, shipped with procseq-tiny).")
+@click.option("--no-lora", is_flag=True, help="Run without any ReCraft LoRA (the untrained condition branch).")
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
+              help="Refuse larger input images (checked before decoding).")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--out", "-o", default="outputs/recraft", show_default=True, type=click.Path(path_type=Path),
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: str | None, seed: int,
+            steps: int | None, mode: str | None, model: str, lora: Path | None, no_lora: bool, max_pixels: int,
+            device: str | None, out: Path, overwrite: bool, gif_ms: int) -> None:
+    """ReCraft: the step-by-step process that made IMAGE (PNG/JPEG/WebP of the finished artifact).
+
+    The picture is padded to a square with white and resized to the model's frame size; it is the
+    last frame of the output, and the earlier frames are generated.
+    """
+    import torch
+
+    from procseq.images import open_image
+    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+
+    if extend < 0:
+        raise ValueError(f"--extend must be >= 0, got {extend}.")
+    if no_lora and lora is not None:
+        raise ValueError("Pass either --lora or --no-lora, not both.")
+    check_output_free(out, overwrite)
+    picture = open_image(image, max_pixels)  # every bad input fails here, before the model loads
+    pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+    pipe.set_progress_bar_config(disable=True)
+    with atomic_output_dir(out, overwrite) as tmp:
+        generator = torch.Generator("cpu").manual_seed(seed)
+        result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
+                      num_inference_steps=steps, generator=generator)
+        settings = result.metadata[0]
+        seq = result.sequences([settings["prompt"]], settings["domain"])[0]
+        seq.save(tmp, extra={"seed": seed, "model": str(model), "input": str(image)})
+        result.grid[0].save(tmp / "grid.png")
+        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")
+
+
+@main.group()
+def adapter() -> None:
+    """Multi-domain adapters (asymmetric / masked LoRA): list their domains, export one as a plain LoRA."""
+
+
+def _adapter_file(model: str, adapters: str | None) -> Path:
+    from procseq.models.loading import installed_adapters, resolve_model
+
+    if adapters:
+        return Path(adapters)
+    found = installed_adapters(resolve_model(model))
+    if found is None:
+        raise FileNotFoundError(f"{model} has no installed adapters (adapters/adapters.safetensors); pass --adapters FILE.")
+    return found
+
+
+@adapter.command("list")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--adapters", default=None, help="An adapter file to read instead of the model's installed one.")
+def adapter_list(model: str, adapters: str | None) -> None:
+    """Print the domains of the installed adapters, one per line."""
+    from procseq.adapters import adapter_file_info
+
+    for name in adapter_file_info(_adapter_file(model, adapters))["domains"]:
+        click.echo(name)
+
+
+@adapter.command("export")
+@click.option("--domain", "-d", default=None, help="The domain to export (one of `procseq adapter list`).")
+@click.option("--mix", default=None, help="Export a mix instead of one domain, e.g. 'clay=0.5,sand_art=0.5'.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="The .safetensors file to write.")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--adapters", default=None, help="An adapter file to export from instead of the model's installed one.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def adapter_export(domain: str | None, mix: str | None, out: Path, model: str, adapters: str | None,
+                   overwrite: bool) -> None:
+    """Write one domain (or a mix) as a plain LoRA that stock FluxPipeline.load_lora_weights loads."""
+    from diffusers import FluxTransformer2DModel
+
+    from procseq.adapters import export_domain, load_adapters
+    from procseq.models.loading import resolve_model
+
+    if (domain is None) == (mix is None):
+        raise ValueError("Pass exactly one of --domain D or --mix 'a=0.5,b=0.5'.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite.")
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must be a .safetensors file, got {out}.")
+    file = _adapter_file(model, adapters)
+    transformer = FluxTransformer2DModel.from_pretrained(resolve_model(model), subfolder="transformer")
+    known = load_adapters(transformer, file)
+    if domain is not None and domain not in known:
+        raise ValueError(f"Unknown adapter domain {domain!r}; the adapters hold: {', '.join(known)}.")
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        export_domain(transformer, domain if domain is not None else parse_mix(mix), tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    click.echo(f"wrote {out}: load it with FluxPipeline.load_lora_weights('{out}')")
 
 
 @main.command("init-tiny")

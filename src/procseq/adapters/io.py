@@ -65,6 +65,21 @@ def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
 
 
+def adapter_file_info(path: str | Path) -> dict:
+    """The metadata of a :func:`save_adapters` file (kind, rank, alpha, domains...), without loading tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No adapter file at {path}; check the path (a .safetensors file).")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    if METADATA_KEY not in metadata:
+        raise ValueError(f"{path} is not a procseq multi-domain adapter file (no '{METADATA_KEY}' metadata).")
+    return json.loads(metadata[METADATA_KEY])
+
+
 def _kind_and_config(layers: Mapping[str, nn.Module]) -> dict:
     first = next(iter(layers.values()))
     info = {"format_version": FORMAT_VERSION, "kind": first.kind, "rank": first.rank, "alpha": first.alpha,

@@ -330,6 +330,19 @@ def route(model: nn.Module, domains: DomainSpec = None, weights: WeightSpec = No
             layer.set_routing(previous[name])
 
 
+@contextmanager
+def unrouted(model: nn.Module) -> Iterator[None]:
+    """Context manager: no routing inside (the adapters add nothing), the previous routing restored after."""
+    layers = require_adapters(model)
+    previous = {name: layer.routing for name, layer in layers.items()}
+    try:
+        clear_routing(model)
+        yield
+    finally:
+        for name, layer in layers.items():
+            layer.set_routing(previous[name])
+
+
 def set_enabled(model: nn.Module, enabled: bool) -> None:
     """Turn every procseq adapter on or off (off: the exact base output)."""
     for layer in require_adapters(model).values():

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded" / "procseq-tiny"
 EMBEDDED_NAME = "procseq-tiny"
+ADAPTERS_FILE = "adapters/adapters.safetensors"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -82,11 +83,19 @@ def resolve_model(model: str | Path | None) -> str:
     raise FileNotFoundError(f"Model {model!r} is neither a local folder nor a hub id (owner/name).")
 
 
+def installed_adapters(location: str | Path) -> Path | None:
+    """The adapter file installed in a model folder (``adapters/adapters.safetensors``), if any."""
+    path = Path(location) / ADAPTERS_FILE
+    return path if path.is_file() else None
+
+
 def load_pipeline(
     model: str | Path | None = None,
     dtype: str | torch.dtype = "float32",
     device: str | torch.device | None = None,
     cpu_offload: bool = False,
+    adapters: str | Path | None = None,
+    pipeline_class: type | None = None,
 ) -> "ProcessPipeline":
     """Load a :class:`ProcessPipeline` from any Flux diffusers checkpoint.
 
@@ -95,17 +104,33 @@ def load_pipeline(
         dtype: weights dtype (``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype).
         device: where to run (default: CUDA if available, else CPU). Ignored with `cpu_offload`.
         cpu_offload: ``enable_model_cpu_offload`` (each component moves to the GPU only while it runs).
+        adapters: a procseq multi-domain adapter file (``procseq train adapter``) to load, ``"none"`` for
+            none; default: the folder's installed ``adapters/adapters.safetensors`` when there is one
+            (the embedded model ships the asymmetric LoRA of its adapter domains).
+        pipeline_class: a :class:`ProcessPipeline` subclass to instantiate instead.
     """
+    from procseq.adapters import load_adapters
     from procseq.pipelines.text_to_sequence import ProcessPipeline
 
     location = resolve_model(model)
+    if adapters is None:
+        adapter_file = installed_adapters(location) if Path(location).is_dir() else None
+    elif str(adapters).lower() == "none":
+        adapter_file = None
+    else:
+        adapter_file = Path(adapters).expanduser()
+        if not adapter_file.is_file():
+            raise FileNotFoundError(f"No adapter file {adapter_file}; pass a .safetensors written by "
+                                    "`procseq train adapter` (OUTPUT_DIR/model/adapters.safetensors) or 'none'.")
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(DTYPES)}.")
     try:
-        pipe = ProcessPipeline.from_pretrained(location, dtype=torch_dtype)
+        pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=torch_dtype)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
+    if adapter_file is not None:
+        load_adapters(pipe.transformer, adapter_file)
     if cpu_offload:
         pipe.enable_model_cpu_offload()
     else:

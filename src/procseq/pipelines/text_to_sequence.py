@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import FluxPipeline
 
+from procseq.adapters.routing import adapter_layers, route, unrouted
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.loading import ModelDefaults
 from procseq.pipelines.planning import Planner, template_plan
@@ -43,15 +46,53 @@ class ProcessPipeline(FluxPipeline):
     def defaults(self, value: ModelDefaults) -> None:
         self._defaults = value
 
-    def check_sequence_inputs(self, prompts: list[str], domain: str, frames: int, frame_size: int) -> None:
+    @property
+    def adapter_domains(self) -> list[str]:
+        """Domains of the procseq adapters on the transformer (:mod:`procseq.adapters`); empty without any."""
+        layers = adapter_layers(self.transformer)
+        return list(next(iter(layers.values())).domain_names) if layers else []
+
+    @property
+    def known_domains(self) -> list[str]:
+        """The base model's domains followed by its adapters' domains (empty: the model takes any name)."""
+        base = list(self.defaults.domains)
+        return base + [d for d in self.adapter_domains if d not in base] if base else []
+
+    def adapter_routing(self, domain: str, adapter_weights: Mapping[str, float] | None = None
+                        ) -> AbstractContextManager[Any]:
+        """The routing of the procseq adapters for `domain` (a context manager; a no-op without adapters).
+
+        * `adapter_weights` given: that mix of adapter domains (e.g. ``{"lego": 0.7, "clay": 0.3}``);
+        * `domain` is an adapter domain: its ``B`` (asymmetric) or its rows (masked);
+        * `domain` is a base domain: no routing, the exact base model;
+        * an unseen domain: a masked LoRA's shared rows only (its domain mask removed), else the base.
+        """
+        names = self.adapter_domains
+        if not names:
+            if adapter_weights:
+                raise ValueError("adapter_weights needs procseq adapters on the model; load a file first "
+                                 "(load_pipeline(..., adapters=FILE) or --adapters FILE).")
+            return nullcontext()
+        if adapter_weights:
+            return route(self.transformer, weights=dict(adapter_weights))
+        if domain in names:
+            return route(self.transformer, domains=domain)
+        masked = next(iter(adapter_layers(self.transformer).values())).supports_unseen
+        if domain not in self.defaults.domains and masked:
+            return route(self.transformer, domains=domain, unseen="shared")
+        return unrouted(self.transformer)
+
+    def check_sequence_inputs(self, prompts: list[str], domain: str, frames: int, frame_size: int,
+                              allow_unseen: bool = False) -> None:
         """Raise ``ValueError`` with the fix when a request cannot be generated."""
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
             raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
         if not domain or not isinstance(domain, str):
             raise ValueError("Pass the domain explicitly, e.g. domain='painting'.")
-        known = self.defaults.domains
-        if known and domain not in known:
-            raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)}.")
+        known = self.known_domains
+        if known and domain not in known and not allow_unseen:
+            raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)} "
+                             f"(or allow_unseen=True to test generalisation to a new domain).")
         limit = self.defaults.max_frames
         if not 2 <= frames <= limit:
             raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}.")
@@ -84,6 +125,8 @@ class ProcessPipeline(FluxPipeline):
         planner: Planner = template_plan,
         joint_attention_kwargs: dict[str, Any] | None = None,
         autocast_dtype: torch.dtype | None = None,
+        adapter_weights: Mapping[str, float] | None = None,
+        allow_unseen: bool = False,
     ) -> SequenceOutput:
         r"""Generate one procedural sequence per prompt.
 
@@ -101,6 +144,9 @@ class ProcessPipeline(FluxPipeline):
             planner: the step planner used when `captions` is None.
             joint_attention_kwargs: extra inputs for the attention processors.
             autocast_dtype: run the transformer under ``torch.autocast`` with this dtype (bf16 on CPU).
+            adapter_weights: a mix of adapter domains instead of `domain`'s own adapter (see
+                :meth:`adapter_routing`), e.g. ``{"lego": 0.7, "clay": 0.3}``.
+            allow_unseen: accept a domain the model does not know (generalisation tests).
 
         Returns:
             :class:`~procseq.sequence.SequenceOutput` with frames, captions, grid and metadata per prompt.
@@ -111,7 +157,7 @@ class ProcessPipeline(FluxPipeline):
         steps = num_inference_steps or d.num_inference_steps
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
         max_sequence_length = max_sequence_length or d.max_sequence_length
-        self.check_sequence_inputs(prompts, domain, frames, frame_size)
+        self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen)
         if captions is not None and len(captions) != frames:
             raise ValueError(f"Got {len(captions)} captions for {frames} frames; pass one caption per frame.")
 
@@ -134,7 +180,7 @@ class ProcessPipeline(FluxPipeline):
         timesteps = flux_timesteps(self.scheduler, steps, latents.shape[1], device)
         t_encode = time.perf_counter()
 
-        with self.progress_bar(total=len(timesteps)) as bar:
+        with self.progress_bar(total=len(timesteps)) as bar, self.adapter_routing(domain, adapter_weights):
             latents = denoise(
                 self.transformer, self.scheduler, latents, img_ids, cond, timesteps,
                 guidance_scale=guidance_scale, negative=negative, true_cfg_scale=true_cfg_scale,
@@ -149,6 +195,7 @@ class ProcessPipeline(FluxPipeline):
         settings = {
             "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [layout.rows, layout.cols],
             "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
+            **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
             "timings_s": {"encode": t_encode - t0, "denoise": t_denoise - t_encode, "decode": t_end - t_denoise,
                           "total": t_end - t0},
         }

@@ -126,7 +126,9 @@ def run_adapter_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     if len(dataset) == 0:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
     pipe, _ = build_pipeline(cfg)
-    add_adapter(pipe.transformer, cfg.adapter, sorted(set(dataset.domains)))
+    with torch.random.fork_rng(devices=[]):  # lora_A's Kaiming init: a function of the seed alone
+        torch.manual_seed(cfg.train.seed)
+        add_adapter(pipe.transformer, cfg.adapter, sorted(set(dataset.domains)))
     out = Path(cfg.train.output_dir)
     if cfg.data.cache_latents:
         dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
