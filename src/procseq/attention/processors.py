@@ -20,15 +20,19 @@ condition pass runs (:func:`adapters_enabled`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 from diffusers import FluxTransformer2DModel
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
-from diffusers.models.transformers.transformer_flux import FluxAttnProcessor, _get_qkv_projections
+from diffusers.models.transformers.transformer_flux import (
+    FluxAttnProcessor,
+    _get_qkv_projections,
+)
 
 CacheMode = Literal["off", "record", "use"]
 
@@ -51,7 +55,7 @@ class ConditionCache:
         self.mode = "off"
 
     @contextmanager
-    def as_mode(self, mode: CacheMode) -> Iterator["ConditionCache"]:
+    def as_mode(self, mode: CacheMode) -> Iterator[ConditionCache]:
         """Temporarily set :attr:`mode`."""
         previous, self.mode = self.mode, mode
         try:

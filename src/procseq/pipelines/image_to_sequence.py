@@ -23,10 +23,21 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-from procseq.attention.processors import adapters_enabled, condition_processors, run_condition_pass
+from procseq.attention.processors import (
+    adapters_enabled,
+    condition_processors,
+    run_condition_pass,
+)
 from procseq.attention.rope import condition_position_ids
 from procseq.images import MAX_PIXELS, load_image, prepare_image
-from procseq.layout import GridLayout, frame_token_indices, frames_to_grid, grid_position_ids, grid_to_frames, pack_latents
+from procseq.layout import (
+    GridLayout,
+    frame_token_indices,
+    frames_to_grid,
+    grid_position_ids,
+    grid_to_frames,
+    pack_latents,
+)
 from procseq.pipelines.planning import Planner, template_plan
 from procseq.pipelines.sampling import denoise, flux_timesteps
 from procseq.pipelines.text_to_sequence import ProcessPipeline
@@ -63,7 +74,7 @@ class ImageToSequencePipeline(ProcessPipeline):
     recraft_lora: str | None = None
 
     @classmethod
-    def from_process_pipeline(cls, pipe: ProcessPipeline) -> "ImageToSequencePipeline":
+    def from_process_pipeline(cls, pipe: ProcessPipeline) -> ImageToSequencePipeline:
         """The same components (no copy) as a ReCraft pipeline."""
         out = cls(**pipe.components)
         out.defaults = pipe.defaults
@@ -76,7 +87,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         folder = Path(name) / LORA_DIR if name else None
         return folder if folder is not None and (folder / LORA_FILE).is_file() else None
 
-    def load_recraft(self, path: str | Path | None = None) -> "ImageToSequencePipeline":
+    def load_recraft(self, path: str | Path | None = None) -> ImageToSequencePipeline:
         """Load a ReCraft LoRA (a folder with ``pytorch_lora_weights.safetensors`` [+ ``recraft.json``],
         or the file itself) as peft adapter ``"recraft"``; default: the checkpoint's own ``recraft/``."""
         path = Path(path) if path is not None else self.default_lora()
@@ -161,7 +172,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         elif isinstance(image, Image.Image):
             final = prepare_image(image, frame_size)
         else:
-            raise ValueError(f"image must be a PIL image or a file path, got {type(image).__name__}.")
+            raise TypeError(f"image must be a PIL image or a file path, got {type(image).__name__}.")
         settings: dict[str, Any] = {
             "domain": domain, "frames": frames + extend, "grid_frames": frames, "extend": extend,
             "frame_size": frame_size, "mode": mode, "cache_condition": cache_condition, "prompt": text,
@@ -169,10 +180,10 @@ class ImageToSequencePipeline(ProcessPipeline):
             "guidance_scale": d.guidance_scale if guidance_scale is None else guidance_scale,
         }
         timings = {"condition": 0.0, "denoise": 0.0, "decode": 0.0}
-        gen_args = dict(frames=frames, text=text, mode=mode, cache_condition=cache_condition, frame_size=frame_size,
-                        steps=settings["num_inference_steps"], guidance_scale=settings["guidance_scale"],
-                        generator=generator, max_sequence_length=max_sequence_length or d.max_sequence_length,
-                        timings=timings)
+        gen_args = {"frames": frames, "text": text, "mode": mode, "cache_condition": cache_condition, "frame_size": frame_size,
+                        "steps": settings["num_inference_steps"], "guidance_scale": settings["guidance_scale"],
+                        "generator": generator, "max_sequence_length": max_sequence_length or d.max_sequence_length,
+                        "timings": timings}
         out = self.generate_grid(final, **gen_args)
         remaining = extend
         while remaining > 0:
@@ -207,7 +218,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         if self.transformer.config.guidance_embeds:
             guidance = torch.full([1], guidance_scale, device=device, dtype=torch.float32)
         t_prep = time.perf_counter()
-        common = dict(guidance_scale=guidance_scale)
+        common = {"guidance_scale": guidance_scale}
         if mode == "inplace":
             def overwrite(_: int, lat: torch.Tensor) -> torch.Tensor:
                 lat = lat.clone()
@@ -256,10 +267,12 @@ def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | No
     """
     from procseq.models.loading import load_pipeline
 
-    pipe = ImageToSequencePipeline.from_process_pipeline(load_pipeline(model, **kwargs))
+    # ReCraft works on the base model's domains: the multi-domain adapters of procseq.adapters stay off.
+    pipe = load_pipeline(model, adapters="none", pipeline_class=ImageToSequencePipeline, **kwargs)
+    assert isinstance(pipe, ImageToSequencePipeline)
     if use_lora and (lora is not None or pipe.default_lora() is not None):
         pipe.load_recraft(lora)
     return pipe
 
 
-__all__ = ["DOMAIN_PROMPTS", "ImageToSequencePipeline", "MODES", "domain_prompt", "load_recraft_pipeline"]
+__all__ = ["DOMAIN_PROMPTS", "MODES", "ImageToSequencePipeline", "domain_prompt", "load_recraft_pipeline"]
