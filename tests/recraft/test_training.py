@@ -14,7 +14,12 @@ from procseq.layout import GridLayout, frame_token_indices
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss
 from procseq.training.latents import LatentDataset
-from procseq.training.recraft import RecraftDataset, RecraftTrainer, add_recraft_lora, save_recraft_lora
+from procseq.training.recraft import (
+    RecraftDataset,
+    RecraftTrainer,
+    add_recraft_lora,
+    save_recraft_lora,
+)
 
 
 def dataset(n: int = 4) -> RecraftDataset:
