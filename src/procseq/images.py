@@ -59,7 +59,9 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                     )
                 im.load()
                 image = ImageOps.exif_transpose(im)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"{path} is too large to decode safely ({err}); downscale it first.") from err
+    except UnidentifiedImageError as err:
         raise ValueError(f"{path} is not a readable image ({err}); pass a PNG, JPEG or WebP picture.") from err
     except (OSError, SyntaxError, EOFError) as err:
         raise ValueError(f"{path} is corrupt or truncated ({err}); re-export it as PNG, JPEG or WebP.") from err

@@ -95,3 +95,10 @@ def test_bad_inputs_are_rejected(tmp_path, kind, message) -> None:
     err = FileNotFoundError if kind == "missing" else ValueError
     with pytest.raises(err, match=message):
         open_image(path, max_pixels=limit)
+
+
+def test_decompression_bombs_are_refused(tmp_path, monkeypatch) -> None:
+    path = save(Image.new("RGB", (20, 20)), tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)  # Pillow's own guard, below our limit here
+    with pytest.raises(ValueError, match="too large to decode"):
+        open_image(path, max_pixels=10**9)
