@@ -1,0 +1,45 @@
+"""Print the BENCHMARKS.md tables of the adapter experiment from runs/adapters-exp (see adapters_experiment.sh)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from safetensors import safe_open
+
+from procseq.eval.report import Report, compare_markdown, load_report
+
+OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/adapters-exp")
+METHODS = {  # table name -> (eval folders, training runs)
+    "base alone": (["base"], []),
+    "one LoRA, all domains": (["lora"], ["lora"]),
+    "one LoRA per domain": (["lora-per-domain/clay", "lora-per-domain/sand_art", "lora-per-domain/origami"],
+                            ["lora-clay", "lora-sand_art"]),
+    "asymmetric LoRA": (["asymmetric"], ["asymmetric"]),
+    "masked LoRA": (["masked"], ["masked"]),
+    "masked LoRA + alignment": (["masked-align"], ["masked-align"]),
+}
+
+
+def params(run: str) -> int:
+    with safe_open(str(OUT / run / "model" / "adapters.safetensors"), framework="pt") as f:
+        return sum(f.get_slice(k).get_shape()[0] * f.get_slice(k).get_shape()[1] for k in f.keys())
+
+
+def seconds(run: str) -> float:
+    lines = (OUT / run / "log.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])["elapsed_s"]
+
+
+print("| method | trainable parameters | training time (s) |\n|---|---|---|")
+for name, (_, runs) in METHODS.items():
+    p = sum(params(r) for r in runs)
+    print(f"| {name} | {p:,} | {sum(seconds(r) for r in runs):.0f} |" if runs else f"| {name} | 0 | 0 |")
+for split in ("test-seen", "test-compositional"):
+    reports = {}
+    for name, (folders, _) in METHODS.items():
+        parts = [load_report(OUT / "eval" / f / split / "report.json") for f in folders]
+        reports[name] = Report(name, [s for r in parts for s in r.scores])
+    print(f"\n{split}:\n")
+    print(compare_markdown(reports))
