@@ -416,7 +416,7 @@ def train_recraft(config: str, max_steps: int | None, output_dir: str | None, ov
               help="Frames of the grid, the input included as the last one (9 -> 3x3, 4 -> 2x2).")
 @click.option("--extend", default=0, show_default=True, type=int,
               help="Predict K more frames before the first one, recursively (output: frames + K).")
-@click.option("--prompt", default=None, help="Text to add (default: the domain phrase, e.g. 'a painting').")
+@click.option("--prompt", default=None, help="Text prompt instead of the domain phrase ('a painting', 'a LEGO'...), which ReCraft was trained with.")
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
 @click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
 @click.option("--mode", type=click.Choice(["concat", "inplace"]), default=None,
