@@ -180,10 +180,10 @@ class ImageToSequencePipeline(ProcessPipeline):
             "guidance_scale": d.guidance_scale if guidance_scale is None else guidance_scale,
         }
         timings = {"condition": 0.0, "denoise": 0.0, "decode": 0.0}
-        gen_args = {"frames": frames, "text": text, "mode": mode, "cache_condition": cache_condition, "frame_size": frame_size,
-                        "steps": settings["num_inference_steps"], "guidance_scale": settings["guidance_scale"],
-                        "generator": generator, "max_sequence_length": max_sequence_length or d.max_sequence_length,
-                        "timings": timings}
+        gen_args = {"frames": frames, "text": text, "mode": mode, "cache_condition": cache_condition,
+                    "frame_size": frame_size, "steps": settings["num_inference_steps"],
+                    "guidance_scale": settings["guidance_scale"], "generator": generator,
+                    "max_sequence_length": max_sequence_length or d.max_sequence_length, "timings": timings}
         out = self.generate_grid(final, **gen_args)
         remaining = extend
         while remaining > 0:
