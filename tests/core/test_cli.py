@@ -37,6 +37,12 @@ def test_generate_writes_the_sequence(tiny_model_dir, tmp_path) -> None:
     run("generate", "a red circle", "--domain", "painting", "--frames", "4", "--seed", "5", "--steps", "2",
         "--model", str(tiny_model_dir), "--out", str(again))
     assert (out / "frame_02.png").read_bytes() == (again / "frame_02.png").read_bytes()
+    # true CFG is a different sampler: same seed, a different grid, recorded in the settings
+    cfg = tmp_path / "cfg"
+    run("generate", "a red circle", "--domain", "painting", "--frames", "4", "--seed", "5", "--steps", "2",
+        "--model", str(tiny_model_dir), "--true-cfg-scale", "3", "--out", str(cfg))
+    assert json.loads((cfg / "sequence.json").read_text())["settings"]["true_cfg_scale"] == 3
+    assert (out / "grid.png").read_bytes() != (cfg / "grid.png").read_bytes()
     res = run("generate", "a red circle", "--model", str(tiny_model_dir), "--out", str(out))
     assert res.exit_code == 2 and "--overwrite" in res.output
 
