@@ -273,7 +273,8 @@ def per_domain(records: list[dict], n: int | None, domains: list[str] | None) ->
 @click.option("--split", default="test-compositional", show_default=True,
               type=click.Choice(["train", "test-seen", "test-compositional"]), help="Which split to evaluate on.")
 @click.option("--domains", default=None,
-              help="Comma-separated domains (default: the model's domains, or every domain for baselines).")
+              help="Comma-separated domains (default: the base model's domains, or every domain for baselines; "
+                   "adapter domains such as clay only when named).")
 @click.option("--n", default=None, type=int, help="Sequences per domain (default: all).")
 @click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Base seed added to each record's seed.")
@@ -309,7 +310,7 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
                 mix = parse_mix(adapter_mix)
                 pipe = load_pipeline(model, adapters=adapters)
                 pipe.set_progress_bar_config(disable=True)
-                wanted = wanted or pipe.known_domains or None
+                wanted = wanted or list(pipe.defaults.domains) or None
                 records = per_domain(records_all, n, wanted)
 
                 def generate_fn(prompt: str, domain: str, num_frames: int, s: int):
