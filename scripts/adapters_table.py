@@ -43,3 +43,7 @@ for split in ("test-seen", "test-compositional"):
         reports[name] = Report(name, [s for r in parts for s in r.scores])
     print(f"\n{split}:\n")
     print(compare_markdown(reports))
+
+print("asymmetric LoRA with origami routed to the mix clay=0.5,sand_art=0.5:\n")
+print(compare_markdown({f"{split}": load_report(OUT / "eval" / "asymmetric-mix" / split / "report.json")
+                        for split in ("test-seen", "test-compositional")}))
