@@ -29,7 +29,7 @@ ev() {  # ev NAME DOMAINS --adapters FILE|none [more procseq eval options]
   if [[ $file != none && ! -f $file ]]; then echo "skip $name: no $file yet"; return; fi
   for split in test-seen test-compositional; do
     if [[ -f $OUT/eval/$name/$split/report.json ]]; then continue; fi
-    $P eval --model procseq-tiny --split $split --domains "$domains" --n $N --allow-unseen \
+    $P eval --model procseq-tiny --split $split --domains "$domains" --n $N --allow-unseen --true-cfg-scale 1 \
       --out $OUT/eval/$name/$split "$@" > /dev/null
     echo "evaluated $name on $split"
   done

@@ -68,7 +68,7 @@ MODEL_HELP = ("Flux checkpoint: 'procseq-tiny' (embedded, default), a local diff
 ADAPTERS_HELP = ("Multi-domain adapter file (from `procseq train adapter`) to load, or 'none'. Default: the model "
                  "folder's installed adapters/adapters.safetensors (procseq-tiny ships one for clay and sand_art).")
 CFG_HELP = ("True classifier-free guidance: >1 runs a second, negative-prompt pass per step and extrapolates "
-            "away from it (2x the compute). 1 = off.")
+            "away from it (2x the compute); 1 = off. Default: the model's (2 for procseq-tiny).")
 MIX_HELP = ("Mix of adapter domains instead of --domain's own adapter, e.g. 'lego=0.7,clay=0.3' "
             "(weights >= 0, summing to 1).")
 
@@ -111,13 +111,13 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
-@click.option("--true-cfg-scale", default=1.0, show_default=True, type=float, help=CFG_HELP)
+@click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP)
 @click.option("--negative-prompt", default="", show_default=True, help="Negative prompt for --true-cfg-scale > 1.")
 @click.option("--adapters", default=None, help=ADAPTERS_HELP)
 @click.option("--adapter-mix", default=None, help=MIX_HELP)
 def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
              frame_size: int | None, model: str, dtype: str, bf16_autocast: bool, device: str | None,
-             cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, true_cfg_scale: float,
+             cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, true_cfg_scale: float | None,
              negative_prompt: str, adapters: str | None, adapter_mix: str | None) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions."""
     import torch
@@ -283,12 +283,12 @@ def per_domain(records: list[dict], n: int | None, domains: list[str] | None) ->
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--adapters", default=None, help=ADAPTERS_HELP)
 @click.option("--adapter-mix", default=None, help=MIX_HELP + " Applied to every evaluated domain.")
-@click.option("--true-cfg-scale", default=1.0, show_default=True, type=float, help=CFG_HELP + " Negative prompt: ''.")
+@click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP + " Negative prompt: ''.")
 @click.option("--allow-unseen", is_flag=True,
               help="Also evaluate domains the model and its adapters never saw (generalisation).")
 def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None, data: Path, split: str,
                  domains: str | None, n: int | None, steps: int | None, seed: int, out: Path, overwrite: bool,
-                 adapters: str | None, adapter_mix: str | None, true_cfg_scale: float, allow_unseen: bool) -> None:
+                 adapters: str | None, adapter_mix: str | None, true_cfg_scale: float | None, allow_unseen: bool) -> None:
     """Score a model, a baseline, or existing sequence folders against the corpus ground truth."""
     from procseq.data.dataset import load_split
     from procseq.eval import evaluate, run_ground_truth, run_retrieval, score_folders

@@ -115,7 +115,8 @@ def run_variant(name: str, spec: str, records: list[dict[str, Any]], out: Path, 
         def frames_fn(record: Mapping[str, Any], seed: int) -> Any:
             g = torch.Generator("cpu").manual_seed(seed)
             return pipe(record["prompt"], domain=record["domain"], frames=int(record["num_frames"]),
-                        num_inference_steps=steps, generator=g).frames[0]
+                        num_inference_steps=steps, generator=g,
+                        true_cfg_scale=1.0).frames[0]  # ReCraft's sampler: no true CFG
     else:
         mode, _, lora = spec.partition(":")
         use_lora = mode != "none"

@@ -31,6 +31,7 @@ class ModelDefaults:
         max_frames: the longest sequence the checkpoint supports in one grid.
         max_sequence_length: T5 tokens per prompt.
         num_inference_steps, guidance_scale: default sampling settings.
+        true_cfg_scale: default true classifier-free guidance (1 = off; >1 adds an empty-prompt pass).
         domains: domains the checkpoint was trained on (empty: any domain name is accepted).
     """
 
@@ -39,6 +40,7 @@ class ModelDefaults:
     max_sequence_length: int = 512
     num_inference_steps: int = 28
     guidance_scale: float = 3.5
+    true_cfg_scale: float = 1.0
     domains: tuple[str, ...] = ()
 
     @classmethod

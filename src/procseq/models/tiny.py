@@ -41,6 +41,7 @@ class TinyConfig:
     frame_size: int = 32
     max_frames: int = 9
     num_inference_steps: int = 20
+    true_cfg_scale: float = 1.0  # default sampling guidance written to procseq.json (tiny.yaml: 2.0)
     clip_max_length: int = 32
     t5_max_length: int = 32
     clip_vocab_size: int = 1024
@@ -191,6 +192,7 @@ def procseq_metadata(config: TinyConfig, **extra: Any) -> dict[str, Any]:
         "max_frames": config.max_frames,
         "max_sequence_length": config.t5_max_length,
         "num_inference_steps": config.num_inference_steps,
+        "true_cfg_scale": config.true_cfg_scale,
         **extra,
     }
 

@@ -117,7 +117,7 @@ class ProcessPipeline(FluxPipeline):
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         negative_prompt: str | list[str] | None = None,
-        true_cfg_scale: float = 1.0,
+        true_cfg_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         max_sequence_length: int | None = None,
@@ -136,7 +136,8 @@ class ProcessPipeline(FluxPipeline):
             frames: number of steps (2..the model's ``max_frames``); laid out by ``GridLayout.for_frames``.
             frame_size: side of one frame in pixels (default: the model's native size).
             num_inference_steps, guidance_scale: sampling settings (default: the model's).
-            negative_prompt, true_cfg_scale: true classifier-free guidance when ``true_cfg_scale > 1``.
+            negative_prompt, true_cfg_scale: true classifier-free guidance when ``true_cfg_scale > 1`` (default:
+                the model's ``true_cfg_scale``; the negative prompt defaults to ``""``, the caption-dropout prompt).
             generator: torch generator(s) for the initial noise (deterministic per seed).
             latents: packed initial noise ``(B, seq, 4C)`` instead of sampling it.
             max_sequence_length: T5 tokens (default: the model's).
@@ -157,6 +158,9 @@ class ProcessPipeline(FluxPipeline):
         steps = num_inference_steps or d.num_inference_steps
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
         max_sequence_length = max_sequence_length or d.max_sequence_length
+        true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
+        if true_cfg_scale > 1 and negative_prompt is None:
+            negative_prompt = ""
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen)
         if captions is not None and len(captions) != frames:
             raise ValueError(f"Got {len(captions)} captions for {frames} frames; pass one caption per frame.")
