@@ -380,9 +380,10 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
 @click.option("--runs", default=5, show_default=True, type=int, help="Timed generations after one warm-up.")
 @click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
               help="Time the transformer under bf16 autocast.")
+@click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP)
 @click.option("--json-out", default=None, type=click.Path(path_type=Path), help="Also write the result as JSON.")
 def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | None, runs: int,
-              bf16_autocast: bool, json_out: Path | None) -> None:
+              bf16_autocast: bool, true_cfg_scale: float | None, json_out: Path | None) -> None:
     """Latency (median/min/max), peak RSS and achieved TFLOP/s of one sequence generation."""
     import torch
 
@@ -393,7 +394,8 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
         raise ValueError(f"--runs must be >= 1, got {runs}.")
     pipe = load_pipeline(model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
-    result = bench(pipe, prompt, domain, frames, steps, runs, torch.bfloat16 if bf16_autocast else None)
+    result = bench(pipe, prompt, domain, frames, steps, runs, torch.bfloat16 if bf16_autocast else None,
+                   true_cfg_scale)
     click.echo(result.to_markdown())
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -61,14 +61,17 @@ def peak_rss_mb() -> float:
 
 
 def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | None = None, runs: int = 5,
-          autocast_dtype: torch.dtype | None = None) -> BenchResult:
-    """Time `runs` generations (after one warm-up), count transformer FLOPs, compare with the matmul peak."""
+          autocast_dtype: torch.dtype | None = None, true_cfg_scale: float | None = None) -> BenchResult:
+    """Time `runs` generations (after one warm-up), count transformer FLOPs, compare with the matmul peak.
+
+    `true_cfg_scale`: None = the model's default (2 for procseq-tiny: two transformer passes per step).
+    """
     steps = steps or pipe.defaults.num_inference_steps
 
     def once(seed: int) -> dict[str, Any]:
         g = torch.Generator("cpu").manual_seed(seed)
         return pipe(prompt, domain=domain, frames=frames, num_inference_steps=steps, generator=g,
-                    autocast_dtype=autocast_dtype).metadata[0]
+                    autocast_dtype=autocast_dtype, true_cfg_scale=true_cfg_scale).metadata[0]
 
     once(0)
     times, denoise = [], []
