@@ -17,9 +17,10 @@ $(BIN)/procseq: pyproject.toml
 
 install: $(BIN)/procseq  ## create the virtualenv and install procseq
 
-demo: install  ## generate a 9-frame sequence with the embedded model
+demo: install  ## generate a 9-frame sequence with the embedded model, then ReCraft its last frame back into a process
 	$(BIN)/procseq generate "a painting of a red star on the left under a sunset sky above sand, with a sun" --domain painting --frames 9 --seed 0 --out $(OUT) --overwrite
-	@echo "demo outputs: $(OUT)/grid.png, $(OUT)/frame_XX.png, $(OUT)/sequence.gif, $(OUT)/sequence.json"
+	$(BIN)/procseq recraft $(OUT)/frame_08.png --domain painting --frames 9 --seed 0 --out $(OUT)-recraft --overwrite
+	@echo "demo outputs: $(OUT)/ and $(OUT)-recraft/: grid.png, frame_XX.png, sequence.gif, sequence.json"
 
 test: install  ## fast offline tests (CI)
 	$(BIN)/python -m pytest -q

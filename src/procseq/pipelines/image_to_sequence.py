@@ -98,7 +98,14 @@ class ImageToSequencePipeline(ProcessPipeline):
         if not (folder / weight).is_file():
             raise FileNotFoundError(f"No ReCraft LoRA at {folder / weight}; pass the folder written by "
                                     "`procseq train recraft` (…/model) or its .safetensors file.")
-        self.load_lora_weights(str(folder), weight_name=weight, adapter_name=ADAPTER_NAME)
+        from diffusers.utils import logging as diffusers_logging
+
+        level = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # the file has transformer keys only: no "no CLIP keys" warning
+        try:
+            self.load_lora_weights(str(folder), weight_name=weight, adapter_name=ADAPTER_NAME)
+        finally:
+            diffusers_logging.set_verbosity(level)
         meta = folder / LORA_META
         if meta.is_file():
             self.recraft_mode = json.loads(meta.read_text()).get("mode", "concat")
