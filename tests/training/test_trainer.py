@@ -74,6 +74,22 @@ def test_schedule_is_a_pure_function_of_seed_and_step() -> None:
         BatchSchedule([4, 9], 2, 0)
 
 
+def test_domain_balanced_schedule() -> None:
+    frames = [9] * 30 + [4] * 7  # a big 9-frame domain, a small 4-frame one
+    domains = ["clay"] * 30 + ["sand_art"] * 7
+    plain = bucketed_batches(frames, 3, 0, 0)
+    assert sum(frames[b[0]] == 4 for b in plain) == 2 and len(plain) == 12  # follows the data: 10 + 2
+    for epoch in range(3):
+        balanced = bucketed_batches(frames, 3, 0, epoch, domains)
+        assert bucketed_batches(frames, 3, 0, epoch, domains) == balanced  # pure function of (seed, epoch)
+        assert all(len(b) == 3 and len({domains[i] for i in b}) == 1 for b in balanced)
+        per_domain = [sum(domains[b[0]] == d for b in balanced) for d in ("clay", "sand_art")]
+        assert per_domain == [10, 10]
+        assert all(len(set(b)) == 3 for b in balanced)  # no sequence twice in a batch
+    sched = BatchSchedule(frames, 3, seed=0, domains=domains)
+    assert sched.per_epoch == 20 and sched(25) == bucketed_batches(frames, 3, 0, 1, domains)[5]
+
+
 def test_config_errors_and_presets(tmp_path) -> None:
     with pytest.raises(ValueError, match="Unknown key"):
         RunConfig.from_dict({"train": {"max_stepz": 3}})

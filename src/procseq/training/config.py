@@ -33,6 +33,7 @@ class DataConfig:
     caption_dropout: float = 0.1
     cache_latents: bool = False
     num_workers: int = 0
+    balance_domains: bool = False  # every domain as many (single-domain) batches per epoch as the largest
 
 
 @dataclass

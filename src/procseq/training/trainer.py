@@ -72,24 +72,42 @@ def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weig
     raise ValueError(f"Unknown optimizer {name!r}; use 'came' or 'adamw'.")
 
 
-def bucketed_batches(num_frames: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """One epoch of batches: indices grouped by frame count (grids of one size per batch), shuffled by (seed, epoch)."""
+def bucketed_batches(num_frames: list[int], batch_size: int, seed: int, epoch: int,
+                     domains: list[str] | None = None) -> list[list[int]]:
+    """One epoch of batches: indices grouped by frame count (grids of one size per batch), shuffled by (seed, epoch).
+
+    With `domains` (one name per index) the batches are also single-domain and *domain-balanced*:
+    every domain gets as many batches per epoch as the largest one, smaller domains cycling through
+    fresh shuffles of their sequences.
+    """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    batches: list[list[int]] = []
-    for n in sorted(set(num_frames)):
-        idx = torch.tensor([i for i, f in enumerate(num_frames) if f == n])
+    keys = list(num_frames) if domains is None else list(zip(num_frames, domains))
+    groups: list[list[list[int]]] = []
+    for key in sorted(set(keys)):
+        idx = torch.tensor([i for i, k in enumerate(keys) if k == key])
         idx = idx[torch.randperm(len(idx), generator=g)].tolist()
-        batches += [idx[i : i + batch_size] for i in range(0, len(idx) - batch_size + 1, batch_size)]
+        groups.append([idx[i : i + batch_size] for i in range(0, len(idx) - batch_size + 1, batch_size)])
+    if domains is not None:
+        most = max(len(b) for b in groups)
+        for group in groups:
+            pool = [i for b in group for i in b]
+            while group and len(group) < most:
+                pool = [pool[j] for j in torch.randperm(len(pool), generator=g).tolist()]
+                group += [pool[i : i + batch_size] for i in range(0, len(pool) - batch_size + 1, batch_size)][: most - len(group)]
+    batches = [b for group in groups for b in group]
     order = torch.randperm(len(batches), generator=g).tolist()
     return [batches[i] for i in order]
 
 
 class BatchSchedule:
-    """Global batch for any step, computed directly (no iterator state to save)."""
+    """Global batch for any step, computed directly (no iterator state to save).
 
-    def __init__(self, num_frames: list[int], batch_size: int, seed: int):
-        self.num_frames, self.batch_size, self.seed = num_frames, batch_size, seed
-        self.per_epoch = len(bucketed_batches(num_frames, batch_size, seed, 0))
+    `domains` (one per item) switches on domain-balanced batches (:func:`bucketed_batches`).
+    """
+
+    def __init__(self, num_frames: list[int], batch_size: int, seed: int, domains: list[str] | None = None):
+        self.num_frames, self.batch_size, self.seed, self.domains = num_frames, batch_size, seed, domains
+        self.per_epoch = len(bucketed_batches(num_frames, batch_size, seed, 0, domains))
         if self.per_epoch == 0:
             raise ValueError(f"The dataset has fewer sequences per frame count than batch_size={batch_size}.")
         self._cache: tuple[int, list[list[int]]] | None = None
@@ -97,7 +115,7 @@ class BatchSchedule:
     def __call__(self, step: int) -> list[int]:
         epoch, i = divmod(step, self.per_epoch)
         if self._cache is None or self._cache[0] != epoch:
-            self._cache = (epoch, bucketed_batches(self.num_frames, self.batch_size, self.seed, epoch))
+            self._cache = (epoch, bucketed_batches(self.num_frames, self.batch_size, self.seed, epoch, self.domains))
         return self._cache[1][i]
 
 
@@ -128,7 +146,8 @@ class Trainer:
         frames = getattr(dataset, "num_frames_list", None)
         self.frames_of = list(frames) if frames is not None else [int(dataset[i]["num_frames"]) for i in range(len(dataset))]
         world = self.accelerator.num_processes
-        self.schedule = BatchSchedule(self.frames_of, t.batch_size * world, t.seed)
+        balance = list(dataset.domains) if config.data.balance_domains else None
+        self.schedule = BatchSchedule(self.frames_of, t.batch_size * world, t.seed, balance)
 
     def trainable_modules(self) -> list[torch.nn.Module]:
         """The modules whose parameters are optimised."""
