@@ -2,7 +2,9 @@
 # The six-way adapter experiment of BENCHMARKS.md (issue #5), equal budget: 800 steps x batch 16 per method
 # (the per-domain LoRAs split it: 400 steps each). Needs the corpus:
 #   procseq data make --out data_cache/corpus --per-domain 2000 --test-per-domain 100
-# Usage: scripts/adapters_experiment.sh train|eval [N per domain and split, default 50]
+# Usage: scripts/adapters_experiment.sh train|eval|balanced [N per domain and split, default 50]
+#   balanced: the follow-up with domain-balanced batches (data.balance_domains) for one LoRA and the
+#   asymmetric LoRA, trained and evaluated
 #   then: python scripts/adapters_table.py   (the tables of BENCHMARKS.md)
 # Both steps skip what is already done (training resumes; an evaluation with a report.json is kept).
 set -euo pipefail
@@ -48,8 +50,18 @@ evaluate() {
   ev masked-align clay,sand_art,origami --adapters $OUT/masked-align/$A
 }
 
+balanced() {
+  local A=model/adapters.safetensors
+  $P train adapter adapters --output-dir $OUT/lora-balanced --max-steps $STEPS --set adapter.kind=lora \
+     --set data.balance_domains=true
+  $P train adapter adapters --output-dir $OUT/asymmetric-balanced --max-steps $STEPS --set data.balance_domains=true
+  ev lora-balanced clay,sand_art --adapters $OUT/lora-balanced/$A --adapter-mix all=1
+  ev asymmetric-balanced clay,sand_art --adapters $OUT/asymmetric-balanced/$A
+}
+
 case "${1:-}" in
   train) train ;;
   eval) evaluate ;;
-  *) echo "usage: $0 train|eval [N]" >&2; exit 2 ;;
+  balanced) balanced ;;
+  *) echo "usage: $0 train|eval|balanced [N]" >&2; exit 2 ;;
 esac
