@@ -1,0 +1,71 @@
+"""`procseq recraft IMAGE`: a picture of the finished thing -> the process that made it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from procseq.cli.common import (
+    MODEL_HELP,
+    atomic_output_dir,
+    check_output_free,
+    main,
+)
+
+
+@main.command("recraft")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--domain", "-d", default=None,
+              help="Process domain (default: the model's first domain, 'painting' for procseq-tiny).")
+@click.option("--frames", "-n", default=9, show_default=True, type=int,
+              help="Frames of the grid, the input included as the last one (9 -> 3x3, 4 -> 2x2).")
+@click.option("--extend", default=0, show_default=True, type=int,
+              help="Predict K more frames before the first one, recursively (output: frames + K).")
+@click.option("--prompt", default=None, help="Text prompt instead of the domain phrase ('a painting', 'a LEGO'...), which ReCraft was trained with.")
+@click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
+@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--mode", type=click.Choice(["concat", "inplace"]), default=None,
+              help="Condition tokens (concat) or in-place overwrite of the final cell (default: the LoRA's mode).")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--lora", default=None, type=click.Path(path_type=Path),
+              help="ReCraft LoRA folder or .safetensors (default: the model's own recraft/, shipped with procseq-tiny).")
+@click.option("--no-lora", is_flag=True, help="Run without any ReCraft LoRA (the untrained condition branch).")
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
+              help="Refuse larger input images (checked before decoding).")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--out", "-o", default="outputs/recraft", show_default=True, type=click.Path(path_type=Path),
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: str | None, seed: int,
+            steps: int | None, mode: str | None, model: str, lora: Path | None, no_lora: bool, max_pixels: int,
+            device: str | None, out: Path, overwrite: bool, gif_ms: int) -> None:
+    """ReCraft: the step-by-step process that made IMAGE (PNG/JPEG/WebP of the finished artifact).
+
+    The picture is padded to a square with white and resized to the model's frame size; it is the
+    last frame of the output, and the earlier frames are generated.
+    """
+    import torch
+
+    from procseq.images import open_image
+    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+
+    if extend < 0:
+        raise ValueError(f"--extend must be >= 0, got {extend}.")
+    if no_lora and lora is not None:
+        raise ValueError("Pass either --lora or --no-lora, not both.")
+    check_output_free(out, overwrite)
+    picture = open_image(image, max_pixels)  # every bad input fails here, before the model loads
+    pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+    pipe.set_progress_bar_config(disable=True)
+    with atomic_output_dir(out, overwrite) as tmp:
+        generator = torch.Generator("cpu").manual_seed(seed)
+        result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
+                      num_inference_steps=steps, generator=generator)
+        settings = result.metadata[0]
+        seq = result.sequences([settings["prompt"]], settings["domain"])[0]
+        seq.save(tmp, extra={"seed": seed, "model": str(model), "input": str(image)})
+        result.grid[0].save(tmp / "grid.png")
+        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")

@@ -1,0 +1,116 @@
+"""`procseq train [base|adapter|recraft] CONFIG` and `procseq init-tiny`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from procseq.cli.common import (
+    atomic_output_dir,
+    main,
+)
+
+
+class TrainGroup(click.Group):
+    """``procseq train CONFIG`` (the base model) or ``procseq train adapter|recraft CONFIG``."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["base", *args]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[base|adapter|recraft] CONFIG [OPTIONS]")
+
+
+@main.group(cls=TrainGroup)
+def train() -> None:
+    """Train from a YAML CONFIG (a file or a preset name); every run resumes from its newest checkpoint.
+
+    \b
+    procseq train CONFIG            the base model (transformer, optionally text encoders / VAE)
+    procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
+    procseq train recraft CONFIG    the ReCraft condition LoRA (finished image -> process)
+
+    Multi-GPU: `accelerate launch -m procseq.cli train ...`.
+    """
+
+
+def _load_run_config(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...] = ()):
+    from procseq.training.config import RunConfig
+
+    cfg = RunConfig.from_yaml(config, overrides=overrides)
+    if max_steps is not None:
+        cfg.train.max_steps = max_steps
+    if output_dir is not None:
+        cfg.train.output_dir = output_dir
+    return cfg
+
+
+MAX_STEPS_HELP = "Override train.max_steps."
+OUTPUT_DIR_HELP = "Override train.output_dir."
+SET_HELP = "Override any config value: --set section.key=VALUE (YAML value; repeatable), e.g. --set adapter.kind=masked."
+
+
+@train.command("base")
+@click.argument("config")
+@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
+@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def train_base(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Train the Flux transformer with flow matching from CONFIG (e.g. the `tiny` preset)."""
+    from procseq.training.run import run_training
+
+    result = run_training(_load_run_config(config, max_steps, output_dir, overrides))
+    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); model: {result.model_dir}")
+
+
+@train.command("adapter")
+@click.argument("config")
+@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
+@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def train_adapter(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Train a multi-domain adapter (asymmetric / masked / one standard LoRA) on a frozen base, from CONFIG
+    (e.g. the `adapters` preset). Writes OUTPUT_DIR/model/adapters.safetensors; use it with
+    `procseq generate --adapters FILE --domain D`.
+    """
+    from procseq.training.adapters import run_adapter_training
+
+    result = run_adapter_training(_load_run_config(config, max_steps, output_dir, overrides))
+    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); "
+               f"adapters: {result.model_dir / 'adapters.safetensors'}")
+
+
+
+@train.command("recraft")
+@click.argument("config")
+@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
+@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def train_recraft(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Train the ReCraft LoRA (finished image -> process) on a frozen base from CONFIG (e.g. the `recraft`
+    preset; --set recraft.mode=inplace for the in-place baseline). Writes OUTPUT_DIR/model/
+    (pytorch_lora_weights.safetensors, recraft.json); use it with `procseq recraft IMAGE --lora DIR`.
+    """
+    from procseq.training.recraft import run_recraft_training
+
+    result = run_recraft_training(_load_run_config(config, max_steps, output_dir, overrides))
+    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); "
+               f"LoRA: {result.model_dir}")
+
+
+
+@main.command("init-tiny")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, type=int, help="Initialisation seed.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def init_tiny(out: Path, seed: int, overwrite: bool) -> None:
+    """Build an untrained procseq-tiny (random weights, tokenizers from the corpus vocabulary) in OUT."""
+    from procseq.models.tiny import TinyConfig, save_tiny_model
+    from procseq.training.run import corpus_texts
+
+    with atomic_output_dir(out, overwrite) as tmp:
+        save_tiny_model(tmp, TinyConfig(), texts=corpus_texts(), seed=seed)
+    click.echo(f"wrote an untrained procseq-tiny to {out}")
