@@ -62,6 +62,9 @@ def test_kill_and_resume_reproduces_the_loss_curve(tiny_model_dir, tmp_path, opt
     assert len(set(a)) == 4  # the model actually changes
     ckpts = sorted((tmp_path / "b" / "checkpoints").iterdir())
     assert [c.name for c in ckpts] == ["step_00000002", "step_00000004"]
+    # running a finished run again trains nothing and reports its last logged loss
+    again = make_trainer(tiny_model_dir, tmp_path / "b", 4, optimizer).train(progress=False)
+    assert again.step == 4 and again.loss == b[-1] and losses(tmp_path / "b") == b
 
 
 def test_schedule_is_a_pure_function_of_seed_and_step() -> None:

@@ -259,7 +259,7 @@ class Trainer:
         if acc.is_main_process:
             cfg.save_yaml(self.out / "config.yaml")
             truncate_log(log_path, step)
-        start, last_loss = time.perf_counter(), float("nan")
+        start, last_loss = time.perf_counter(), last_logged_loss(log_path)
         bar = tqdm(total=t_cfg.max_steps, initial=step, disable=not (progress and acc.is_main_process),
                    desc="train")
         while step < t_cfg.max_steps:
@@ -308,6 +308,14 @@ class Trainer:
             for old in sorted((self.out / "checkpoints").glob("step_*"))[: -self.cfg.train.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         return path
+
+
+def last_logged_loss(log_path: Path) -> float:
+    """The newest loss in ``log.jsonl`` (what a run that is already finished reports), NaN if none."""
+    if not log_path.is_file():
+        return float("nan")
+    lines = [ln for ln in log_path.read_text().splitlines() if ln]
+    return float(json.loads(lines[-1])["loss"]) if lines else float("nan")
 
 
 def truncate_log(log_path: Path, step: int) -> None:
