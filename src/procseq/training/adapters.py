@@ -33,7 +33,7 @@ from procseq.adapters import (
     trainable_parameters,
 )
 from procseq.adapters.routing import DEFAULT_TARGET_MODULES
-from procseq.training.alignment import AlignmentConfig, RepresentationAlignment
+from procseq.training.alignment import AlignmentConfig, RepresentationAlignment, capture_hidden_states
 from procseq.training.config import AdapterConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss
 from procseq.training.trainer import FlowBatch, Trainer, TrainResult
@@ -98,9 +98,13 @@ class AdapterTrainer(Trainer):
         with route(model, domains=[self.route_of[it["domain"]] for it in batch.items]):
             if self.alignment is None:
                 return super().compute_loss(batch)
+            # the student pass goes through the prepared (possibly DDP-wrapped) model, so gradients sync
+            with capture_hidden_states(model, self.alignment.blocks) as student:
+                pred = self.predict(batch)
             with self.accelerator.autocast():
-                out = self.alignment(batch.t, **self.model_inputs(batch))
-        return flow_matching_loss(out.output[0], batch.x0, batch.noise) + out.loss
+                teacher = self.alignment.teacher_states(**self.model_inputs(batch))
+            align = self.alignment.loss(dict(student), teacher, batch.t)
+        return flow_matching_loss(pred, batch.x0, batch.noise) + align.loss
 
 
 def save_adapter_model(pipe: Any, out: Path) -> None:
