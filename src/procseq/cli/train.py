@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from procseq.cli.common import (
-    atomic_output_dir,
-    main,
-)
+from procseq.cli.common import atomic_output_dir, main
+
+if TYPE_CHECKING:
+    from procseq.training.config import RunConfig
 
 
 class TrainGroup(click.Group):
@@ -37,69 +40,73 @@ def train() -> None:
     """
 
 
-def _load_run_config(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...] = ()):
-    from procseq.training.config import RunConfig
+def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], click.Command]:
+    """A ``procseq train NAME CONFIG`` command: CONFIG plus ``--max-steps``, ``--output-dir`` and ``--set``.
 
-    cfg = RunConfig.from_yaml(config, overrides=overrides)
-    if max_steps is not None:
-        cfg.train.max_steps = max_steps
-    if output_dir is not None:
-        cfg.train.output_dir = output_dir
-    return cfg
+    The decorated function gets the loaded :class:`~procseq.training.config.RunConfig`, trains, and
+    returns the line to print.
+    """
+
+    def decorate(run: Callable[[RunConfig], str]) -> click.Command:
+        @train.command(name)
+        @click.argument("config")
+        @click.option("--max-steps", default=None, type=int, help="Override train.max_steps.")
+        @click.option("--output-dir", default=None, help="Override train.output_dir.")
+        @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="Override any config value: --set section.key=VALUE (YAML value; repeatable), "
+                           "e.g. --set adapter.kind=masked.")
+        @functools.wraps(run)
+        def command(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+            from procseq.training.config import RunConfig
+
+            cfg = RunConfig.from_yaml(config, overrides=overrides)
+            if max_steps is not None:
+                cfg.train.max_steps = max_steps
+            if output_dir is not None:
+                cfg.train.output_dir = output_dir
+            click.echo(run(cfg))
+
+        return command
+
+    return decorate
 
 
-MAX_STEPS_HELP = "Override train.max_steps."
-OUTPUT_DIR_HELP = "Override train.output_dir."
-SET_HELP = "Override any config value: --set section.key=VALUE (YAML value; repeatable), e.g. --set adapter.kind=masked."
+def trained(result: Any, what: str) -> str:
+    """The one line a finished training command prints."""
+    return f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); {what}"
 
 
-@train.command("base")
-@click.argument("config")
-@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
-@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def train_base(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+@run_config_command("base")
+def train_base(cfg: RunConfig) -> str:
     """Train the Flux transformer with flow matching from CONFIG (e.g. the `tiny` preset)."""
     from procseq.training.run import run_training
 
-    result = run_training(_load_run_config(config, max_steps, output_dir, overrides))
-    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); model: {result.model_dir}")
+    result = run_training(cfg)
+    return trained(result, f"model: {result.model_dir}")
 
 
-@train.command("adapter")
-@click.argument("config")
-@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
-@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def train_adapter(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+@run_config_command("adapter")
+def train_adapter(cfg: RunConfig) -> str:
     """Train a multi-domain adapter (asymmetric / masked / one standard LoRA) on a frozen base, from CONFIG
     (e.g. the `adapters` preset). Writes OUTPUT_DIR/model/adapters.safetensors; use it with
     `procseq generate --adapters FILE --domain D`.
     """
     from procseq.training.adapters import run_adapter_training
 
-    result = run_adapter_training(_load_run_config(config, max_steps, output_dir, overrides))
-    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); "
-               f"adapters: {result.model_dir / 'adapters.safetensors'}")
+    result = run_adapter_training(cfg)
+    return trained(result, f"adapters: {result.model_dir / 'adapters.safetensors'}")
 
 
-
-@train.command("recraft")
-@click.argument("config")
-@click.option("--max-steps", default=None, type=int, help=MAX_STEPS_HELP)
-@click.option("--output-dir", default=None, help=OUTPUT_DIR_HELP)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def train_recraft(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+@run_config_command("recraft")
+def train_recraft(cfg: RunConfig) -> str:
     """Train the ReCraft LoRA (finished image -> process) on a frozen base from CONFIG (e.g. the `recraft`
     preset; --set recraft.mode=inplace for the in-place baseline). Writes OUTPUT_DIR/model/
     (pytorch_lora_weights.safetensors, recraft.json); use it with `procseq recraft IMAGE --lora DIR`.
     """
     from procseq.training.recraft import run_recraft_training
 
-    result = run_recraft_training(_load_run_config(config, max_steps, output_dir, overrides))
-    click.echo(f"trained to step {result.step} (loss {result.loss:.4f}, {result.seconds:.0f} s); "
-               f"LoRA: {result.model_dir}")
-
+    result = run_recraft_training(cfg)
+    return trained(result, f"LoRA: {result.model_dir}")
 
 
 @main.command("init-tiny")
