@@ -89,14 +89,33 @@ class SequenceOutput:
     Args:
         frames: per prompt, the list of frames in process order.
         captions: per prompt, the list of per-step captions.
-        grid: per prompt, the serpentine grid image the frames were cut from.
+        grid: per prompt, the serpentine grid image the frames were cut from (also :attr:`images`).
         metadata: per prompt, settings and timings (JSON-serialisable).
+        plans: per prompt, the :class:`~procseq.pipelines.planning.Plan` the frames were made from.
+        latents: the final packed latents, for ``output_type="latent"``.
     """
 
-    frames: list[list[Image.Image]]
+    frames: list[list[Any]]
     captions: list[list[str]]
-    grid: list[Image.Image]
+    grid: list[Any]
     metadata: list[dict[str, Any]]
+    plans: list[Any] | None = None
+    latents: Any = None
+
+    @property
+    def images(self) -> Any:
+        """The grids, as diffusers outputs name them (PIL list, ``(B, H, W, 3)`` array, or the latents)."""
+        return self.latents if self.latents is not None and not self.grid else self.grid
+
+    def as_numpy(self) -> "SequenceOutput":
+        """The same output with frames and grids as float32 arrays in [0, 1] (``output_type="np"``)."""
+        import numpy as np
+
+        def arr(images: list[Image.Image]) -> np.ndarray:
+            return np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
+
+        return SequenceOutput(frames=[arr(f) for f in self.frames], captions=self.captions, grid=arr(self.grid),
+                              metadata=self.metadata, plans=self.plans)
 
     def sequences(self, prompts: list[str], domain: str) -> list[Sequence]:
         """View the output as :class:`Sequence` objects (one per prompt); metadata goes to ``meta["settings"]``."""

@@ -60,7 +60,10 @@ def test_bf16_autocast_and_true_cfg_run(tiny_pipe) -> None:
 
 def test_captions_from_plan_or_given(tiny_pipe) -> None:
     out = tiny_pipe("a red circle", domain="painting", frames=4, generator=gen(0))
-    assert out.captions[0][0].startswith("Step 1/4") and "a red circle" in out.captions[0][-1]
+    # the offline planner writes the corpus's own painting steps, with the prompt's colour and object
+    assert out.captions[0][0] == "sketch the outline of the circle in pencil"
+    assert out.plans[0].num_steps == 4 and out.plans[0].domain == "painting" and out.plans[0].source == "corpus"
+    assert "red circle" in out.plans[0].meta["matched_prompt"]  # the closest corpus spec: same colour and object
     given = [f"c{i}" for i in range(4)]
     assert tiny_pipe("x", domain="painting", frames=4, captions=given, generator=gen(0)).captions[0] == given
 

@@ -1,21 +1,23 @@
-"""Condition-branch attention processors with a per-layer K/V cache (OminiControl-style, DESIGN.md #3).
+"""procseq's attention processor: known-frame (condition) keys/values through ``joint_attention_kwargs``.
 
-Clean condition tokens (a VAE-encoded image at t = 0) run in their **own** transformer forward pass
+Clean known-frame tokens (VAE-encoded frames at t = 0) run in their **own** transformer forward pass
 (the *condition pass*), with no text tokens, so they attend only to themselves. In that pass every
-attention layer records its post-RoPE keys and values. In the *main pass* (the noisy grid being
-denoised), every layer appends the recorded condition K/V to its own keys and values, so text and
-image tokens attend to the condition while the condition never sees them. This is the group mask
+attention layer records its post-RoPE keys and values into a :class:`ConditionKV`. In the *main pass*
+(the noisy sequence being denoised) every layer appends the recorded K/V to its own keys and values,
+so text and image tokens attend to the known frames while the known frames never see them:
 
-    query \\ key     text   image   condition
+    query \\ key     text   image   known
     text             yes    yes     yes
     image            yes    yes     yes
-    condition        no     no      yes
+    known            no     no      yes
 
-realised without a mask tensor and without changing any block code: the condition K/V do not depend
-on the noisy latents or the step, so they are computed once per generation and reused at every step.
+realised without a mask tensor and without changing any block code (DESIGN.md #3). The condition K/V
+do not depend on the noisy latents or the step, so they are computed once per generation.
 
-A LoRA for the condition branch (peft adapter, e.g. ``"recraft"``) is enabled only while the
-condition pass runs (:func:`adapters_enabled`).
+All per-call state travels in ``joint_attention_kwargs`` (DESIGN.md #11), as diffusers hands it to
+processors: ``condition_kv`` (the :class:`ConditionKV` store) and ``condition_phase`` (``"record"`` in
+the condition pass, ``"use"`` in the main pass). The processor itself keeps only its layer name; with
+no extra inputs it is exactly ``FluxAttnProcessor`` (tested bit for bit).
 """
 
 from __future__ import annotations
@@ -29,52 +31,45 @@ import torch
 from diffusers import FluxTransformer2DModel
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
-from diffusers.models.transformers.transformer_flux import (
-    FluxAttnProcessor,
-    _get_qkv_projections,
-)
+from diffusers.models.transformers.transformer_flux import FluxAttnProcessor, _get_qkv_projections
 
-CacheMode = Literal["off", "record", "use"]
+ConditionPhase = Literal["record", "use"]
 
 
 @dataclass
-class ConditionCache:
-    """Keys/values of the condition tokens per attention layer, shared by all installed processors.
+class ConditionKV:
+    """Keys/values of the known-frame tokens per attention layer, filled by the condition pass.
 
-    `mode`: ``"off"`` (plain attention), ``"record"`` (condition pass: attend normally, store K/V),
-    ``"use"`` (main pass: append the stored K/V to every layer's keys and values).
-    `kv` maps a layer name to ``(key, value)``, each `torch.Tensor` of shape `(batch, cond_seq, heads, head_dim)`.
+    `kv` maps a processor name (``transformer.attn_processors`` key) to ``(key, value)``, each a
+    `torch.Tensor` of shape `(batch, known_seq, heads, head_dim)` (post-RoPE).
     """
 
-    mode: CacheMode = "off"
     kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
-    def clear(self) -> None:
-        """Forget every recorded layer and switch attention back to plain."""
-        self.kv.clear()
-        self.mode = "off"
-
-    @contextmanager
-    def as_mode(self, mode: CacheMode) -> Iterator[ConditionCache]:
-        """Temporarily set :attr:`mode`."""
-        previous, self.mode = self.mode, mode
-        try:
-            yield self
-        finally:
-            self.mode = previous
+    def attention_kwargs(self, phase: ConditionPhase = "use") -> dict[str, Any]:
+        """The ``joint_attention_kwargs`` that hand this store to :class:`ProcseqAttnProcessor`."""
+        return {"condition_kv": self, "condition_phase": phase}
 
 
-class ConditionKVProcessor(FluxAttnProcessor):
-    """``FluxAttnProcessor`` that records (condition pass) or appends (main pass) condition keys/values.
+def _match_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Broadcast a condition tensor of batch 1 or ``batch / k`` to `batch` (CFG branches share the condition)."""
+    if x.shape[0] == batch:
+        return x
+    if batch % x.shape[0]:
+        raise ValueError(f"Condition batch {x.shape[0]} does not divide the attention batch {batch}.")
+    return x.repeat(batch // x.shape[0], *([1] * (x.dim() - 1)))
+
+
+class ProcseqAttnProcessor(FluxAttnProcessor):
+    """``FluxAttnProcessor`` that records (condition pass) or appends (main pass) known-frame keys/values.
 
     Args:
-        cache: the :class:`ConditionCache` shared by every layer of one transformer.
-        name: this layer's key in ``cache.kv`` (its processor name in ``transformer.attn_processors``).
+        name: this layer's processor name, its key in :attr:`ConditionKV.kv`.
     """
 
-    def __init__(self, cache: ConditionCache, name: str):
+    def __init__(self, name: str):
         super().__init__()
-        self.cache, self.name = cache, name
+        self.name = name
 
     def __call__(
         self,
@@ -83,10 +78,13 @@ class ConditionKVProcessor(FluxAttnProcessor):
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        condition_kv: ConditionKV | None = None,
+        condition_phase: ConditionPhase = "use",
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        mode = self.cache.mode
-        if mode == "off":
+        if condition_kv is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        if condition_phase not in ("record", "use"):
+            raise ValueError(f"Unknown condition_phase {condition_phase!r}; use 'record' or 'use'.")
         query, key, value, enc_q, enc_k, enc_v = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
         query, key, value = (x.unflatten(-1, (-1, attn.head_dim)) for x in (query, key, value))
         query, key = attn.norm_q(query), attn.norm_k(key)
@@ -99,18 +97,14 @@ class ConditionKVProcessor(FluxAttnProcessor):
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
 
-        if mode == "record":
-            self.cache.kv[self.name] = (key, value)
-        elif mode == "use":
-            if self.name not in self.cache.kv:
-                raise RuntimeError(f"No condition keys/values recorded for {self.name}; run the condition pass first.")
-            cond_k, cond_v = self.cache.kv[self.name]
-            if cond_k.shape[0] != key.shape[0]:
-                cond_k, cond_v = (x.expand(key.shape[0], *x.shape[1:]) for x in (cond_k, cond_v))
-            key = torch.cat([key, cond_k.to(key.dtype)], dim=1)
-            value = torch.cat([value, cond_v.to(value.dtype)], dim=1)
+        if condition_phase == "record":
+            condition_kv.kv[self.name] = (key, value)
         else:
-            raise ValueError(f"Unknown condition cache mode {mode!r}; use 'off', 'record' or 'use'.")
+            if self.name not in condition_kv.kv:
+                raise RuntimeError(f"No known-frame keys/values recorded for {self.name}; run the condition pass first.")
+            cond_k, cond_v = (_match_batch(x, key.shape[0]).to(key.dtype) for x in condition_kv.kv[self.name])
+            key = torch.cat([key, cond_k], dim=1)
+            value = torch.cat([value, cond_v], dim=1)
 
         out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, backend=self._attention_backend,
                                     parallel_config=self._parallel_config)
@@ -122,18 +116,21 @@ class ConditionKVProcessor(FluxAttnProcessor):
         return image, attn.to_add_out(text.contiguous())
 
 
-@contextmanager
-def condition_processors(transformer: FluxTransformer2DModel,
-                         cache: ConditionCache | None = None) -> Iterator[ConditionCache]:
-    """Install a :class:`ConditionKVProcessor` on every attention layer; the previous processors come back on exit."""
-    cache = cache if cache is not None else ConditionCache()
-    previous = transformer.attn_processors
-    transformer.set_attn_processor({name: ConditionKVProcessor(cache, name) for name in previous})
-    try:
-        yield cache
-    finally:
-        transformer.set_attn_processor(previous)
-        cache.clear()
+def install_processors(transformer: FluxTransformer2DModel) -> None:
+    """Give every attention layer a :class:`ProcseqAttnProcessor` (idempotent).
+
+    Installed once and left in place: without extra ``joint_attention_kwargs`` it computes exactly what
+    ``FluxAttnProcessor`` computes. Other custom processors are not silently replaced.
+    """
+    current = transformer.attn_processors
+    if all(isinstance(p, ProcseqAttnProcessor) for p in current.values()):
+        return
+    foreign = sorted({type(p).__name__ for p in current.values()
+                      if type(p) is not FluxAttnProcessor and not isinstance(p, ProcseqAttnProcessor)})
+    if foreign:
+        raise ValueError(f"Known frames need the default Flux attention processors, found {', '.join(foreign)}; "
+                         "reset them with transformer.set_attn_processor(FluxAttnProcessor()) first.")
+    transformer.set_attn_processor({name: ProcseqAttnProcessor(name) for name in current})
 
 
 def _has_adapters(transformer: Any) -> bool:
@@ -173,42 +170,40 @@ def adapters_enabled(transformer: Any, enabled: bool) -> Iterator[None]:
 
 def run_condition_pass(
     transformer: FluxTransformer2DModel,
-    cache: ConditionCache,
-    cond_tokens: torch.Tensor,
-    cond_ids: torch.Tensor,
+    tokens: torch.Tensor,
+    ids: torch.Tensor,
     pooled: torch.Tensor,
     guidance: torch.Tensor | None = None,
     lora: bool = True,
-) -> ConditionCache:
-    """The condition pass: the clean tokens alone at t = 0 (no text tokens); records every layer's K/V.
+) -> ConditionKV:
+    """The condition pass: the clean known-frame tokens alone at t = 0 (no text); returns every layer's K/V.
 
     Args:
-        transformer: a transformer whose processors were installed by :func:`condition_processors`.
-        cache: the shared cache (filled in place and returned).
-        cond_tokens: packed clean condition latents `(batch, cond_seq, in_channels)`.
-        cond_ids: their position ids `(cond_seq, 3)` (:func:`procseq.attention.rope.condition_position_ids`).
-        pooled: the pooled text vector `(batch, P)` for the time/text modulation of the branch.
-        guidance: the guidance values `(batch,)` for guidance-distilled checkpoints.
-        lora: enable the transformer's adapters for this pass (the condition LoRA).
+        transformer: a transformer with :func:`install_processors` applied (installed here if not).
+        tokens: packed clean latents of the known frames ``(batch, known_seq, in_channels)``.
+        ids: their position ids ``(known_seq, 3)`` (:func:`procseq.attention.rope.known_position_ids`).
+        pooled: the pooled text vector ``(batch or 1, P)`` for the time/text modulation of the branch.
+        guidance: the guidance values ``(batch,)`` for guidance-distilled checkpoints.
+        lora: enable the transformer's peft adapters for this pass (the condition LoRA).
     """
-    b = cond_tokens.shape[0]
-    cfg = transformer.config
-    empty_text = cond_tokens.new_zeros(b, 0, cfg.joint_attention_dim)
-    empty_ids = cond_ids.new_zeros(0, 3)
-    cache.kv.clear()
-    with cache.as_mode("record"), adapters_enabled(transformer, lora):
+    install_processors(transformer)
+    b = tokens.shape[0]
+    store = ConditionKV()
+    with adapters_enabled(transformer, lora):
         transformer(
-            hidden_states=cond_tokens, timestep=cond_tokens.new_zeros(b), guidance=guidance,
+            hidden_states=tokens, timestep=tokens.new_zeros(b), guidance=guidance,
             pooled_projections=pooled.expand(b, -1) if pooled.shape[0] == 1 else pooled,
-            encoder_hidden_states=empty_text, txt_ids=empty_ids, img_ids=cond_ids, return_dict=False,
+            encoder_hidden_states=tokens.new_zeros(b, 0, transformer.config.joint_attention_dim),
+            txt_ids=ids.new_zeros(0, 3), img_ids=ids, joint_attention_kwargs=store.attention_kwargs("record"),
+            return_dict=False,
         )
-    return cache
+    return store
 
 
 __all__ = [
-    "ConditionCache",
-    "ConditionKVProcessor",
+    "ConditionKV",
+    "ProcseqAttnProcessor",
     "adapters_enabled",
-    "condition_processors",
+    "install_processors",
     "run_condition_pass",
 ]

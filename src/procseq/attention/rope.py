@@ -2,32 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from procseq.layout import GridLayout, frame_token_indices, grid_position_ids
 
 
-def condition_position_ids(layout: GridLayout, frame_tokens: int, frame: int = -1) -> torch.Tensor:
-    """Position ids ``(frame_tokens**2, 3)`` that place condition tokens on one frame's grid cell.
+def known_token_indices(layout: GridLayout, frame_tokens: int, frames: Sequence[int]) -> torch.Tensor:
+    """Indices ``(len(frames) * frame_tokens**2,)`` into the packed grid tokens of the cells of `frames`.
 
-    The ids are exactly those of the cell's own tokens in :func:`procseq.layout.grid_position_ids`
-    (row-major inside the cell), so a clean condition image of one frame is spatially aligned with
-    the cell it conditions (OminiControl's spatial conditioning). Default: the final frame's cell.
-
-    Args:
-        layout: the grid layout of the main sequence.
-        frame_tokens: tokens per frame side.
-        frame: which frame's cell (negative counts from the end).
+    The order is frame by frame (as given), row-major inside each cell: the order in which
+    :func:`procseq.layout.pack_latents` packs each frame's own latent, so ``grid_tokens[:, idx]`` and the
+    concatenated per-frame tokens line up one to one.
     """
-    index = frame_token_indices(layout, frame_tokens)[frame]
-    return grid_position_ids(layout, frame_tokens)[index]
+    cells = frame_token_indices(layout, frame_tokens)
+    return torch.cat([cells[k] for k in frames]) if len(frames) else torch.zeros(0, dtype=torch.long)
 
 
-def cell_token_mask(layout: GridLayout, frame_tokens: int, frame: int = -1) -> torch.Tensor:
-    """Boolean mask ``(seq,)`` over the packed grid tokens that is true on `frame`'s cell."""
+def known_position_ids(layout: GridLayout, frame_tokens: int, frames: Sequence[int]) -> torch.Tensor:
+    """Position ids ``(len(frames) * frame_tokens**2, 3)`` that place known-frame tokens on their cells.
+
+    The ids are exactly those of the cells' own tokens in :func:`procseq.layout.grid_position_ids`, so a
+    clean known frame is spatially aligned with the cell it stands for (OminiControl's spatial
+    conditioning, generalised from ReCraft's final cell to any cells).
+    """
+    return grid_position_ids(layout, frame_tokens)[known_token_indices(layout, frame_tokens, frames)]
+
+
+def known_token_mask(layout: GridLayout, frame_tokens: int, frames: Sequence[int]) -> torch.Tensor:
+    """Boolean mask ``(seq,)`` over the packed grid tokens that is true on the cells of `frames`."""
     mask = torch.zeros(layout.rows * layout.cols * frame_tokens**2, dtype=torch.bool)
-    mask[frame_token_indices(layout, frame_tokens)[frame]] = True
+    mask[known_token_indices(layout, frame_tokens, frames)] = True
     return mask
 
 
-__all__ = ["cell_token_mask", "condition_position_ids"]
+__all__ = ["known_position_ids", "known_token_indices", "known_token_mask"]

@@ -1,4 +1,4 @@
-"""The ``procseq`` command line: generate | recraft | train | data | eval | samples | bench | adapter | init-tiny.
+"""The ``procseq`` command line: generate | recraft | continue | train | data | eval | samples | bench | adapter | init-tiny.
 
 User errors (bad input, missing files) print one line on stderr and exit with status 2; output
 folders are written to a temporary sibling and renamed into place, so a failed command leaves

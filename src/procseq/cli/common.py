@@ -7,6 +7,8 @@ nothing half-written behind.
 
 from __future__ import annotations
 
+from typing import Any
+
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -85,3 +87,29 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
         if not sep or not name.strip():
             raise ValueError(f"Bad adapter mix {text!r}; write domain=weight pairs, e.g. 'lego=0.7,clay=0.3'.")
     return mix
+
+
+KNOWN_HELP = ("A known frame INDEX=IMAGE (repeatable; any cells, 0 = first, -1 = last): the given picture is that step, "
+              "the others are generated to fit. PNG/JPEG/WebP, padded to a square with white.")
+
+
+def parse_known(items: tuple[str, ...], frames: int, max_pixels: int) -> dict[int, Any] | None:
+    """``("0=first.png", "-1=done.png")`` -> ``{0: image, 8: image}``, every file opened and checked before any
+    model loads (``ValueError``/``FileNotFoundError`` with the fix otherwise)."""
+    if not items:
+        return None
+    from procseq.conditioning.frames import check_known_indices
+    from procseq.images import open_image
+
+    parsed: list[tuple[int, str]] = []
+    for item in items:
+        index, sep, path = item.partition("=")
+        try:
+            k = int(index)
+        except ValueError:
+            k = None
+        if not sep or k is None or not path:
+            raise ValueError(f"Bad --known {item!r}; use INDEX=IMAGE, e.g. --known 0=first.png --known -1=done.png.")
+        parsed.append((k, path))
+    check_known_indices([k for k, _ in parsed], frames)
+    return {k % frames: open_image(path, max_pixels) for k, path in parsed}

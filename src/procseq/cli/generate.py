@@ -10,11 +10,13 @@ import click
 from procseq.cli.common import (
     ADAPTERS_HELP,
     CFG_HELP,
+    KNOWN_HELP,
     MIX_HELP,
     MODEL_HELP,
     atomic_output_dir,
     check_output_free,
     main,
+    parse_known,
     parse_mix,
 )
 from procseq.cli.evaluate import per_domain
@@ -46,11 +48,23 @@ from procseq.cli.evaluate import per_domain
 @click.option("--negative-prompt", default="", show_default=True, help="Negative prompt for --true-cfg-scale > 1.")
 @click.option("--adapters", default=None, help=ADAPTERS_HELP)
 @click.option("--adapter-mix", default=None, help=MIX_HELP)
+@click.option("--known", "known_items", multiple=True, metavar="INDEX=IMAGE", help=KNOWN_HELP)
+@click.option("--known-mode", type=click.Choice(["concat", "inplace"]), default=None,
+              help="How known frames condition: condition tokens (concat) or overwriting their cells (inplace); "
+                   "default: the condition LoRA's mode.")
+@click.option("--lora", default=None, type=click.Path(path_type=Path),
+              help="Condition LoRA folder or .safetensors for --known (default: the model's own known_frames/).")
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
+              help="Refuse larger --known images (checked before decoding).")
 def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
              frame_size: int | None, model: str, dtype: str, bf16_autocast: bool, device: str | None,
              cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, true_cfg_scale: float | None,
-             negative_prompt: str, adapters: str | None, adapter_mix: str | None) -> None:
-    """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions."""
+             negative_prompt: str, adapters: str | None, adapter_mix: str | None, known_items: tuple[str, ...],
+             known_mode: str | None, lora: Path | None, max_pixels: int) -> None:
+    """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions.
+
+    With --known, some steps are given as pictures (any cells) and the others are generated to fit.
+    """
     import torch
 
     from procseq.models.loading import load_pipeline
@@ -58,16 +72,20 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
     if not prompt.strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     mix = parse_mix(adapter_mix)
+    known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     check_output_free(out, overwrite)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters)
+    if lora is not None:
+        pipe.load_condition_lora(lora)
     with atomic_output_dir(out, overwrite) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
-                      negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale,
-                      autocast_dtype=torch.bfloat16 if bf16_autocast else None)
+                      negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale, known=known,
+                      known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None)
         seq = result.sequences([prompt], domain)[0]
-        seq.save(tmp, extra={"seed": seed, "model": str(model)})
+        inputs = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
+        seq.save(tmp, extra={"seed": seed, "model": str(model), **inputs})
         result.grid[0].save(tmp / "grid.png")
         seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
     click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")

@@ -1,4 +1,4 @@
-"""`procseq recraft IMAGE`: a picture of the finished thing -> the process that made it."""
+"""`procseq recraft IMAGE` (the last step known) and `procseq continue IMAGE...` (the first steps known)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from procseq.cli.common import (
               help="Condition tokens (concat) or in-place overwrite of the final cell (default: the LoRA's mode).")
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
 @click.option("--lora", default=None, type=click.Path(path_type=Path),
-              help="ReCraft LoRA folder or .safetensors (default: the model's own recraft/, shipped with procseq-tiny).")
-@click.option("--no-lora", is_flag=True, help="Run without any ReCraft LoRA (the untrained condition branch).")
+              help="Condition LoRA folder or .safetensors (default: the model's own known_frames/, shipped with procseq-tiny).")
+@click.option("--no-lora", is_flag=True, help="Run without any condition LoRA (the untrained condition branch).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger input images (checked before decoding).")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
@@ -66,6 +66,55 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
         settings = result.metadata[0]
         seq = result.sequences([settings["prompt"]], settings["domain"])[0]
         seq.save(tmp, extra={"seed": seed, "model": str(model), "input": str(image)})
+        result.grid[0].save(tmp / "grid.png")
+        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")
+
+
+@main.command("continue")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--prompt", "-p", required=True, help="The finished artifact, e.g. 'a LEGO tower of eight bricks'.")
+@click.option("--domain", "-d", default=None,
+              help="Process domain (default: the model's first domain, 'painting' for procseq-tiny).")
+@click.option("--frames", "-n", default=9, show_default=True, type=int,
+              help="Frames of the whole sequence, the given ones included (9 -> 3x3, 4 -> 2x2).")
+@click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
+@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--mode", type=click.Choice(["concat", "inplace"]), default=None,
+              help="Condition tokens (concat) or in-place overwrite of the known cells (default: the LoRA's mode).")
+@click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
+@click.option("--lora", default=None, type=click.Path(path_type=Path),
+              help="Condition LoRA folder or .safetensors (default: the model's own known_frames/).")
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
+              help="Refuse larger input images (checked before decoding).")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--out", "-o", default="outputs/continue", show_default=True, type=click.Path(path_type=Path),
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames: int, seed: int, steps: int | None,
+              mode: str | None, model: str, lora: Path | None, max_pixels: int, device: str | None, out: Path,
+              overwrite: bool, gif_ms: int) -> None:
+    """Continue a half-finished work: IMAGES are its first steps, in order; the rest of the process is generated."""
+    import torch
+
+    from procseq.conditioning.frames import check_known_indices
+    from procseq.images import open_image
+    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+
+    if not prompt.strip():
+        raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
+    check_known_indices(range(len(images)), frames)
+    check_output_free(out, overwrite)
+    pictures = [open_image(path, max_pixels) for path in images]  # every bad input fails before the model loads
+    pipe = load_recraft_pipeline(model, lora=lora, device=device)
+    pipe.set_progress_bar_config(disable=True)
+    with atomic_output_dir(out, overwrite) as tmp:
+        result = pipe.continue_sequence(pictures, prompt, domain=domain, frames=frames, known_mode=mode,
+                                        num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))
+        settings = result.metadata[0]
+        seq = result.sequences([prompt], settings["domain"])[0]
+        seq.save(tmp, extra={"seed": seed, "model": str(model), "inputs": [str(p) for p in images]})
         result.grid[0].save(tmp / "grid.png")
         seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
     click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")

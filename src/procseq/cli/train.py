@@ -1,4 +1,4 @@
-"""`procseq train [base|adapter|recraft] CONFIG` and `procseq init-tiny`."""
+"""`procseq train [base|adapter|known-frames] CONFIG` and `procseq init-tiny`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class TrainGroup(click.Group):
-    """``procseq train CONFIG`` (the base model) or ``procseq train adapter|recraft CONFIG``."""
+    """``procseq train CONFIG`` (the base model) or ``procseq train adapter|known-frames CONFIG``."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
@@ -24,7 +24,7 @@ class TrainGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "[base|adapter|recraft] CONFIG [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "[base|adapter|known-frames] CONFIG [OPTIONS]")
 
 
 @main.group(cls=TrainGroup)
@@ -34,7 +34,7 @@ def train() -> None:
     \b
     procseq train CONFIG            the base model (transformer, optionally text encoders / VAE)
     procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
-    procseq train recraft CONFIG    the ReCraft condition LoRA (finished image -> process)
+    procseq train known-frames CONFIG   the condition LoRA for known frames (ReCraft, continuation, interpolation)
 
     Multi-GPU: `accelerate launch -m procseq.cli train ...`.
     """
@@ -97,15 +97,16 @@ def train_adapter(cfg: RunConfig) -> str:
     return trained(result, f"adapters: {result.model_dir / 'adapters.safetensors'}")
 
 
-@run_config_command("recraft")
-def train_recraft(cfg: RunConfig) -> str:
-    """Train the ReCraft LoRA (finished image -> process) on a frozen base from CONFIG (e.g. the `recraft`
-    preset; --set recraft.mode=inplace for the in-place baseline). Writes OUTPUT_DIR/model/
-    (pytorch_lora_weights.safetensors, recraft.json); use it with `procseq recraft IMAGE --lora DIR`.
+@run_config_command("known-frames")
+def train_known_frames(cfg: RunConfig) -> str:
+    """Train the condition LoRA (known frames at any cells: ReCraft, continuation, interpolation) on a
+    frozen base from CONFIG (e.g. the `known_frames` preset; --set known_frames.mode=inplace for the
+    in-place variant). Writes OUTPUT_DIR/model/ (pytorch_lora_weights.safetensors, known_frames.json);
+    use it with `procseq generate --known ... --lora DIR` or `procseq recraft IMAGE --lora DIR`.
     """
-    from procseq.training.recraft import run_recraft_training
+    from procseq.training.known_frames import run_known_frames_training
 
-    result = run_recraft_training(cfg)
+    result = run_known_frames_training(cfg)
     return trained(result, f"LoRA: {result.model_dir}")
 
 

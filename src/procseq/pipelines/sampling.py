@@ -54,13 +54,15 @@ def denoise(
     callback: Callable[[int], None] | None = None,
     autocast_dtype: torch.dtype | None = None,
     before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    after_step: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Integrate packed latents ``(B, seq, C)`` from noise (t=1) to data (t=0) with the scheduler's Euler step.
 
     Bit-for-bit the loop of ``diffusers.FluxPipeline`` (same timesteps, guidance and scheduler calls),
     with position ids and attention kwargs supplied by the caller. ``before_step(i, latents)``, when
     given, runs before each model call and returns the latents to use (ReCraft's in-place condition,
-    a recomputed condition branch).
+    a recomputed condition branch); ``after_step(i, t, latents)`` runs after each scheduler step and
+    returns the latents to continue with (progress, diffusers' ``callback_on_step_end``).
     """
     guidance = None
     if transformer.config.guidance_embeds:
@@ -91,4 +93,6 @@ def denoise(
         latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
         if callback is not None:
             callback(i)
+        if after_step is not None:
+            latents = after_step(i, t, latents)
     return latents

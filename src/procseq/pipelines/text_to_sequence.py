@@ -1,50 +1,76 @@
-"""ProcessPipeline: a prompt becomes a procedural sequence (frames + captions) in one serpentine grid."""
+"""ProcessPipeline: a prompt (or a plan, or some known frames) becomes a procedural sequence."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from diffusers import FluxPipeline
 
 from procseq.adapters.routing import adapter_layers, route, unrouted
+from procseq.attention.processors import ConditionKV, adapters_enabled
+from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode
+from procseq.conditioning.lora import default_condition_lora, load_condition_lora
+from procseq.conditioning.sequence import SequenceConditioning
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
+from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
-from procseq.pipelines.planning import Planner, template_plan
+from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.sequence import SequenceOutput
 
+OUTPUT_TYPES = ("pil", "np", "latent")
+StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
 
 class ProcessPipeline(FluxPipeline):
-    r"""Text-to-sequence on the FLUX.1 components.
+    r"""Procedural sequences on the FLUX.1 components.
 
     The frames of one process are generated together as one in-context grid in serpentine order
     (:mod:`procseq.layout`); for a plain prompt the grid is exactly what ``diffusers.FluxPipeline``
-    generates at the grid's size. It loads any Flux checkpoint in diffusers folder format
-    (``ProcessPipeline.from_pretrained``) and inherits FluxPipeline's prompt encoding, LoRA loading
-    and CPU offload.
+    generates at the grid's size. Frames given in `known` (any cells) condition the others
+    (:mod:`procseq.conditioning.frames`). It loads any Flux checkpoint in diffusers folder format,
+    ``ProcessPipeline.from_pretrained("procseq-tiny")`` included, and inherits FluxPipeline's prompt
+    encoding, LoRA loading and CPU offload.
 
     Components are those of :class:`diffusers.FluxPipeline`.
     """
 
     _defaults: ModelDefaults | None = None
+    _condition_lora: dict[str, Any] | None = None
+    auto_condition_lora: bool = True
+    """Load the model's own condition LoRA on the first call with known frames (False: run without one)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> Any:
+        """``FluxPipeline.from_pretrained``, where ``"procseq-tiny"`` (or None) is the embedded model."""
+        from procseq.models.loading import resolve_model
+
+        return super().from_pretrained(resolve_model(pretrained_model_name_or_path), **kwargs)
+
+    @property
+    def model_folder(self) -> Path | None:
+        """The local folder the pipeline was loaded from, if any."""
+        name = getattr(self.config, "_name_or_path", None)
+        return Path(name) if name and Path(name).is_dir() else None
 
     @property
     def defaults(self) -> ModelDefaults:
         """Native frame size, frame limit and sampling defaults of the loaded checkpoint."""
         if self._defaults is None:
-            name = getattr(self.config, "_name_or_path", None)
-            folder = Path(name) if name and Path(name).is_dir() else None
-            self._defaults = ModelDefaults.from_folder(folder)
+            self._defaults = ModelDefaults.from_folder(self.model_folder)
         return self._defaults
 
     @defaults.setter
     def defaults(self, value: ModelDefaults) -> None:
         self._defaults = value
+
+    # -- adapters ------------------------------------------------------------------------------
 
     @property
     def adapter_domains(self) -> list[str]:
@@ -82,6 +108,29 @@ class ProcessPipeline(FluxPipeline):
             return route(self.transformer, domains=domain, unseen="shared")
         return unrouted(self.transformer)
 
+    @property
+    def condition_lora(self) -> dict[str, Any] | None:
+        """Metadata of the loaded condition LoRA (``mode``, ``path``...), or None."""
+        return self._condition_lora
+
+    def load_condition_lora(self, path: str | Path | None = None) -> ProcessPipeline:
+        """Load the LoRA that reads known frames (default: the model's own ``known_frames/``)."""
+        path = path if path is not None else default_condition_lora(self.model_folder)
+        if path is None:
+            raise FileNotFoundError("This model ships no condition LoRA; train one with `procseq train "
+                                    "known-frames CONFIG` and pass its folder.")
+        if self._condition_lora is not None:
+            self.delete_adapters(["known_frames"])
+        self._condition_lora = load_condition_lora(self, path)
+        return self
+
+    def default_known_mode(self) -> KnownMode:
+        """The loaded condition LoRA's mode, else ``concat``."""
+        mode = (self._condition_lora or {}).get("mode", "concat")
+        return mode if mode in KNOWN_MODES else "concat"
+
+    # -- inputs --------------------------------------------------------------------------------
+
     def check_sequence_inputs(self, prompts: list[str], domain: str, frames: int, frame_size: int,
                               allow_unseen: bool = False) -> None:
         """Raise ``ValueError`` with the fix when a request cannot be generated."""
@@ -94,7 +143,7 @@ class ProcessPipeline(FluxPipeline):
             raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)} "
                              f"(or allow_unseen=True to test generalisation to a new domain).")
         limit = self.defaults.max_frames
-        if not 2 <= frames <= limit:
+        if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= limit:
             raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}.")
         multiple = self.vae_scale_factor * 2
         if frame_size < multiple or frame_size % multiple:
@@ -107,12 +156,40 @@ class ProcessPipeline(FluxPipeline):
         )
         return TextConditioning(embeds, pooled, text_ids)
 
+    def make_plans(self, prompts: list[str], domain: str, frames: int, plan: Plan | list[Plan] | None,
+                   captions: list[str] | None, planner: Planner) -> list[Plan]:
+        """One plan per prompt, before anything is encoded: given, from `captions`, or from `planner`."""
+        if plan is not None:
+            plans = [plan] * len(prompts) if isinstance(plan, Plan) else list(plan)
+            if len(plans) != len(prompts):
+                raise ValueError(f"Got {len(plans)} plans for {len(prompts)} prompts; pass one plan per prompt.")
+        elif captions is not None:
+            plans = [Plan(p, domain, list(captions)) for p in prompts]
+        else:
+            plans = [make_plan(planner, p, domain, frames) for p in prompts]
+        for p in plans:
+            if p.num_steps != frames:
+                raise ValueError(f"The plan has {p.num_steps} steps but {frames} frames were asked for; "
+                                 "pass one caption per frame (or frames=len(plan.captions)).")
+        return plans
+
+    def prepare_known(self, known: Mapping[int, KnownImage] | KnownFrames | None, frames: int, frame_size: int,
+                      max_pixels: int | None) -> KnownFrames | None:
+        """Known frames from ``{index: image or path}`` (loaded by the :mod:`procseq.images` policy)."""
+        if known is None or isinstance(known, KnownFrames):
+            return known
+        if not isinstance(known, Mapping):
+            raise ValueError("known must map frame indices to images, e.g. known={0: 'first.png'}.")
+        return KnownFrames.from_images(self.vae, known, frames, frame_size, max_pixels)
+
+    # -- generation ----------------------------------------------------------------------------
+
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str],
-        domain: str = "painting",
-        frames: int = 9,
+        prompt: str | list[str] | None = None,
+        domain: str | None = None,
+        frames: int | None = None,
         frame_size: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
@@ -122,18 +199,29 @@ class ProcessPipeline(FluxPipeline):
         latents: torch.Tensor | None = None,
         max_sequence_length: int | None = None,
         captions: list[str] | None = None,
-        planner: Planner = template_plan,
+        plan: Plan | list[Plan] | None = None,
+        planner: Planner = corpus_plan,
+        known: Mapping[int, KnownImage] | KnownFrames | None = None,
+        known_mode: KnownMode | None = None,
+        cache_condition: bool = True,
         joint_attention_kwargs: dict[str, Any] | None = None,
         autocast_dtype: torch.dtype | None = None,
         adapter_weights: Mapping[str, float] | None = None,
         allow_unseen: bool = False,
-    ) -> SequenceOutput:
+        max_pixels: int | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
+    ) -> SequenceOutput | tuple[Any, ...]:
         r"""Generate one procedural sequence per prompt.
 
         Args:
-            prompt: the finished artifact, e.g. ``"a red lego house"`` (or a list, one sequence each).
-            domain: the process domain (``"painting"``, ``"lego"``...), an explicit argument.
-            frames: number of steps (2..the model's ``max_frames``); laid out by ``GridLayout.for_frames``.
+            prompt: the finished artifact, e.g. ``"a red lego house"`` (or a list, one sequence each;
+                default: the plan's title).
+            domain: the process domain (``"painting"``, ``"lego"``...), an explicit argument (default: the
+                plan's, else ``"painting"``).
+            frames: number of steps (2..the model's ``max_frames``; default: the plan's, else 9).
             frame_size: side of one frame in pixels (default: the model's native size).
             num_inference_steps, guidance_scale: sampling settings (default: the model's).
             negative_prompt, true_cfg_scale: true classifier-free guidance when ``true_cfg_scale > 1`` (default:
@@ -141,17 +229,40 @@ class ProcessPipeline(FluxPipeline):
             generator: torch generator(s) for the initial noise (deterministic per seed).
             latents: packed initial noise ``(B, seq, 4C)`` instead of sampling it.
             max_sequence_length: T5 tokens (default: the model's).
-            captions: per-step captions; default: ``planner(prompt, domain, frames)``.
-            planner: the step planner used when `captions` is None.
+            captions: per-step captions (a plan with these steps); `plan`: the :class:`Plan` itself (one, or one
+                per prompt); otherwise ``planner(prompt, domain, frames)`` writes it before anything is encoded.
+            known: frames given as images ``{index: PIL image or path}`` (any cells, not all), the others are
+                generated to fit them; the output holds the given images at their indices.
+            known_mode: ``"concat"`` (condition tokens in their own t=0 pass, K/V cached) or ``"inplace"`` (known
+                cells overwritten before every step); default: the condition LoRA's mode.
+            cache_condition: compute the known frames' condition pass once (True) or at every step (same output).
             joint_attention_kwargs: extra inputs for the attention processors.
             autocast_dtype: run the transformer under ``torch.autocast`` with this dtype (bf16 on CPU).
             adapter_weights: a mix of adapter domains instead of `domain`'s own adapter (see
                 :meth:`adapter_routing`), e.g. ``{"lego": 0.7, "clay": 0.3}``.
             allow_unseen: accept a domain the model does not know (generalisation tests).
+            max_pixels: largest accepted known image (default: :data:`procseq.images.MAX_PIXELS`).
+            output_type: ``"pil"`` (default), ``"np"`` (float arrays in [0, 1]) or ``"latent"`` (packed latents).
+            return_dict: return a :class:`SequenceOutput` (True) or the tuple ``(images,)``.
+            callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step, as in diffusers;
+                the tensors are `callback_on_step_end_tensor_inputs` (``"latents"``), and a returned
+                ``"latents"`` replaces them.
 
         Returns:
-            :class:`~procseq.sequence.SequenceOutput` with frames, captions, grid and metadata per prompt.
+            :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
         """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
+        unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
+        if unknown_inputs:
+            raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'latents', got {sorted(unknown_inputs)}.")
+        first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
+        if prompt is None:
+            if first_plan is None:
+                raise ValueError("Pass a prompt (or a plan).")
+            prompt = [p.title for p in plan] if isinstance(plan, list) else first_plan.title
+        domain = domain or (first_plan.domain if first_plan else "painting")
+        frames = frames or (first_plan.num_steps if first_plan else len(captions) if captions else 9)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         d = self.defaults
         frame_size = frame_size or d.frame_size_for(frames)
@@ -162,57 +273,172 @@ class ProcessPipeline(FluxPipeline):
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen)
-        if captions is not None and len(captions) != frames:
-            raise ValueError(f"Got {len(captions)} captions for {frames} frames; pass one caption per frame.")
+        plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
+        if (known is not None and self._condition_lora is None and self.auto_condition_lora
+                and default_condition_lora(self.model_folder)):
+            self.load_condition_lora()
+        known_mode = known_mode or self.default_known_mode()
+        if known_mode not in KNOWN_MODES:
+            raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
 
         t0 = time.perf_counter()
-        layout = GridLayout.for_frames(frames)
-        height, width = layout.grid_size(frame_size)
+        cond = self.prepare_conditioning(prompts, plans, frames, frame_size, max_sequence_length, negative_prompt,
+                                         true_cfg_scale, known, known_mode, max_pixels, joint_attention_kwargs)
         device = self._execution_device
-        cond = self.encode_text(prompts, max_sequence_length)
-        negative = None
-        if true_cfg_scale > 1 and negative_prompt is not None:
-            neg = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-            negative = self.encode_text(neg, max_sequence_length)
-
-        num_channels = self.transformer.config.in_channels // 4
-        latents, _ = self.prepare_latents(
-            len(prompts), num_channels, height, width, cond.prompt_embeds.dtype, device, generator, latents
-        )
-        frame_tokens = frame_size // (self.vae_scale_factor * 2)
-        img_ids = grid_position_ids(layout, frame_tokens).to(device=device, dtype=cond.prompt_embeds.dtype)
+        height, width = cond.layout.grid_size(frame_size)
+        latents, _ = self.prepare_latents(len(prompts), self.transformer.config.in_channels // 4, height, width,
+                                          cond.text.prompt_embeds.dtype, device, generator, latents)
         timesteps = flux_timesteps(self.scheduler, steps, latents.shape[1], device)
         t_encode = time.perf_counter()
 
         with self.progress_bar(total=len(timesteps)) as bar, self.adapter_routing(domain, adapter_weights):
-            latents = denoise(
-                self.transformer, self.scheduler, latents, img_ids, cond, timesteps,
-                guidance_scale=guidance_scale, negative=negative, true_cfg_scale=true_cfg_scale,
-                joint_attention_kwargs=joint_attention_kwargs, callback=lambda _: bar.update(),
-                autocast_dtype=autocast_dtype,
-            )
-        t_denoise = time.perf_counter()
-        grids = self.decode_grid(latents, height, width)
-        self.maybe_free_model_hooks()
-        t_end = time.perf_counter()
+            attention = dict(cond.joint_attention_kwargs)
+            before = cond.before_step()
+            if cond.known is not None and known_mode == "concat":
+                branch_pooled = self.encode_text([""] * len(prompts), max_sequence_length).pooled_prompt_embeds
+                kv = ConditionKV()
 
-        settings = {
-            "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [layout.rows, layout.cols],
+                def branch() -> None:
+                    assert cond.known is not None
+                    kv.kv.update(cond.known.condition(self.transformer, cond.layout, branch_pooled,
+                                                      self.guidance(guidance_scale)).kv)
+
+                attention.update(kv.attention_kwargs("use"))
+                if cache_condition:
+                    branch()
+                else:  # recomputed before every step (the same output, for the speed comparison)
+                    def before(_i: int, lat: torch.Tensor) -> torch.Tensor:
+                        branch()
+                        return lat
+            t_condition = time.perf_counter()
+
+            def after(i: int, t: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
+                bar.update()
+                if callback_on_step_end is None:
+                    return lat
+                out = callback_on_step_end(self, i, t, {"latents": lat}) or {}
+                return out.get("latents", lat)
+
+            with self.main_pass_lora(cond):
+                latents = denoise(
+                    self.transformer, self.scheduler, latents, cond.img_ids, cond.text, timesteps,
+                    guidance_scale=guidance_scale, negative=cond.negative, true_cfg_scale=true_cfg_scale,
+                    joint_attention_kwargs=attention or None, autocast_dtype=autocast_dtype, before_step=before,
+                    after_step=after,
+                )
+            latents = cond.finish(latents)
+        t_denoise = time.perf_counter()
+        settings: dict[str, Any] = {
+            "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [cond.layout.rows, cond.layout.cols],
             "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
             **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
-            "timings_s": {"encode": t_encode - t0, "denoise": t_denoise - t_encode, "decode": t_end - t_denoise,
-                          "total": t_end - t0},
+            **({"known_frames": list(cond.known.indices), "known_mode": known_mode,
+                "condition_lora": (self._condition_lora or {}).get("path")} if cond.known is not None else {}),
         }
-        return SequenceOutput(
-            frames=[grid_to_frames(g, frames, layout.rows, layout.cols) for g in grids],
-            captions=[list(captions) if captions else planner(p, domain, frames) for p in prompts],
-            grid=grids,
-            metadata=[dict(settings) for _ in prompts],
-        )
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            settings["timings_s"] = {"encode": t_encode - t0, "denoise": t_denoise - t_encode}
+            out = SequenceOutput(frames=[], captions=[p.captions for p in plans], grid=[],
+                                 metadata=[dict(settings) for _ in prompts], plans=plans, latents=latents)
+            return out if return_dict else (latents,)
+        grids = self.decode_grid(latents, height, width)
+        self.maybe_free_model_hooks()
+        frame_lists = [grid_to_frames(g, frames, cond.layout.rows, cond.layout.cols) for g in grids]
+        if cond.known is not None:
+            frame_lists = [cond.known.paste(f) for f in frame_lists]
+        t_end = time.perf_counter()
+        settings["timings_s"] = {"encode": t_encode - t0, "condition": t_condition - t_encode,
+                                 "denoise": t_denoise - t_condition, "decode": t_end - t_denoise, "total": t_end - t0}
+        out = SequenceOutput(frames=frame_lists, captions=[p.captions for p in plans], grid=grids,
+                             metadata=[dict(settings) for _ in prompts], plans=plans)
+        if output_type == "np":
+            out = out.as_numpy()
+        return out if return_dict else (out.images,)
+
+    def guidance(self, guidance_scale: float) -> torch.Tensor | None:
+        """The guidance vector ``(1,)`` for guidance-distilled checkpoints, else None."""
+        if not self.transformer.config.guidance_embeds:
+            return None
+        return torch.full([1], guidance_scale, device=self._execution_device, dtype=torch.float32)
+
+    def main_pass_lora(self, cond: SequenceConditioning) -> AbstractContextManager[Any]:
+        """The condition LoRA is on in the main pass only for in-place known frames with an in-place LoRA."""
+        if self._condition_lora is None:
+            return nullcontext()
+        on = cond.known is not None and cond.known_mode == "inplace" and self._condition_lora.get("mode") == "inplace"
+        return adapters_enabled(self.transformer, on)
+
+    def prepare_conditioning(self, prompts: list[str], plans: list[Plan], frames: int, frame_size: int,
+                             max_sequence_length: int, negative_prompt: str | list[str] | None, true_cfg_scale: float,
+                             known: Mapping[int, KnownImage] | KnownFrames | None, known_mode: KnownMode,
+                             max_pixels: int | None, joint_attention_kwargs: dict[str, Any] | None
+                             ) -> SequenceConditioning:
+        """Plans -> :class:`SequenceConditioning` (text encodings, ids, known frames, attention state)."""
+        layout = GridLayout.for_frames(frames)
+        frame_tokens = frame_size // (self.vae_scale_factor * 2)
+        known_frames = self.prepare_known(known, frames, frame_size, max_pixels)
+        if known_frames is not None and known_frames.frame_tokens != frame_tokens:
+            raise ValueError(f"The known frames were encoded at {known_frames.frame_tokens * self.vae_scale_factor * 2}"
+                             f" px but the frames are {frame_size} px; encode them at the frame size.")
+        text = self.encode_text(prompts, max_sequence_length)
+        negative = None
+        if true_cfg_scale > 1 and negative_prompt is not None:
+            neg = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+            negative = self.encode_text(neg, max_sequence_length)
+        img_ids = grid_position_ids(layout, frame_tokens).to(device=self._execution_device,
+                                                             dtype=text.prompt_embeds.dtype)
+        return SequenceConditioning(plans=plans, layout=layout, frame_size=frame_size, frame_tokens=frame_tokens,
+                                    text=text, img_ids=img_ids, negative=negative, known=known_frames,
+                                    known_mode=known_mode, joint_attention_kwargs=dict(joint_attention_kwargs or {}))
 
     def decode_grid(self, latents: torch.Tensor, height: int, width: int) -> list:
         """Packed latents ``(B, seq, 4C)`` -> grid images (PIL), as FluxPipeline decodes."""
         latents = self._unpack_latents(latents, height, width, self.vae_scale_factor)
-        latents = (latents / self.vae.config.scaling_factor) + self.vae.config.shift_factor
-        image = self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
-        return self.image_processor.postprocess(image, output_type="pil")
+        return self.image_processor.postprocess(decode_latents(self.vae, latents), output_type="pil")
+
+    # -- saving --------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+        """Save a diffusers folder stock ``FluxPipeline`` loads, plus procseq's own parts beside it:
+        ``procseq.json`` (the model's defaults), ``adapters/adapters.safetensors`` (multi-domain adapters)
+        and ``known_frames/`` (the condition LoRA), so ``from_pretrained`` gives the same pipeline back."""
+        import dataclasses
+        import shutil
+        import tempfile
+
+        from procseq.adapters import load_adapters, remove_adapters, save_adapters
+        from procseq.models.loading import ADAPTERS_FILE
+        from procseq.models.tiny import PROCSEQ_CONFIG
+
+        out = Path(save_directory)
+        condition = self._condition_lora
+        with tempfile.TemporaryDirectory() as tmp:
+            adapter_file = None
+            if adapter_layers(self.transformer):
+                adapter_file = save_adapters(self.transformer, Path(tmp) / "adapters.safetensors")
+                remove_adapters(self.transformer)
+            if condition is not None:
+                self.delete_adapters(["known_frames"])
+                self._condition_lora = None
+            try:
+                super().save_pretrained(out, **kwargs)
+            finally:
+                if adapter_file is not None:
+                    load_adapters(self.transformer, adapter_file)
+                if condition is not None:
+                    self._condition_lora = load_condition_lora(self, condition["path"])
+            if adapter_file is not None:
+                (out / ADAPTERS_FILE).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(adapter_file, out / ADAPTERS_FILE)
+        if condition is not None:
+            src = Path(condition["path"])
+            dst = out / "known_frames"
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst / "pytorch_lora_weights.safetensors")
+            meta = {k: v for k, v in condition.items() if k != "path"}
+            (dst / "known_frames.json").write_text(json.dumps(meta, indent=2) + "\n")
+        record = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.defaults).items()}
+        (out / PROCSEQ_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+
+
+__all__ = ["OUTPUT_TYPES", "ProcessPipeline"]

@@ -121,13 +121,16 @@ class AdapterConfig:
 
 
 @dataclass
-class RecraftConfig:
-    """ReCraft (``procseq train recraft``): a LoRA that conditions the grid on the clean final frame.
+class KnownFramesConfig:
+    """The condition LoRA (``procseq train known-frames``): one LoRA that reads known frames at any cells.
 
-    `mode`: ``concat`` (condition tokens in their own t=0 pass, LoRA on that pass only) or ``inplace``
-    (the final cell of x_t replaced by the clean latent, LoRA on the main pass). `targets`: the
-    transformer's linear layers that get LoRA (peft ``target_modules``). `cache_dir`: where the grid
-    latents and final-frame latents are cached (shared by both modes).
+    `mode`: ``concat`` (known tokens in their own t=0 pass, LoRA on that pass only) or ``inplace`` (the
+    known cells of x_t replaced by their clean latents, LoRA on the main pass). `subsets`: the weights of
+    the known sets drawn per batch: ``last`` (ReCraft), ``first`` (the first k: continuation),
+    ``neighbours`` (cells i-1 and i+1: interpolation), ``sparse`` (a random set). `cut_fraction`: the
+    share of sequences that also give a 3-frame cut (interpolation in short sequences). `targets`: the
+    transformer's linear layers that get LoRA (peft ``target_modules``). `cache_dir`: where grid and
+    per-frame latents are cached, keyed by what they were computed from.
     """
 
     mode: str = "concat"
@@ -135,7 +138,21 @@ class RecraftConfig:
     alpha: float = 16.0
     targets: list[str] = field(default_factory=lambda: [
         "x_embedder", "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_mlp", "proj_out"])
-    cache_dir: str = "data_cache/recraft"
+    subsets: dict[str, float] = field(default_factory=lambda: {
+        "last": 0.3, "first": 0.25, "neighbours": 0.2, "sparse": 0.25})
+    cut_fraction: float = 0.33
+    cache_dir: str = "data_cache/known_frames"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("concat", "inplace"):
+            raise ValueError(f"known_frames.mode must be 'concat' or 'inplace', got {self.mode!r}.")
+        bad = sorted(set(self.subsets) - {"last", "first", "neighbours", "sparse"})
+        if bad or not self.subsets or any(float(w) < 0 for w in self.subsets.values()) \
+                or sum(float(w) for w in self.subsets.values()) <= 0:
+            raise ValueError("known_frames.subsets must give non-negative weights to last, first, neighbours, "
+                             f"sparse (some positive); got {self.subsets}.")
+        if not 0 <= float(self.cut_fraction) <= 1:
+            raise ValueError(f"known_frames.cut_fraction must be in [0, 1], got {self.cut_fraction}.")
 
 
 @dataclass
@@ -148,7 +165,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    recraft: RecraftConfig = field(default_factory=RecraftConfig)
+    known_frames: KnownFramesConfig = field(default_factory=KnownFramesConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (what :meth:`from_dict` and YAML take)."""

@@ -63,8 +63,46 @@ def test_bad_options_leave_nothing_behind(tiny_model_dir, tmp_path) -> None:
     image = tmp_path / "ok.png"
     Image.new("RGB", (16, 16)).save(image)
     for args, message in ((["--extend", "-1"], "--extend"), (["--domain", "opera"], "Unknown domain"),
-                          (["--lora", str(tmp_path / "nope")], "No ReCraft LoRA")):
+                          (["--lora", str(tmp_path / "nope")], "No condition LoRA")):
         out = tmp_path / "out"
         res = run("recraft", str(image), "--model", str(tiny_model_dir), "--out", str(out), *args)
         assert res.exit_code == 2 and message in res.output, res.output
         assert not out.exists()
+
+
+def test_generate_with_known_frames_and_continue(tiny_model_dir, tmp_path) -> None:
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(first)
+    Image.new("RGB", (20, 16), (40, 200, 40)).save(second)
+    out = tmp_path / "gen"
+    res = run("generate", "a red circle", "--frames", "4", "--steps", "2", "--model", str(tiny_model_dir),
+              "--known", f"0={first}", "--known", f"-1={second}", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    record = json.loads((out / "sequence.json").read_text())
+    assert record["settings"]["known_frames"] == [0, 3] and record["known_inputs"]["0"] == str(first)
+    with Image.open(out / "frame_00.png") as f0:
+        assert f0.getpixel((8, 8)) == (200, 40, 40)
+    out2 = tmp_path / "cont"
+    res = run("continue", str(first), str(second), "--prompt", "a red circle", "--frames", "4", "--steps", "2",
+              "--model", str(tiny_model_dir), "--out", str(out2))
+    assert res.exit_code == 0, res.output
+    assert json.loads((out2 / "sequence.json").read_text())["settings"]["known_frames"] == [0, 1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--known", "5=IMG"], "outside"), (["--known", "0=IMG", "--known", "-4=IMG"], "twice"),
+    (["--known", "x=IMG"], "Bad --known"), (["--known", "0"], "Bad --known"),
+    (["--known", "0=IMG", "--known", "1=IMG", "--known", "2=IMG", "--known", "3=IMG"], "nothing to generate"),
+    (["--known", "0=MISSING"], "No image file"),
+])
+def test_bad_known_options_leave_nothing_behind(tiny_model_dir, tmp_path, args, message) -> None:
+    image = tmp_path / "ok.png"
+    Image.new("RGB", (16, 16)).save(image)
+    args = [a.replace("IMG", str(image)).replace("MISSING", str(tmp_path / "nope.png")) for a in args]
+    out = tmp_path / "out"
+    res = run("generate", "a red circle", "--frames", "4", "--model", str(tiny_model_dir), "--out", str(out), *args)
+    assert res.exit_code == 2 and message in res.output and res.output.count("\n") == 1, res.output
+    assert not out.exists()
+    res = run("continue", str(image), str(image), str(image), str(image), "--prompt", "x", "--frames", "4",
+              "--model", str(tiny_model_dir), "--out", str(out))
+    assert res.exit_code == 2 and "nothing to generate" in res.output and not out.exists()

@@ -1,4 +1,4 @@
-"""Fixtures of the ReCraft tests: the micro pipeline as an ImageToSequencePipeline, a finished image."""
+"""Fixtures of the known-frames tests: the micro pipeline as an ImageToSequencePipeline, a finished image."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from PIL import Image
 
 @pytest.fixture()
 def recraft_pipe(tiny_pipe):
-    """ImageToSequencePipeline on the micro components (shared, not copied); processors restored after."""
+    """ImageToSequencePipeline on the micro components (shared, not copied)."""
     from procseq.pipelines.image_to_sequence import ImageToSequencePipeline
 
     pipe = ImageToSequencePipeline.from_process_pipeline(tiny_pipe)
     pipe.set_progress_bar_config(disable=True)
-    before = {k: type(v) for k, v in pipe.transformer.attn_processors.items()}
-    yield pipe
-    assert {k: type(v) for k, v in pipe.transformer.attn_processors.items()} == before
+    return pipe
 
 
 @pytest.fixture()

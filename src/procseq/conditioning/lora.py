@@ -1,0 +1,84 @@
+"""The condition LoRA: one peft LoRA that reads known frames, whichever cells they occupy.
+
+It is active only in the condition pass (concat mode) or is an ordinary LoRA of the main pass
+(in-place mode). The file is a diffusers LoRA (``pytorch_lora_weights.safetensors``, peft names,
+``transformer.`` prefix) beside ``known_frames.json`` (mode, rank, alpha, targets). procseq-tiny ships
+one in ``known_frames/``; the older ``recraft/`` folder layout (last cell only) still loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ADAPTER_NAME = "known_frames"
+LORA_DIRS = ("known_frames", "recraft")
+LORA_FILE = "pytorch_lora_weights.safetensors"
+LORA_METAS = ("known_frames.json", "recraft.json")
+DEFAULT_TARGETS: tuple[str, ...] = ("x_embedder", "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2",
+                                    "proj_mlp", "proj_out")
+
+
+def default_condition_lora(model_folder: str | Path | None) -> Path | None:
+    """The condition LoRA folder a model ships (``known_frames/``, else the legacy ``recraft/``), if any."""
+    if not model_folder:
+        return None
+    for name in LORA_DIRS:
+        folder = Path(model_folder) / name
+        if (folder / LORA_FILE).is_file():
+            return folder
+    return None
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """The LoRA's ``known_frames.json`` (or legacy ``recraft.json``); empty when there is none."""
+    for name in LORA_METAS:
+        if (folder / name).is_file():
+            return dict(json.loads((folder / name).read_text()))
+    return {}
+
+
+def add_condition_lora(transformer: Any, rank: int, alpha: float, targets: list[str] | tuple[str, ...]) -> None:
+    """Add the (untrained, gaussian-A zero-B) peft LoRA ``"known_frames"`` to `transformer`."""
+    from peft import LoraConfig
+
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
+                                       init_lora_weights="gaussian"), adapter_name=ADAPTER_NAME)
+
+
+def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``pytorch_lora_weights.safetensors`` (peft/diffusers keys) and ``known_frames.json`` into `out`."""
+    from diffusers import FluxPipeline
+    from peft.utils import get_peft_model_state_dict
+
+    out = Path(out)
+    state = get_peft_model_state_dict(transformer, adapter_name=ADAPTER_NAME)
+    FluxPipeline.save_lora_weights(out, transformer_lora_layers=state, weight_name=LORA_FILE, safe_serialization=True)
+    (out / LORA_METAS[0]).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def load_condition_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
+    """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe` as adapter ``"known_frames"``.
+
+    Returns its metadata (``mode``...) with ``"path"`` added.
+    """
+    path = Path(path)
+    folder, weight = (path, LORA_FILE) if path.is_dir() else (path.parent, path.name)
+    if not (folder / weight).is_file():
+        raise FileNotFoundError(f"No condition LoRA at {folder / weight}; pass the folder written by "
+                                "`procseq train known-frames` (OUTPUT_DIR/model) or its .safetensors file.")
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # transformer keys only: no "no CLIP LoRA keys" warning
+    try:
+        pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=ADAPTER_NAME)
+    finally:
+        diffusers_logging.set_verbosity(level)
+    return {**read_meta(folder), "path": str(folder / weight)}
+
+
+__all__ = ["ADAPTER_NAME", "DEFAULT_TARGETS", "LORA_FILE", "add_condition_lora", "default_condition_lora",
+           "load_condition_lora", "read_meta", "save_condition_lora"]
