@@ -1,0 +1,55 @@
+"""procseq: procedural sequences (the step-by-step making of something) on diffusers' FluxTransformer2DModel.
+
+The front door::
+
+    from procseq import ProcessPipeline, load_pipeline
+    pipe = ProcessPipeline.from_pretrained("procseq-tiny")      # the embedded model, or any Flux folder
+    out = pipe("a LEGO tower of eight bricks", domain="lego", frames=9)
+    out.frames[0], out.captions[0], out.images[0]               # frames, step captions, the grid
+
+Names are imported on first use, so ``import procseq`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "ProcessPipeline": "procseq.pipelines.text_to_sequence",
+    "ImageToSequencePipeline": "procseq.pipelines.image_to_sequence",
+    "load_recraft_pipeline": "procseq.pipelines.image_to_sequence",
+    "load_pipeline": "procseq.models.loading",
+    "Plan": "procseq.pipelines.planning",
+    "corpus_plan": "procseq.pipelines.planning",
+    "KnownFrames": "procseq.conditioning.frames",
+    "SequenceConditioning": "procseq.conditioning.sequence",
+    "Sequence": "procseq.sequence",
+    "SequenceOutput": "procseq.sequence",
+}
+
+if TYPE_CHECKING:
+    from procseq.conditioning.frames import KnownFrames
+    from procseq.conditioning.sequence import SequenceConditioning
+    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.image_to_sequence import ImageToSequencePipeline, load_recraft_pipeline
+    from procseq.pipelines.planning import Plan, corpus_plan
+    from procseq.pipelines.text_to_sequence import ProcessPipeline
+    from procseq.sequence import Sequence, SequenceOutput
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'procseq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

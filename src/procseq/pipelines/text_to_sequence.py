@@ -417,8 +417,8 @@ class ProcessPipeline(FluxPipeline):
             if adapter_layers(self.transformer):
                 adapter_file = save_adapters(self.transformer, Path(tmp) / "adapters.safetensors")
                 remove_adapters(self.transformer)
-            if condition is not None:
-                self.delete_adapters(["known_frames"])
+            if condition is not None:  # peft layers out, so the transformer saves as a plain Flux transformer
+                self.unload_lora_weights()
                 self._condition_lora = None
             try:
                 super().save_pretrained(out, **kwargs)
