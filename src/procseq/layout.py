@@ -210,10 +210,3 @@ def grid_position_ids(layout: GridLayout, frame_tokens: int) -> torch.Tensor:
 def adjacent(a: tuple[int, int], b: tuple[int, int]) -> bool:
     """Whether two grid cells share an edge."""
     return abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1
-
-
-def as_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
-    """An RGB image as a ``(H, W, 3)`` uint8 array."""
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return np.asarray(image, dtype=np.uint8)

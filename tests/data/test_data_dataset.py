@@ -1,4 +1,4 @@
-"""The on-disk corpus (imagefolder layout), the torch Dataset, collate and the montage."""
+"""The on-disk corpus (imagefolder layout), the torch Dataset and the montage."""
 
 from __future__ import annotations
 
@@ -56,18 +56,13 @@ def test_frames_on_disk_are_checkable(corpus: Path) -> None:
     assert get_domain(spec.domain).accuracy(frame, spec, spec.num_frames - 1) == 1.0
 
 
-def test_grid_dataset_and_collate(corpus: Path) -> None:
+def test_grid_dataset(corpus: Path) -> None:
     data = ds.GridDataset(corpus, "train", domains=["lego", "painting"])
     item = data[0]
     assert item["grid"].shape == (3, 96, 96) and -1.0 <= item["grid"].min() and item["grid"].max() <= 1.0
-    batch = ds.collate([data[0], data[1]])
-    assert batch["grid"].shape == (2, 3, 96, 96) and batch["num_frames"].tolist() == [9, 9]
-    mixed = ds.GridDataset(corpus, "train", domains=["lego", "cooking"])
-    four = next(i for i in range(len(mixed)) if mixed[i]["num_frames"] == 4)
-    with pytest.raises(ValueError, match="bucket"):
-        ds.collate([mixed[0], mixed[four]])
-    loader = torch.utils.data.DataLoader(data, batch_size=2, collate_fn=ds.collate)
-    assert next(iter(loader))["grid"].shape[0] == 2
+    assert data.num_frames_list[:2] == [9, 9] and set(data.domains) <= {"lego", "painting"}
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    assert next(iter(loader))["grid"].shape == (2, 3, 96, 96)
     with pytest.raises(ValueError, match="known domains"):
         ds.GridDataset(corpus, "train", domains=["woodwork"])
 

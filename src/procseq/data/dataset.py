@@ -1,4 +1,4 @@
-"""On-disk synthetic corpus, torch Dataset, collate, montage.
+"""On-disk synthetic corpus, torch Dataset, montage.
 
 Layout written by :func:`make_corpus` (every split folder is a valid Hugging Face ``imagefolder``)::
 
@@ -173,17 +173,6 @@ class GridDataset(torch.utils.data.Dataset):
                 "domain": row["domain"], "num_frames": int(row["num_frames"])}
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack grids (all items must share a grid size: filter by domain or bucket by num_frames)."""
-    shapes = {tuple(b["grid"].shape) for b in batch}
-    if len(shapes) > 1:
-        raise ValueError(f"Cannot batch grids of different sizes {sorted(shapes)}; bucket the batch by num_frames "
-                         "or build GridDataset with domains of one frame count.")
-    return {"grid": torch.stack([b["grid"] for b in batch]), "prompt": [b["prompt"] for b in batch],
-            "captions": [b["captions"] for b in batch], "domain": [b["domain"] for b in batch],
-            "num_frames": torch.tensor([b["num_frames"] for b in batch])}
-
-
 def draw_montage(rows: list[tuple[str, list[Image.Image | np.ndarray]]], out_path: str | Path,
                  scale: int = 2) -> Path:
     """One PNG with one labelled row of frames per entry of `rows` (``(label, frames)``)."""
@@ -214,4 +203,4 @@ def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: in
                         out_path, scale)
 
 
-__all__ = ["GridDataset", "collate", "corpus_counts", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]
+__all__ = ["GridDataset", "corpus_counts", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]

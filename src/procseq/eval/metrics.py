@@ -23,13 +23,14 @@ Generated frames of another size are resized (bicubic) to ``spec.frame_size`` fi
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from procseq.data.synthetic.base import attribute_accuracy, values_equal
 
 PSNR_CAP = 100.0
 """PSNR (dB) reported for identical frames, so that reports stay finite and JSON-safe."""
@@ -156,19 +157,6 @@ def ssim(a: np.ndarray, b: np.ndarray, win: int = 7) -> float:
     return float(min(1.0, max(0.0, np.mean(values))))
 
 
-def values_equal(a: Any, b: Any) -> bool:
-    """Attribute equality: numbers compare with a small tolerance, containers element-wise."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or (isinstance(a, (bool, np.bool_)) and isinstance(b, (bool, np.bool_)) and a == b)
-    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
-        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    return bool(a == b)
-
-
 def domain_of(spec: Any, domain: Any | None = None) -> Any:
     """`domain` if given, else the registered synthetic ``Domain`` named by ``spec.domain``."""
     if domain is not None:
@@ -219,7 +207,7 @@ def score_sequence(
     expected = dom.expected(spec, n - 1)
     read_final = dom.read(gen[-1], spec)
     attributes = {k: values_equal(read_final.get(k), v) for k, v in expected.items()}
-    attribute_acc = float(np.mean(list(attributes.values()))) if attributes else None
+    attribute_acc = attribute_accuracy(read_final, expected) if attributes else None
 
     # Cross-step consistency of invariant keys between adjacent generated frames.
     invariant = list(dom.invariant_keys(spec))

@@ -112,7 +112,10 @@ def load_pipeline(
         pipeline_class: a :class:`ProcessPipeline` subclass to instantiate instead.
     """
     from procseq.adapters import load_adapters
-    from procseq.pipelines.text_to_sequence import ProcessPipeline
+    from procseq.quiet import quiet_loading
+
+    with quiet_loading():
+        from procseq.pipelines.text_to_sequence import ProcessPipeline
 
     location = resolve_model(model)
     if adapters is None:
@@ -128,7 +131,8 @@ def load_pipeline(
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(DTYPES)}.")
     try:
-        pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=torch_dtype)
+        with quiet_loading():
+            pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=torch_dtype)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
     if adapter_file is not None:

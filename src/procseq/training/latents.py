@@ -15,6 +15,8 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from procseq.models.codec import encode_pixels
+
 
 class LatentDataset(Dataset):
     """Cached scaled VAE latents ``(C, h, w)`` of grids, with prompt, num_frames and domain per item."""
@@ -64,9 +66,7 @@ def cache_latents(vae: Any, dataset: Dataset, path: Path, batch_size: int = 64, 
         chunks = []
         for start in range(0, len(indices), batch_size):
             items = [dataset[i] for i in indices[start : start + batch_size]]
-            x = torch.stack([it["grid"] for it in items]).to(vae.device, vae.dtype)
-            z = vae.encode(x).latent_dist.mode()
-            chunks.append(((z - vae.config.shift_factor) * vae.config.scaling_factor).float().cpu())
+            chunks.append(encode_pixels(vae, torch.stack([it["grid"] for it in items]).to(vae.device)).cpu())
             for it in items:
                 records.append({"row": len(records) - sum(len(v) for v in latents.values()), "num_frames": n,
                                 "prompt": it["prompt"], "domain": it["domain"]})

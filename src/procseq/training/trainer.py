@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from procseq.layout import GridLayout, grid_position_ids, pack_latents
+from procseq.models.codec import encode_pixels
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss, interpolate, sample_timesteps
 
@@ -64,7 +65,11 @@ class FlowBatch:
 def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weight_decay: float):
     """CAME (``came-pytorch``) or AdamW over `params`."""
     if name == "came":
-        from came_pytorch import CAME
+        try:
+            from came_pytorch import CAME
+        except ImportError as err:
+            raise ValueError("optim.name 'came' needs the CAME optimizer: pip install 'procseq[train]' "
+                             "(or set optim.name: adamw).") from err
 
         return CAME(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999, 0.9999), eps=(1e-30, 1e-16))
     if name == "adamw":
@@ -168,9 +173,7 @@ class Trainer:
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """Grid pixels ``(B, 3, H, W)`` -> scaled VAE latents ``(B, C, H/s, W/s)`` (distribution mode)."""
-        vae = self.pipe.vae
-        lat = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
-        return (lat - vae.config.shift_factor) * vae.config.scaling_factor
+        return encode_pixels(self.pipe.vae, pixels.to(self.pipe.vae.device))
 
     def make_batch(self, step: int, indices: list[int]) -> FlowBatch:
         """The noised inputs of one (per-process) batch; all randomness drawn from (seed, step)."""

@@ -15,6 +15,8 @@ in ``train`` or ``test-seen`` and are the only ones in ``test-compositional``.
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -147,11 +149,26 @@ class Domain(ABC):
         return attribute_accuracy(self.read(frame, spec), self.expected(spec, step))
 
 
+def values_equal(a: Any, b: Any) -> bool:
+    """Attribute equality: numbers compare with a small tolerance, containers element-wise."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (isinstance(a, (bool, np.bool_)) and isinstance(b, (bool, np.bool_)) and a == b)
+    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
 def attribute_accuracy(read: dict[str, Any], expected: dict[str, Any]) -> float:
-    """Mean over the keys of `expected` of ``read[k] == expected[k]``."""
+    """Mean over the keys of `expected` of ``values_equal(read[k], expected[k])`` (1.0 when nothing is expected).
+
+    The one definition of attribute accuracy: the corpus checks and the evaluation both use it."""
     if not expected:
         return 1.0
-    return sum(read.get(k) == v for k, v in expected.items()) / len(expected)
+    return sum(values_equal(read.get(k), v) for k, v in expected.items()) / len(expected)
 
 
 REGISTRY: dict[str, Domain] = {}
@@ -211,5 +228,5 @@ def domains_with_role(role: str) -> list[str]:
 
 __all__ = [
     "DOMAIN_PLAN", "Domain", "DomainRole", "REGISTRY", "SPLITS", "Spec", "attribute_accuracy",
-    "domains_with_role", "generate", "get_domain", "register", "stable_hash",
+    "domains_with_role", "generate", "get_domain", "register", "stable_hash", "values_equal",
 ]

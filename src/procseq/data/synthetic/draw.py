@@ -283,11 +283,6 @@ def components(mask: np.ndarray, min_size: int = 1) -> list[np.ndarray]:
     return comps
 
 
-def count_components(mask: np.ndarray, min_size: int = 1) -> int:
-    """Number of 8-connected components of `mask` with at least `min_size` pixels."""
-    return len(components(mask, min_size))
-
-
 def bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """(cx, cy, rx, ry) of the pixel bounding box of `mask` (None when empty)."""
     ys, xs = np.nonzero(mask)
@@ -332,14 +327,6 @@ def column_of(mask: np.ndarray) -> str | None:
     """"left" / "center" / "right": the third of the image holding the centroid of `mask`."""
     c = centroid(mask)
     return None if c is None else COLUMNS[min(int(3 * c[0] / mask.shape[1]), 2)]
-
-
-def cell_of(mask: np.ndarray) -> str | None:
-    """"top-left" ... "bottom-right": the 3x3 cell holding the centroid of `mask`."""
-    c = centroid(mask)
-    if c is None:
-        return None
-    return f"{ROWS[min(int(3 * c[1] / mask.shape[0]), 2)]}-{COLUMNS[min(int(3 * c[0] / mask.shape[1]), 2)]}"
 
 
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
