@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -18,13 +17,6 @@ TimestepScheme = Literal["logit_normal", "uniform", "shifted"]
 def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     """Resolution shift of SD3/FLUX: ``t' = s*t / (1 + (s-1)*t)`` (``s > 1`` moves mass towards noise)."""
     return shift * t / (1 + (shift - 1) * t)
-
-
-def flux_shift(image_seq_len: int, base_len: int = 256, max_len: int = 4096,
-               base_shift: float = 0.5, max_shift: float = 1.15) -> float:
-    """FLUX's sequence-length-dependent shift ``exp(mu)``, mu linear in the number of image tokens."""
-    m = (max_shift - base_shift) / (max_len - base_len)
-    return math.exp(image_seq_len * m + base_shift - m * base_len)
 
 
 def sample_timesteps(
@@ -84,8 +76,3 @@ def flow_matching_loss(
         mask = mask.expand(err.shape[0], -1)
     mask = mask.unsqueeze(-1).expand_as(err)
     return (err * mask).sum() / mask.sum().clamp_min(1)
-
-
-def euler_step(x_t: torch.Tensor, velocity: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
-    """One Euler step of ``dx/dt = v`` from `t` to `t_next` (``t_next < t`` when sampling)."""
-    return x_t + (t_next - t) * velocity
