@@ -10,7 +10,11 @@ from procseq.cli.common import (
     MODEL_HELP,
     atomic_output_dir,
     check_output_free,
+    check_positive,
+    check_sampling,
+    check_text,
     main,
+    model_inputs,
 )
 
 
@@ -55,11 +59,16 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
         raise ValueError(f"--extend must be >= 0, got {extend}.")
     if no_lora and lora is not None:
         raise ValueError("Pass either --lora or --no-lora, not both.")
-    check_output_free(out, overwrite)
+    if prompt is not None:
+        check_text(prompt, "prompt")
+    check_sampling(frames, steps, None, gif_ms)
+    check_positive(max_pixels, "--max-pixels")
+    inputs = model_inputs(image, lora, model)
+    check_output_free(out, overwrite, inputs)
     picture = open_image(image, max_pixels)  # every bad input fails here, before the model loads
     pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
     pipe.set_progress_bar_config(disable=True)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
                       num_inference_steps=steps, generator=generator)
