@@ -181,11 +181,12 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 @contextmanager
 def atomic_output_dir(out: str | Path, overwrite: bool = False,
-                      inputs: Iterable[str | Path | None] = ()) -> Iterator[Path]:
+                      inputs: Iterable[str | Path | None] = (), durable: bool = True) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it is removed.
 
     The folder gets the :data:`MARKER` file, so a later ``--overwrite`` may replace it. The overwrite
-    rule (:func:`check_output_free`) is applied with `inputs` first.
+    rule (:func:`check_output_free`) is applied with `inputs` first. `durable=False` skips the flush to
+    disk before the rename (for folders inside another atomic folder, which flushes once for all).
     """
     inputs = list(inputs)
     check_output_free(out, overwrite, inputs)
@@ -195,7 +196,8 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False,
         (tmp / MARKER).write_text("written by procseq; `--overwrite` may replace this folder\n")
         yield tmp
         check_output_free(out, overwrite, inputs)  # it may have appeared while we worked
-        fsync_tree(tmp)
+        if durable:
+            fsync_tree(tmp)
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -108,7 +108,7 @@ def evaluate_records(
         seed = record_seed(record, base_seed)
         num_frames = int(record.get("num_frames") or record["spec"]["num_frames"])
         seq = _to_sequence(frames_fn(record, seed), record, num_frames, seed)
-        with atomic_output_dir(folder, overwrite=True) as tmp:
+        with atomic_output_dir(folder, overwrite=True, durable=False) as tmp:
             seq.save(tmp, extra={"spec": dict(record["spec"]), "run": name})
     report = score_folders(folders, name=name, meta={"n": len(records), "base_seed": base_seed, **(meta or {})})
     report.save(out)

@@ -8,7 +8,7 @@
   pruned only after a newer one has verified.
 * A non-finite loss (or non-finite weights before a save) stops training with
   :class:`NonFiniteError` before anything is written or deleted.
-* :func:`lock_output_dir` takes an exclusive ``fcntl.flock`` on ``OUTPUT_DIR/.lock``, so two
+* :func:`output_lock` takes an exclusive ``fcntl.flock`` on ``OUTPUT_DIR/.lock``, so two
   trainings cannot write into one folder.
 """
 
@@ -21,7 +21,8 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
@@ -195,18 +196,21 @@ def prune(out: Path, newest: Path, keep: int) -> list[Path]:
 _HELD: dict[str, Any] = {}
 
 
-def lock_output_dir(out: Path) -> None:
-    """Take the exclusive lock of a training folder (held until :func:`unlock_output_dir` or exit).
+@contextmanager
+def output_lock(out: Path, main_process: bool = True) -> Iterator[None]:
+    """Hold the exclusive lock of training folder `out` (main process only) for the ``with`` block.
 
-    Re-entrant within one process. Raises ValueError when another process holds it.
+    Re-entrant within one process (``run_training`` holds it around every stage, the trainer again).
+    Raises ValueError when another process holds it.
     """
     import fcntl
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     key = os.path.realpath(out)
-    if key in _HELD:
+    if not main_process or key in _HELD:
+        yield
         return
+    out.mkdir(parents=True, exist_ok=True)
     f = open(out / LOCK, "a+")
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -221,15 +225,13 @@ def lock_output_dir(out: Path) -> None:
     f.write(f"{os.getpid()}\n")
     f.flush()
     _HELD[key] = f
-
-
-def unlock_output_dir(out: Path) -> None:
-    """Release the lock taken by :func:`lock_output_dir` (a no-op if this process does not hold it)."""
-    f = _HELD.pop(os.path.realpath(Path(out)), None)
-    if f is not None:
+    try:
+        yield
+    finally:
+        _HELD.pop(key, None)
         f.close()
 
 
 __all__ = ["NonFiniteError", "all_finite", "check_finite_loss", "checkpoint_path", "checkpoint_step", "checkpoints",
-           "lock_output_dir", "prune", "resume", "unlock_output_dir", "verify_checkpoint", "write_checkpoint_dir",
+           "output_lock", "prune", "resume", "verify_checkpoint", "write_checkpoint_dir",
            "write_manifest"]

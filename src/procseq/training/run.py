@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from procseq.models.tiny import PROCSEQ_CONFIG, TinyConfig, build_components, procseq_metadata
+from procseq.training.checkpoints import output_lock
 from procseq.training.config import RunConfig
 from procseq.training.trainer import Trainer, TrainResult
 
@@ -96,14 +98,16 @@ def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     if not metadata.get("domains"):
         metadata["domains"] = sorted(set(dataset.domains))
     out = Path(cfg.train.output_dir)
-    if cfg.autoencoder.steps > 0:
-        frames = corpus_frames(dataset, cfg.autoencoder.max_frames, cfg.autoencoder.seed)
-        pipe.vae = train_autoencoder(pipe.vae, frames, cfg.autoencoder, out / "autoencoder", progress)
-        del frames
-    if cfg.data.cache_latents:
-        dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
-    result = Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)
-    write_training_record(out, result.model_dir)
+    trainer_main = int(os.environ.get("RANK", "0")) == 0  # accelerate launch: one lock, held by rank 0
+    with output_lock(out, trainer_main):
+        if cfg.autoencoder.steps > 0:
+            frames = corpus_frames(dataset, cfg.autoencoder.max_frames, cfg.autoencoder.seed)
+            pipe.vae = train_autoencoder(pipe.vae, frames, cfg.autoencoder, out / "autoencoder", progress)
+            del frames
+        if cfg.data.cache_latents:
+            dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
+        result = Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)
+        write_training_record(out, result.model_dir)
     return result
 
 

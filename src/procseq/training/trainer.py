@@ -226,7 +226,14 @@ class Trainer:
         return [p for m in modules for p in m.parameters()]
 
     def train(self, progress: bool = True) -> TrainResult:
-        """Run (or resume) to ``max_steps``; checkpoints every ``checkpoint_every``; returns the result."""
+        """Run (or resume) to ``max_steps``; checkpoints every ``checkpoint_every``; returns the result.
+
+        The output folder is locked for the whole run (:func:`procseq.training.checkpoints.output_lock`).
+        """
+        with checkpoints.output_lock(self.out, self.accelerator.is_main_process):
+            return self._train(progress)
+
+    def _train(self, progress: bool) -> TrainResult:
         cfg, acc = self.cfg, self.accelerator
         t_cfg = cfg.train
         set_seed(t_cfg.seed)
@@ -247,8 +254,6 @@ class Trainer:
             self.pipe.text_encoder, self.pipe.text_encoder_2 = modules[1], modules[2]
 
         self.out.mkdir(parents=True, exist_ok=True)
-        if acc.is_main_process:
-            checkpoints.lock_output_dir(self.out)  # a second training into this folder stops here
         log_path = self.out / "log.jsonl"
         step = checkpoints.resume(lambda folder: acc.load_state(str(folder)), self.out, lambda: params)
         if acc.is_main_process:
@@ -293,7 +298,6 @@ class Trainer:
                 self.pipe.text_encoder_2 = acc.unwrap_model(modules[2])
             self.save_fn(self.pipe, model_dir)
         acc.wait_for_everyone()
-        checkpoints.unlock_output_dir(self.out)
         return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
 
     def checkpoint(self, step: int) -> Path:
