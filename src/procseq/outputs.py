@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 MARKER = ".procseq-output"
 """The file procseq writes into every output folder it creates; ``--overwrite`` needs it."""
@@ -143,7 +143,7 @@ def check_output_free(out: str | Path, overwrite: bool, inputs: Iterable[str | P
     if _inside(_real(Path.cwd()), real):
         raise ValueError(f"--out {out} is the current folder or holds it; procseq writes a new folder: "
                          f"choose a new name such as --out outputs/run1.")
-    if not os.path.lexists(out):
+    if not os.path.lexists(real):  # the normalised path: `x/y/..` is `x` here, whether or not `x/y` exists
         return
     if not real.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder; choose another --out.")
@@ -190,12 +190,22 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False,
     """
     inputs = list(inputs)
     check_output_free(out, overwrite, inputs)
+    with atomic_dir(out, durable, recheck=lambda: check_output_free(out, overwrite, inputs)) as tmp:
+        yield tmp
+
+
+@contextmanager
+def atomic_dir(out: str | Path, durable: bool = True, recheck: Callable[[], None] | None = None) -> Iterator[Path]:
+    """The mechanism under :func:`atomic_output_dir`, without the overwrite rule: for folders procseq owns by
+    construction (a training run's ``model/``). Yields a temporary sibling with :data:`MARKER`; on success it
+    replaces `out` (the old one is moved aside, then deleted), on failure it is removed."""
     out = _real(out)  # `x/..`, symlinks: operate on the folder the user actually means
     tmp = _make_temp(out.parent, out.name, folder=True)
     try:
         (tmp / MARKER).write_text("written by procseq; `--overwrite` may replace this folder\n")
         yield tmp
-        check_output_free(out, overwrite, inputs)  # it may have appeared while we worked
+        if recheck is not None:
+            recheck()  # `out` may have appeared while we worked
         if durable:
             fsync_tree(tmp)
         _replace_dir(tmp, out)
@@ -215,5 +225,5 @@ def disk_full_message(err: OSError) -> str | None:
     return None
 
 
-__all__ = ["MARKER", "atomic_file", "atomic_output_dir", "check_output_free", "disk_full_message", "fsync_dir",
+__all__ = ["MARKER", "atomic_dir", "atomic_file", "atomic_output_dir", "check_output_free", "disk_full_message", "fsync_dir",
            "fsync_tree", "to_json", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]

@@ -86,7 +86,7 @@ MAX_GRID_PIXELS = 2048 * 2048
 
 
 def check_sampling(frames: int | None, steps: int | None, frame_size: int | None, gif_ms: int | None = None,
-                   **floats: float | None) -> None:
+                   seed: int | None = None, **floats: float | None) -> None:
     """Range checks shared by generate/recraft/eval: counts >= 1, a bounded frame and grid size, finite floats.
 
     `floats` maps option names (``true_cfg_scale=...``) to values that must be finite and >= 0.
@@ -95,6 +95,8 @@ def check_sampling(frames: int | None, steps: int | None, frame_size: int | None
     check_positive(steps, "--steps", 1000)
     check_positive(gif_ms, "--gif-ms")
     check_positive(frame_size, "--frame-size", MAX_FRAME_SIZE)
+    if seed is not None and not -(2**63) <= seed < 2**64:
+        raise ValueError(f"--seed must fit in 64 bits (0 to {2**64 - 1}), got {seed}.")
     if frame_size is not None and frames is not None:
         side = math.ceil(math.sqrt(frames)) * frame_size
         if side * side > MAX_GRID_PIXELS:
@@ -140,6 +142,7 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
             mix[name.strip()] = float(value)
         except ValueError:
             sep = ""
-        if not sep or not name.strip():
-            raise ValueError(f"Bad adapter mix {text!r}; write domain=weight pairs, e.g. 'lego=0.7,clay=0.3'.")
+        if not sep or not name.strip() or not math.isfinite(mix.get(name.strip(), 0.0)) or mix[name.strip()] < 0:
+            raise ValueError(f"Bad adapter mix {text!r}; write domain=weight pairs with finite weights >= 0, "
+                             "e.g. 'lego=0.7,clay=0.3'.")
     return mix

@@ -66,7 +66,7 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
 
     if sum(x is not None for x in (model, baseline, score_dir)) != 1:
         raise ValueError("Pass exactly one of --model, --baseline or --score.")
-    check_sampling(None, steps, None, true_cfg_scale=true_cfg_scale)
+    check_sampling(None, steps, None, seed=seed, true_cfg_scale=true_cfg_scale)
     if n is not None and n < 1:
         raise ValueError(f"--n must be >= 1, got {n}.")
     wanted = [d.strip() for d in domains.split(",") if d.strip()] if domains else None

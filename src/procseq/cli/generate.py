@@ -61,7 +61,7 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
     if not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     check_text(negative_prompt, "negative prompt")
-    check_sampling(frames, steps, frame_size, gif_ms, guidance=guidance, true_cfg_scale=true_cfg_scale)
+    check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
     mix = parse_mix(adapter_mix)
     inputs = model_inputs(model, adapters)
     check_output_free(out, overwrite, inputs)

@@ -15,7 +15,9 @@ from procseq.cli.common import (
     check_text,
     main,
     model_inputs,
+    one_line,
 )
+from procseq.outputs import disk_full_message
 
 
 @main.command("recraft")
@@ -61,12 +63,17 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
         raise ValueError("Pass either --lora or --no-lora, not both.")
     if prompt is not None:
         check_text(prompt, "prompt")
-    check_sampling(frames, steps, None, gif_ms)
+    check_sampling(frames, steps, None, gif_ms, seed)
     check_positive(max_pixels, "--max-pixels")
     inputs = model_inputs(image, lora, model)
     check_output_free(out, overwrite, inputs)
     picture = open_image(image, max_pixels)  # every bad input fails here, before the model loads
-    pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+    try:
+        pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+    except OSError as err:  # peft/diffusers report a damaged LoRA file as OSError
+        if lora is None or disk_full_message(err):
+            raise
+        raise ValueError(f"Could not load the ReCraft LoRA {lora}: {one_line(err)}") from err
     pipe.set_progress_bar_config(disable=True)
     with atomic_output_dir(out, overwrite, inputs) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)

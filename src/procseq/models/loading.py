@@ -49,7 +49,13 @@ class ModelDefaults:
         path = folder / PROCSEQ_CONFIG if folder is not None else None
         if path is None or not path.is_file():
             return cls()
-        record: dict[str, Any] = json.loads(path.read_text())
+        try:
+            record: dict[str, Any] = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); the model folder is damaged.") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} must be a JSON object (procseq's model settings), not a "
+                             f"{type(record).__name__}; the model folder is damaged.")
         known = {k: record[k] for k in cls.__dataclass_fields__ if k in record}
         if "domains" in known:
             known["domains"] = tuple(known["domains"])
@@ -73,6 +79,8 @@ def resolve_model(model: str | Path | None) -> str:
             )
         return str(EMBEDDED_DIR)
     path = Path(model).expanduser()
+    if not path.exists() and str(model).endswith(("/", "\\")):
+        raise FileNotFoundError(f"No model folder {model}; pass an existing diffusers folder or a hub id (owner/name).")
     if path.exists():
         if not path.is_dir() or not (path / "model_index.json").is_file():
             raise FileNotFoundError(

@@ -18,6 +18,7 @@ from diffusers import AutoencoderKL
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from procseq.outputs import atomic_dir
 from procseq.training.checkpoints import STATE, check_finite_loss, verify_checkpoint, write_checkpoint_dir
 from procseq.training.config import AutoencoderConfig
 from procseq.training.trainer import truncate_log
@@ -113,5 +114,6 @@ def train_autoencoder(vae: AutoencoderKL, frames: torch.Tensor, cfg: Autoencoder
     vae.eval()
     shift, scale = latent_statistics(vae, frames)
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
-    vae.save_pretrained(final)
+    with atomic_dir(final) as tmp:  # config.json is what marks it done: never without its weights
+        vae.save_pretrained(tmp)
     return vae

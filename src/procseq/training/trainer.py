@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from procseq.layout import GridLayout, grid_position_ids, pack_latents
-from procseq.outputs import write_text_atomic
+from procseq.outputs import atomic_dir, write_text_atomic
 from procseq.training import checkpoints
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss, interpolate, sample_timesteps
@@ -296,7 +296,8 @@ class Trainer:
             if cfg.model.train_text_encoders:
                 self.pipe.text_encoder = acc.unwrap_model(modules[1])
                 self.pipe.text_encoder_2 = acc.unwrap_model(modules[2])
-            self.save_fn(self.pipe, model_dir)
+            with atomic_dir(model_dir) as tmp:  # a kill mid-save leaves the previous model/ whole
+                self.save_fn(self.pipe, tmp)
         acc.wait_for_everyone()
         return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
 
