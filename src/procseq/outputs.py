@@ -91,6 +91,9 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(tmp.parent)
+    except Exception as err:
+        raise_disk_error(err, tmp.parent)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -209,8 +212,38 @@ def atomic_dir(out: str | Path, durable: bool = True, recheck: Callable[[], None
         if durable:
             fsync_tree(tmp)
         _replace_dir(tmp, out)
+    except Exception as err:
+        raise_disk_error(err, tmp)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def raise_disk_error(err: Exception, where: Path | None = None) -> None:
+    """Re-raise `err` as an OSError when it is a full disk reported by another error type: safetensors'
+    own error, or torch.save's ``RuntimeError`` (no errno at all: then the free space at `where`, checked
+    before the partial file is removed, tells; under 1 MiB counts as full)."""
+    disk = as_disk_error(err)
+    if disk is None and where is not None and not isinstance(err, (OSError, ValueError)):
+        try:
+            if shutil.disk_usage(where).free < 1 << 20:
+                disk = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+        except OSError:
+            pass
+    if disk is not None and disk is not err:
+        raise disk from err
+
+
+def as_disk_error(err: BaseException) -> OSError | None:
+    """`err` as an OSError if it is one, or if it reports one in its text (safetensors raises its own
+    ``SafetensorError("... No space left on device (os error 28)")``); None otherwise."""
+    if isinstance(err, OSError):
+        return err
+    text = str(err)
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if f"os error {code})" in text or os.strerror(code) in text:
+            return OSError(code, os.strerror(code))
+    return None
 
 
 def disk_full_message(err: OSError) -> str | None:
@@ -225,5 +258,5 @@ def disk_full_message(err: OSError) -> str | None:
     return None
 
 
-__all__ = ["MARKER", "atomic_dir", "atomic_file", "atomic_output_dir", "check_output_free", "disk_full_message", "fsync_dir",
-           "fsync_tree", "to_json", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["MARKER", "as_disk_error", "atomic_dir", "atomic_file", "atomic_output_dir", "check_output_free", "disk_full_message", "fsync_dir",
+           "fsync_tree", "raise_disk_error", "to_json", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]

@@ -192,3 +192,46 @@ def test_kill_9_at_random_points_resumes_with_the_same_loss_curve(tiny_model_dir
         if proc.wait() == 0:
             break
     assert losses(out) == pytest.approx(straight, rel=1e-5, abs=1e-7)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 1.8 MB tmpfs at tmp_path/disk (room for two micro checkpoints of ~0.7 MB, not three); skipped where
+    tmpfs cannot be mounted (not root). Yields a function that grows it ("frees space")."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1800k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root); test_disk_full_during_a_save_... simulates ENOSPC instead")
+    try:
+        yield lambda size: subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_real_full_disk_keeps_the_checkpoints_and_resume_is_exact(tiny_model_dir, tmp_path, straight,
+                                                                   small_disk) -> None:
+    out = tmp_path / "disk" / "run"
+    with pytest.raises(OSError) as err:
+        make_trainer(tiny_model_dir, out, 6).train(progress=False)  # the step-6 save runs out of space
+    assert err.value.errno == errno.ENOSPC
+    assert names(out) == ["step_00000002", "step_00000004"]
+    assert all(ck.verify_checkpoint(c) is None for c in ck.checkpoints(out))
+    assert not list((out / "checkpoints").glob(".*"))
+    small_disk("64M")
+    make_trainer(tiny_model_dir, out, 6).train(progress=False)
+    assert losses(out) == pytest.approx(straight, rel=1e-5, abs=1e-7)
+
+
+def test_a_real_full_disk_is_one_line_from_the_cli(tiny_model_dir, tmp_path, small_disk) -> None:
+    from click.testing import CliRunner
+
+    from procseq.cli import main
+
+    (tmp_path / "disk" / "filler").write_bytes(b"\0" * (1800 * 1024 - 16 * 1024))
+    res = CliRunner().invoke(main, ["generate", "a red circle", "--model", str(tiny_model_dir), "--frames", "4",
+                                    "--steps", "1", "--out", str(tmp_path / "disk" / "out")])
+    errors = [ln for ln in res.stderr.splitlines() if "error" in ln]
+    assert res.exit_code == 1 and len(errors) == 1 and errors[0].startswith("procseq: error: No space left")
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["filler"]

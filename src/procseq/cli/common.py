@@ -12,7 +12,7 @@ import signal
 
 import click
 
-from procseq.outputs import atomic_output_dir, check_output_free, disk_full_message
+from procseq.outputs import as_disk_error, atomic_output_dir, check_output_free, disk_full_message
 
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, FileExistsError,
                IsADirectoryError)
@@ -40,8 +40,9 @@ class ProcseqGroup(click.Group):
         except USER_ERRORS as err:
             click.echo(f"procseq: error: {one_line(err)}", err=True)
             ctx.exit(2)
-        except OSError as err:
-            message = disk_full_message(err)
+        except Exception as err:  # a full disk, whoever reports it (OSError, safetensors' own error...)
+            disk = as_disk_error(err)
+            message = disk_full_message(disk) if disk is not None else None
             if message is None:
                 raise
             click.echo(f"procseq: error: {message}", err=True)

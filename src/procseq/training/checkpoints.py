@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from procseq.outputs import fsync_dir, fsync_tree, write_json_atomic
+from procseq.outputs import fsync_dir, fsync_tree, raise_disk_error, write_json_atomic
 
 MANIFEST = "manifest.json"
 STATE = "trainer_state.json"
@@ -176,10 +176,14 @@ def write_checkpoint_dir(final: Path, write: Callable[[Path], None], main_proces
                 raise OSError(f"The checkpoint just written to {final} does not verify ({why}); the disk may be failing.")
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        if main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    except BaseException as err:
+        try:
+            if isinstance(err, Exception):
+                raise_disk_error(err, tmp.parent)  # safetensors and torch.save report a full disk in their own ways
+            raise
+        finally:
+            if main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
     barrier()
     return final
 
