@@ -1,6 +1,9 @@
 """Run the hostile-user suite of issue #10 and print its counts (the RELIABILITY section of BENCHMARKS.md).
 
-    OMP_NUM_THREADS=1 python scripts/reliability.py [--json-out FILE] [-k SUBSTRING]
+    OMP_NUM_THREADS=1 python scripts/reliability.py [--json-out FILE] [-k SUBSTRING] [--family F] [--src DIR]
+
+--src runs the same cases against another procseq source tree (e.g. an older commit exported with
+`git archive`), for before/after counts.
 
 Builds the micro test model (tests/conftest.py) in a temporary folder, runs every case of
 tests/reliability/hostile.py in its own fresh folder, and prints one line per case that is not
@@ -22,7 +25,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv else ROOT / "src"
+sys.path[:0] = [str(SRC), str(ROOT)]
 
 from procseq.models.tiny import save_tiny_model  # noqa: E402
 from tests.conftest import TEST_DOMAINS, TEXTS, micro_config  # noqa: E402
@@ -34,14 +38,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("-k", default="", help="only cases whose name contains this")
+    parser.add_argument("--family", default=None, help="only this family (output, numbers, text, ...)")
+    parser.add_argument("--src", default=None, help="procseq source folder to test (default: this tree's src/)")
     args = parser.parse_args()
     import warnings
 
     warnings.simplefilter("ignore")
+    import procseq
+
+    print(f"procseq from {Path(procseq.__file__).parent}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = save_tiny_model(Path(tmp) / "micro", micro_config(), texts=TEXTS, seed=0, domains=TEST_DOMAINS)
         outcomes, start = [], time.perf_counter()
-        for i, case in enumerate(c for c in cases() if args.k in c.name):
+        chosen = [c for c in cases() if args.k in c.name and args.family in (None, c.family)]
+        for i, case in enumerate(chosen):
             outcome = run_case(case, Path(tmp) / f"case{i:03d}", model)
             outcomes.append(outcome)
             if not outcome.good:

@@ -425,9 +425,12 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
     """Run `case` in the fresh folder `work` (cwd), with `model_dir` as ``{model}``; classify what happened."""
-    os.environ["PROCSEQ_HOSTILE_MODEL"] = str(model_dir)
+    import shutil
+
     (work / "work").mkdir(parents=True)
     root = work / "work"
+    model_dir = Path(shutil.copytree(model_dir, work / "model"))  # its own copy: a case may target it
+    os.environ["PROCSEQ_HOSTILE_MODEL"] = str(model_dir)
     (root / "notes.txt").write_text("the user's notes")
     (work / "beside.txt").write_text("next to the work folder")
     if case.setup is not None:

@@ -179,18 +179,21 @@ def test_kill_9_at_random_points_resumes_with_the_same_loss_curve(tiny_model_dir
 
     rng = random.Random(0)
     out = tmp_path / "run"
+    log = out / "log.jsonl"
     kills = 0
     while True:
-        proc = _worker(tiny_model_dir, out, 6, slow_save_s=rng.choice([0.0, 0.2]))
-        if kills < 6:
-            deadline = time.monotonic() + rng.uniform(2.0, 8.0)  # start-up takes a few seconds on 2 cores
-            while proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.01)
+        proc = _worker(tiny_model_dir, out, 6, slow_save_s=rng.choice([0.0, 0.1]))
+        if kills < 4:  # wait for a random logged step past the resume point, then a random moment more
+            target = (len(log.read_text().splitlines()) if log.is_file() else 0) + rng.randint(1, 2)
+            while proc.poll() is None and (not log.is_file() or len(log.read_text().splitlines()) < target):
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is None:
                 proc.kill()
                 kills += 1
         if proc.wait() == 0:
             break
+    assert kills >= 2
     assert losses(out) == pytest.approx(straight, rel=1e-5, abs=1e-7)
 
 
