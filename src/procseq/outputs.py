@@ -66,11 +66,13 @@ def _make_temp(parent: Path, name: str, folder: bool) -> Path:
         os.close(fd)
         return Path(tmp)
     except FileExistsError as err:
-        raise NotADirectoryError(f"Cannot write into {parent}: a file is in the way; choose another output path.") from err
+        raise NotADirectoryError(f"Cannot write into {parent}: a file is in the way; "
+                                 "choose another output path.") from err
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise PermissionError(f"Cannot write to {parent}: {err.strerror or err}; choose a writable output path.") from err
+        raise PermissionError(f"Cannot write to {parent}: {err.strerror or err}; "
+                              "choose a writable output path.") from err
 
 
 @contextmanager
@@ -258,5 +260,6 @@ def disk_full_message(err: OSError) -> str | None:
     return None
 
 
-__all__ = ["MARKER", "as_disk_error", "atomic_dir", "atomic_file", "atomic_output_dir", "check_output_free", "disk_full_message", "fsync_dir",
-           "fsync_tree", "raise_disk_error", "to_json", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["MARKER", "as_disk_error", "atomic_dir", "atomic_file", "atomic_output_dir", "check_output_free",
+           "disk_full_message", "fsync_dir", "fsync_tree", "raise_disk_error", "to_json", "write_bytes_atomic",
+           "write_json_atomic", "write_text_atomic"]
