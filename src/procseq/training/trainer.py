@@ -325,7 +325,7 @@ def last_logged_loss(log_path: Path) -> float:
     """The newest loss in ``log.jsonl`` (what a run that is already finished reports), NaN if none."""
     if not log_path.is_file():
         return float("nan")
-    lines = [ln for ln in log_path.read_text().splitlines() if ln]
+    lines = [ln for ln in log_path.read_text().splitlines() if ln and _logged_step(ln) != math.inf]
     return float(json.loads(lines[-1])["loss"]) if lines else float("nan")
 
 
