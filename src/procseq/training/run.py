@@ -113,8 +113,7 @@ def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
 
 def write_training_record(run_dir: Path, model_dir: Path) -> Path:
     """Copy the config and logs of a run into ``model_dir/training/`` and draw ``loss.png`` there."""
-    import shutil
-
+    from procseq.outputs import write_bytes_atomic
     from procseq.training.curves import plot_curves, read_log
 
     record = Path(model_dir) / "training"
@@ -123,7 +122,7 @@ def write_training_record(run_dir: Path, model_dir: Path) -> Path:
     for name, src in (("config.yaml", run_dir / "config.yaml"), ("log.jsonl", run_dir / "log.jsonl"),
                       ("autoencoder_log.jsonl", run_dir / "autoencoder" / "log.jsonl")):
         if src.is_file():
-            shutil.copyfile(src, record / name)
+            write_bytes_atomic(record / name, src.read_bytes())
     if (record / "log.jsonl").is_file():
         curves["training loss (log.jsonl)"] = read_log(record / "log.jsonl")
     if (record / "autoencoder_log.jsonl").is_file():
