@@ -136,7 +136,7 @@ def test_sigterm_and_disk_full_are_one_line_and_leave_nothing(tmp_path) -> None:
 
     previous = signal.getsignal(signal.SIGTERM)
     res = CliRunner().invoke(cli, ["work", "term"])
-    assert res.exit_code == 143 and list(tmp_path.iterdir()) == []
+    assert res.exit_code == 143 and list(tmp_path.iterdir()) == [] and "stopped by signal 15" in res.stderr
     assert signal.getsignal(signal.SIGTERM) == previous
     res = CliRunner().invoke(cli, ["work", "full"])
     assert res.exit_code == 1 and "No space left" in res.output and res.output.count("\n") == 1

@@ -19,6 +19,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryErro
 
 
 def _terminate(signum: int, frame) -> None:
+    click.echo(f"procseq: stopped by signal {signum}; unfinished output is removed", err=True)
     raise SystemExit(128 + signum)  # unwinds like an error: temporary output folders are removed
 
 
