@@ -66,6 +66,7 @@ def test_what_a_kill_during_a_save_leaves_is_ignored_and_cleaned(tiny_model_dir,
     make_trainer(tiny_model_dir, out, 4).train(progress=False)
     half = out / "checkpoints" / ".step_00000006.tmp"
     half.mkdir()
+    (out / "checkpoints" / ".step_00000008.tmp").mkdir()  # a step this run never reaches
     (half / "model.safetensors").write_bytes(b"\0" * 10)
     with open(out / "log.jsonl", "a") as log:
         log.write('{"step": 5, "loss": 0.3')  # a torn log line

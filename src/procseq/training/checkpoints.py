@@ -155,7 +155,9 @@ def write_checkpoint_dir(final: Path, write: Callable[[Path], None], main_proces
     final = Path(final)
     tmp = final.with_name(f".{final.name}.tmp")
     if main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # temporary folders left by a kill (no other process writes here: the output folder is locked)
+        for stale in [*final.parent.glob(".*.tmp"), *final.parent.glob(".*.old")]:
+            shutil.rmtree(stale, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
     barrier()
     try:
