@@ -99,8 +99,19 @@ def square_pad(image: Image.Image, fill: tuple[int, int, int] = WHITE) -> Image.
 
 
 def prepare_image(image: Image.Image, size: int) -> Image.Image:
-    """An image (any mode, size, aspect) -> RGB `size` x `size`: white square padding, then Lanczos resize."""
-    square = square_pad(to_rgb(image))
+    """An image (any mode, size, aspect) -> RGB `size` x `size`: white square padding, then Lanczos resize.
+
+    A picture whose long side exceeds ``4 * size`` is first shrunk to that long side (aspect kept), so
+    padding never allocates more than ``(4 * size)**2`` pixels (a 49,000,000 x 1 strip would need 7 GB).
+    """
+    image = to_rgb(image)
+    w, h = image.size
+    if max(w, h) > 4 * size:
+        scale = 4 * size / max(w, h)
+        # reducing_gap: a box reduction first (Lanczos alone over a 10^6 x reduction runs out of memory)
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS,
+                             reducing_gap=3.0)
+    square = square_pad(image)
     if square.size != (size, size):
         square = square.resize((size, size), Image.Resampling.LANCZOS)
     return square

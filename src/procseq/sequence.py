@@ -9,6 +9,8 @@ from typing import Any
 
 from PIL import Image
 
+from procseq.outputs import write_json_atomic
+
 
 @dataclass
 class Sequence:
@@ -54,7 +56,7 @@ class Sequence:
             **self.meta,
             **(extra or {}),
         }
-        (out / "sequence.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_json_atomic(out / "sequence.json", record)
         return out
 
     @classmethod
@@ -64,22 +66,25 @@ class Sequence:
         meta_path = folder / "sequence.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder} has no sequence.json; is it a procseq sequence folder?")
-        record = json.loads(meta_path.read_text())
-        n = int(record.pop("num_frames"))
+        try:
+            record = json.loads(meta_path.read_text())
+            n = int(record.pop("num_frames"))
+            if not 1 <= n <= 1024:
+                raise ValueError(f"num_frames={n}")
+            captions, prompt, domain = list(record.pop("captions")), record.pop("prompt"), record.pop("domain")
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{meta_path} is not a valid procseq sequence.json ({type(err).__name__}: {err}).") from err
         frames = []
         for i in range(n):
             path = folder / f"frame_{i:02d}.png"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing (sequence.json says {n} frames).")
-            with Image.open(path) as im:
-                frames.append(im.convert("RGB"))
-        return cls(
-            frames=frames,
-            captions=list(record.pop("captions")),
-            prompt=record.pop("prompt"),
-            domain=record.pop("domain"),
-            meta=record,
-        )
+            try:
+                with Image.open(path) as im:
+                    frames.append(im.convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError, truncated data
+                raise ValueError(f"{path} is not a readable image ({err}).") from err
+        return cls(frames=frames, captions=captions, prompt=prompt, domain=domain, meta=record)
 
 
 @dataclass

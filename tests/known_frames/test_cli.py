@@ -24,7 +24,8 @@ def test_recraft_writes_the_sequence(tiny_model_dir, tmp_path) -> None:
               str(tiny_model_dir), "--no-lora", "--out", str(out))
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f"frame_{i:02d}.png" for i in range(6)] + ["grid.png", "sequence.gif", "sequence.json"]
+    assert names == [".procseq-output"] + [f"frame_{i:02d}.png" for i in range(6)] + ["grid.png", "sequence.gif",
+                                                                                      "sequence.json"]
     record = json.loads((out / "sequence.json").read_text())
     assert record["domain"] == "painting" and record["num_frames"] == 6 and record["settings"]["extend"] == 2
     with Image.open(out / "frame_05.png") as last:

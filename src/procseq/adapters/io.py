@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from procseq.outputs import atomic_file
 from torch import nn
 
 from procseq.adapters.asymmetric import AsymmetricLoRAConfig, AsymmetricLoRALinear, add_asymmetric_lora
@@ -61,8 +63,36 @@ def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No adapter file at {path}; check the path (a .safetensors file).")
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types for corrupt or truncated files
+        raise ValueError(f"{path} is not a readable safetensors file ({' '.join(str(err).split())}); "
+                         "pass an intact adapter file.") from err
+
+
+_REQUIRED = {"asymmetric": ("rank", "alpha", "domains"),
+             "masked": ("rank", "alpha", "domains", "domain_fraction", "max_domains")}
+
+
+def _adapter_metadata(path: str | Path, metadata: Mapping[str, str]) -> dict:
+    """The checked ``procseq_adapters`` record of a file: a known kind with every field it needs."""
+    if METADATA_KEY not in metadata:
+        raise ValueError(f"{path} is not a procseq multi-domain adapter file (no '{METADATA_KEY}' metadata); "
+                         f"for MakeAnything kohya files use import_kohya_asymmetric, for plain LoRAs "
+                         f"pipe.load_lora_weights.")
+    try:
+        info = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: its '{METADATA_KEY}' metadata is not JSON ({err}).") from err
+    if not isinstance(info, dict) or info.get("kind") not in _REQUIRED:
+        kind = info.get("kind") if isinstance(info, dict) else None
+        raise ValueError(f"Unknown adapter kind {kind!r} in {path}; expected 'asymmetric' or 'masked'.")
+    missing = [k for k in _REQUIRED[info["kind"]] if k not in info]
+    if missing or not isinstance(info["domains"], list) or not info["domains"]:
+        raise ValueError(f"{path}: the {info['kind']} adapter metadata lacks {', '.join(missing) or 'domains'}; "
+                         "the file is damaged or was edited: re-export it with `procseq train adapter`.")
+    return info
 
 
 def adapter_file_info(path: str | Path) -> dict:
@@ -75,9 +105,7 @@ def adapter_file_info(path: str | Path) -> dict:
             metadata = dict(f.metadata() or {})
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    if METADATA_KEY not in metadata:
-        raise ValueError(f"{path} is not a procseq multi-domain adapter file (no '{METADATA_KEY}' metadata).")
-    return json.loads(metadata[METADATA_KEY])
+    return _adapter_metadata(path, metadata)
 
 
 def _kind_and_config(layers: Mapping[str, nn.Module]) -> dict:
@@ -100,11 +128,10 @@ def save_adapters(transformer: nn.Module, path: str | Path) -> Path:
                 tensors[f"{PREFIX}{name}.lora_B.{d}.weight"] = layer.lora_B[d].weight.detach()
         else:
             tensors[f"{PREFIX}{name}.lora_B.weight"] = layer.lora_B.weight.detach()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(path),
-              metadata={METADATA_KEY: json.dumps(_kind_and_config(layers))})
-    return path
+    with atomic_file(path) as tmp:
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                  metadata={METADATA_KEY: json.dumps(_kind_and_config(layers))})
+    return Path(path)
 
 
 def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
@@ -114,11 +141,11 @@ def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
     adapters must have the same kind, rank and modules, and gains the file's missing domains.
     """
     tensors, metadata = _read(path)
-    if METADATA_KEY not in metadata:
-        raise ValueError(f"{path} is not a procseq multi-domain adapter file (no '{METADATA_KEY}' metadata); "
-                         f"for MakeAnything kohya files use import_kohya_asymmetric, for plain LoRAs "
-                         f"pipe.load_lora_weights.")
-    info = json.loads(metadata[METADATA_KEY])
+    info = _adapter_metadata(path, metadata)
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path} holds NaN or infinite weights ({bad[0]}{' ...' if len(bad) > 1 else ''}); it would "
+                         "generate black frames: use an earlier adapter file or retrain.")
     paths = sorted({k[len(PREFIX):].split(".lora_A.")[0] for k in tensors if ".lora_A." in k})
     targets = tuple(re.escape(p) for p in paths)
     if not adapter_layers(transformer):
@@ -143,14 +170,21 @@ def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
     for d in info["domains"]:
         if d not in first.domain_names:
             add_domain(transformer, d)
+    pairs = []
+    for name, layer in layers.items():
+        pairs.append((layer.lora_A.weight, f"{PREFIX}{name}.lora_A.weight"))
+        if isinstance(layer, AsymmetricLoRALinear):
+            pairs += [(layer.lora_B[d].weight, f"{PREFIX}{name}.lora_B.{d}.weight") for d in info["domains"]]
+        else:
+            pairs.append((layer.lora_B.weight, f"{PREFIX}{name}.lora_B.weight"))
+    for param, key in pairs:  # check everything before changing anything
+        if key not in tensors or tensors[key].shape != param.shape:
+            found = "missing" if key not in tensors else f"of shape {tuple(tensors[key].shape)}"
+            raise ValueError(f"{path}: {key} is {found}, the model needs {tuple(param.shape)}; the file does not fit "
+                             "this model (or is damaged).")
     with torch.no_grad():
-        for name, layer in layers.items():
-            layer.lora_A.weight.copy_(tensors[f"{PREFIX}{name}.lora_A.weight"])
-            if isinstance(layer, AsymmetricLoRALinear):
-                for d in info["domains"]:
-                    layer.lora_B[d].weight.copy_(tensors[f"{PREFIX}{name}.lora_B.{d}.weight"])
-            else:
-                layer.lora_B.weight.copy_(tensors[f"{PREFIX}{name}.lora_B.weight"])
+        for param, key in pairs:
+            param.copy_(tensors[key])
     return list(info["domains"])
 
 
@@ -173,11 +207,10 @@ def export_domain(transformer: nn.Module, domain: str | Mapping[str, float], pat
         a, b = layer.merged_lora(row)
         tensors[f"{PREFIX}{name}.lora_A.weight"] = a.contiguous().cpu()
         tensors[f"{PREFIX}{name}.lora_B.weight"] = b.contiguous().cpu()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"format": "pt", "procseq_export": json.dumps(
-        {"kind": first.kind, "route": domain if isinstance(domain, str) else dict(domain)})})
-    return path
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "procseq_export": json.dumps(
+            {"kind": first.kind, "route": domain if isinstance(domain, str) else dict(domain)})})
+    return Path(path)
 
 
 def _kohya_groups(tensors: Mapping[str, torch.Tensor]) -> dict[tuple[str, int, str], dict]:

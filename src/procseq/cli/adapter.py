@@ -57,19 +57,16 @@ def adapter_export(domain: str | None, mix: str | None, out: Path, model: str, a
 
     if (domain is None) == (mix is None):
         raise ValueError("Pass exactly one of --domain D or --mix 'a=0.5,b=0.5'.")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite.")
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must be a .safetensors file, got {out}.")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; give a .safetensors file name.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite.")
     file = _adapter_file(model, adapters)
     transformer = FluxTransformer2DModel.from_pretrained(resolve_model(model), subfolder="transformer")
     known = load_adapters(transformer, file)
     if domain is not None and domain not in known:
         raise ValueError(f"Unknown adapter domain {domain!r}; the adapters hold: {', '.join(known)}.")
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        export_domain(transformer, domain if domain is not None else parse_mix(mix), tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    export_domain(transformer, domain if domain is not None else parse_mix(mix), out)  # atomic
     click.echo(f"wrote {out}: load it with FluxPipeline.load_lora_weights('{out}')")

@@ -7,54 +7,115 @@ nothing half-written behind.
 
 from __future__ import annotations
 
+import math
+import signal
 from typing import Any
-
-import shutil
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
 
 import click
 
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, FileExistsError)
+from procseq.outputs import as_disk_error, atomic_output_dir, check_output_free, disk_full_message
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, FileExistsError,
+               IsADirectoryError)
+
+
+def _terminate(signum: int, frame) -> None:
+    click.echo(f"procseq: stopped by signal {signum}; unfinished output is removed", err=True)
+    raise SystemExit(128 + signum)  # unwinds like an error: temporary output folders are removed
 
 
 class ProcseqGroup(click.Group):
-    """A click group that turns user errors into one line on stderr and exit status 2."""
+    """A click group that turns user errors into one line on stderr and exit status 2.
+
+    A full disk or a read-only target is one line and exit status 1; SIGTERM unwinds like an error
+    (so no temporary folder is left behind) and exits 143.
+    """
 
     def invoke(self, ctx: click.Context):
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread (e.g. a test runner thread)
+            pass
         try:
             return super().invoke(ctx)
         except USER_ERRORS as err:
-            click.echo(f"procseq: error: {err}", err=True)
+            click.echo(f"procseq: error: {one_line(err)}", err=True)
             ctx.exit(2)
+        except Exception as err:  # a full disk, whoever reports it (OSError, safetensors' own error...)
+            disk = as_disk_error(err)
+            message = disk_full_message(disk) if disk is not None else None
+            if message is None:
+                raise
+            click.echo(f"procseq: error: {message}", err=True)
+            ctx.exit(1)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
-def check_output_free(out: Path, overwrite: bool) -> None:
-    """Refuse an existing non-empty `out` unless `overwrite` (checked before any slow work starts)."""
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+def model_inputs(*paths: object) -> list[str]:
+    """The options among `paths` that name existing local files or folders (inputs --out must not replace)."""
+    import os
+
+    return [str(p) for p in paths if p is not None and os.path.exists(str(p))]
 
 
-@contextmanager
-def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it is removed."""
-    out = Path(out)
-    check_output_free(out, overwrite)
-    parent = out.parent if str(out.parent) else Path(".")
+def one_line(err: BaseException) -> str:
+    """The message of `err` on one line."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def check_text(value: str, what: str) -> str:
+    """Refuse text that is not valid UTF-8 (undecodable bytes on the command line)."""
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as err:
-        raise PermissionError(f"Cannot write to {parent}: {err.strerror or err}; choose a writable --out.") from err
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"The {what} is not valid UTF-8 text; pass it in UTF-8.") from None
+    return value
+
+
+def check_positive(value: int | None, option: str, maximum: int | None = None) -> None:
+    """Refuse an integer option that is < 1 (or > `maximum`); None means 'the default' and passes."""
+    if value is None:
+        return
+    if value < 1 or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(f"{option} must be >= 1{upper}, got {value}.")
+
+
+MAX_FRAME_SIZE = 1024
+MAX_GRID_PIXELS = 2048 * 2048
+
+
+def check_sampling(frames: int | None, steps: int | None, frame_size: int | None, gif_ms: int | None = None,
+                   seed: int | None = None, **floats: float | None) -> None:
+    """Range checks shared by generate/recraft/eval: counts >= 1, a bounded frame and grid size, finite floats.
+
+    `floats` maps option names (``true_cfg_scale=...``) to values that must be finite and >= 0.
+    """
+    check_positive(frames, "--frames", 64)
+    check_positive(steps, "--steps", 1000)
+    check_positive(gif_ms, "--gif-ms")
+    check_positive(frame_size, "--frame-size", MAX_FRAME_SIZE)
+    if seed is not None and not -(2**63) <= seed < 2**64:
+        raise ValueError(f"--seed must fit in 64 bits (0 to {2**64 - 1}), got {seed}.")
+    if frame_size is not None and frames is not None:
+        side = math.ceil(math.sqrt(frames)) * frame_size
+        if side * side > MAX_GRID_PIXELS:
+            raise ValueError(f"{frames} frames of {frame_size} px make a {side}x{side} grid, over the "
+                             f"{MAX_GRID_PIXELS // 1_000_000} megapixel limit; lower --frame-size or --frames.")
+    for name, value in floats.items():
+        check_finite(value, "--" + name.replace("_", "-"), 0.0)
+
+
+def check_finite(value: float | None, option: str, minimum: float | None = None) -> None:
+    """Refuse a float option that is NaN or infinite (or < `minimum`); None passes."""
+    if value is None:
+        return
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        lower = f" and >= {minimum}" if minimum is not None else ""
+        raise ValueError(f"{option} must be a finite number{lower}, got {value}.")
 
 
 @click.group(cls=ProcseqGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,8 +145,9 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
             mix[name.strip()] = float(value)
         except ValueError:
             sep = ""
-        if not sep or not name.strip():
-            raise ValueError(f"Bad adapter mix {text!r}; write domain=weight pairs, e.g. 'lego=0.7,clay=0.3'.")
+        if not sep or not name.strip() or not math.isfinite(mix.get(name.strip(), 0.0)) or mix[name.strip()] < 0:
+            raise ValueError(f"Bad adapter mix {text!r}; write domain=weight pairs with finite weights >= 0, "
+                             "e.g. 'lego=0.7,clay=0.3'.")
     return mix
 
 

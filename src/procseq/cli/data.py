@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from procseq.cli.common import (
+    check_output_free,
     main,
 )
 
@@ -30,6 +31,8 @@ def data_make(out: Path, per_domain: int, test_per_domain: int | None, frame_siz
               overwrite: bool) -> None:
     """Render the synthetic corpus: train, test-seen, test-compositional (images + metadata.jsonl)."""
     from procseq.data.dataset import make_corpus
+
+    check_output_free(out, overwrite)
 
     manifest = make_corpus(out, per_domain=per_domain, frame_size=frame_size, seed=seed,
                            test_per_domain=test_per_domain, overwrite=overwrite)

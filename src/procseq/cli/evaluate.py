@@ -12,7 +12,10 @@ from procseq.cli.common import (
     MIX_HELP,
     MODEL_HELP,
     atomic_output_dir,
+    check_output_free,
+    check_sampling,
     main,
+    model_inputs,
     parse_mix,
 )
 
@@ -63,11 +66,18 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
 
     if sum(x is not None for x in (model, baseline, score_dir)) != 1:
         raise ValueError("Pass exactly one of --model, --baseline or --score.")
-    wanted = domains.split(",") if domains else None
-    with atomic_output_dir(out, overwrite) as tmp:
+    check_sampling(None, steps, None, seed=seed, true_cfg_scale=true_cfg_scale)
+    if n is not None and n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}.")
+    wanted = [d.strip() for d in domains.split(",") if d.strip()] if domains else None
+    inputs = model_inputs(score_dir, data, model, adapters)
+    check_output_free(out, overwrite, inputs)
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
         if score_dir is not None:
-            report = score_folders(score_dir, name=score_dir.name, domains=wanted)
+            report = score_folders(score_dir, name=score_dir.name, only=wanted, skip_bad=True)
             report.save(tmp)
+            for bad in report.meta.get("skipped", []):
+                click.echo(f"procseq: skipped {bad['folder']}: {bad['error']}", err=True)
         else:
             records_all = load_split(data, split)
             if model is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -15,11 +14,15 @@ from procseq.cli.common import (
     MODEL_HELP,
     atomic_output_dir,
     check_output_free,
+    check_sampling,
+    check_text,
     main,
     parse_known,
+    model_inputs,
     parse_mix,
 )
 from procseq.cli.evaluate import per_domain
+from procseq.outputs import write_json_atomic
 
 
 @main.command()
@@ -69,15 +72,18 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
 
     from procseq.models.loading import load_pipeline
 
-    if not prompt.strip():
+    if not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
+    check_text(negative_prompt, "negative prompt")
+    check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
     mix = parse_mix(adapter_mix)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
-    check_output_free(out, overwrite)
+    inputs = model_inputs(model, adapters, lora, *(i.split("=", 1)[1] for i in known_items))
+    check_output_free(out, overwrite, inputs)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters)
     if lora is not None:
         pipe.load_condition_lora(lora)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
@@ -114,6 +120,8 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
     from procseq.eval import render_spec
     from procseq.models.loading import load_pipeline
 
+    if index < 0:
+        raise ValueError(f"--index must be >= 0, got {index}.")
     pipe = load_pipeline(model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
     wanted = domains.split(",") if domains else list(pipe.defaults.domains)
@@ -153,10 +161,13 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
 
     if runs < 1:
         raise ValueError(f"--runs must be >= 1, got {runs}.")
+    check_sampling(frames, steps, None, true_cfg_scale=true_cfg_scale)
+    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
+        raise ValueError(f"--json-out {json_out} must be a file name in an existing folder.")
     pipe = load_pipeline(model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
     result = bench(pipe, prompt, domain, frames, steps, runs, torch.bfloat16 if bf16_autocast else None,
                    true_cfg_scale)
     click.echo(result.to_markdown())
     if json_out:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json_atomic(json_out, result.to_dict())

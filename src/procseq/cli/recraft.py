@@ -10,8 +10,14 @@ from procseq.cli.common import (
     MODEL_HELP,
     atomic_output_dir,
     check_output_free,
+    check_positive,
+    check_sampling,
+    check_text,
     main,
+    model_inputs,
+    one_line,
 )
+from procseq.outputs import disk_full_message
 
 
 @main.command("recraft")
@@ -55,11 +61,21 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
         raise ValueError(f"--extend must be >= 0, got {extend}.")
     if no_lora and lora is not None:
         raise ValueError("Pass either --lora or --no-lora, not both.")
-    check_output_free(out, overwrite)
+    if prompt is not None:
+        check_text(prompt, "prompt")
+    check_sampling(frames, steps, None, gif_ms, seed)
+    check_positive(max_pixels, "--max-pixels")
+    inputs = model_inputs(image, lora, model)
+    check_output_free(out, overwrite, inputs)
     picture = open_image(image, max_pixels)  # every bad input fails here, before the model loads
-    pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+    try:
+        pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+    except OSError as err:  # peft/diffusers report a damaged LoRA file as OSError
+        if lora is None or disk_full_message(err):
+            raise
+        raise ValueError(f"Could not load the ReCraft LoRA {lora}: {one_line(err)}") from err
     pipe.set_progress_bar_config(disable=True)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
                       num_inference_steps=steps, generator=generator)
@@ -102,14 +118,16 @@ def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames:
     from procseq.images import open_image
     from procseq.pipelines.image_to_sequence import load_recraft_pipeline
 
-    if not prompt.strip():
+    if not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
+    check_sampling(frames, steps, None, gif_ms, seed)
     check_known_indices(range(len(images)), frames)
-    check_output_free(out, overwrite)
+    inputs = model_inputs(model, lora, *images)
+    check_output_free(out, overwrite, inputs)
     pictures = [open_image(path, max_pixels) for path in images]  # every bad input fails before the model loads
     pipe = load_recraft_pipeline(model, lora=lora, device=device)
     pipe.set_progress_bar_config(disable=True)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
         result = pipe.continue_sequence(pictures, prompt, domain=domain, frames=frames, known_mode=mode,
                                         num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))
         settings = result.metadata[0]

@@ -64,6 +64,7 @@ def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], clic
                 cfg.train.max_steps = max_steps
             if output_dir is not None:
                 cfg.train.output_dir = output_dir
+            cfg.validate()
             click.echo(run(cfg))
 
         return command

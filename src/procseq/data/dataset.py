@@ -17,9 +17,6 @@ Load one split with ``datasets.load_dataset("imagefolder", data_dir=f"{DIR}/{spl
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,7 @@ from tqdm.auto import tqdm
 from procseq.data.synthetic import DOMAIN_PLAN, REGISTRY, SPLITS, generate, get_domain
 from procseq.data.synthetic.base import check_frame_size, check_split, stable_hash
 from procseq.layout import frames_to_grid, grid_shape
+from procseq.outputs import atomic_file, atomic_output_dir, write_json_atomic
 
 
 def sequence_seed(seed: int, domain: str, split: str, index: int) -> int:
@@ -68,14 +66,14 @@ def make_corpus(
     check_frame_size(frame_size)
     if per_domain < 1:
         raise ValueError(f"per_domain={per_domain} must be >= 1.")
+    if test_per_domain is not None and test_per_domain < 1:
+        raise ValueError(f"test_per_domain={test_per_domain} must be >= 1.")
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise ValueError(f"{out} already exists; pass overwrite=True or choose another out_dir.")
+        raise ValueError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another out_dir.")
     test_n = max(1, per_domain // 10) if test_per_domain is None else test_per_domain
     counts = corpus_counts(per_domain, test_n, adapter_sizes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_output_dir(out, overwrite) as tmp:
         bar = tqdm(total=sum(sum(c.values()) for c in counts.values()), disable=not progress, desc="corpus")
         for split, per in counts.items():
             (tmp / split).mkdir()
@@ -89,17 +87,7 @@ def make_corpus(
         manifest = {"frame_size": frame_size, "seed": seed, "per_domain": per_domain, "test_per_domain": test_n,
                     "plan": {n: {"role": r.role, "train_size": r.train_size} for n, r in DOMAIN_PLAN.items()},
                     "held_out": {n: sorted(get_domain(n).held_out()) for n in DOMAIN_PLAN}, "counts": counts}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(trash)
-            tmp.rename(out)
-            shutil.rmtree(trash)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json_atomic(tmp / "manifest.json", manifest)
     return manifest
 
 
@@ -126,13 +114,31 @@ def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; write the corpus first with procseq.data.dataset.make_corpus.")
     rows = []
-    with open(path) as f:
-        for line in f:
-            row = json.loads(line)
-            row["grid_path"] = str(root / split / row["file_name"])
-            row["frame_paths"] = [str(root / p) for p in row["frames"]]
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                row["grid_path"] = str(inside(root, Path(split) / row["file_name"]))
+                row["frame_paths"] = [str(inside(root, p)) for p in row["frames"]]
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path} line {number} is not a valid corpus record ({err}); "
+                                 "rebuild the corpus with procseq data make.") from err
             rows.append(row)
     return rows
+
+
+def inside(root: Path, relative: str | Path) -> Path:
+    """``root / relative``, refused (ValueError) if `relative` is absolute or climbs out with ``..``:
+    corpus metadata names files, and reading them must not reach anywhere else. (A lexical check, cheap
+    for 100,000 names; symlinks placed inside the corpus folder itself are trusted.)"""
+    if not isinstance(relative, (str, Path)):
+        raise TypeError(f"a file name must be a string, got {relative!r}")
+    name = str(relative).replace("\\", "/")
+    if not name or name.startswith("/") or ".." in name.split("/") or "\0" in name:
+        raise ValueError(f"the file name {name!r} points outside the corpus folder {root}")
+    return root / relative
 
 
 class GridDataset(torch.utils.data.Dataset):
@@ -191,8 +197,8 @@ def draw_montage(rows: list[tuple[str, list[Image.Image | np.ndarray]]], out_pat
             im = f if isinstance(f, Image.Image) else Image.fromarray(f)
             img.paste(im.convert("RGB").resize((cell, cell), Image.NEAREST), (label_w + k * (cell + gap), y))
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
+    with atomic_file(out) as tmp:
+        img.save(tmp, format=out.suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG")
     return out
 
 

@@ -177,6 +177,29 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def example_figure(out: Path, data: Path, model: str | None, domains: list[str], index: int = 0) -> Path:
+    """README figure: per domain, ReCraft (last frame given) and continuation (first 3 given), then the truth."""
+    from procseq.data.dataset import draw_montage, load_split
+    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+
+    pipe = load_recraft_pipeline(model, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    records = load_split(data, "test-compositional")
+    rows = []
+    for d in domains:
+        rec = [r for r in records if r["domain"] == d][index]
+        truth = load_truth(rec)
+        g = torch.Generator().manual_seed(0)
+        recraft = pipe(truth[-1], domain=d, frames=len(truth), generator=g).frames[0]
+        rows.append((f"{d} recraft", recraft))
+        if len(truth) == 9:
+            cont = pipe.continue_sequence(truth[:CONTINUE_KNOWN], rec["prompt"], domain=d, frames=9, true_cfg_scale=1.0,
+                                          generator=torch.Generator().manual_seed(0)).frames[0]
+            rows.append(("  continue", cont))
+        rows.append(("  truth", truth))
+    return draw_montage(rows, out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     from procseq.data.dataset import load_split
@@ -192,8 +215,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", action="append", default=[],
                    help="NAME=SPEC; SPEC: MODE:LORA (MODE concat|inplace, LORA a folder, 'default' or 'none') | "
                         "text | copy-left | average")
+    p.add_argument("--example", default=None, type=Path,
+                   help="only draw the README figure (e.g. docs/known_frames.png) with the model's own LoRA, then stop")
     args = p.parse_args(argv)
     domains = args.domains.split(",")
+    if args.example is not None:
+        print(example_figure(args.example, args.data, args.model, domains))
+        return
     records = [r for split in SPLITS for r in per_domain(load_split(args.data, split), args.n, domains)]
     variants = dict(v.partition("=")[::2] for v in args.variant)
     results = evaluate(variants, records, args.tasks.split(","), args.model)

@@ -36,6 +36,7 @@ from PIL import Image
 
 from procseq.eval.metrics import domain_of, to_array, values_equal
 from procseq.eval.runner import evaluate_records, record_id
+from procseq.outputs import write_json_atomic, write_text_atomic
 from procseq.sequence import Sequence
 
 SPLITS = ("test-seen", "test-compositional")
@@ -257,11 +258,11 @@ def main(argv: list[str] | None = None) -> None:
         report["cache_speedup"] = cache_speedup(args.model, concat_lora, image, rec["domain"], int(rec["num_frames"]),
                                                 args.speed_runs, args.steps)
         print("cache speed-up: " + json.dumps(report["cache_speedup"]), flush=True)
-    (args.out / "recraft.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(args.out / "recraft.json", report)
     text = markdown(results) if results else ""
     if results:
         text += "\n\n" + "\n\n".join(f"{s}:\n\n" + domain_markdown(results, s) for s in SPLITS)
-    (args.out / "recraft.md").write_text(text + "\n")
+    write_text_atomic(args.out / "recraft.md", text + "\n")
     print(text)
 
 

@@ -8,14 +8,13 @@ return. :func:`compare_markdown` puts several named runs ("ground truth", "retri
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from procseq.eval.metrics import METRICS, SequenceScore, aggregate
+from procseq.outputs import write_text_atomic
 
 COLUMNS = {
     "attribute_acc": "attribute acc",
@@ -73,8 +72,8 @@ class Report:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         md, js = out / "report.md", out / "report.json"
-        write_atomic(js, json.dumps(self.to_dict(), indent=2) + "\n")
-        write_atomic(md, self.to_markdown())
+        write_text_atomic(js, json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text_atomic(md, self.to_markdown())
         return md, js
 
 
@@ -86,18 +85,6 @@ def load_report(path: str | Path) -> Report:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass a report.json written by procseq eval.")
     return Report.from_dict(json.loads(path.read_text()))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename, so no half-written file remains."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(metric: str, value: float | None) -> str:
@@ -140,4 +127,4 @@ def compare_markdown(runs: Mapping[str, Report | Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["COLUMNS", "Report", "compare_markdown", "load_report", "markdown_table", "write_atomic"]
+__all__ = ["COLUMNS", "Report", "compare_markdown", "load_report", "markdown_table"]

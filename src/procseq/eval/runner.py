@@ -6,7 +6,6 @@ the baselines in :mod:`procseq.eval.baselines` go through the same path.
 
 from __future__ import annotations
 
-import shutil
 import zlib
 from collections.abc import Callable, Mapping, Sequence as SequenceABC
 from pathlib import Path
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from procseq.eval.report import Report
 from procseq.eval.scorer import score_folders
+from procseq.outputs import atomic_output_dir
 from procseq.sequence import Sequence
 
 GenerateFn = Callable[[str, str, int, int], "list[Image.Image] | Sequence"]
@@ -108,14 +108,8 @@ def evaluate_records(
         seed = record_seed(record, base_seed)
         num_frames = int(record.get("num_frames") or record["spec"]["num_frames"])
         seq = _to_sequence(frames_fn(record, seed), record, num_frames, seed)
-        tmp = seq_root / f".tmp-{folder.name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        with atomic_output_dir(folder, overwrite=True, durable=False) as tmp:
             seq.save(tmp, extra={"spec": dict(record["spec"]), "run": name})
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     report = score_folders(folders, name=name, meta={"n": len(records), "base_seed": base_seed, **(meta or {})})
     report.save(out)
     return report

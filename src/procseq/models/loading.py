@@ -49,7 +49,13 @@ class ModelDefaults:
         path = folder / PROCSEQ_CONFIG if folder is not None else None
         if path is None or not path.is_file():
             return cls()
-        record: dict[str, Any] = json.loads(path.read_text())
+        try:
+            record: dict[str, Any] = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); the model folder is damaged.") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} must be a JSON object (procseq's model settings), not a "
+                             f"{type(record).__name__}; the model folder is damaged.")
         known = {k: record[k] for k in cls.__dataclass_fields__ if k in record}
         if "domains" in known:
             known["domains"] = tuple(known["domains"])
@@ -73,16 +79,47 @@ def resolve_model(model: str | Path | None) -> str:
             )
         return str(EMBEDDED_DIR)
     path = Path(model).expanduser()
+    if not path.exists() and str(model).endswith(("/", "\\")):
+        raise FileNotFoundError(f"No model folder {model}; pass an existing diffusers folder or a hub id (owner/name).")
     if path.exists():
         if not path.is_dir() or not (path / "model_index.json").is_file():
             raise FileNotFoundError(
                 f"{path} is not a diffusers model folder (no model_index.json); pass a folder saved with "
                 "save_pretrained, or a hub id such as black-forest-labs/FLUX.1-dev."
             )
+        try:
+            index = json.loads((path / "model_index.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}/model_index.json is not valid JSON ({err}); the model folder is damaged.") from err
+        if not isinstance(index, dict):
+            raise ValueError(f"{path}/model_index.json must be a JSON object (a diffusers model index), "
+                             f"not a {type(index).__name__}; the model folder is damaged.")
         return str(path)
     if str(model).count("/") == 1 and not str(model).startswith((".", "/", "~")):
         return str(model)  # hub id; loading needs network access
     raise FileNotFoundError(f"Model {model!r} is neither a local folder nor a hub id (owner/name).")
+
+
+def check_device(device: str | torch.device | None, cpu_offload: bool = False) -> None:
+    """Refuse a device this machine cannot run on (unknown, meta, or an absent accelerator) before loading."""
+    if cpu_offload and not torch.cuda.is_available():
+        raise ValueError("--cpu-offload moves weights to a CUDA GPU while they run, and no CUDA GPU is visible; "
+                         "leave it off on a CPU.")
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"Unknown device {device!r}; use 'cpu' or 'cuda' (or 'cuda:N').") from err
+    if dev.type == "meta":
+        raise ValueError("The 'meta' device holds no data and cannot generate; use 'cpu' or 'cuda'.")
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"--device {device}: no such CUDA GPU is visible ({torch.cuda.device_count()} found); "
+                         "use --device cpu.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available here; use --device cpu.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unsupported device {device!r}; use 'cpu' or 'cuda'.")
 
 
 def installed_adapters(location: str | Path) -> Path | None:
@@ -117,6 +154,7 @@ def load_pipeline(
     with quiet_loading():
         from procseq.pipelines.text_to_sequence import ProcessPipeline
 
+    check_device(device, cpu_offload)
     location = resolve_model(model)
     if adapters is None:
         adapter_file = installed_adapters(location) if Path(location).is_dir() else None

@@ -261,7 +261,8 @@ class ProcessPipeline(FluxPipeline):
             if first_plan is None:
                 raise ValueError("Pass a prompt (or a plan).")
             prompt = [p.title for p in plan] if isinstance(plan, list) else first_plan.title
-        domain = domain or (first_plan.domain if first_plan else "painting")
+        if domain is None:
+            domain = first_plan.domain if first_plan else "painting"
         frames = frames or (first_plan.num_steps if first_plan else len(captions) if captions else 9)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         d = self.defaults

@@ -18,6 +18,8 @@ from diffusers import AutoencoderKL
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from procseq.outputs import atomic_dir
+from procseq.training.checkpoints import STATE, check_finite_loss, verify_checkpoint, write_checkpoint_dir
 from procseq.training.config import AutoencoderConfig
 from procseq.training.trainer import truncate_log
 
@@ -66,7 +68,10 @@ def train_autoencoder(vae: AutoencoderKL, frames: torch.Tensor, cfg: Autoencoder
     state_dir = out_dir / "state"
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     step = 0
-    if (state_dir / "trainer_state.json").is_file():
+    if state_dir.is_dir():
+        why = verify_checkpoint(state_dir)
+        if why is not None:
+            raise ValueError(f"The autoencoder state {state_dir} is unusable ({why}); move it aside to restart stage 1.")
         vae.load_state_dict(load_file(state_dir / "model.safetensors"))
         opt.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
         step = json.loads((state_dir / "trainer_state.json").read_text())["step"]
@@ -85,6 +90,7 @@ def train_autoencoder(vae: AutoencoderKL, frames: torch.Tensor, cfg: Autoencoder
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and frames.device.type == "cpu"):
             loss, mse = autoencoder_loss(vae, batch, g, cfg.kl_weight)
         opt.zero_grad(set_to_none=True)
+        check_finite_loss(loss.item(), step + 1, out_dir)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
@@ -97,13 +103,17 @@ def train_autoencoder(vae: AutoencoderKL, frames: torch.Tensor, cfg: Autoencoder
                 f.write(json.dumps({"step": step, "loss": loss.item(), "psnr": psnr,
                                     "elapsed_s": round(time.perf_counter() - start, 2)}) + "\n")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, state_dir / "model.safetensors")
-            torch.save(opt.state_dict(), state_dir / "optimizer.pt")
-            (state_dir / "trainer_state.json").write_text(json.dumps({"step": step}))
+            def write(tmp: Path, step: int = step) -> None:
+                tmp.mkdir(parents=True)
+                save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, tmp / "model.safetensors")
+                torch.save(opt.state_dict(), tmp / "optimizer.pt")
+                (tmp / STATE).write_text(json.dumps({"step": step}))
+
+            write_checkpoint_dir(state_dir, write)  # atomic: the previous state survives a kill or a full disk
     bar.close()
     vae.eval()
     shift, scale = latent_statistics(vae, frames)
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
-    vae.save_pretrained(final)
+    with atomic_dir(final) as tmp:  # config.json is what marks it done: never without its weights
+        vae.save_pretrained(tmp)
     return vae

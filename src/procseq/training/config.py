@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
+
+from procseq.outputs import write_text_atomic
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -173,8 +178,32 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        """Build from a nested dict; unknown keys raise ``ValueError`` naming the valid ones."""
-        return _build(cls, d or {}, "config")
+        """Build from a nested dict; unknown keys, values of the wrong type and out-of-range numbers raise
+        ``ValueError`` naming the key."""
+        if not isinstance(d or {}, dict):
+            raise ValueError("A config must be a mapping with model/data/optim/train sections.")
+        return _build(cls, d or {}, "config").validate()
+
+    def validate(self) -> "RunConfig":
+        """Check the ranges of the numbers (steps and sizes >= 1, a positive learning rate...); returns self."""
+        at_least = {"train.max_steps": 1, "train.batch_size": 1, "train.grad_accum": 1, "train.checkpoint_every": 1,
+                    "train.keep_checkpoints": 1, "train.log_every": 1, "optim.warmup_steps": 0,
+                    "optim.weight_decay": 0, "optim.grad_clip": 0, "autoencoder.steps": 0,
+                    "autoencoder.batch_size": 1, "autoencoder.checkpoint_every": 1, "autoencoder.log_every": 1,
+                    "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1,
+                    "data.num_workers": 0}
+        for key, low in at_least.items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value < low:
+                raise ValueError(f"{key} must be >= {low}, got {value}.")
+        for key in ("optim.lr", "autoencoder.lr"):
+            section, name = key.split(".")
+            if not getattr(getattr(self, section), name) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(getattr(self, section), name)}.")
+        if not 0 <= self.data.caption_dropout <= 1:
+            raise ValueError(f"data.caption_dropout must be in [0, 1], got {self.data.caption_dropout}.")
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> "RunConfig":
@@ -197,7 +226,7 @@ class RunConfig:
 
     def save_yaml(self, path: str | Path) -> None:
         """Write the config as YAML."""
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def _build(cls: type, d: dict[str, Any], where: str) -> Any:
@@ -205,14 +234,66 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(d) - set(valid))
     if unknown:
         raise ValueError(f"Unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}.")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in d.items():
         default = getattr(cls(), name) if name in valid else None
-        if is_dataclass(default) and isinstance(value, dict):
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{name} must be a section (a mapping), got {value!r}.")
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` checked against the type annotation `hint` (ints accepted for floats, '1e-3' strings read
+    as floats, as YAML 1.1 leaves them); a ValueError names the key and the expected type."""
+    where = where.removeprefix("config.")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ValueError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}.")
+        return [_coerce(v, args[0], f"{where}[]") if args else v for v in value]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a mapping, got {value!r}.")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {value!r}.")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{where} must be a number, got {value!r}.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number, got {value!r}.")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}.")
+        return value
+    return value
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from procseq.outputs import atomic_file
+
 
 def read_log(path: str | Path, key: str = "loss") -> list[tuple[int, float]]:
     """(step, value) pairs of `key` from a ``log.jsonl`` written by the trainers."""
@@ -50,6 +52,6 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], out_png: str | Path,
         draw.text((left, y1 + 6), str(min(xs)), fill="black", font=font)
         draw.text((right - 40, y1 + 6), f"step {max(xs)}", fill="black", font=font)
     out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
+    with atomic_file(out) as tmp:
+        img.save(tmp, format="PNG")
     return out

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
+
+from procseq.outputs import atomic_file, write_text_atomic
 from tqdm.auto import tqdm
 
 from procseq.models.codec import encode_pixels
@@ -36,8 +38,10 @@ class LatentDataset(Dataset):
 
     def save(self, path: Path) -> None:
         """Write ``path`` (safetensors) and ``path.with_suffix('.json')``."""
-        save_file({f"frames_{n}": t.contiguous() for n, t in self.latents.items()}, str(path))
-        path.with_suffix(".json").write_text(json.dumps(self.records))
+        path.with_suffix(".json").unlink(missing_ok=True)  # the sidecar last: a cache without it is never reused
+        with atomic_file(path) as tmp:
+            save_file({f"frames_{n}": t.contiguous() for n, t in self.latents.items()}, str(tmp))
+        write_text_atomic(path.with_suffix(".json"), json.dumps(self.records))
 
     @classmethod
     def load(cls, path: Path) -> "LatentDataset":

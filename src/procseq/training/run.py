@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from procseq.models.tiny import PROCSEQ_CONFIG, TinyConfig, build_components, procseq_metadata
+from procseq.training.checkpoints import output_lock
 from procseq.training.config import RunConfig
 from procseq.training.trainer import Trainer, TrainResult
 
@@ -96,21 +98,22 @@ def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     if not metadata.get("domains"):
         metadata["domains"] = sorted(set(dataset.domains))
     out = Path(cfg.train.output_dir)
-    if cfg.autoencoder.steps > 0:
-        frames = corpus_frames(dataset, cfg.autoencoder.max_frames, cfg.autoencoder.seed)
-        pipe.vae = train_autoencoder(pipe.vae, frames, cfg.autoencoder, out / "autoencoder", progress)
-        del frames
-    if cfg.data.cache_latents:
-        dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
-    result = Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)
-    write_training_record(out, result.model_dir)
+    trainer_main = int(os.environ.get("RANK", "0")) == 0  # accelerate launch: one lock, held by rank 0
+    with output_lock(out, trainer_main):
+        if cfg.autoencoder.steps > 0:
+            frames = corpus_frames(dataset, cfg.autoencoder.max_frames, cfg.autoencoder.seed)
+            pipe.vae = train_autoencoder(pipe.vae, frames, cfg.autoencoder, out / "autoencoder", progress)
+            del frames
+        if cfg.data.cache_latents:
+            dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
+        result = Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)
+        write_training_record(out, result.model_dir)
     return result
 
 
 def write_training_record(run_dir: Path, model_dir: Path) -> Path:
     """Copy the config and logs of a run into ``model_dir/training/`` and draw ``loss.png`` there."""
-    import shutil
-
+    from procseq.outputs import write_bytes_atomic
     from procseq.training.curves import plot_curves, read_log
 
     record = Path(model_dir) / "training"
@@ -119,7 +122,7 @@ def write_training_record(run_dir: Path, model_dir: Path) -> Path:
     for name, src in (("config.yaml", run_dir / "config.yaml"), ("log.jsonl", run_dir / "log.jsonl"),
                       ("autoencoder_log.jsonl", run_dir / "autoencoder" / "log.jsonl")):
         if src.is_file():
-            shutil.copyfile(src, record / name)
+            write_bytes_atomic(record / name, src.read_bytes())
     if (record / "log.jsonl").is_file():
         curves["training loss (log.jsonl)"] = read_log(record / "log.jsonl")
     if (record / "autoencoder_log.jsonl").is_file():

@@ -10,7 +10,7 @@ every global batch).
 from __future__ import annotations
 
 import json
-import shutil
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 
 from procseq.layout import GridLayout, grid_position_ids, pack_latents
 from procseq.models.codec import encode_pixels
+from procseq.outputs import atomic_dir, write_text_atomic
+from procseq.training import checkpoints
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss, interpolate, sample_timesteps
 
@@ -122,11 +124,6 @@ class BatchSchedule:
         if self._cache is None or self._cache[0] != epoch:
             self._cache = (epoch, bucketed_batches(self.num_frames, self.batch_size, self.seed, epoch, self.domains))
         return self._cache[1][i]
-
-
-def _latest_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("step_*"))
-    return ckpts[-1] if ckpts else None
 
 
 class Trainer:
@@ -232,7 +229,14 @@ class Trainer:
         return [p for m in modules for p in m.parameters()]
 
     def train(self, progress: bool = True) -> TrainResult:
-        """Run (or resume) to ``max_steps``; checkpoints every ``checkpoint_every``; returns the result."""
+        """Run (or resume) to ``max_steps``; checkpoints every ``checkpoint_every``; returns the result.
+
+        The output folder is locked for the whole run (:func:`procseq.training.checkpoints.output_lock`).
+        """
+        with checkpoints.output_lock(self.out, self.accelerator.is_main_process):
+            return self._train(progress)
+
+    def _train(self, progress: bool) -> TrainResult:
         cfg, acc = self.cfg, self.accelerator
         t_cfg = cfg.train
         set_seed(t_cfg.seed)
@@ -254,11 +258,7 @@ class Trainer:
 
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.jsonl"
-        step = 0
-        ckpt = _latest_checkpoint(self.out)
-        if ckpt is not None:
-            acc.load_state(str(ckpt))
-            step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        step = checkpoints.resume(lambda folder: acc.load_state(str(folder)), self.out, lambda: params)
         if acc.is_main_process:
             cfg.save_yaml(self.out / "config.yaml")
             truncate_log(log_path, step)
@@ -273,6 +273,8 @@ class Trainer:
             mine = batch[acc.process_index :: acc.num_processes]
             with acc.accumulate(*modules):
                 loss = self.loss_at(step, mine)
+                checkpoints.check_finite_loss(acc.gather(loss.detach().float().reshape(1)).mean().item(), step + 1,
+                                              self.out)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.optim.grad_clip:
                     acc.clip_grad_norm_(params, cfg.optim.grad_clip)
@@ -297,19 +299,28 @@ class Trainer:
             if cfg.model.train_text_encoders:
                 self.pipe.text_encoder = acc.unwrap_model(modules[1])
                 self.pipe.text_encoder_2 = acc.unwrap_model(modules[2])
-            self.save_fn(self.pipe, model_dir)
+            with atomic_dir(model_dir) as tmp:  # a kill mid-save leaves the previous model/ whole
+                self.save_fn(self.pipe, tmp)
         acc.wait_for_everyone()
         return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
 
     def checkpoint(self, step: int) -> Path:
-        """Save model + optimizer state at `step`; keep the newest ``keep_checkpoints``."""
+        """Save model + optimizer state at `step` crash-safely (:mod:`procseq.training.checkpoints`); once it
+        verifies, keep the newest ``keep_checkpoints``. Non-finite weights stop training before anything is saved."""
         acc = self.accelerator
-        path = self.out / "checkpoints" / f"step_{step:08d}"
-        acc.save_state(str(path))
+        if not checkpoints.all_finite(p for m in self.trainable_modules() for p in m.parameters()):
+            raise checkpoints.NonFiniteError(f"The weights hold NaN or infinity at step {step}; stopped before saving "
+                                             "or deleting any checkpoint. Lower optim.lr, then resume.")
+
+        def write(tmp: Path) -> None:
+            acc.save_state(str(tmp))
+            if acc.is_main_process:
+                write_text_atomic(tmp / checkpoints.STATE, json.dumps({"step": step}))
+
+        path = checkpoints.write_checkpoint_dir(checkpoints.checkpoint_path(self.out, step), write,
+                                                acc.is_main_process, acc.wait_for_everyone)
         if acc.is_main_process:
-            (path / "trainer_state.json").write_text(json.dumps({"step": step}))
-            for old in sorted((self.out / "checkpoints").glob("step_*"))[: -self.cfg.train.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+            checkpoints.prune(self.out, path, self.cfg.train.keep_checkpoints)
         return path
 
 
@@ -317,7 +328,7 @@ def last_logged_loss(log_path: Path) -> float:
     """The newest loss in ``log.jsonl`` (what a run that is already finished reports), NaN if none."""
     if not log_path.is_file():
         return float("nan")
-    lines = [ln for ln in log_path.read_text().splitlines() if ln]
+    lines = [ln for ln in log_path.read_text().splitlines() if ln and _logged_step(ln) != math.inf]
     return float(json.loads(lines[-1])["loss"]) if lines else float("nan")
 
 
@@ -325,5 +336,13 @@ def truncate_log(log_path: Path, step: int) -> None:
     """Drop log lines past `step` (written by a run that died after its last checkpoint)."""
     if not log_path.is_file():
         return
-    lines = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-    log_path.write_text("".join(ln + "\n" for ln in lines))
+    lines = [ln for ln in log_path.read_text().splitlines() if ln and _logged_step(ln) <= step]
+    write_text_atomic(log_path, "".join(ln + "\n" for ln in lines))
+
+
+def _logged_step(line: str) -> float:
+    """The step of one log line; a torn last line (a kill mid-write) counts as past every checkpoint."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf

@@ -26,6 +26,7 @@ import numpy as np
 
 SPLITS: tuple[str, ...] = ("train", "test-seen", "test-compositional")
 MIN_FRAME_SIZE = 32
+MAX_FRAME_SIZE = 512  # a 9-frame grid of 512 px frames is already 2.4 megapixels per sequence
 HOLDOUT_FRACTION = 0.2
 
 
@@ -62,10 +63,11 @@ def stable_hash(*parts: Any) -> int:
 
 
 def check_frame_size(frame_size: int) -> None:
-    """Raise ValueError unless `frame_size` is a multiple of 8 and at least MIN_FRAME_SIZE."""
-    if not isinstance(frame_size, (int, np.integer)) or frame_size < MIN_FRAME_SIZE or frame_size % 8:
+    """Raise ValueError unless `frame_size` is a multiple of 8 from MIN_FRAME_SIZE to MAX_FRAME_SIZE."""
+    if (not isinstance(frame_size, (int, np.integer)) or not MIN_FRAME_SIZE <= frame_size <= MAX_FRAME_SIZE
+            or frame_size % 8):
         raise ValueError(
-            f"frame_size={frame_size!r} is not supported: use a multiple of 8 that is at least {MIN_FRAME_SIZE} "
+            f"frame_size={frame_size!r} is not supported: use a multiple of 8 from {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} "
             "(the objects must stay readable), e.g. 32 or 64."
         )
 
