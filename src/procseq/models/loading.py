@@ -33,6 +33,8 @@ class ModelDefaults:
         num_inference_steps, guidance_scale: default sampling settings.
         true_cfg_scale: default true classifier-free guidance (1 = off; >1 adds an empty-prompt pass).
         domains: domains the checkpoint was trained on (empty: any domain name is accepted).
+        text_padding: ``"max"`` pads every prompt to `max_sequence_length` T5 tokens (as FluxPipeline does);
+            ``"longest"`` encodes only as many tokens as the longest prompt (and negative prompt) needs.
     """
 
     frame_size: int = 512
@@ -42,6 +44,7 @@ class ModelDefaults:
     guidance_scale: float = 3.5
     true_cfg_scale: float = 1.0
     domains: tuple[str, ...] = ()
+    text_padding: str = "max"
 
     @classmethod
     def from_folder(cls, folder: Path | None) -> "ModelDefaults":
