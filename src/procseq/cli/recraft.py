@@ -12,6 +12,7 @@ from procseq.cli.common import (
     check_output_free,
     main,
 )
+from procseq.cli.options import report_choices, runtime_options
 
 
 @main.command("recraft")
@@ -33,36 +34,43 @@ from procseq.cli.common import (
 @click.option("--no-lora", is_flag=True, help="Run without any ReCraft LoRA (the untrained condition branch).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger input images (checked before decoding).")
-@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@runtime_options()
 @click.option("--out", "-o", default="outputs/recraft", show_default=True, type=click.Path(path_type=Path),
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
 def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: str | None, seed: int,
             steps: int | None, mode: str | None, model: str, lora: Path | None, no_lora: bool, max_pixels: int,
-            device: str | None, out: Path, overwrite: bool, gif_ms: int) -> None:
+            frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+            out: Path, overwrite: bool, gif_ms: int) -> None:
     """ReCraft: the step-by-step process that made IMAGE (PNG/JPEG/WebP of the finished artifact).
 
     The picture is padded to a square with white and resized to the model's frame size; it is the
     last frame of the output, and the earlier frames are generated.
     """
-    import torch
-
     from procseq.images import open_image
-    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+    from procseq.models.loading import precheck
 
     if extend < 0:
         raise ValueError(f"--extend must be >= 0, got {extend}.")
     if no_lora and lora is not None:
         raise ValueError("Pass either --lora or --no-lora, not both.")
     check_output_free(out, overwrite)
+    precheck(model, domain, frames, frame_size, adapters="none")  # before torch loads
     picture = open_image(image, max_pixels)  # every bad input fails here, before the model loads
-    pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+
+    import torch
+
+    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+
+    pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device, dtype=dtype,
+                                 cpu_offload=cpu_offload, threads=threads)
     pipe.set_progress_bar_config(disable=True)
+    report_choices(pipe, frames, frame_size)
     with atomic_output_dir(out, overwrite) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
-                      num_inference_steps=steps, generator=generator)
+                      num_inference_steps=steps, generator=generator, frame_size=frame_size)
         settings = result.metadata[0]
         seq = result.sequences([settings["prompt"]], settings["domain"])[0]
         seq.save(tmp, extra={"seed": seed, "model": str(model), "input": str(image)})

@@ -193,6 +193,8 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
         default = getattr(cls(), name) if name in valid else None
         if is_dataclass(default) and isinstance(value, dict):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, str) and isinstance(value, bool):  # YAML 1.1 reads a bare no/yes/off/on as a bool
+            kwargs[name] = "yes" if value else "no"
         else:
             kwargs[name] = value
     return cls(**kwargs)
