@@ -94,3 +94,12 @@ def test_frame_size_without_procseq_json(tmp_path, tiny_model_dir) -> None:
     assert "no procseq.json" in flux.describe_frame_size(9) and "352" in flux.describe_frame_size(9)
     own = ModelDefaults.from_folder(tiny_model_dir)
     assert own.frame_size_for(9) == 16 and "procseq.json" in own.describe_frame_size(9)
+
+
+def test_compile_is_opt_in(tiny_model_dir) -> None:
+    before = torch.get_num_threads()
+    try:  # compiled lazily at the first forward, which this test does not run (minutes on a 2-core CPU)
+        assert load_pipeline(tiny_model_dir, device="cpu", threads=1).transformer._compiled_call_impl is None
+        assert load_pipeline(tiny_model_dir, device="cpu", threads=1, compile=True).transformer._compiled_call_impl
+    finally:
+        torch.set_num_threads(before)

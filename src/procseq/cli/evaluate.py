@@ -59,7 +59,8 @@ def per_domain(records: list[dict], n: int | None, domains: list[str] | None) ->
 def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None, data: Path, split: str,
                  domains: str | None, n: int | None, steps: int | None, seed: int, out: Path, overwrite: bool,
                  adapters: str | None, adapter_mix: str | None, true_cfg_scale: float | None, allow_unseen: bool,
-                 dtype: str, threads: int | None, device: str | None, cpu_offload: bool) -> None:
+                 dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+                 compile_model: bool) -> None:
     """Score a model, a baseline, or existing sequence folders against the corpus ground truth."""
     from procseq.data.dataset import load_split
     from procseq.eval import evaluate, run_ground_truth, run_retrieval, score_folders
@@ -80,7 +81,7 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
 
                 mix = parse_mix(adapter_mix)
                 pipe = load_pipeline(model, adapters=adapters, dtype=dtype, threads=threads, device=device,
-                                     cpu_offload=cpu_offload)
+                                     cpu_offload=cpu_offload, compile=compile_model)
                 pipe.set_progress_bar_config(disable=True)
                 wanted = wanted or list(pipe.defaults.domains) or None
                 records = per_domain(records_all, n, wanted)

@@ -45,7 +45,8 @@ from procseq.cli.options import report_choices, runtime_options
 @click.option("--adapter-mix", default=None, help=MIX_HELP)
 def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
              model: str, frame_size: int | None, dtype: str, threads: int | None, device: str | None,
-             cpu_offload: bool, bf16_autocast: bool, out: Path, overwrite: bool, gif_ms: int,
+             cpu_offload: bool, compile_model: bool, bf16_autocast: bool, out: Path, overwrite: bool,
+             gif_ms: int,
              true_cfg_scale: float | None, negative_prompt: str, adapters: str | None, adapter_mix: str | None) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions."""
     from procseq.models.loading import precheck
@@ -61,7 +62,7 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
     from procseq.models.loading import load_pipeline
 
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters,
-                         threads=threads)
+                         threads=threads, compile=compile_model)
     report_choices(pipe, frames, frame_size)
     with atomic_output_dir(out, overwrite) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -92,7 +93,8 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
               help="PNG to write.")
 @runtime_options(frame_size=False)
 def samples(model: str, data: Path, split: str, domains: str | None, index: int, seed: int, with_truth: bool,
-            out: Path, dtype: str, threads: int | None, device: str | None, cpu_offload: bool) -> None:
+            out: Path, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+            compile_model: bool) -> None:
     """One generated sequence per domain (prompts from the corpus) in one labelled PNG."""
     import torch
 
@@ -100,7 +102,8 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
     from procseq.eval import render_spec
     from procseq.models.loading import load_pipeline
 
-    pipe = load_pipeline(model, device=device or "cpu", dtype=dtype, threads=threads, cpu_offload=cpu_offload)
+    pipe = load_pipeline(model, device=device or "cpu", dtype=dtype, threads=threads, cpu_offload=cpu_offload,
+                         compile=compile_model)
     pipe.set_progress_bar_config(disable=True)
     wanted = domains.split(",") if domains else list(pipe.defaults.domains)
     records = per_domain(load_split(data, split), index + 1, wanted or None)
@@ -134,6 +137,7 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
 @click.option("--json-out", default=None, type=click.Path(path_type=Path), help="Also write the result as JSON.")
 def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | None, runs: int,
               frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+              compile_model: bool,
               bf16_autocast: bool, true_cfg_scale: float | None, compare: bool, json_out: Path | None) -> None:
     """Latency (median/min/max), peak RSS and achieved TFLOP/s (attention included) of one sequence generation;
     what dtype and thread count were chosen for this machine and why; optionally a dtype x threads comparison."""
@@ -150,7 +154,8 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
     from procseq.models.loading import load_pipeline
 
     info = detect()
-    pipe = load_pipeline(model, dtype=dtype, device=device or "cpu", cpu_offload=cpu_offload, threads=threads)
+    pipe = load_pipeline(model, dtype=dtype, device=device or "cpu", cpu_offload=cpu_offload, threads=threads,
+                         compile=compile_model)
     pipe.set_progress_bar_config(disable=True)
     flags = ", ".join(f for f, on in (("avx512_bf16", info.cpu_bf16), ("AMX", info.cpu_amx)) if on) or "no bf16 units"
     click.echo(f"machine: {info.cpu} ({flags}), {info.cores} cores, load {info.load:.1f}"

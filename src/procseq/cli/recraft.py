@@ -42,6 +42,7 @@ from procseq.cli.options import report_choices, runtime_options
 def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: str | None, seed: int,
             steps: int | None, mode: str | None, model: str, lora: Path | None, no_lora: bool, max_pixels: int,
             frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+            compile_model: bool,
             out: Path, overwrite: bool, gif_ms: int) -> None:
     """ReCraft: the step-by-step process that made IMAGE (PNG/JPEG/WebP of the finished artifact).
 
@@ -64,7 +65,7 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
     from procseq.pipelines.image_to_sequence import load_recraft_pipeline
 
     pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device, dtype=dtype,
-                                 cpu_offload=cpu_offload, threads=threads)
+                                 cpu_offload=cpu_offload, threads=threads, compile=compile_model)
     pipe.set_progress_bar_config(disable=True)
     report_choices(pipe, frames, frame_size)
     with atomic_output_dir(out, overwrite) as tmp:

@@ -173,6 +173,7 @@ def load_pipeline(
     adapters: str | Path | None = None,
     pipeline_class: type | None = None,
     threads: int | None = None,
+    compile: bool = False,
 ) -> "ProcessPipeline":
     """Load a :class:`ProcessPipeline` from any Flux diffusers checkpoint.
 
@@ -189,6 +190,8 @@ def load_pipeline(
             (the embedded model ships the asymmetric LoRA of its adapter domains).
         pipeline_class: a :class:`ProcessPipeline` subclass to instantiate instead.
         threads: torch intra-op threads (default: ``OMP_NUM_THREADS`` if set, else every available core).
+        compile: ``torch.compile`` the transformer in place (static shapes). The first generation of each shape
+            pays the compilation (minutes on a 2-core CPU), so it pays only for many generations (``procseq eval``).
     """
     import torch
 
@@ -212,6 +215,8 @@ def load_pipeline(
         pipe.enable_model_cpu_offload()
     else:
         pipe.to(device)
+    if compile:
+        pipe.transformer.compile(dynamic=False)
     pipe.machine_choices = {"dtype": dtype_choice, "threads": thread_choice}
     pipe.set_progress_bar_config(disable=None)
     return pipe
