@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+import procseq  # noqa: F401  (OMP_WAIT_POLICY=PASSIVE before torch loads)
 import torch
 from diffusers import FluxTransformer2DModel
 
