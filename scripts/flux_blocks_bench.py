@@ -4,6 +4,7 @@ extrapolated to the full model (19 double + 38 single blocks). Runs as is on a C
     python scripts/flux_blocks_bench.py                         # 1 double + 1 single block, 352-px 3x3 grid
     python scripts/flux_blocks_bench.py --frame-size 512 --frames 4 --dtypes float32,bfloat16 --device cuda
     python scripts/flux_blocks_bench.py --save runs/flux-1+1    # also write the checkpoint (diffusers folder)
+    python scripts/flux_blocks_bench.py --dtypes bfloat16,int8  # int8: bf16 with weight-only int8 block linears
 
 Token counts follow procseq's grids: a 3x3 grid of 352-px frames is 1056x1056 px -> 66x66 = 4356 image tokens
 (VAE 8x, 2x2 patches), plus 512 T5 tokens (FluxPipeline's default) or --text-tokens.
@@ -21,16 +22,22 @@ import procseq  # noqa: F401  (OMP_WAIT_POLICY=PASSIVE before torch loads)
 import torch
 from diffusers import FluxTransformer2DModel
 
+from procseq.models.quantize import quantize_transformer
+
 FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
                 num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
                 axes_dims_rope=[16, 56, 56])
 
 
-def build(double: int, single: int, dtype: torch.dtype, device: str, seed: int = 0) -> FluxTransformer2DModel:
-    """A FLUX.1-dev-shaped transformer with `double` + `single` blocks and random weights."""
+def build(double: int, single: int, dtype: torch.dtype, device: str, seed: int = 0,
+          int8: bool = False) -> FluxTransformer2DModel:
+    """A FLUX.1-dev-shaped transformer with `double` + `single` blocks and random weights (`int8`: quantized)."""
     torch.manual_seed(seed)
     config = FLUX_DEV | {"num_layers": double, "num_single_layers": single}
-    return FluxTransformer2DModel(**config).to(device=device, dtype=dtype).eval()
+    model = FluxTransformer2DModel(**config).to(device=device, dtype=dtype).eval()
+    if int8:
+        quantize_transformer(model, "int8")
+    return model
 
 
 def inputs(image_tokens: int, text_tokens: int, dtype: torch.dtype, device: str) -> dict:
@@ -81,13 +88,15 @@ def main() -> None:
           "| full model s / forward (19+38) | full model weights GB |")
     print("|---|---|---|---|---|---|---|")
     for name in a.dtypes.split(","):
-        dtype = getattr(torch, name)
+        int8 = name == "int8"
+        dtype = torch.bfloat16 if int8 else getattr(torch, name)
         kwargs = inputs(image_tokens, a.text_tokens, dtype, a.device)
         rows = {}
         for double, single in ((1, 0), (0, 1), (0, 0)):  # (0, 0): embedders and the output layer only
-            model = build(double, single, dtype, a.device)
+            model = build(double, single, dtype, a.device, int8=int8)
+            tensors = [*model.parameters(), *model.buffers()]
             rows[(double, single)] = (time_forward(model, kwargs, a.runs, a.device),
-                                      sum(t.numel() * t.element_size() for t in model.parameters()) / 1e9)
+                                      sum(t.numel() * t.element_size() for t in tensors) / 1e9)
             if a.save is not None and (double, single) == (1, 0):
                 build(1, 1, dtype, a.device).save_pretrained(a.save / name)
             del model

@@ -174,6 +174,7 @@ def load_pipeline(
     pipeline_class: type | None = None,
     threads: int | None = None,
     compile: bool = False,
+    quantize: str = "none",
 ) -> "ProcessPipeline":
     """Load a :class:`ProcessPipeline` from any Flux diffusers checkpoint.
 
@@ -192,6 +193,8 @@ def load_pipeline(
         threads: torch intra-op threads (default: ``OMP_NUM_THREADS`` if set, else every available core).
         compile: ``torch.compile`` the transformer in place (static shapes). The first generation of each shape
             pays the compilation (minutes on a 2-core CPU), so it pays only for many generations (``procseq eval``).
+        quantize: ``"int8"``: weight-only int8 for the transformer's block linears (:mod:`procseq.models.quantize`),
+            after the adapters are loaded; ``"none"`` (default) keeps the weights as loaded.
     """
     import torch
 
@@ -211,6 +214,10 @@ def load_pipeline(
         raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
     if adapter_file is not None:
         load_adapters(pipe.transformer, adapter_file)
+    if quantize != "none":
+        from procseq.models.quantize import quantize_transformer
+
+        quantize_transformer(pipe.transformer, quantize)
     if cpu_offload:
         pipe.enable_model_cpu_offload()
     else:
