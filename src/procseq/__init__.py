@@ -15,6 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from procseq.machine import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch loads: OpenMP threads sleep instead of spinning on a shared machine
+
 __version__ = "0.2.0"
 
 _EXPORTS = {

@@ -35,19 +35,22 @@ def test_stock_flux_pipeline_and_process_pipeline_agree(embedded) -> None:
     stock.set_progress_bar_config(disable=True)
     embedded.set_progress_bar_config(disable=True)
     prompt = "a red house with a yellow sun"
-    ref = stock(prompt, height=96, width=96, num_inference_steps=4, max_sequence_length=embedded.defaults.max_sequence_length,
+    length = embedded.text_length([prompt, ""])  # the T5 tokens the pipeline encodes with (procseq.json text_padding)
+    ref = stock(prompt, height=96, width=96, num_inference_steps=4, max_sequence_length=length,
                 generator=torch.Generator().manual_seed(0)).images[0]
     ours = embedded(prompt, domain="painting", frames=9, num_inference_steps=4, true_cfg_scale=1.0,
                     generator=torch.Generator().manual_seed(0)).grid[0]
     assert ref.size == ours.size == (96, 96)
     assert np.array_equal(np.asarray(ref), np.asarray(ours))
-    # the model's default true CFG (empty negative prompt) is stock FluxPipeline's true CFG
+    # the model's default true CFG (empty negative prompt) is stock FluxPipeline's true CFG; both branches run in
+    # one batched forward here (two in stock), so pixels may differ by float rounding only
     assert embedded.defaults.true_cfg_scale == 2.0
     ref = stock(prompt, negative_prompt="", true_cfg_scale=2.0, height=96, width=96, num_inference_steps=4,
-                max_sequence_length=embedded.defaults.max_sequence_length, generator=torch.Generator().manual_seed(0))
+                max_sequence_length=length, generator=torch.Generator().manual_seed(0))
     ours = embedded(prompt, domain="painting", frames=9, num_inference_steps=4, generator=torch.Generator().manual_seed(0))
     assert ours.metadata[0]["true_cfg_scale"] == 2.0
-    assert np.array_equal(np.asarray(ref.images[0]), np.asarray(ours.grid[0]))
+    diff = np.abs(np.asarray(ref.images[0]).astype(int) - np.asarray(ours.grid[0]).astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.05
 
 
 def test_defaults_come_from_the_folder(embedded) -> None:

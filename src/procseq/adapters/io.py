@@ -32,9 +32,9 @@ from torch import nn
 from procseq.adapters.asymmetric import AsymmetricLoRAConfig, AsymmetricLoRALinear, add_asymmetric_lora
 from procseq.adapters.masked import MaskedLoRAConfig, MaskedLoRALinear, add_masked_lora
 from procseq.adapters.routing import Unseen, require_adapters, adapter_layers, add_domain, resolve_routing
+from procseq.models.headers import ADAPTER_METADATA_KEY as METADATA_KEY
 
 PREFIX = "transformer."
-METADATA_KEY = "procseq_adapter"
 FORMAT_VERSION = 1
 
 # kohya (BFL naming) module -> diffusers sub-paths, as in diffusers' kohya Flux converter.

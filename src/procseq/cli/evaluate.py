@@ -18,6 +18,7 @@ from procseq.cli.common import (
     model_inputs,
     parse_mix,
 )
+from procseq.cli.options import runtime_options
 
 
 def per_domain(records: list[dict], n: int | None, domains: list[str] | None) -> list[dict]:
@@ -57,9 +58,12 @@ def per_domain(records: list[dict], n: int | None, domains: list[str] | None) ->
 @click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP + " Negative prompt: ''.")
 @click.option("--allow-unseen", is_flag=True,
               help="Also evaluate domains the model and its adapters never saw (generalisation).")
+@runtime_options(frame_size=False)
 def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None, data: Path, split: str,
                  domains: str | None, n: int | None, steps: int | None, seed: int, out: Path, overwrite: bool,
-                 adapters: str | None, adapter_mix: str | None, true_cfg_scale: float | None, allow_unseen: bool) -> None:
+                 adapters: str | None, adapter_mix: str | None, true_cfg_scale: float | None, allow_unseen: bool,
+                 dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+                 compile_model: bool) -> None:
     """Score a model, a baseline, or existing sequence folders against the corpus ground truth."""
     from procseq.data.dataset import load_split
     from procseq.eval import evaluate, run_ground_truth, run_retrieval, score_folders
@@ -86,7 +90,8 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
                 from procseq.models.loading import load_pipeline
 
                 mix = parse_mix(adapter_mix)
-                pipe = load_pipeline(model, adapters=adapters)
+                pipe = load_pipeline(model, adapters=adapters, dtype=dtype, threads=threads, device=device,
+                                     cpu_offload=cpu_offload, compile=compile_model)
                 pipe.set_progress_bar_config(disable=True)
                 wanted = wanted or list(pipe.defaults.domains) or None
                 records = per_domain(records_all, n, wanted)

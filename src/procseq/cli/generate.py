@@ -22,6 +22,7 @@ from procseq.cli.common import (
     parse_mix,
 )
 from procseq.cli.evaluate import per_domain
+from procseq.cli.options import report_choices, runtime_options
 from procseq.outputs import write_json_atomic
 
 
@@ -35,14 +36,12 @@ from procseq.outputs import write_json_atomic
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
 @click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
 @click.option("--guidance", default=None, type=float, help="Guidance scale (default: the model's).")
-@click.option("--frame-size", default=None, type=int, help="Frame side in pixels (default: the model's native size).")
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
-@click.option("--dtype", default="float32", show_default=True,
-              type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights dtype.")
+@runtime_options()
 @click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
-              help="Run the transformer under bf16 autocast (fast on CPUs with AMX).")
-@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
-@click.option("--cpu-offload", is_flag=True, help="enable_model_cpu_offload (large models on a small GPU).")
+              help="Run the transformer under bf16 autocast (fp32 weights, bf16 matmuls).")
+@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8"]),
+              help="Weight-only int8 for the transformer's block linears: 1/4 of fp32's weight memory, not faster.")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
@@ -60,17 +59,16 @@ from procseq.outputs import write_json_atomic
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger --known images (checked before decoding).")
 def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
-             frame_size: int | None, model: str, dtype: str, bf16_autocast: bool, device: str | None,
-             cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, true_cfg_scale: float | None,
-             negative_prompt: str, adapters: str | None, adapter_mix: str | None, known_items: tuple[str, ...],
-             known_mode: str | None, lora: Path | None, max_pixels: int) -> None:
+             model: str, frame_size: int | None, dtype: str, threads: int | None, device: str | None,
+             cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path, overwrite: bool,
+             gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
+             adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
+             max_pixels: int) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions.
 
     With --known, some steps are given as pictures (any cells) and the others are generated to fit.
     """
-    import torch
-
-    from procseq.models.loading import load_pipeline
+    from procseq.models.loading import precheck
 
     if not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
@@ -80,9 +78,17 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     inputs = model_inputs(model, adapters, lora, *(i.split("=", 1)[1] for i in known_items))
     check_output_free(out, overwrite, inputs)
-    pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters)
+    precheck(model, domain, frames, frame_size, adapters)  # bad arguments fail here, before torch loads
+
+    import torch
+
+    from procseq.models.loading import load_pipeline
+
+    pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters,
+                         threads=threads, compile=compile_model, quantize=quantize)
     if lora is not None:
         pipe.load_condition_lora(lora)
+    report_choices(pipe, frames, frame_size)
     with atomic_output_dir(out, overwrite, inputs) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
@@ -111,8 +117,10 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
               help="Put each domain's ground-truth sequence under the generated one.")
 @click.option("--out", "-o", default="docs/samples.png", show_default=True, type=click.Path(path_type=Path),
               help="PNG to write.")
+@runtime_options(frame_size=False)
 def samples(model: str, data: Path, split: str, domains: str | None, index: int, seed: int, with_truth: bool,
-            out: Path) -> None:
+            out: Path, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+            compile_model: bool) -> None:
     """One generated sequence per domain (prompts from the corpus) in one labelled PNG."""
     import torch
 
@@ -122,7 +130,8 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
 
     if index < 0:
         raise ValueError(f"--index must be >= 0, got {index}.")
-    pipe = load_pipeline(model, device="cpu")
+    pipe = load_pipeline(model, device=device or "cpu", dtype=dtype, threads=threads, cpu_offload=cpu_offload,
+                         compile=compile_model)
     pipe.set_progress_bar_config(disable=True)
     wanted = domains.split(",") if domains else list(pipe.defaults.domains)
     records = per_domain(load_split(data, split), index + 1, wanted or None)
@@ -147,27 +156,58 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
 @click.option("--frames", default=9, show_default=True, type=int, help="Frames per sequence.")
 @click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
 @click.option("--runs", default=5, show_default=True, type=int, help="Timed generations after one warm-up.")
+@runtime_options()
 @click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
               help="Time the transformer under bf16 autocast.")
 @click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP)
+@click.option("--compare/--no-compare", default=False, show_default=True,
+              help="Also compare fp32 / bf16 autocast and 1 thread / every core, interleaved, on this machine.")
 @click.option("--json-out", default=None, type=click.Path(path_type=Path), help="Also write the result as JSON.")
 def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | None, runs: int,
-              bf16_autocast: bool, true_cfg_scale: float | None, json_out: Path | None) -> None:
-    """Latency (median/min/max), peak RSS and achieved TFLOP/s of one sequence generation."""
-    import torch
-
-    from procseq.eval.bench import bench
-    from procseq.models.loading import load_pipeline
-
+              frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+              compile_model: bool,
+              bf16_autocast: bool, true_cfg_scale: float | None, compare: bool, json_out: Path | None) -> None:
+    """Latency (median/min/max), peak RSS and achieved TFLOP/s (attention included) of one sequence generation;
+    what dtype and thread count were chosen for this machine and why; optionally a dtype x threads comparison."""
     if runs < 1:
         raise ValueError(f"--runs must be >= 1, got {runs}.")
     check_sampling(frames, steps, None, true_cfg_scale=true_cfg_scale)
     if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
         raise ValueError(f"--json-out {json_out} must be a file name in an existing folder.")
-    pipe = load_pipeline(model, device="cpu")
+    from procseq.models.loading import precheck
+
+    precheck(model, domain, frames, frame_size)
+
+    import torch
+
+    from procseq.eval.bench import bench, compare_settings, matmul_peak_tflops, timings_markdown
+    from procseq.machine import detect
+    from procseq.models.loading import load_pipeline
+
+    info = detect()
+    pipe = load_pipeline(model, dtype=dtype, device=device or "cpu", cpu_offload=cpu_offload, threads=threads,
+                         compile=compile_model)
     pipe.set_progress_bar_config(disable=True)
-    result = bench(pipe, prompt, domain, frames, steps, runs, torch.bfloat16 if bf16_autocast else None,
-                   true_cfg_scale)
+    flags = ", ".join(f for f, on in (("avx512_bf16", info.cpu_bf16), ("AMX", info.cpu_amx)) if on) or "no bf16 units"
+    click.echo(f"machine: {info.cpu} ({flags}), {info.cores} cores, load {info.load:.1f}"
+               + (f", GPU {info.cuda}" if info.cuda else ""))
+    for name, c in pipe.machine_choices.items():
+        click.echo(f"{name}: {c.value} ({c.reason})")
+    fp32 = matmul_peak_tflops(torch.float32)
+    bf16 = f"{matmul_peak_tflops(torch.bfloat16):.3f}" if info.cpu_bf16 else "not measured (emulated on this CPU)"
+    click.echo(f"matmul peak (4096x1024 @ 1024x1024, TFLOP/s): fp32 {fp32:.3f}, bf16 {bf16}")
+    autocast = torch.bfloat16 if bf16_autocast else None
+    result = bench(pipe, prompt, domain, frames, steps, runs, autocast, true_cfg_scale, frame_size)
     click.echo(result.to_markdown())
+    record = result.to_dict() | {"machine": info.to_dict(),
+                                 "choices": {k: vars(v) for k, v in pipe.machine_choices.items()}}
+    if compare:
+        common = {"num_inference_steps": steps, "true_cfg_scale": true_cfg_scale, "frame_size": frame_size}
+        settings = {f"{dt}, {n} thread{'s' * (n > 1)}": common | {"threads": n, "autocast_dtype": amp}
+                    for dt, amp in (("fp32", None), ("bf16 autocast", torch.bfloat16))
+                    for n in sorted({1, info.cores})}
+        rows = compare_settings(pipe, settings, prompt, domain, frames, runs)
+        click.echo(timings_markdown(rows))
+        record["compare"] = [vars(r) for r in rows]
     if json_out:
-        write_json_atomic(json_out, result.to_dict())
+        write_json_atomic(json_out, record)

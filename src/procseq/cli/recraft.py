@@ -17,6 +17,7 @@ from procseq.cli.common import (
     model_inputs,
     one_line,
 )
+from procseq.cli.options import report_choices, runtime_options
 from procseq.outputs import disk_full_message
 
 
@@ -39,23 +40,23 @@ from procseq.outputs import disk_full_message
 @click.option("--no-lora", is_flag=True, help="Run without any condition LoRA (the untrained condition branch).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger input images (checked before decoding).")
-@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@runtime_options()
 @click.option("--out", "-o", default="outputs/recraft", show_default=True, type=click.Path(path_type=Path),
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
 def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: str | None, seed: int,
             steps: int | None, mode: str | None, model: str, lora: Path | None, no_lora: bool, max_pixels: int,
-            device: str | None, out: Path, overwrite: bool, gif_ms: int) -> None:
+            frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
+            compile_model: bool,
+            out: Path, overwrite: bool, gif_ms: int) -> None:
     """ReCraft: the step-by-step process that made IMAGE (PNG/JPEG/WebP of the finished artifact).
 
     The picture is padded to a square with white and resized to the model's frame size; it is the
     last frame of the output, and the earlier frames are generated.
     """
-    import torch
-
     from procseq.images import open_image
-    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+    from procseq.models.loading import precheck
 
     if extend < 0:
         raise ValueError(f"--extend must be >= 0, got {extend}.")
@@ -67,18 +68,26 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
     check_positive(max_pixels, "--max-pixels")
     inputs = model_inputs(image, lora, model)
     check_output_free(out, overwrite, inputs)
+    precheck(model, domain, frames, frame_size, adapters="none")  # before torch loads
     picture = open_image(image, max_pixels)  # every bad input fails here, before the model loads
+
+    import torch
+
+    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+
     try:
-        pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device)
+        pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device, dtype=dtype,
+                                     cpu_offload=cpu_offload, threads=threads, compile=compile_model)
     except OSError as err:  # peft/diffusers report a damaged LoRA file as OSError
         if lora is None or disk_full_message(err):
             raise
-        raise ValueError(f"Could not load the ReCraft LoRA {lora}: {one_line(err)}") from err
+        raise ValueError(f"Could not load the condition LoRA {lora}: {one_line(err)}") from err
     pipe.set_progress_bar_config(disable=True)
+    report_choices(pipe, frames, frame_size)
     with atomic_output_dir(out, overwrite, inputs) as tmp:
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
-                      num_inference_steps=steps, generator=generator)
+                      num_inference_steps=steps, generator=generator, frame_size=frame_size)
         settings = result.metadata[0]
         seq = result.sequences([settings["prompt"]], settings["domain"])[0]
         seq.save(tmp, extra={"seed": seed, "model": str(model), "input": str(image)})

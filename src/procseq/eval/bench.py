@@ -10,7 +10,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+
+def _cpu_sdpa_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None,
+                    **kwargs: Any) -> int:
+    """FLOPs of CPU fused attention, which torch's counter does not know (QK^T and AV, as for the GPU kernels)."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+EXTRA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+"""Counted in addition to torch's own registry, so attention is part of the transformer's FLOPs on CPU too."""
 
 
 @dataclass
@@ -29,6 +39,8 @@ class BenchResult:
     achieved_tflops: float
     peak_tflops: float
     dtype: str
+    threads: int = 1
+    attention_share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict."""
@@ -61,17 +73,19 @@ def peak_rss_mb() -> float:
 
 
 def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | None = None, runs: int = 5,
-          autocast_dtype: torch.dtype | None = None, true_cfg_scale: float | None = None) -> BenchResult:
-    """Time `runs` generations (after one warm-up), count transformer FLOPs, compare with the matmul peak.
+          autocast_dtype: torch.dtype | None = None, true_cfg_scale: float | None = None,
+          frame_size: int | None = None) -> BenchResult:
+    """Time `runs` generations (after one warm-up), count transformer FLOPs (attention included), compare with
+    the matmul peak.
 
-    `true_cfg_scale`: None = the model's default (2 for procseq-tiny: two transformer passes per step).
+    `true_cfg_scale`: None = the model's default (2 for procseq-tiny: both branches in one batched pass per step).
     """
     steps = steps or pipe.defaults.num_inference_steps
 
     def once(seed: int) -> dict[str, Any]:
         g = torch.Generator("cpu").manual_seed(seed)
         return pipe(prompt, domain=domain, frames=frames, num_inference_steps=steps, generator=g,
-                    autocast_dtype=autocast_dtype, true_cfg_scale=true_cfg_scale).metadata[0]
+                    autocast_dtype=autocast_dtype, true_cfg_scale=true_cfg_scale, frame_size=frame_size).metadata[0]
 
     once(0)
     times, denoise = [], []
@@ -80,9 +94,10 @@ def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | Non
         meta = once(i + 1)
         times.append(time.perf_counter() - t)
         denoise.append(meta["timings_s"]["denoise"])
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
         once(0)
     transformer_flops = flops_of_transformer(counter, pipe)  # the denoiser only, not the encoders or the VAE
+    attention = flops_of_transformer(counter, pipe, ops=("attention",))
     if transformer_flops == 0:
         raise ValueError(f"No FLOPs were attributed to {type(pipe.transformer).__name__}; cannot report TFLOP/s.")
     dtype = autocast_dtype or pipe.transformer.dtype
@@ -92,13 +107,63 @@ def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | Non
         max_s=max(times), peak_rss_mb=peak_rss_mb(), transformer_tflop_per_generation=transformer_flops / 1e12,
         transformer_s_per_generation=t_den, achieved_tflops=transformer_flops / t_den / 1e12,
         peak_tflops=matmul_peak_tflops(dtype), dtype=str(dtype).replace("torch.", ""),
+        threads=torch.get_num_threads(), attention_share=attention / transformer_flops,
     )
 
 
-def flops_of_transformer(counter: FlopCounterMode, pipe: Any) -> int:
-    """FLOPs the counter attributed to the transformer module (0 if it recorded none)."""
+def flops_of_transformer(counter: FlopCounterMode, pipe: Any, ops: tuple[str, ...] | None = None) -> int:
+    """FLOPs the counter attributed to the transformer module (0 if it recorded none); only ops whose name
+    contains one of `ops` when given (e.g. ``("attention",)``)."""
     name = type(pipe.transformer).__name__
     for key, table in counter.get_flop_counts().items():
         if key.endswith(name) or key == name:
-            return int(sum(table.values()))
+            return int(sum(v for op, v in table.items() if ops is None or any(o in str(op) for o in ops)))
     return 0
+
+
+@dataclass
+class SettingTiming:
+    """Median generation time of one setting in an interleaved comparison, and its speed relative to the first."""
+
+    setting: str
+    median_s: float
+    speedup: float
+
+
+def compare_settings(pipe: Any, settings: dict[str, dict[str, Any]], prompt: str, domain: str, frames: int = 9,
+                     runs: int = 5) -> list[SettingTiming]:
+    """Time each named setting `runs` times, **interleaved** (one run of each in turn, so a shared machine's load
+    hits all alike), after one warm-up each.
+
+    A setting is pipeline keyword arguments plus an optional ``"threads"``, e.g.
+    ``{"fp32, 1 thread": {"threads": 1}, "bf16 autocast, 2 threads": {"threads": 2, "autocast_dtype": torch.bfloat16}}``.
+    """
+    before = torch.get_num_threads()
+    times: dict[str, list[float]] = {name: [] for name in settings}
+
+    def once(kwargs: dict[str, Any], seed: int) -> float:
+        kwargs = dict(kwargs)
+        torch.set_num_threads(kwargs.pop("threads", before))
+        g = torch.Generator("cpu").manual_seed(seed)
+        t = time.perf_counter()
+        pipe(prompt, domain=domain, frames=frames, generator=g, **kwargs)
+        return time.perf_counter() - t
+
+    try:
+        for kwargs in settings.values():
+            once(kwargs, 0)
+        for i in range(runs):
+            for name, kwargs in settings.items():
+                times[name].append(once(kwargs, i + 1))
+    finally:
+        torch.set_num_threads(before)
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    first = next(iter(medians.values()))
+    return [SettingTiming(name, m, first / m) for name, m in medians.items()]
+
+
+def timings_markdown(rows: list[SettingTiming]) -> str:
+    """The comparison as a Markdown table."""
+    lines = ["| setting | median s | speed vs first |", "|---|---|---|"]
+    lines += [f"| {r.setting} | {r.median_s:.3f} | {r.speedup:.2f}x |" for r in rows]
+    return "\n".join(lines)

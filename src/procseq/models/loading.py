@@ -8,18 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
+from procseq.machine import Choice, choose_dtype, choose_threads, detect, transformer_params
 
-from procseq.models.tiny import PROCSEQ_CONFIG
+if TYPE_CHECKING:  # torch and diffusers load only when a pipeline does (a fast command line)
+    import torch
 
-if TYPE_CHECKING:
     from procseq.pipelines.text_to_sequence import ProcessPipeline
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded" / "procseq-tiny"
 EMBEDDED_NAME = "procseq-tiny"
 ADAPTERS_FILE = "adapters/adapters.safetensors"
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+PROCSEQ_CONFIG = "procseq.json"
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16", "auto": "auto"}
+MAKEANYTHING_FRAME_SIZE = {2: 512, 3: 352}
+"""MakeAnything's frame side by grid columns: 2x2 grids of 512 px (1024), 3x3 grids of 352 px (1056)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class ModelDefaults:
         num_inference_steps, guidance_scale: default sampling settings.
         true_cfg_scale: default true classifier-free guidance (1 = off; >1 adds an empty-prompt pass).
         domains: domains the checkpoint was trained on (empty: any domain name is accepted).
+        text_padding: ``"max"`` pads every prompt to `max_sequence_length` T5 tokens (as FluxPipeline does);
+            ``"longest"`` encodes only as many tokens as the longest prompt (and negative prompt) needs.
     """
 
     frame_size: int = 512
@@ -42,10 +47,12 @@ class ModelDefaults:
     guidance_scale: float = 3.5
     true_cfg_scale: float = 1.0
     domains: tuple[str, ...] = ()
+    text_padding: str = "max"
+    from_config: bool = False
 
     @classmethod
     def from_folder(cls, folder: Path | None) -> "ModelDefaults":
-        """Defaults from `folder`/procseq.json, or the FLUX.1 values when there is none."""
+        """Defaults from `folder`/procseq.json, or the FLUX.1 / MakeAnything values when there is none."""
         path = folder / PROCSEQ_CONFIG if folder is not None else None
         if path is None or not path.is_file():
             return cls()
@@ -59,14 +66,25 @@ class ModelDefaults:
         known = {k: record[k] for k in cls.__dataclass_fields__ if k in record}
         if "domains" in known:
             known["domains"] = tuple(known["domains"])
-        return cls(**known)
+        return cls(**known, from_config=True)
 
     def frame_size_for(self, num_frames: int) -> int:
-        """The frame size for `num_frames`: native size, shrunk for long grids on 1024-class models."""
-        if self.max_frames <= 9 or num_frames <= 4:
+        """The frame size for `num_frames`: the native size from procseq.json, else MakeAnything's for the grid
+        (512 px for 2x2, 352 px for 3x3: ~1024-px grids) and 1024-px grids for longer sequences."""
+        if self.from_config and (self.max_frames <= 9 or num_frames <= 4):
             return self.frame_size
         cols = math.ceil(math.sqrt(num_frames))
+        if not self.from_config and cols in MAKEANYTHING_FRAME_SIZE:
+            return MAKEANYTHING_FRAME_SIZE[cols]
         return max(16, min(self.frame_size, (1024 // cols) // 16 * 16))
+
+    def describe_frame_size(self, num_frames: int) -> str:
+        """Where the frame size for `num_frames` comes from, in words (the CLI prints it)."""
+        size = self.frame_size_for(num_frames)
+        if self.from_config:
+            return f"frame size {size} px (the model's procseq.json)"
+        return (f"frame size {size} px for {num_frames} frames (no procseq.json in the model folder: MakeAnything's "
+                "sizes, 512 px for 4 frames, 352 px for 9; pass --frame-size to change)")
 
 
 def resolve_model(model: str | Path | None) -> str:
@@ -102,6 +120,8 @@ def resolve_model(model: str | Path | None) -> str:
 
 def check_device(device: str | torch.device | None, cpu_offload: bool = False) -> None:
     """Refuse a device this machine cannot run on (unknown, meta, or an absent accelerator) before loading."""
+    import torch
+
     if cpu_offload and not torch.cuda.is_available():
         raise ValueError("--cpu-offload moves weights to a CUDA GPU while they run, and no CUDA GPU is visible; "
                          "leave it off on a CPU.")
@@ -128,27 +148,97 @@ def installed_adapters(location: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def resolve_adapters(location: str | Path, adapters: str | Path | None) -> Path | None:
+    """The adapter file to load: `adapters`, none for ``"none"``, else the folder's installed one (if any)."""
+    if adapters is None:
+        return installed_adapters(location) if Path(location).is_dir() else None
+    if str(adapters).lower() == "none":
+        return None
+    path = Path(adapters).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No adapter file {path}; pass a .safetensors written by "
+                                "`procseq train adapter` (OUTPUT_DIR/model/adapters.safetensors) or 'none'.")
+    return path
+
+
+def precheck(model: str | Path | None, domain: str | None, frames: int, frame_size: int | None = None,
+             adapters: str | Path | None = None, allow_unseen: bool = False) -> ModelDefaults:
+    """Reject a request the model cannot serve before anything heavy loads (reads only json and file headers).
+
+    Checks the domain against the model's ``procseq.json`` domains and its adapter file's domains, the number
+    of frames against ``max_frames`` and the frame size against the VAE's patch multiple; the pipeline
+    checks the same again once loaded. Returns the model's defaults. A hub id is not checked here.
+    """
+    from procseq.models.headers import adapter_domains, vae_scale_factor
+
+    location = resolve_model(model)
+    folder = Path(location)
+    if not folder.is_dir():
+        return ModelDefaults()
+    d = ModelDefaults.from_folder(folder)
+    adapter_file = resolve_adapters(location, adapters)
+    known = list(d.domains)
+    if known and adapter_file is not None:
+        known += [x for x in adapter_domains(adapter_file) if x not in known]
+    if domain is not None and known and domain not in known and not allow_unseen:
+        raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)}.")
+    if d.from_config and not 2 <= frames <= d.max_frames:
+        raise ValueError(f"frames must be between 2 and {d.max_frames} for this model, got {frames}.")
+    scale = vae_scale_factor(folder)
+    if frame_size is not None and scale is not None and (frame_size < 2 * scale or frame_size % (2 * scale)):
+        raise ValueError(f"frame_size must be a positive multiple of {2 * scale} for this model, got {frame_size}.")
+    return d
+
+
+def torch_dtype(dtype: "str | torch.dtype", location: str | Path, device: str) -> tuple["torch.dtype", Choice]:
+    """The torch dtype for a dtype name (``"auto"``: :func:`procseq.machine.choose_dtype` for this model/machine)."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype, Choice(str(dtype).replace("torch.", ""), "requested")
+    name = DTYPES.get(str(dtype))
+    if name is None:
+        raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(DTYPES)}.")
+    params = transformer_params(location) if Path(location).is_dir() else None
+    choice = choose_dtype(name, params, device, detect())
+    return getattr(torch, choice.value), choice
+
+
 def load_pipeline(
     model: str | Path | None = None,
-    dtype: str | torch.dtype = "float32",
-    device: str | torch.device | None = None,
+    dtype: "str | torch.dtype" = "auto",
+    device: "str | torch.device | None" = None,
     cpu_offload: bool = False,
     adapters: str | Path | None = None,
     pipeline_class: type | None = None,
+    threads: int | None = None,
+    compile: bool = False,
+    quantize: str = "none",
 ) -> "ProcessPipeline":
     """Load a :class:`ProcessPipeline` from any Flux diffusers checkpoint.
 
+    The dtype and thread count chosen (and why) are in ``pipe.machine_choices``.
+
     Args:
         model: None or ``"procseq-tiny"`` (embedded), a local folder, or a hub id.
-        dtype: weights dtype (``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype).
+        dtype: weights dtype (``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype, or ``"auto"``: the faster
+            for this model on this machine, :func:`procseq.machine.choose_dtype`).
         device: where to run (default: CUDA if available, else CPU). Ignored with `cpu_offload`.
         cpu_offload: ``enable_model_cpu_offload`` (each component moves to the GPU only while it runs).
         adapters: a procseq multi-domain adapter file (``procseq train adapter``) to load, ``"none"`` for
             none; default: the folder's installed ``adapters/adapters.safetensors`` when there is one
             (the embedded model ships the asymmetric LoRA of its adapter domains).
         pipeline_class: a :class:`ProcessPipeline` subclass to instantiate instead.
+        threads: torch intra-op threads (default: ``OMP_NUM_THREADS`` if set, else every available core).
+        compile: ``torch.compile`` the transformer in place (static shapes). The first generation of each shape
+            pays the compilation (minutes on a 2-core CPU), so it pays only for many generations (``procseq eval``).
+        quantize: ``"int8"``: weight-only int8 for the transformer's block linears (:mod:`procseq.models.quantize`),
+            after the adapters are loaded; ``"none"`` (default) keeps the weights as loaded.
     """
+    import torch
+
     from procseq.adapters import load_adapters
+    from procseq.machine import apply_threads
     from procseq.quiet import quiet_loading
 
     with quiet_loading():
@@ -156,28 +246,28 @@ def load_pipeline(
 
     check_device(device, cpu_offload)
     location = resolve_model(model)
-    if adapters is None:
-        adapter_file = installed_adapters(location) if Path(location).is_dir() else None
-    elif str(adapters).lower() == "none":
-        adapter_file = None
-    else:
-        adapter_file = Path(adapters).expanduser()
-        if not adapter_file.is_file():
-            raise FileNotFoundError(f"No adapter file {adapter_file}; pass a .safetensors written by "
-                                    "`procseq train adapter` (OUTPUT_DIR/model/adapters.safetensors) or 'none'.")
-    torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
-    if not isinstance(torch_dtype, torch.dtype):
-        raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(DTYPES)}.")
+    adapter_file = resolve_adapters(location, adapters)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    weights_dtype, dtype_choice = torch_dtype(dtype, location, "cuda" if cpu_offload else str(device))
+    thread_choice = choose_threads(threads, detect(with_cuda=False))
+    apply_threads(thread_choice)
     try:
         with quiet_loading():
-            pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=torch_dtype)
+            pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=weights_dtype)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
     if adapter_file is not None:
         load_adapters(pipe.transformer, adapter_file)
+    if quantize != "none":
+        from procseq.models.quantize import quantize_transformer
+
+        quantize_transformer(pipe.transformer, quantize)
     if cpu_offload:
         pipe.enable_model_cpu_offload()
     else:
-        pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        pipe.to(device)
+    if compile:
+        pipe.transformer.compile(dynamic=False)
+    pipe.machine_choices = {"dtype": dtype_choice, "threads": thread_choice}
     pipe.set_progress_bar_config(disable=None)
     return pipe

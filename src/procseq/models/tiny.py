@@ -25,9 +25,10 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransf
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
 
+from procseq.models.loading import PROCSEQ_CONFIG
+
 CLIP_SPECIALS = ("<|startoftext|>", "<|endoftext|>")
 T5_SPECIALS = ("<pad>", "</s>", "<unk>")
-PROCSEQ_CONFIG = "procseq.json"
 
 
 @dataclass

@@ -40,6 +40,13 @@ def flux_timesteps(
     return timesteps
 
 
+def can_batch_cfg(cond: TextConditioning, negative: TextConditioning) -> bool:
+    """Whether both CFG branches fit in one batch: same text length and the same text position ids."""
+    return (cond.prompt_embeds.shape[1:] == negative.prompt_embeds.shape[1:]
+            and cond.prompt_embeds.shape[0] == negative.prompt_embeds.shape[0]
+            and torch.equal(cond.text_ids, negative.text_ids))
+
+
 def denoise(
     transformer: FluxTransformer2DModel,
     scheduler: FlowMatchEulerDiscreteScheduler,
@@ -55,27 +62,42 @@ def denoise(
     autocast_dtype: torch.dtype | None = None,
     before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     after_step: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batch_cfg: bool | None = None,
 ) -> torch.Tensor:
     """Integrate packed latents ``(B, seq, C)`` from noise (t=1) to data (t=0) with the scheduler's Euler step.
 
-    Bit-for-bit the loop of ``diffusers.FluxPipeline`` (same timesteps, guidance and scheduler calls),
-    with position ids and attention kwargs supplied by the caller. ``before_step(i, latents)``, when
-    given, runs before each model call and returns the latents to use (ReCraft's in-place condition,
-    a recomputed condition branch); ``after_step(i, t, latents)`` runs after each scheduler step and
-    returns the latents to continue with (progress, diffusers' ``callback_on_step_end``).
+    The loop of ``diffusers.FluxPipeline`` (same timesteps, guidance and scheduler calls), with position
+    ids and attention kwargs supplied by the caller. ``before_step(i, latents)``, when given, runs before
+    each model call and returns the latents to use (in-place known frames, a recomputed condition
+    branch); ``after_step(i, t, latents)`` runs after each scheduler step and returns the latents to
+    continue with (progress, diffusers' ``callback_on_step_end``).
+
+    With true CFG (`negative` given, ``true_cfg_scale > 1``) both branches run in **one** forward of
+    batch ``2B`` when `batch_cfg` allows it (equal to two passes up to float rounding); two passes
+    otherwise (bit-for-bit FluxPipeline). ``batch_cfg=None`` batches when it is safe: the two text
+    encodings have the same shape and ids, and there are no `joint_attention_kwargs` (whose tensors
+    may be sized for batch ``B``). ``True`` batches whenever the shapes allow it, ``False`` never.
     """
     guidance = None
     if transformer.config.guidance_embeds:
         guidance = torch.full([1], guidance_scale or 0.0, device=latents.device, dtype=torch.float32)
         guidance = guidance.expand(latents.shape[0])
     do_true_cfg = negative is not None and true_cfg_scale > 1
+    batched = False
+    if do_true_cfg and batch_cfg is not False:
+        batched = can_batch_cfg(cond, negative) and (batch_cfg is True or not joint_attention_kwargs)
+    both = None
+    if batched:
+        both = TextConditioning(torch.cat([cond.prompt_embeds, negative.prompt_embeds]),
+                                torch.cat([cond.pooled_prompt_embeds, negative.pooled_prompt_embeds]), cond.text_ids)
     amp = torch.autocast(latents.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     scheduler.set_begin_index(0)
 
-    def velocity(c: TextConditioning, timestep: torch.Tensor) -> torch.Tensor:
+    def velocity(c: TextConditioning, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        g = guidance if guidance is None or guidance.shape[0] == x.shape[0] else guidance.repeat(2)
         with amp:
             out = transformer(
-                hidden_states=latents, timestep=timestep / 1000, guidance=guidance,
+                hidden_states=x, timestep=timestep / 1000, guidance=g,
                 pooled_projections=c.pooled_prompt_embeds, encoder_hidden_states=c.prompt_embeds,
                 txt_ids=c.text_ids, img_ids=img_ids, joint_attention_kwargs=joint_attention_kwargs,
                 return_dict=False,
@@ -86,9 +108,12 @@ def denoise(
         if before_step is not None:
             latents = before_step(i, latents)
         timestep = t.expand(latents.shape[0]).to(latents.dtype)
-        noise_pred = velocity(cond, timestep)
-        if do_true_cfg:
-            neg_pred = velocity(negative, timestep)
+        if batched:
+            noise_pred, neg_pred = velocity(both, torch.cat([latents, latents]), timestep.repeat(2)).chunk(2)
+        else:
+            noise_pred = velocity(cond, latents, timestep)
+            neg_pred = velocity(negative, latents, timestep) if do_true_cfg else None
+        if neg_pred is not None:
             noise_pred = neg_pred + true_cfg_scale * (noise_pred - neg_pred)
         latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
         if callback is not None:

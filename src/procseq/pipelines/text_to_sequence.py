@@ -149,6 +149,15 @@ class ProcessPipeline(FluxPipeline):
         if frame_size < multiple or frame_size % multiple:
             raise ValueError(f"frame_size must be a positive multiple of {multiple} for this model, got {frame_size}.")
 
+    def text_length(self, texts: list[str]) -> int:
+        """T5 tokens to encode `texts` with: the model's ``max_sequence_length``, or with
+        ``text_padding="longest"`` (procseq.json) only as many as the longest of `texts` needs."""
+        d = self.defaults
+        if d.text_padding != "longest" or self.tokenizer_2 is None:
+            return d.max_sequence_length
+        ids = self.tokenizer_2(list(texts), truncation=True, max_length=d.max_sequence_length).input_ids
+        return max(1, *(len(x) for x in ids))
+
     def encode_text(self, prompts: list[str], max_sequence_length: int) -> TextConditioning:
         """Encode prompts with CLIP (pooled) and T5 (tokens), as FluxPipeline does."""
         embeds, pooled, text_ids = self.encode_prompt(
@@ -269,10 +278,11 @@ class ProcessPipeline(FluxPipeline):
         frame_size = frame_size or d.frame_size_for(frames)
         steps = num_inference_steps or d.num_inference_steps
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
-        max_sequence_length = max_sequence_length or d.max_sequence_length
         true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
+        max_sequence_length = max_sequence_length or self.text_length(
+            prompts + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen)
         plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
         if (known is not None and self._condition_lora is None and self.auto_condition_lora
@@ -438,7 +448,8 @@ class ProcessPipeline(FluxPipeline):
             shutil.copyfile(src, dst / "pytorch_lora_weights.safetensors")
             meta = {k: v for k, v in condition.items() if k != "path"}
             (dst / "known_frames.json").write_text(json.dumps(meta, indent=2) + "\n")
-        record = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.defaults).items()}
+        record = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.defaults).items()
+                  if k != "from_config"}  # how the defaults were found, not a default
         (out / PROCSEQ_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
 
 

@@ -242,6 +242,8 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError(f"{where}.{name} must be a section (a mapping), got {value!r}.")
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, str) and isinstance(value, bool):  # YAML 1.1 reads a bare no/yes/off/on as a bool
+            kwargs[name] = "yes" if value else "no"
         else:
             kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)

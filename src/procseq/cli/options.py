@@ -1,0 +1,46 @@
+"""Options shared by every command that generates: where and how the model runs (dtype, threads, device, offload)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from procseq.machine import DTYPE_NAMES
+
+DTYPE_HELP = ("Weights dtype. auto: the faster for this model on this machine (bf16 for FLUX.1-sized models on "
+              "GPUs and on CPUs with avx512_bf16/AMX, else fp32; `procseq bench` says why).")
+THREADS_HELP = "torch intra-op threads (default: OMP_NUM_THREADS if set, else every available core)."
+COMPILE_HELP = ("torch.compile the transformer: ~1.3x faster per generation on a 2-core CPU, after minutes of "
+                "compilation per shape; pays off for many generations (eval), not for one.")
+FRAME_SIZE_HELP = ("Frame side in pixels (default: the model's procseq.json size; without one, MakeAnything's: "
+                   "512 for up to 4 frames, 352 for 9).")
+
+
+def runtime_options(frame_size: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--dtype``, ``--threads``, ``--device``, ``--cpu-offload``, ``--compile`` (and ``--frame-size``)."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option("--compile", "compile_model", is_flag=True, help=COMPILE_HELP)(f)
+        f = click.option("--cpu-offload", is_flag=True,
+                         help="enable_model_cpu_offload (large models on a small GPU).")(f)
+        f = click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")(f)
+        f = click.option("--threads", default=None, type=click.IntRange(min=1), help=THREADS_HELP)(f)
+        f = click.option("--dtype", default="auto", show_default=True, type=click.Choice(DTYPE_NAMES),
+                         help=DTYPE_HELP)(f)
+        if frame_size:
+            f = click.option("--frame-size", default=None, type=int, help=FRAME_SIZE_HELP)(f)
+        return f
+
+    return decorate
+
+
+def report_choices(pipe: Any, frames: int | None = None, frame_size: int | None = None) -> None:
+    """One line on stderr: the dtype and threads chosen and why, and the frame size when no procseq.json set it."""
+    choices = getattr(pipe, "machine_choices", {})
+    parts = [f"{name} {c.value} ({c.reason})" for name, c in choices.items()]
+    if frames is not None and frame_size is None and not pipe.defaults.from_config:
+        parts.append(pipe.defaults.describe_frame_size(frames))
+    if parts:
+        click.echo("procseq: " + "; ".join(parts), err=True)
