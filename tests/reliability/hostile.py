@@ -43,6 +43,8 @@ class Case:
     expect: str = "error"
     out: str | None = "out"
     keep: list[str] = field(default_factory=list)  # files it may legitimately replace
+    disk_free_kb: int | None = None  # run with work/disk a full tmpfs with this much room left (needs root)
+    slow: bool = False  # builds a model from scratch: pytest runs it only with -m slow (the script always)
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Outcome:
     """What a case did."""
 
     case: Case
-    kind: str  # ok | clean | traceback | unclear
+    kind: str  # ok | clean | traceback | unclear | skipped (a full-disk case where tmpfs cannot be mounted)
     lost: list[str]
     partial: list[str]
     detail: str
@@ -58,6 +60,8 @@ class Outcome:
     @property
     def good(self) -> bool:
         """The case met its expectation and neither lost data nor left partial output."""
+        if self.kind == "skipped":
+            return True
         wanted = {"error": ("clean",), "ok": ("ok",), "either": ("ok", "clean")}[self.case.expect]
         return self.kind in wanted and not self.lost and not self.partial
 
@@ -409,7 +413,35 @@ def cases() -> list[Case]:
     add(Case("training", "train a config that is not YAML", ["train", "c.yaml"], write("c.yaml", "a: [\n"), out=None))
     add(Case("training", "train without a corpus", ["train", "tiny", "--output-dir", "run", "--set", "data.dir=nope"],
              out=None))
+    # 11. a full disk: every command that writes, onto a tmpfs with a few KB left (skipped without root)
+    for name, args, free, setup in (
+            ("generate", [*GEN, "--out", "disk/out"], 8, None),
+            ("recraft", [*REC, "--out", "disk/out"], 8, photo()),
+            ("eval --score", ["eval", "--score", "seqs", "--out", "disk/out"], 8, sequences("good")),
+            ("data make", ["data", "make", "--out", "disk/c", "--per-domain", "1"], 8, None),
+            ("data montage", ["data", "montage", "--out", "disk/m.png"], 0, None),
+            ("init-tiny", ["init-tiny", "disk/m"], 8, None),
+            ("adapter export", ["adapter", "export", "--domain", "clay", "--out", "disk/a.safetensors"], 8, None),
+            ("bench --json-out", ["bench", "--model", MODEL, "--runs", "1", "--steps", "1", "--frames", "4",
+                                  "--json-out", "disk/b.json"], 0, None),
+            ("train", ["train", "tiny", "--output-dir", "disk/run", "--set", "data.dir=corpus", "--max-steps", "1"],
+             0, None)):
+        add(Case("disk full", f"{name} onto a full disk", args, setup, out=None, disk_free_kb=free,
+                 slow=name in ("init-tiny", "train")))
     return c
+
+
+def full_disk(root: Path, free_kb: int) -> Callable[[], None] | None:
+    """Mount a 1 MB tmpfs at root/disk and fill it up to `free_kb` KB; returns the unmount, None without root."""
+    import subprocess
+
+    disk = root / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1024k", "tmpfs", str(disk)], capture_output=True).returncode:
+        disk.rmdir()
+        return None
+    (disk / "filler").write_bytes(b"\0" * ((1024 - free_kb) * 1024))
+    return lambda: subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 # -- running them ------------------------------------------------------------------------------------------------
@@ -435,6 +467,13 @@ def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
     (work / "beside.txt").write_text("next to the work folder")
     if case.setup is not None:
         case.setup(root)
+    unmount = None
+    if case.disk_free_kb is not None:
+        if case.name.startswith("train"):
+            _small_corpus(root)
+        unmount = full_disk(root, case.disk_free_kb)
+        if unmount is None:
+            return Outcome(case, "skipped", [], [], "cannot mount a tmpfs here (needs root)")
     before = snapshot(work)
     args = [a.replace(MODEL, str(model_dir)) for a in case.args]
     cwd = os.getcwd()
@@ -443,7 +482,10 @@ def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
         result = CliRunner().invoke(_main(), args, catch_exceptions=True)
     finally:
         os.chdir(cwd)
-    after = snapshot(work)
+        if unmount is not None:
+            after_disk = snapshot(work)
+            unmount()
+    after = after_disk if unmount is not None else snapshot(work)
     keep = [f"work/{k}" for k in case.keep]
     lost = [k for k, v in before.items()
             if not any(k == p or k.startswith(p + "/") for p in keep) and (k not in after or (v is not None and after[k] != v))]
@@ -466,6 +508,13 @@ def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
         kind = "clean" if (one or usage) else "unclear"
         detail = lines[-1][:160] if lines else "(nothing on stderr)"
     return Outcome(case, kind, lost, sorted(set(partial)), detail)
+
+
+def _small_corpus(root: Path) -> None:
+    """A one-sequence-per-domain corpus in root/corpus (for the training case)."""
+    from procseq.data.dataset import make_corpus
+
+    make_corpus(root / "corpus", per_domain=1, test_per_domain=1, progress=False, adapter_sizes={})
 
 
 def _main():

@@ -7,10 +7,10 @@ import pytest
 
 from tests.reliability.hostile import cases, run_case
 
-CASES = cases()
+CASES = [pytest.param(c, id=f"{c.family}:{c.name}", marks=[pytest.mark.slow] if c.slow else []) for c in cases()]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.family}:{c.name}" for c in CASES])
+@pytest.mark.parametrize("case", CASES)
 def test_hostile_case(case, tiny_model_dir, tmp_path) -> None:
     outcome = run_case(case, tmp_path, tiny_model_dir)
     assert outcome.kind != "traceback", outcome.detail

@@ -73,9 +73,9 @@ def make_corpus(
         raise ValueError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another out_dir.")
     test_n = max(1, per_domain // 10) if test_per_domain is None else test_per_domain
     counts = corpus_counts(per_domain, test_n, adapter_sizes)
-    with atomic_output_dir(out, overwrite) as tmp:
-        bar = tqdm(total=sum(sum(c.values()) for c in counts.values()), disable=not progress, desc="corpus")
-        for split, per in counts.items():
+    total = sum(sum(c.values()) for c in counts.values())
+    with atomic_output_dir(out, overwrite) as tmp, tqdm(total=total, disable=not progress, desc="corpus") as bar:
+        for split, per in counts.items():  # (the bar closes on an error too: the error gets a line of its own)
             (tmp / split).mkdir()
             (tmp / "frames" / split).mkdir(parents=True)
             with open(tmp / split / "metadata.jsonl", "w") as meta:
@@ -83,7 +83,6 @@ def make_corpus(
                     for i in range(n):
                         meta.write(json.dumps(_write_sequence(tmp, split, domain, i, seed, frame_size)) + "\n")
                         bar.update()
-        bar.close()
         manifest = {"frame_size": frame_size, "seed": seed, "per_domain": per_domain, "test_per_domain": test_n,
                     "plan": {n: {"role": r.role, "train_size": r.train_size} for n, r in DOMAIN_PLAN.items()},
                     "held_out": {n: sorted(get_domain(n).held_out()) for n in DOMAIN_PLAN}, "counts": counts}
