@@ -36,7 +36,8 @@ def train() -> None:
     procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
     procseq train recraft CONFIG    the ReCraft condition LoRA (finished image -> process)
 
-    Multi-GPU: `accelerate launch -m procseq.cli train ...`.
+    Many processes: `torchrun --standalone --nproc_per_node N -m procseq.cli train ...` (CPUs or GPUs), or
+    `accelerate launch --multi_gpu --num_processes N -m procseq.cli train ...` (GPUs).
     """
 
 

@@ -37,6 +37,7 @@ from procseq.attention.processors import (
     run_condition_pass,
 )
 from procseq.attention.rope import cell_token_mask, condition_position_ids
+from procseq.distributed import process_state
 from procseq.layout import (
     GridLayout,
     frame_token_indices,
@@ -127,6 +128,12 @@ class RecraftTrainer(Trainer):
         self.mode = config.recraft.mode
         self.cache = ConditionCache()
         self._branch_pooled: torch.Tensor | None = None
+
+    @property
+    def unused_parameters(self) -> str | None:
+        """``concat``: only each layer's K/V leave the condition pass, so the LoRA of the last block's query,
+        MLP and output projection and of the final ``proj_out`` never reach the loss (no gradient)."""
+        return "LoRA layers after the condition pass's last K/V" if self.cfg.recraft.mode == "concat" else None
 
     def trainable_modules(self) -> list[torch.nn.Module]:
         """Only the transformer (its LoRA layers) is optimised."""
@@ -225,9 +232,12 @@ def run_recraft_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
     pipe, _ = build_pipeline(cfg)
     cache = Path(cfg.recraft.cache_dir)
-    latents = cache_latents(pipe.vae, grids, cache / "latents.safetensors", progress=progress)
-    finals = cache_final_frames(pipe.vae, grids, cache / "final_frames.safetensors", progress=progress)
-    add_recraft_lora(pipe.transformer, cfg.recraft)
+    with process_state().main_process_first():  # many processes: the first writes the caches
+        latents = cache_latents(pipe.vae, grids, cache / "latents.safetensors", progress=progress)
+        finals = cache_final_frames(pipe.vae, grids, cache / "final_frames.safetensors", progress=progress)
+    with torch.random.fork_rng(devices=[]):  # the LoRA's init: a function of the seed alone, on every process
+        torch.manual_seed(cfg.train.seed)
+        add_recraft_lora(pipe.transformer, cfg.recraft)
 
     def save(p: Any, out: Path) -> None:
         save_recraft_lora(p.transformer, out, cfg.recraft)
