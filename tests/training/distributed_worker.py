@@ -2,7 +2,9 @@
 
 ``python distributed_worker.py MODEL_DIR CORPUS OUT BATCH_SIZE``: for every case (base, adapter,
 recraft) trains to step 2, then starts again to step 3 (a resume from the step-2 checkpoint), in
-``OUT/<case>``; and writes this process's step-0 draws (noise, timesteps) to ``OUT/draws_<rank>.safetensors``.
+``OUT/<case>``; writes this process's step-0 draws (noise, timesteps) to ``OUT/draws_<rank>.safetensors``;
+and runs a 7-item batch generation (a stand-in pipeline that logs to ``OUT/batch_<rank>.log``) into
+``OUT/batch``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+
+from procseq.distributed import process_state
 
 CASES = ("base", "adapter", "recraft")
 
@@ -67,14 +71,28 @@ def step0_draws(model_dir: str, corpus: str, out: str, batch_size: int) -> dict[
     return {"noise": batch.noise, "t": batch.t, "global": torch.tensor(trainer.schedule(0))}
 
 
+def batch_generation(out: str, rank: int) -> None:
+    """Items 1..7 (2 of them already finished by an earlier run) split across the processes."""
+    from procseq.batch import read_prompt_file, run_batch
+    from tests.core.batch_fakes import FakePipeline
+
+    prompts = Path(out) / "prompts.jsonl"
+    if rank == 0:
+        prompts.write_text("".join(f'{{"prompt": "item {i}", "frames": 2}}\n' for i in range(1, 8)))
+    process_state().wait_for_everyone()
+    items, bad = read_prompt_file(prompts, {"domain": "painting", "seed": 0})
+    run_batch(lambda: FakePipeline(), items[:2], bad, Path(out) / "batch", progress=False)  # an earlier run
+    run_batch(lambda: FakePipeline(Path(out) / f"batch_{rank}.log"), items, bad, Path(out) / "batch", progress=False)
+
+
 def main(model_dir: str, corpus: str, out: str, batch_size: str) -> None:
-    from procseq.distributed import process_state
     from safetensors.torch import save_file
 
     for case in CASES:
         run_case(case, model_dir, corpus, f"{out}/{case}", int(batch_size), 2)
         run_case(case, model_dir, corpus, f"{out}/{case}", int(batch_size), 3)
     rank = process_state().process_index
+    batch_generation(out, rank)
     save_file(step0_draws(model_dir, corpus, f"{out}/draws", int(batch_size)), str(Path(out) / f"draws_{rank}.safetensors"))
 
 

@@ -56,3 +56,13 @@ def test_each_process_draws_its_rows_of_the_global_draw(tiny_model_dir, two_proc
     for r, mine in enumerate(ranks):
         assert torch.allclose(mine["noise"], whole["noise"][r::2]) and torch.allclose(mine["t"], whole["t"][r::2])
     assert not torch.allclose(ranks[0]["noise"], ranks[1]["noise"])
+
+
+def test_batch_generation_splits_items_across_processes(two_process_run) -> None:
+    _, two = two_process_run
+    done = [(two / f"batch_{r}.log").read_text().splitlines() for r in range(2)]
+    assert all(done) and not set(done[0]) & set(done[1])  # both processes worked, no item twice
+    assert sorted(done[0] + done[1]) == [f"item {i}" for i in range(3, 8)]  # the 2 finished ones skipped
+    record = json.loads((two / "batch" / "batch.json").read_text())
+    assert record["counts"] == {"done": 5, "skipped": 2, "failed": 0, "bad lines": 0} and record["processes"] == 2
+    assert {r["process"] for r in record["results"] if r["status"] == "done"} == {0, 1}

@@ -21,7 +21,11 @@ from procseq.cli.evaluate import per_domain
 
 
 @main.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
+@click.option("--prompts", "prompts_file", default=None, type=click.Path(path_type=Path),
+              help="Batch mode: a JSONL file, one object per line (prompt, and optionally domain, frames, seed, steps, "
+                   "guidance, true_cfg_scale, negative_prompt, adapter_mix, mode, id); --out is then the folder of "
+                   "one sub-folder per item. Resumable; splits across processes under torchrun/accelerate launch.")
 @click.option("--domain", "-d", default="painting", show_default=True,
               help="Process domain (painting, lego, cooking... or an adapter domain such as clay). Must be one the "
                    "model or its adapters know (`procseq adapter list`).")
@@ -39,23 +43,35 @@ from procseq.cli.evaluate import per_domain
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--cpu-offload", is_flag=True, help="enable_model_cpu_offload (large models on a small GPU).")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
-              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json (with --prompts: one "
+                   "sub-folder per item, plus batch.json).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists (with --prompts: redo finished items).")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
 @click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP)
 @click.option("--negative-prompt", default="", show_default=True, help="Negative prompt for --true-cfg-scale > 1.")
 @click.option("--adapters", default=None, help=ADAPTERS_HELP)
 @click.option("--adapter-mix", default=None, help=MIX_HELP)
-def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
+def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
              frame_size: int | None, model: str, dtype: str, bf16_autocast: bool, device: str | None,
              cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, true_cfg_scale: float | None,
              negative_prompt: str, adapters: str | None, adapter_mix: str | None) -> None:
-    """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions."""
+    """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions, or one per line
+    of --prompts FILE.jsonl."""
     import torch
 
+    from procseq.batch import save_sequence_folder
     from procseq.models.loading import load_pipeline
 
-    if not prompt.strip():
+    if prompts_file is not None:
+        if prompt is not None:
+            raise ValueError("Give either a PROMPT or --prompts FILE.jsonl, not both.")
+        defaults = {"domain": domain, "frames": frames, "seed": seed, "steps": steps, "guidance": guidance,
+                    "true_cfg_scale": true_cfg_scale, "negative_prompt": negative_prompt,
+                    "adapter_mix": parse_mix(adapter_mix)}
+        options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
+        return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
+                              gif_ms, overwrite)
+    if prompt is None or not prompt.strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     mix = parse_mix(adapter_mix)
     check_output_free(out, overwrite)
@@ -66,11 +82,32 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale,
                       autocast_dtype=torch.bfloat16 if bf16_autocast else None)
-        seq = result.sequences([prompt], domain)[0]
-        seq.save(tmp, extra={"seed": seed, "model": str(model)})
-        result.grid[0].save(tmp / "grid.png")
-        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+        save_sequence_folder(result, prompt, domain, tmp, {"seed": seed, "model": str(model)}, gif_ms)
     click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
+
+
+def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,
+                   device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool) -> None:
+    """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
+    from procseq.batch import read_prompt_file, run_batch
+    from procseq.distributed import process_state
+    from procseq.models.loading import load_pipeline
+
+    items, bad = read_prompt_file(prompts_file, defaults)
+    main_process = process_state().is_main_process
+    if main_process:
+        for line, reason in bad:
+            click.echo(f"procseq: {prompts_file}:{line}: skipped: {reason}", err=True)
+    if not items:
+        raise ValueError(f"{prompts_file} has no valid line; write one JSON object per line with a \"prompt\".")
+    report = run_batch(lambda: load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload,
+                                             adapters=adapters),
+                       items, bad, out, options, str(model), gif_ms, redo=redo)
+    if main_process:
+        click.echo(report.to_markdown())
+        click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")
+    if report.counts["failed"] or bad:
+        raise SystemExit(1)
 
 
 
