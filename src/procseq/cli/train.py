@@ -65,7 +65,11 @@ def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], clic
                 cfg.train.max_steps = max_steps
             if output_dir is not None:
                 cfg.train.output_dir = output_dir
-            click.echo(run(cfg))
+            line = run(cfg)
+            from procseq.distributed import process_state
+
+            if process_state().is_main_process:  # once, not once per process
+                click.echo(line)
 
         return command
 
