@@ -61,6 +61,18 @@ def test_rejected_upload_is_a_readable_message(client, tmp_path, content, messag
     assert "Traceback" not in str(err.value) and str(tmp_path) not in str(err.value) and "/tmp/" not in str(err.value)
 
 
+def test_server_files_cannot_be_named(running_app, tmp_path) -> None:
+    import httpx
+
+    picture = tmp_path / "on-the-server.png"  # a real picture the server could read, never uploaded
+    Image.new("RGB", (16, 16)).save(picture)
+    url = running_app[0] + "gradio_api/call/recraft"  # raw HTTP: gradio_client would upload a local file
+    ref = {"path": str(picture), "meta": {"_type": "gradio.FileData"}}
+    event = httpx.post(url, json={"data": [ref, "painting", 4, 0, 2]}).json()["event_id"]
+    reply = httpx.get(f"{url}/{event}", timeout=60).text
+    assert "event: error" in reply and "not uploaded by a user" in reply
+
+
 def test_bad_settings_are_readable_messages(client) -> None:
     with pytest.raises(Exception, match="origami is not in the list of choices"):  # gradio checks the picker
         generate(client, "a crane", "origami", 4, 0, 2)
