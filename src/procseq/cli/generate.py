@@ -94,7 +94,10 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
     from procseq.models.loading import load_pipeline
 
     items, bad = read_prompt_file(prompts_file, defaults)
-    main_process = process_state().is_main_process
+    state = process_state()
+    main_process = state.is_main_process
+    if device is None and state.num_processes > 1:
+        device = str(state.device)  # one GPU per process (cuda:LOCAL_RANK); cpu on CPUs
     if main_process:
         for line, reason in bad:
             click.echo(f"procseq: {prompts_file}:{line}: skipped: {reason}", err=True)
