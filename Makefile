@@ -6,14 +6,19 @@ OUT ?= outputs/demo
 # torch is pinned to the CPU build this machine carries; elsewhere any torch >= 2.4 works.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo test test-all app test-app test-browser clean
+
+# $(call make_venv,FOLDER,EXTRAS): a virtualenv with the pinned torch and procseq[EXTRAS] (editable)
+define make_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install -q --upgrade pip
+	$(1)/bin/pip install -q "$(TORCH_PIN)"
+	$(1)/bin/pip install -q -e ".[$(2)]"
+	touch $@
+endef
 
 $(BIN)/procseq: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[test]"
-	touch $@
+	$(call make_venv,$(VENV),test)
 
 install: $(BIN)/procseq  ## create the virtualenv and install procseq
 
@@ -28,5 +33,23 @@ test: install  ## fast offline tests (CI)
 test-all: install  ## include slow tests
 	$(BIN)/python -m pytest -q -m ""
 
+# The web app (app/, `procseq app`) has its own virtualenv: gradio pins pillow < 13, the core does not.
+APP_VENV ?= .venv-app
+APP_BIN := $(APP_VENV)/bin
+comma := ,
+
+$(APP_BIN)/gradio: pyproject.toml
+	$(call make_venv,$(APP_VENV),app$(comma)test)
+
+app: $(APP_BIN)/gradio  ## start the web app on http://127.0.0.1:7860
+	$(APP_BIN)/procseq app
+
+test-app: $(APP_BIN)/gradio  ## the web app driven through gradio_client on loopback
+	$(APP_BIN)/python -m pytest -q tests/app
+
+test-browser: $(APP_BIN)/gradio  ## the web app in headless chromium (installs Debian's chromium); writes docs/app.png
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	PROCSEQ_SCREENSHOT=docs/app.png $(APP_BIN)/python -m pytest -q -m browser tests/app
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(APP_VENV) outputs .pytest_cache

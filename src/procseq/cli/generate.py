@@ -27,7 +27,11 @@ from procseq.outputs import write_json_atomic
 
 
 @main.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
+@click.option("--prompts", "prompts_file", default=None, type=click.Path(path_type=Path),
+              help="Batch mode: a JSONL file, one object per line (prompt, and optionally domain, frames, seed, steps, "
+                   "guidance, true_cfg_scale, negative_prompt, adapter_mix, mode, id); --out is then the folder of "
+                   "one sub-folder per item. Resumable; splits across processes under torchrun/accelerate launch.")
 @click.option("--domain", "-d", default="painting", show_default=True,
               help="Process domain (painting, lego, cooking... or an adapter domain such as clay). Must be one the "
                    "model or its adapters know (`procseq adapter list`).")
@@ -43,8 +47,9 @@ from procseq.outputs import write_json_atomic
 @click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8"]),
               help="Weight-only int8 for the transformer's block linears: 1/4 of fp32's weight memory, not faster.")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
-              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json (with --prompts: one "
+                   "sub-folder per item, plus batch.json).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists (with --prompts: redo finished items).")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
 @click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP)
 @click.option("--negative-prompt", default="", show_default=True, help="Negative prompt for --true-cfg-scale > 1.")
@@ -58,19 +63,34 @@ from procseq.outputs import write_json_atomic
               help="Condition LoRA folder or .safetensors for --known (default: the model's own known_frames/).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger --known images (checked before decoding).")
-def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
-             model: str, frame_size: int | None, dtype: str, threads: int | None, device: str | None,
-             cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path, overwrite: bool,
-             gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
+def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames: int, seed: int, steps: int | None,
+             guidance: float | None, model: str, frame_size: int | None, dtype: str, threads: int | None,
+             device: str | None, cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path,
+             overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
              max_pixels: int) -> None:
-    """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions.
+    """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions, or one per line
+    of --prompts FILE.jsonl.
 
     With --known, some steps are given as pictures (any cells) and the others are generated to fit.
     """
     from procseq.models.loading import precheck
 
-    if not check_text(prompt, "prompt").strip():
+    if prompts_file is not None:
+        if prompt is not None:
+            raise ValueError("Give either a PROMPT or --prompts FILE.jsonl, not both.")
+        if known_items:
+            raise ValueError("--known works with one PROMPT, not with --prompts.")
+        check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
+        import torch
+
+        defaults = {"domain": domain, "frames": frames, "seed": seed, "steps": steps, "guidance": guidance,
+                    "true_cfg_scale": true_cfg_scale, "negative_prompt": negative_prompt,
+                    "adapter_mix": parse_mix(adapter_mix)}
+        options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
+        return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
+                              gif_ms, overwrite)
+    if prompt is None or not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     check_text(negative_prompt, "negative prompt")
     check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
@@ -82,6 +102,7 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
 
     import torch
 
+    from procseq.batch import save_sequence_folder
     from procseq.models.loading import load_pipeline
 
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters,
@@ -95,12 +116,36 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale, known=known,
                       known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None)
-        seq = result.sequences([prompt], domain)[0]
-        inputs = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
-        seq.save(tmp, extra={"seed": seed, "model": str(model), **inputs})
-        result.grid[0].save(tmp / "grid.png")
-        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+        given = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
+        save_sequence_folder(result, prompt, domain, tmp, {"seed": seed, "model": str(model), **given}, gif_ms)
     click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
+
+
+def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,
+                   device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool) -> None:
+    """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
+    from procseq.batch import read_prompt_file, run_batch
+    from procseq.distributed import process_state
+    from procseq.models.loading import load_pipeline
+
+    items, bad = read_prompt_file(prompts_file, defaults)
+    state = process_state()
+    main_process = state.is_main_process
+    if device is None and state.num_processes > 1:
+        device = str(state.device)  # one GPU per process (cuda:LOCAL_RANK); cpu on CPUs
+    if main_process:
+        for line, reason in bad:
+            click.echo(f"procseq: {prompts_file}:{line}: skipped: {reason}", err=True)
+    if not items:
+        raise ValueError(f"{prompts_file} has no valid line; write one JSON object per line with a \"prompt\".")
+    report = run_batch(lambda: load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload,
+                                             adapters=adapters),
+                       items, bad, out, options, str(model), gif_ms, redo=redo)
+    if main_process:
+        click.echo(report.to_markdown())
+        click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")
+    if report.counts["failed"] or bad:
+        raise SystemExit(1)
 
 
 

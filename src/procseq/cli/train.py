@@ -36,7 +36,8 @@ def train() -> None:
     procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
     procseq train known-frames CONFIG   the condition LoRA for known frames (ReCraft, continuation, interpolation)
 
-    Multi-GPU: `accelerate launch -m procseq.cli train ...`.
+    Many processes: `torchrun --standalone --nproc_per_node N -m procseq.cli train ...` (CPUs or GPUs), or
+    `accelerate launch --multi_gpu --num_processes N -m procseq.cli train ...` (GPUs).
     """
 
 
@@ -65,7 +66,11 @@ def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], clic
             if output_dir is not None:
                 cfg.train.output_dir = output_dir
             cfg.validate()
-            click.echo(run(cfg))
+            line = run(cfg)
+            from procseq.distributed import process_state
+
+            if process_state().is_main_process:  # once, not once per process
+                click.echo(line)
 
         return command
 

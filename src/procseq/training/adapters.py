@@ -33,6 +33,7 @@ from procseq.adapters import (
     trainable_parameters,
 )
 from procseq.adapters.routing import DEFAULT_TARGET_MODULES
+from procseq.distributed import process_state
 from procseq.training.alignment import AlignmentConfig, RepresentationAlignment, capture_hidden_states
 from procseq.training.config import AdapterConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss
@@ -82,6 +83,14 @@ class AdapterTrainer(Trainer):
             self.alignment = RepresentationAlignment(pipe.transformer, AlignmentConfig(
                 lambda0=a.alignment.lambda0, gamma=a.alignment.gamma, schedule=a.alignment.schedule,
                 blocks=a.alignment.blocks))
+
+    @property
+    def unused_parameters(self) -> str | None:
+        """Asymmetric LoRA: the ``lora_B`` of a domain absent from the step's batch gets no gradient (by
+        design, see the module docstring), so DDP must not wait for it."""
+        if self.cfg.adapter.kind == "asymmetric":
+            return "the lora_B of every domain absent from the batch"
+        return None
 
     def trainable_modules(self) -> list[torch.nn.Module]:
         """Only the transformer (its adapter layers) is optimised."""
@@ -135,7 +144,8 @@ def run_adapter_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
         add_adapter(pipe.transformer, cfg.adapter, sorted(set(dataset.domains)))
     out = Path(cfg.train.output_dir)
     if cfg.data.cache_latents:
-        dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
+        with process_state().main_process_first():  # many processes: the first writes the cache
+            dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
     result = AdapterTrainer(cfg, pipe, dataset, save_adapter_model).train(progress=progress)
     write_training_record(out, result.model_dir)
     return result

@@ -29,6 +29,7 @@ from procseq.attention.processors import adapters_enabled
 from procseq.conditioning.frames import KnownFrames
 from procseq.conditioning.lora import ADAPTER_NAME, add_condition_lora, save_condition_lora
 from procseq.data.synthetic.base import stable_hash
+from procseq.distributed import process_state
 from procseq.layout import GridLayout, frames_to_grid_tensor, grid_tensor_to_frames
 from procseq.models.codec import encode_pixels
 from procseq.pipelines.image_to_sequence import domain_prompt
@@ -168,6 +169,12 @@ class KnownFramesTrainer(Trainer):
         self.kf: KnownFramesConfig = config.known_frames
         self._branch_pooled: torch.Tensor | None = None
 
+    @property
+    def unused_parameters(self) -> str | None:
+        """``concat``: only each layer's K/V leave the condition pass, so the LoRA of the last block's query,
+        MLP and output projection and of the final ``proj_out`` never reach the loss (no gradient)."""
+        return "LoRA layers after the condition pass's last K/V" if self.cfg.known_frames.mode == "concat" else None
+
     def trainable_modules(self) -> list[torch.nn.Module]:
         """Only the transformer (its LoRA layers) is optimised."""
         return [self.pipe.transformer]
@@ -253,14 +260,16 @@ def run_known_frames_training(cfg: RunConfig, progress: bool = True) -> TrainRes
     kf = cfg.known_frames
     key = cache_key(grids, pipe.vae)
     cache = Path(kf.cache_dir) / key
-    full = cache_latents(pipe.vae, grids, cache / "grids.safetensors", progress=progress)
-    full_frames = cache_frame_latents(pipe.vae, grids, cache / "frames.safetensors", progress=progress)
     cut_ids = [i for i in range(len(grids)) if stable_hash("cut-pick", i) % 10_000 < kf.cut_fraction * 10_000]
     cuts = cut_frames = None
-    if cut_ids:
-        tag = hashlib.sha256(repr(cut_ids).encode()).hexdigest()[:8]
-        cut_data = CutDataset(grids, cut_ids)
-        cuts = cache_latents(pipe.vae, cut_data, cache / f"cuts-{tag}.safetensors", progress=progress)
+    cut_data = CutDataset(grids, cut_ids) if cut_ids else None
+    with process_state().main_process_first():  # many processes: the first writes the caches
+        full = cache_latents(pipe.vae, grids, cache / "grids.safetensors", progress=progress)
+        full_frames = cache_frame_latents(pipe.vae, grids, cache / "frames.safetensors", progress=progress)
+        if cut_data is not None:
+            tag = hashlib.sha256(repr(cut_ids).encode()).hexdigest()[:8]
+            cuts = cache_latents(pipe.vae, cut_data, cache / f"cuts-{tag}.safetensors", progress=progress)
+    if cut_data is not None:
         rows = group_rows(grids.num_frames_list)
         cut_frames = torch.stack([full_frames[grids.num_frames_list[i]][rows[i]][s: s + CUT]
                                   for i, s in zip(cut_ids, cut_data.starts)])

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from procseq.distributed import process_state
 from procseq.models.tiny import PROCSEQ_CONFIG, TinyConfig, build_components, procseq_metadata
 from procseq.training.checkpoints import output_lock
 from procseq.training.config import RunConfig
@@ -100,23 +101,27 @@ def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     out = Path(cfg.train.output_dir)
     trainer_main = int(os.environ.get("RANK", "0")) == 0  # accelerate launch: one lock, held by rank 0
     with output_lock(out, trainer_main):
-        if cfg.autoencoder.steps > 0:
-            frames = corpus_frames(dataset, cfg.autoencoder.max_frames, cfg.autoencoder.seed)
-            pipe.vae = train_autoencoder(pipe.vae, frames, cfg.autoencoder, out / "autoencoder", progress)
-            del frames
-        if cfg.data.cache_latents:
-            dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
+        with process_state().main_process_first():  # many processes: the first writes, the others read
+            if cfg.autoencoder.steps > 0:
+                frames = corpus_frames(dataset, cfg.autoencoder.max_frames, cfg.autoencoder.seed)
+                pipe.vae = train_autoencoder(pipe.vae, frames, cfg.autoencoder, out / "autoencoder", progress)
+                del frames
+            if cfg.data.cache_latents:
+                dataset = cache_latents(pipe.vae, dataset, out / "latents.safetensors", progress=progress)
         result = Trainer(cfg, pipe, dataset, _save_pipeline(metadata)).train(progress=progress)
         write_training_record(out, result.model_dir)
     return result
 
 
 def write_training_record(run_dir: Path, model_dir: Path) -> Path:
-    """Copy the config and logs of a run into ``model_dir/training/`` and draw ``loss.png`` there."""
+    """Copy the config and logs of a run into ``model_dir/training/`` and draw ``loss.png`` there
+    (on the main process only)."""
     from procseq.outputs import write_bytes_atomic
     from procseq.training.curves import plot_curves, read_log
 
     record = Path(model_dir) / "training"
+    if not process_state().is_main_process:
+        return record
     record.mkdir(parents=True, exist_ok=True)
     curves = {}
     for name, src in (("config.yaml", run_dir / "config.yaml"), ("log.jsonl", run_dir / "log.jsonl"),

@@ -3,8 +3,17 @@
 Exact resume: the data order and every random draw (noise, timesteps, caption dropout) are pure
 functions of ``(seed, step)``, and model + optimizer state is restored with ``Accelerator.load_state``,
 so a run killed and restarted from a checkpoint produces the same loss curve as an uninterrupted
-run. Multi-GPU works unchanged through ``accelerate launch`` (each process takes its own slice of
-every global batch).
+run.
+
+Many processes (``torchrun``, ``accelerate launch``): each process takes rows ``rank, rank + world,
+...`` of every global batch, and its noise, timesteps and caption dropout are the same rows of the
+draws made for the whole global batch, a pure function of ``(seed, step, rank)``; so every process
+draws its own, and N processes see exactly the inputs one process sees on the same global batch
+(tested with 2 CPU processes for every trainer). diffusers' pipeline code reads attributes such as
+``dtype`` from the text encoders, which a ``DistributedDataParallel`` wrapper does not have: the
+pipeline gets a :class:`CallThrough` view of each prepared text encoder. ``find_unused_parameters`` is on
+only for trainers whose ``unused_parameters`` says why some trainable weights legitimately get no
+gradient in a step.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -57,6 +66,8 @@ class FlowBatch:
     txt_ids: torch.Tensor
     guidance: torch.Tensor | None
     generator: torch.Generator
+    """The step's generator, the same on every process: a per-sample draw made from it must cover the global
+    batch and keep this process's rows (:meth:`Trainer.rank_rows`), as the noise and timesteps do."""
 
     @property
     def x_t(self) -> torch.Tensor:
@@ -126,6 +137,26 @@ class BatchSchedule:
         return self._cache[1][i]
 
 
+class CallThrough:
+    """A prepared (e.g. ``DistributedDataParallel``-wrapped) module as diffusers' pipeline code sees it:
+    called through the wrapper (so gradients synchronise), attributes (``dtype``, ``config``, ...) read
+    from the unwrapped model."""
+
+    def __init__(self, prepared: torch.nn.Module, unwrapped: torch.nn.Module):
+        self.prepared, self.unwrapped = prepared, unwrapped
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.prepared(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.unwrapped, name)
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("step_*"))
+    return ckpts[-1] if ckpts else None
+
+
 class Trainer:
     """Flow-matching training of a Flux pipeline's transformer (and optionally its text encoders).
 
@@ -137,13 +168,18 @@ class Trainer:
         save_fn: ``save_fn(pipe, dir)`` writes the final model folder.
     """
 
+    #: Why some trainable parameters get no gradient in a step, or None if all always do: a reason switches
+    #: on DDP's ``find_unused_parameters`` (subclasses set it; see the adapter and ReCraft trainers).
+    unused_parameters: str | None = None
+
     def __init__(self, config: RunConfig, pipe: Any, dataset: Dataset, save_fn: Callable[[Any, Path], None]):
         self.cfg, self.pipe, self.dataset, self.save_fn = config, pipe, dataset, save_fn
         t = config.train
         self.out = Path(t.output_dir)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=self.unused_parameters is not None)
         self.accelerator = Accelerator(
             mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accum,
-            cpu=not torch.cuda.is_available(),
+            cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp],
         )
         frames = getattr(dataset, "num_frames_list", None)
         self.frames_of = list(frames) if frames is not None else [int(dataset[i]["num_frames"]) for i in range(len(dataset))]
@@ -172,12 +208,18 @@ class Trainer:
         """Grid pixels ``(B, 3, H, W)`` -> scaled VAE latents ``(B, C, H/s, W/s)`` (distribution mode)."""
         return encode_pixels(self.pipe.vae, pixels.to(self.pipe.vae.device))
 
+    def rank_rows(self, draw: torch.Tensor) -> torch.Tensor:
+        """This process's rows (``rank, rank + world, ...``) of a draw made for the whole global batch."""
+        return draw[self.accelerator.process_index :: self.accelerator.num_processes].contiguous()
+
     def make_batch(self, step: int, indices: list[int]) -> FlowBatch:
-        """The noised inputs of one (per-process) batch; all randomness drawn from (seed, step)."""
+        """The noised inputs of one (per-process) batch; all randomness drawn from (seed, step) for the
+        global batch, of which this process keeps its rows (:meth:`rank_rows`)."""
         t_cfg = self.cfg.train
         g = torch.Generator().manual_seed(t_cfg.seed * 1_000_003 + step)
         items = [self.dataset[i] for i in indices]
-        drop = torch.rand(len(items), generator=g) < self.cfg.data.caption_dropout
+        n_global = len(items) * self.accelerator.num_processes
+        drop = self.rank_rows(torch.rand(n_global, generator=g)) < self.cfg.data.caption_dropout
         prompts = ["" if d else it["prompt"] for it, d in zip(items, drop.tolist())]
         n_frames = int(items[0]["num_frames"])
         if "latents" in items[0]:  # cached (procseq.training.latents)
@@ -186,9 +228,9 @@ class Trainer:
             x0_lat = self.encode_images(torch.stack([it["grid"] for it in items]))
         b, c, h, w = x0_lat.shape
         x0 = pack_latents(x0_lat)
-        noise = torch.randn(x0.shape, generator=g).to(x0)
-        t = sample_timesteps(b, t_cfg.timestep_scheme, g, t_cfg.timestep_mean, t_cfg.timestep_std,
-                             t_cfg.timestep_shift).to(x0)
+        noise = self.rank_rows(torch.randn((n_global, *x0.shape[1:]), generator=g)).to(x0)
+        t = self.rank_rows(sample_timesteps(n_global, t_cfg.timestep_scheme, g, t_cfg.timestep_mean,
+                                            t_cfg.timestep_std, t_cfg.timestep_shift)).to(x0)
         layout = GridLayout.for_frames(n_frames)
         img_ids = grid_position_ids(layout, (w // 2) // layout.cols).to(x0)
         embeds, pooled, txt_ids = self.encode_text(prompts)
@@ -239,7 +281,7 @@ class Trainer:
     def _train(self, progress: bool) -> TrainResult:
         cfg, acc = self.cfg, self.accelerator
         t_cfg = cfg.train
-        set_seed(t_cfg.seed)
+        set_seed(t_cfg.seed, device_specific=True)  # global RNG (e.g. dropout): seed + rank
         self.pipe.vae.requires_grad_(False)
         for m in (self.pipe.text_encoder, self.pipe.text_encoder_2, self.pipe.transformer):
             m.requires_grad_(False)
@@ -253,8 +295,8 @@ class Trainer:
         prepared = acc.prepare(*modules, opt)
         modules, opt = list(prepared[:-1]), prepared[-1]
         self.pipe.transformer = modules[0]
-        if cfg.model.train_text_encoders:
-            self.pipe.text_encoder, self.pipe.text_encoder_2 = modules[1], modules[2]
+        if cfg.model.train_text_encoders:  # FluxPipeline.encode_prompt reads text_encoder.dtype
+            self.pipe.text_encoder, self.pipe.text_encoder_2 = (CallThrough(m, acc.unwrap_model(m)) for m in modules[1:3])
 
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.jsonl"
