@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
+from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, insertion_pipeline
 from procseq.cli.common import (
     ADAPTERS_HELP,
     CFG_HELP,
@@ -56,11 +58,16 @@ from procseq.cli.evaluate import per_domain
               help="Condition LoRA folder or .safetensors for --known (default: the model's own known_frames/).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger --known images (checked before decoding).")
+@click.option("--adaptive", is_flag=True,
+              help="Adaptive steps after generation: insert frames where neighbours differ too much, delete where "
+                   "too little (knobs below); the decisions go into sequence.json.")
+@adaptive_options
 def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None, guidance: float | None,
              frame_size: int | None, model: str, dtype: str, bf16_autocast: bool, device: str | None,
              cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, true_cfg_scale: float | None,
              negative_prompt: str, adapters: str | None, adapter_mix: str | None, known_items: tuple[str, ...],
-             known_mode: str | None, lora: Path | None, max_pixels: int) -> None:
+             known_mode: str | None, lora: Path | None, max_pixels: int, adaptive: bool, features: Path | None,
+             **knobs: Any) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions.
 
     With --known, some steps are given as pictures (any cells) and the others are generated to fit.
@@ -73,6 +80,8 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     mix = parse_mix(adapter_mix)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
+    config = adaptive_config(**knobs) if adaptive else None
+    check_features(features)
     check_output_free(out, overwrite)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters)
     if lora is not None:
@@ -83,12 +92,23 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale, known=known,
                       known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None)
+        if config is not None:
+            from procseq.models.features import load_feature_extractor
+            from procseq.pipelines.adaptive import PipelineInterpolator, adapt_output
+
+            inserter = insertion_pipeline(pipe, model, lora, dtype=dtype, device=device)
+            interp = PipelineInterpolator(inserter, prompt, domain, num_inference_steps=steps, true_cfg_scale=1.0,
+                                          allow_unseen=True)
+            result = adapt_output(result, load_feature_extractor(pipe, features), [interp], config, seed)
+        record = result.metadata[0].pop("adaptive", None)
         seq = result.sequences([prompt], domain)[0]
         inputs = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
-        seq.save(tmp, extra={"seed": seed, "model": str(model), **inputs})
+        plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
+        seq.save(tmp, extra={"seed": seed, "model": str(model), **inputs,
+                             **({"adaptive": record, **plan} if record is not None else {})})
         result.grid[0].save(tmp / "grid.png")
         seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
-    click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
+    click.echo(f"wrote {seq.num_frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
 
 
 
