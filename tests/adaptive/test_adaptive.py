@@ -22,7 +22,7 @@ from procseq.sequence import Sequence
 
 from .conftest import average, progress, sequence
 
-IMAGE_ONLY = dict(alpha=0.5, beta=0.5)
+IMAGE_ONLY = dict(alpha=0.5, beta=0.5, k_add=1.5, k_del=1.5)
 
 
 def values(frames) -> list[float]:
@@ -97,13 +97,24 @@ def test_an_even_sequence_is_already_a_fixed_point(fake) -> None:
 
 
 def test_the_round_budget_stops_it(fake) -> None:
-    frames, captions = sequence([0, 1, 2, 6, 7, 8])  # a gap of 4: halved in one round, again in the next
-    config = dict(k_add=0.5, k_del=3.0, **IMAGE_ONLY)
+    frames, captions = sequence([0, 1, 2, 6, 7, 8])  # a gap of 4: halved in one round
+    config = dict(IMAGE_ONLY, k_add=0.5, k_del=3.0)
     one = adapt_frames(frames, captions, fake, average, AdaptiveConfig(max_rounds=1, **config))
     assert values(one.frames) == [0, 1, 2, 4, 6, 7, 8] and one.record["stopped"] == "budget"
     more = adapt_frames(frames, captions, fake, average, AdaptiveConfig(max_rounds=6, **config))
-    assert values(more.frames) == list(range(9)) and more.record["stopped"] == "fixed_point"
-    assert len(more.record["rounds"]) == 4
+    assert values(more.frames) == [0, 1, 2, 4, 6, 7, 8] and more.record["stopped"] == "fixed_point"
+
+
+def test_thresholds_hold_across_rounds_unless_recomputed(fake) -> None:
+    frames, captions = sequence([0, 1, 2, 6, 7, 8])
+    config = dict(IMAGE_ONLY, k_add=0.5, k_del=3.0, max_rounds=6)
+    fixed = adapt_frames(frames, captions, fake, average, AdaptiveConfig(**config))
+    th = [r["thresholds"] for r in fixed.record["rounds"]]
+    assert len(th) == 2 and th[0] == th[1] and fixed.record["rounds"][0]["scales"] == fixed.record["rounds"][1]["scales"]
+    again = adapt_frames(frames, captions, fake, average, AdaptiveConfig(recompute=True, **config))
+    assert values(again.frames) == list(range(9)) and again.record["stopped"] == "fixed_point"
+    assert len(again.record["rounds"]) == 4 and again.record["rounds"][0]["thresholds"] != again.record["rounds"][1][
+        "thresholds"]
 
 
 @pytest.mark.parametrize("vals, limits", [
@@ -118,7 +129,7 @@ def test_the_frame_range_is_never_left(fake, vals, limits) -> None:
 
 def test_never_below_two_frames(fake) -> None:
     frames, captions = sequence([0, 0, 1])
-    res = adapt_frames(frames, captions, fake, None, AdaptiveConfig(k_del=0.0, insert=False, **IMAGE_ONLY))
+    res = adapt_frames(frames, captions, fake, None, AdaptiveConfig(**dict(IMAGE_ONLY, k_del=0.0), insert=False))
     assert values(res.frames) == [0, 1] and res.record["stopped"] == "fixed_point"
 
 

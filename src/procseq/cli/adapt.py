@@ -17,12 +17,14 @@ ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--beta", default=0.4, show_default=True, type=float,
                  help="Adaptive steps: weight of the local (nearest-patch) difference; the semantic (caption) "
                       "difference gets 1 - alpha - beta."),
-    click.option("--k-add", default=1.5, show_default=True, type=float,
+    click.option("--k-add", default=2.0, show_default=True, type=float,
                  help="Adaptive steps: insert where the difference exceeds mu + k_add * sigma."),
     click.option("--k-del", default=1.5, show_default=True, type=float,
                  help="Adaptive steps: delete where the difference falls below mu - k_del * sigma."),
     click.option("--max-rounds", default=3, show_default=True, type=int,
                  help="Adaptive steps: budget of sliding-window rounds (stops earlier at a fixed point)."),
+    click.option("--recompute-thresholds", is_flag=True,
+                 help="Adaptive steps: recompute the thresholds at every round (default: the input sequence's hold)."),
     click.option("--min-frames", default=2, show_default=True, type=int,
                  help="Adaptive steps: never fewer frames than this (at least 2)."),
     click.option("--max-frames", default=None, type=int,
@@ -41,12 +43,12 @@ def adaptive_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_rounds: int, min_frames: int,
-                    max_frames: int | None, **_: Any) -> Any:
+                    max_frames: int | None, recompute_thresholds: bool = False, **_: Any) -> Any:
     """The :class:`~procseq.pipelines.adaptive.AdaptiveConfig` of the options (checked: ``ValueError`` on bad values)."""
     from procseq.pipelines.adaptive import AdaptiveConfig
 
     return AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=max_rounds,
-                          min_frames=min_frames, max_frames=max_frames)
+                          min_frames=min_frames, max_frames=max_frames, recompute=recompute_thresholds)
 
 
 def check_features(path: Path | None) -> None:

@@ -15,6 +15,8 @@ by the model through the known-frames mechanism): step accuracy (:func:`procseq.
 before and after. The scorer needs the spec's frame count, so a sequence of another length is first
 resampled to it (:func:`procseq.eval.baselines.resample`, first and last kept, evenly spaced), exactly as a
 fixed-count pipeline would be judged; the fraction with the right count is reported beside it.
+**Generated** (the first `n-generated` records per domain): the model's own sequences (its default sampling,
+seed = record index) scored as generated and after adaptive steps, full and ablated (same rule for the count).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,43 @@ def repair(cases: list[dict[str, Any]], extractor: Any, pipe: Any, config: Adapt
             for case, r in rows.items()}
 
 
+def generated(records: list[dict[str, Any]], pipe: Any, extractor: Any, config: AdaptiveConfig, steps: int
+              ) -> dict[str, Any]:
+    """Generated sequences (the record's prompt, seed = record index, the model's defaults) scored as generated
+    and after adaptive steps, for the full method and each ablation (same `config` otherwise)."""
+    import torch
+
+    from procseq.eval.baselines import resample
+    from procseq.eval.metrics import score_sequence
+    from procseq.eval.scorer import spec_from_dict
+    from procseq.pipelines.adaptive import PipelineInterpolator
+
+    rows: dict[str, list[dict[str, float]]] = {"generated": [], **{name: [] for name in ABLATIONS}}
+    for index, record in enumerate(records):
+        spec = spec_from_dict(record["spec"])
+        n = int(spec.num_frames)
+        out = pipe(record["prompt"], domain=record["domain"], frames=n, generator=torch.Generator().manual_seed(index))
+        frames, captions = out.frames[0], out.captions[0]
+        base = score_sequence(frames, spec)
+        rows["generated"].append({"step_acc": base.step_acc, "consistency": _nan(base.consistency), "frames": n,
+                                  "inserted": 0, "deleted": 0})
+        interp = PipelineInterpolator(pipe, record["prompt"], record["domain"], num_inference_steps=steps,
+                                      true_cfg_scale=1.0)
+        for name, (alpha, beta) in ABLATIONS.items():
+            res = adapt_frames(frames, captions, extractor, interp, replace(config, alpha=alpha, beta=beta), index)
+            sc = score_sequence(resample(res.frames, n), spec)
+            rows[name].append({"step_acc": sc.step_acc, "consistency": _nan(sc.consistency),
+                               "frames": len(res.frames), "inserted": res.record["inserted"],
+                               "deleted": res.record["deleted"]})
+        print(f"generated {index + 1}/{len(records)}", flush=True)
+    return {name: {"n": len(r), **{k: float(np.nanmean([x[k] for x in r])) for k in r[0]}}
+            for name, r in rows.items() if r}
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def load_cases(data: Path, split: str, n: int, domains: list[str]) -> list[dict[str, Any]]:
     """The constructed cases of the first `n` records per domain."""
     from procseq.data.dataset import load_split
@@ -135,6 +175,13 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {case} | {r['n']} | {r['before']:.3f} | {r['after']:.3f} | "
                              f"{r['count_right_before']:.2f} | {r['count_right_after']:.2f} | {r['inserted']:.2f} | "
                              f"{r['deleted']:.2f} |")
+    if result.get("generated"):
+        lines += ["", "| sequences | n | step acc | consistency | frames | inserted / seq | deleted / seq |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, r in result["generated"].items():
+            label = "as generated" if name == "generated" else f"adaptive, {name}"
+            lines.append(f"| {label} | {r['n']} | {r['step_acc']:.3f} | {r['consistency']:.3f} | {r['frames']:.2f} | "
+                         f"{r['inserted']:.2f} | {r['deleted']:.2f} |")
     return "\n".join(lines)
 
 
@@ -152,31 +199,44 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", default=20, type=int, help="records per domain")
     p.add_argument("--domains", default=DOMAINS)
     p.add_argument("--ks", default="1.0,1.5,2.0", help="k values of the detection grid (k_add = k_del = k)")
-    p.add_argument("--k-add", default=1.5, type=float, help="k_add of the repair run and the ablation")
+    p.add_argument("--k-add", default=2.0, type=float, help="k_add of the repair run and the ablation")
     p.add_argument("--k-del", default=1.5, type=float, help="k_del of the repair run and the ablation")
     p.add_argument("--rounds", default=3, type=int, help="round budget of the repair run")
     p.add_argument("--steps", default=20, type=int, help="denoising steps of an insertion")
-    p.add_argument("--no-repair", action="store_true", help="detection only (no generation)")
+    p.add_argument("--parts", default="detection,repair,generated",
+                   help="which measurements: detection (constructed cases, one round), repair (constructed cases, "
+                        "model insertions), generated (model sequences with and without adaptive steps)")
+    p.add_argument("--n-generated", default=10, type=int, help="records per domain of the generated part")
     args = p.parse_args(argv)
     pipe = load_pipeline(args.model, device="cpu", adapters="none")  # base domains; the condition LoRA loads on use
     pipe.set_progress_bar_config(disable=True)
     extractor = load_feature_extractor(pipe, args.features)
-    cases = load_cases(args.data, args.split, args.n, args.domains.split(","))
+    parts = set(args.parts.split(","))
+    cases = load_cases(args.data, args.split, args.n, args.domains.split(",")) if parts & {"detection", "repair"} \
+        else []
     start = time.perf_counter()
-    rows = []
-    grid = [(a, b, k, k) for k in map(float, args.ks.split(",")) for a, b in [ABLATIONS["full"]]]
-    grid += [(a, b, args.k_add, args.k_del) for name, (a, b) in ABLATIONS.items() if name != "full"]
-    for alpha, beta, k_add, k_del in grid:
-        name = next(n for n, w in ABLATIONS.items() if w == (alpha, beta))
-        config = AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=1)
-        rows.append({"weights": name, "k_add": k_add, "k_del": k_del, "scores": detection(cases, extractor, config)})
-        print(json.dumps(rows[-1]), flush=True)
-    result: dict[str, Any] = {"n_per_domain": args.n, "split": args.split, "cases": len(cases), "detection": rows,
+    result: dict[str, Any] = {"n_per_domain": args.n, "split": args.split, "cases": len(cases), "detection": [],
                               "condition_lora": None}
-    if not args.no_repair:
-        config = AdaptiveConfig(k_add=args.k_add, k_del=args.k_del, max_rounds=args.rounds)
+    if "detection" in parts:
+        grid = [(*ABLATIONS["full"], k, k) for k in map(float, args.ks.split(","))]
+        grid += [(a, b, args.k_add, args.k_del) for a, b in ABLATIONS.values()]
+        for alpha, beta, k_add, k_del in grid:
+            name = next(n for n, w in ABLATIONS.items() if w == (alpha, beta))
+            config = AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=1)
+            result["detection"].append({"weights": name, "k_add": k_add, "k_del": k_del,
+                                        "scores": detection(cases, extractor, config)})
+            print(json.dumps(result["detection"][-1]), flush=True)
+    config = AdaptiveConfig(k_add=args.k_add, k_del=args.k_del, max_rounds=args.rounds)
+    if "repair" in parts:
         result["repair"] = repair(cases, extractor, pipe, config, args.steps)
-        result["condition_lora"] = (pipe.condition_lora or {}).get("path")
+    if "generated" in parts:
+        from procseq.data.dataset import load_split
+        from procseq.eval.recraft import per_domain
+
+        records = per_domain(load_split(args.data, args.split), args.n_generated, args.domains.split(","))
+        result["n_generated_per_domain"] = args.n_generated
+        result["generated"] = generated(records, pipe, extractor, config, args.steps)
+    result["condition_lora"] = (pipe.condition_lora or {}).get("path")
     result["seconds"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "adaptive.json").write_text(json.dumps(result, indent=2) + "\n")

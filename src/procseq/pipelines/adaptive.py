@@ -53,17 +53,20 @@ class AdaptiveConfig:
         max_rounds: the budget of sliding-window rounds (each round acts on every pair at once).
         min_frames, max_frames: the frame count stays in this range (`max_frames` None: twice the input's).
         insert, delete: allow insertions / deletions.
+        recompute: recompute the term scales and the thresholds at every round (False: the input sequence's
+            hold for every round, so a fixed point is reached once no pair crosses them).
     """
 
     alpha: float = 0.4
     beta: float = 0.4
-    k_add: float = 1.5
+    k_add: float = 2.0
     k_del: float = 1.5
     max_rounds: int = 3
     min_frames: int = 2
     max_frames: int | None = None
     insert: bool = True
     delete: bool = True
+    recompute: bool = False
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta"):
@@ -91,12 +94,13 @@ class AdaptiveConfig:
 
 @dataclass
 class PairDifferences:
-    """The three differences of every adjacent pair, raw, `(n - 1,)` each, and the combined ``D``."""
+    """The three differences of every adjacent pair, raw, `(n - 1,)` each, the combined ``D`` and the terms' scales."""
 
     global_: np.ndarray
     local: np.ndarray
     semantic: np.ndarray
     combined: np.ndarray
+    scales: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def pair(self, i: int) -> dict[str, float]:
         """Pair `i`'s values as a JSON-ready dict."""
@@ -135,11 +139,13 @@ def nearest_patch_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def pair_differences(frames: SequenceABC[Image.Image], captions: SequenceABC[str], extractor: FeatureExtractor,
-                     weights: tuple[float, float, float]) -> PairDifferences:
+                     weights: tuple[float, float, float], scales: tuple[float, float, float] | None = None
+                     ) -> PairDifferences:
     """Global, local and semantic differences of adjacent pairs and their weighted combination ``D``.
 
-    Each term is divided by its mean over the pairs before weighting (a term that is zero everywhere
-    stays zero), so ``D`` compares pairs within one sequence.
+    Each term is divided by its scale before weighting: `scales` when given (the input sequence's, so
+    that later rounds are measured in the same units), else its own mean over the pairs. A term whose
+    scale is zero (zero everywhere) drops out.
     """
     if len(frames) < 2:
         raise ValueError(f"Adaptive steps need at least 2 frames, got {len(frames)}.")
@@ -148,12 +154,12 @@ def pair_differences(frames: SequenceABC[Image.Image], captions: SequenceABC[str
     g = _cosine_distance(image.embeds[:-1], image.embeds[1:]).numpy()
     loc = np.array([nearest_patch_distance(image.patches[i], image.patches[i + 1]) for i in range(len(frames) - 1)])
     s = _cosine_distance(text[:-1], text[1:]).numpy()
+    scales = scales or (float(g.mean()), float(loc.mean()), float(s.mean()))
     combined = np.zeros(len(g))
-    for w, term in zip(weights, (g, loc, s)):
-        mean = float(term.mean())
-        if w > 0 and mean >= EPS:
-            combined += w * term / mean
-    return PairDifferences(g, loc, s, combined)
+    for w, term, scale in zip(weights, (g, loc, s), scales):
+        if w > 0 and scale >= EPS:
+            combined += w * term / scale
+    return PairDifferences(g, loc, s, combined, scales)
 
 
 def thresholds(combined: np.ndarray, k_add: float, k_del: float) -> Thresholds:
@@ -267,9 +273,11 @@ def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], e
     ids = list(range(len(frames)))  # identity of each frame, to detect a repeated state
     next_id, seen = len(frames), {tuple(ids)}
     rounds, stopped = [], "budget"
+    scales, th = None, None
     for r in range(config.max_rounds):
-        diff = pair_differences(frames, captions, extractor, config.weights)
-        th = thresholds(diff.combined, config.k_add, config.k_del)
+        diff = pair_differences(frames, captions, extractor, config.weights, None if config.recompute else scales)
+        if th is None or config.recompute:
+            scales, th = diff.scales, thresholds(diff.combined, config.k_add, config.k_del)
         actions = plan_round(diff, th, len(frames), config, max_frames)
         before, done = len(frames), []
         for a in reversed(actions):  # right to left: indices to the left stay valid
@@ -292,7 +300,8 @@ def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], e
                 done.append({"op": "delete", "pair": [i, i + 1], "index": j, **diff.pair(i)})
                 del frames[j], captions[j], origin[j], ids[j]
         rounds.append({"round": r, "num_frames_before": before,
-                       "thresholds": asdict(th), "pairs": [diff.pair(i) for i in range(len(diff.combined))],
+                       "thresholds": asdict(th), "scales": dict(zip(TERMS, diff.scales)),
+                       "pairs": [diff.pair(i) for i in range(len(diff.combined))],
                        "actions": sorted(done, key=lambda d: d["index"])})
         if not done:
             stopped = "frame_limit" if candidates(diff, th, config) else "fixed_point"
