@@ -192,3 +192,11 @@ def test_bad_sequences_say_what_to_change(fake) -> None:
         adapt_frames(frames, captions, fake, None)
     with pytest.raises(ValueError, match="one size"):
         adapt_frames([frames[0], frames[1].resize((4, 4))], captions[:2], fake, average)
+
+
+def test_the_average_interpolator_blends_the_neighbours() -> None:
+    from procseq.pipelines.adaptive import average_interpolator
+
+    from .conftest import frame
+
+    assert progress(average_interpolator(frame(2), frame(6), ["a", "b", "c"], 0)) == 4

@@ -93,3 +93,12 @@ def test_generate_adaptive_bad_budget_fails_before_the_model(tmp_path) -> None:
     res = run("generate", "a red circle", "--model", str(tmp_path / "no-model"), "--adaptive", "--max-frames", "1",
               "--out", str(out))
     assert res.exit_code == 2 and "at least 2" in res.output and not out.exists()
+
+
+def test_adapt_with_the_average_interpolator(generated, tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "avg"
+    res = run("adapt", str(generated), "--out", str(out), "--model", str(tiny_model_dir), "--interpolator", "average",
+              "--k-add", "0.5", "--max-rounds", "1")
+    assert res.exit_code == 0, res.output
+    record = check_consistent(out)
+    assert record["adaptive"]["settings"]["k_add"] == 0.5

@@ -29,6 +29,9 @@ ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Adaptive steps: never fewer frames than this (at least 2)."),
     click.option("--max-frames", default=None, type=int,
                  help="Adaptive steps: never more frames than this (default: twice the input's)."),
+    click.option("--interpolator", default="model", show_default=True, type=click.Choice(["model", "average"]),
+                 help="Adaptive steps: how an inserted frame is made: generated from both neighbours (known frames "
+                      "0 and 2 of a 3-frame generation), or their pixel average (no model call)."),
     click.option("--features", default=None, type=click.Path(path_type=Path),
                  help="Adaptive steps: a LOCAL CLIP or DINOv2 folder for the image features (default: the "
                       "model's own VAE encoder and CLIP text encoder)."),
@@ -49,6 +52,15 @@ def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_r
 
     return AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=max_rounds,
                           min_frames=min_frames, max_frames=max_frames, recompute=recompute_thresholds)
+
+
+def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwargs: Any) -> Any:
+    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average."""
+    from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
+
+    if kind == "average":
+        return average_interpolator
+    return PipelineInterpolator(pipe, prompt, domain, allow_unseen=True, **call_kwargs)
 
 
 def check_features(path: Path | None) -> None:
@@ -116,14 +128,14 @@ def load_sequence_folder(folder: Path) -> Any:
 @adaptive_options
 def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lora: Path | None, seed: int,
           steps: int | None, true_cfg_scale: float, no_insert: bool, no_delete: bool, features: Path | None,
-          **knobs: Any) -> None:
+          interpolator: str, **knobs: Any) -> None:
     """Adaptive steps on SEQUENCE_DIR (a folder written by `procseq generate`): insert a frame where neighbours
     differ too much, delete one where they differ too little; the decisions go into sequence.json."""
     from dataclasses import replace
 
     from procseq.models.features import load_feature_extractor
     from procseq.models.loading import load_pipeline
-    from procseq.pipelines.adaptive import PipelineInterpolator, adapt_sequence
+    from procseq.pipelines.adaptive import adapt_sequence
 
     config = replace(adaptive_config(**knobs), insert=not no_insert, delete=not no_delete)
     check_features(features)
@@ -139,8 +151,8 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     pipe.set_progress_bar_config(disable=True)
     if lora is not None:
         pipe.load_condition_lora(lora)
-    interp = PipelineInterpolator(pipe, seq.prompt, seq.domain, num_inference_steps=steps,
-                                  true_cfg_scale=true_cfg_scale, allow_unseen=True)
+    interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, num_inference_steps=steps,
+                               true_cfg_scale=true_cfg_scale)
     result = adapt_sequence(seq, load_feature_extractor(pipe, features), None if no_insert else interp, config, seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)
     with atomic_output_dir(out, overwrite) as tmp:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, insertion_pipeline
+from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, insertion_pipeline, make_interpolator
 from procseq.cli.common import (
     ADAPTERS_HELP,
     CFG_HELP,
@@ -67,7 +67,7 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
              cpu_offload: bool, out: Path, overwrite: bool, gif_ms: int, true_cfg_scale: float | None,
              negative_prompt: str, adapters: str | None, adapter_mix: str | None, known_items: tuple[str, ...],
              known_mode: str | None, lora: Path | None, max_pixels: int, adaptive: bool, features: Path | None,
-             **knobs: Any) -> None:
+             interpolator: str, **knobs: Any) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions.
 
     With --known, some steps are given as pictures (any cells) and the others are generated to fit.
@@ -94,11 +94,12 @@ def generate(prompt: str, domain: str, frames: int, seed: int, steps: int | None
                       known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None)
         if config is not None:
             from procseq.models.features import load_feature_extractor
-            from procseq.pipelines.adaptive import PipelineInterpolator, adapt_output
+            from procseq.pipelines.adaptive import adapt_output
 
-            inserter = insertion_pipeline(pipe, model, lora, dtype=dtype, device=device)
-            interp = PipelineInterpolator(inserter, prompt, domain, num_inference_steps=steps, true_cfg_scale=1.0,
-                                          allow_unseen=True)
+            inserter = insertion_pipeline(pipe, model, lora, dtype=dtype, device=device) \
+                if interpolator == "model" else None
+            interp = make_interpolator(interpolator, inserter, prompt, domain, num_inference_steps=steps,
+                                       true_cfg_scale=1.0)
             result = adapt_output(result, load_feature_extractor(pipe, features), [interp], config, seed)
         record = result.metadata[0].pop("adaptive", None)
         seq = result.sequences([prompt], domain)[0]

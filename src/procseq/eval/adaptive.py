@@ -82,19 +82,27 @@ def detection(cases: list[dict[str, Any]], extractor: Any, config: AdaptiveConfi
     return out
 
 
-def repair(cases: list[dict[str, Any]], extractor: Any, pipe: Any, config: AdaptiveConfig, steps: int
-           ) -> dict[str, Any]:
-    """Step accuracy before and after adaptive steps (model insertions), per case kind."""
+def interpolator(kind: str, pipe: Any, prompt: str, domain: str, steps: int) -> Any:
+    """``model`` (known frames 0 and 2 of a 3-frame generation, no true CFG) or ``average`` (pixel blend)."""
+    from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
+
+    if kind == "average":
+        return average_interpolator
+    return PipelineInterpolator(pipe, prompt, domain, num_inference_steps=steps, true_cfg_scale=1.0)
+
+
+def repair(cases: list[dict[str, Any]], extractor: Any, pipe: Any, config: AdaptiveConfig, steps: int,
+           kind: str = "model") -> dict[str, Any]:
+    """Step accuracy before and after adaptive steps (insertions by `kind`), per case kind."""
     from procseq.eval.baselines import resample
     from procseq.eval.metrics import score_sequence
     from procseq.eval.scorer import spec_from_dict
-    from procseq.pipelines.adaptive import PipelineInterpolator
 
     rows: dict[str, list[dict[str, float]]] = {c: [] for c in CASES}
     for c in cases:
         spec = spec_from_dict(c["spec"])
         n = int(spec.num_frames)
-        interp = PipelineInterpolator(pipe, c["prompt"], c["domain"], num_inference_steps=steps, true_cfg_scale=1.0)
+        interp = interpolator(kind, pipe, c["prompt"], c["domain"], steps)
         res = adapt_frames(c["frames"], c["captions"], extractor, interp, config, seed=c["index"])
         before = score_sequence(resample(c["frames"], n), spec).step_acc
         after = score_sequence(resample(res.frames, n), spec).step_acc
@@ -105,8 +113,8 @@ def repair(cases: list[dict[str, Any]], extractor: Any, pipe: Any, config: Adapt
             for case, r in rows.items()}
 
 
-def generated(records: list[dict[str, Any]], pipe: Any, extractor: Any, config: AdaptiveConfig, steps: int
-              ) -> dict[str, Any]:
+def generated(records: list[dict[str, Any]], pipe: Any, extractor: Any, config: AdaptiveConfig, steps: int,
+              kind: str = "model") -> dict[str, Any]:
     """Generated sequences (the record's prompt, seed = record index, the model's defaults) scored as generated
     and after adaptive steps, for the full method and each ablation (same `config` otherwise)."""
     import torch
@@ -114,7 +122,6 @@ def generated(records: list[dict[str, Any]], pipe: Any, extractor: Any, config: 
     from procseq.eval.baselines import resample
     from procseq.eval.metrics import score_sequence
     from procseq.eval.scorer import spec_from_dict
-    from procseq.pipelines.adaptive import PipelineInterpolator
 
     rows: dict[str, list[dict[str, float]]] = {"generated": [], **{name: [] for name in ABLATIONS}}
     for index, record in enumerate(records):
@@ -125,8 +132,7 @@ def generated(records: list[dict[str, Any]], pipe: Any, extractor: Any, config: 
         base = score_sequence(frames, spec)
         rows["generated"].append({"step_acc": base.step_acc, "consistency": _nan(base.consistency), "frames": n,
                                   "inserted": 0, "deleted": 0})
-        interp = PipelineInterpolator(pipe, record["prompt"], record["domain"], num_inference_steps=steps,
-                                      true_cfg_scale=1.0)
+        interp = interpolator(kind, pipe, record["prompt"], record["domain"], steps)
         for name, (alpha, beta) in ABLATIONS.items():
             res = adapt_frames(frames, captions, extractor, interp, replace(config, alpha=alpha, beta=beta), index)
             sc = score_sequence(resample(res.frames, n), spec)
@@ -207,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="which measurements: detection (constructed cases, one round), repair (constructed cases, "
                         "model insertions), generated (model sequences with and without adaptive steps)")
     p.add_argument("--n-generated", default=10, type=int, help="records per domain of the generated part")
+    p.add_argument("--interpolator", default="model", choices=("model", "average"),
+                   help="how the repair and generated parts insert a frame")
     args = p.parse_args(argv)
     pipe = load_pipeline(args.model, device="cpu", adapters="none")  # base domains; the condition LoRA loads on use
     pipe.set_progress_bar_config(disable=True)
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         else []
     start = time.perf_counter()
     result: dict[str, Any] = {"n_per_domain": args.n, "split": args.split, "cases": len(cases), "detection": [],
-                              "condition_lora": None}
+                              "condition_lora": None, "interpolator": args.interpolator, "k_add": args.k_add,
+                              "k_del": args.k_del, "rounds": args.rounds}
     if "detection" in parts:
         grid = [(*ABLATIONS["full"], k, k) for k in map(float, args.ks.split(","))]
         grid += [(a, b, args.k_add, args.k_del) for a, b in ABLATIONS.values()]
@@ -228,14 +237,14 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(result["detection"][-1]), flush=True)
     config = AdaptiveConfig(k_add=args.k_add, k_del=args.k_del, max_rounds=args.rounds)
     if "repair" in parts:
-        result["repair"] = repair(cases, extractor, pipe, config, args.steps)
+        result["repair"] = repair(cases, extractor, pipe, config, args.steps, args.interpolator)
     if "generated" in parts:
         from procseq.data.dataset import load_split
         from procseq.eval.recraft import per_domain
 
         records = per_domain(load_split(args.data, args.split), args.n_generated, args.domains.split(","))
         result["n_generated_per_domain"] = args.n_generated
-        result["generated"] = generated(records, pipe, extractor, config, args.steps)
+        result["generated"] = generated(records, pipe, extractor, config, args.steps, args.interpolator)
     result["condition_lora"] = (pipe.condition_lora or {}).get("path")
     result["seconds"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)

@@ -339,6 +339,11 @@ class PipelineInterpolator:
         return out.frames[0][1]
 
 
+def average_interpolator(left: Image.Image, right: Image.Image, captions: list[str], seed: int) -> Image.Image:
+    """A model-free insertion: the pixel average of the two neighbours (a baseline, and a fallback)."""
+    return Image.blend(left.convert("RGB"), right.convert("RGB"), 0.5)
+
+
 def adapt_sequence(sequence: Sequence, extractor: FeatureExtractor, interpolate: Interpolator | None,
                    config: AdaptiveConfig | None = None, seed: int = 0) -> Sequence:
     """A :class:`Sequence` after adaptive steps; ``meta["adaptive"]`` holds the record, ``meta["plan"]`` the plan."""
@@ -380,5 +385,5 @@ def adapt_output(output: SequenceOutput, extractor: FeatureExtractor,
 
 
 __all__ = ["TERMS", "AdaptResult", "AdaptiveConfig", "Interpolator", "PairDifferences", "PipelineInterpolator",
-           "Thresholds", "adapt_frames", "adapt_output", "adapt_sequence", "candidates", "inserted_caption", "merged_caption",
+           "Thresholds", "adapt_frames", "average_interpolator", "adapt_output", "adapt_sequence", "candidates", "inserted_caption", "merged_caption",
            "nearest_patch_distance", "pair_differences", "plan_round", "renumber", "thresholds", "updated_plan"]
