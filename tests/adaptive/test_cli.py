@@ -37,14 +37,15 @@ def check_consistent(folder) -> dict:
 def generated(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("adaptive-cli") / "gen"
     res = run("generate", "a red circle", "--frames", "4", "--steps", "2", "--model", str(tiny_model_dir),
-              "--out", str(out), "--adaptive", "--k-add", "0.5", "--max-rounds", "1")
+              "--out", str(out), "--adaptive", "--k-add", "0.5", "--max-rounds", "2", "--recompute-thresholds")
     assert res.exit_code == 0, res.output
     return out
 
 
 def test_generate_adaptive_writes_a_consistent_sequence(generated) -> None:
     record = check_consistent(generated)
-    assert record["adaptive"]["num_frames_in"] == 4 and record["adaptive"]["settings"]["k_add"] == 0.5
+    settings = record["adaptive"]["settings"]
+    assert record["adaptive"]["num_frames_in"] == 4 and settings["k_add"] == 0.5 and settings["recompute"] is True
     assert record["settings"]["frames"] == record["num_frames"]
 
 

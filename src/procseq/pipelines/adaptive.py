@@ -18,7 +18,9 @@ budget is spent (``record["stopped"]``: ``fixed_point``, ``frame_limit`` when th
 leave the frame range, ``cycle`` or ``budget``); the frame count never leaves ``[min_frames, max_frames]``. Captions follow the frames
 (an inserted step is the first part of the step after it; a deleted step's caption merges into the one
 kept; ``Step N:`` numbering is renumbered), the plan is updated, and every decision (what, where, the
-three differences, the thresholds) is recorded.
+three differences, the thresholds) is recorded. In the record, a round's ``pairs`` and each action's
+``between`` / ``pair`` / ``index`` count frames of the sequence as that round started (an insertion's
+``index`` is the frame it went before); ``origin`` maps every output frame to its input frame.
 """
 
 from __future__ import annotations
