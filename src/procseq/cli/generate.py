@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, insertion_pipeline, make_interpolator
 from procseq.cli.common import (
     ADAPTERS_HELP,
     CFG_HELP,
@@ -63,12 +65,16 @@ from procseq.outputs import write_json_atomic
               help="Condition LoRA folder or .safetensors for --known (default: the model's own known_frames/).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger --known images (checked before decoding).")
+@click.option("--adaptive", is_flag=True,
+              help="Adaptive steps after generation: insert frames where neighbours differ too much, delete where "
+                   "too little (knobs below); the decisions go into sequence.json.")
+@adaptive_options
 def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames: int, seed: int, steps: int | None,
              guidance: float | None, model: str, frame_size: int | None, dtype: str, threads: int | None,
              device: str | None, cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path,
              overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
-             max_pixels: int) -> None:
+             max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, **knobs: Any) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions, or one per line
     of --prompts FILE.jsonl.
 
@@ -96,7 +102,9 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
     mix = parse_mix(adapter_mix)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
-    inputs = model_inputs(model, adapters, lora, *(i.split("=", 1)[1] for i in known_items))
+    config = adaptive_config(**knobs) if adaptive else None
+    check_features(features)
+    inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items))
     check_output_free(out, overwrite, inputs)
     precheck(model, domain, frames, frame_size, adapters)  # bad arguments fail here, before torch loads
 
@@ -116,9 +124,21 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale, known=known,
                       known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None)
+        if config is not None:
+            from procseq.models.features import load_feature_extractor
+            from procseq.pipelines.adaptive import adapt_output
+
+            inserter = insertion_pipeline(pipe, model, lora, dtype=dtype, device=device) \
+                if interpolator == "model" else None
+            interp = make_interpolator(interpolator, inserter, prompt, domain, num_inference_steps=steps,
+                                       true_cfg_scale=1.0)
+            result = adapt_output(result, load_feature_extractor(pipe, features), [interp], config, seed)
+        record = result.metadata[0].pop("adaptive", None)
         given = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
-        save_sequence_folder(result, prompt, domain, tmp, {"seed": seed, "model": str(model), **given}, gif_ms)
-    click.echo(f"wrote {frames} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
+        plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
+        extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
+        save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms)
+    click.echo(f"wrote {len(result.frames[0])} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
 
 
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,

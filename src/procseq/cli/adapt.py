@@ -1,0 +1,162 @@
+"""`procseq adapt`: adaptive steps on an existing sequence folder; the options `generate --adaptive` shares."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, main
+
+ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--alpha", default=0.4, show_default=True, type=float,
+                 help="Adaptive steps: weight of the global (image-embedding) difference."),
+    click.option("--beta", default=0.4, show_default=True, type=float,
+                 help="Adaptive steps: weight of the local (nearest-patch) difference; the semantic (caption) "
+                      "difference gets 1 - alpha - beta."),
+    click.option("--k-add", default=2.0, show_default=True, type=float,
+                 help="Adaptive steps: insert where the difference exceeds mu + k_add * sigma."),
+    click.option("--k-del", default=1.5, show_default=True, type=float,
+                 help="Adaptive steps: delete where the difference falls below mu - k_del * sigma."),
+    click.option("--max-rounds", default=3, show_default=True, type=int,
+                 help="Adaptive steps: budget of sliding-window rounds (stops earlier at a fixed point)."),
+    click.option("--recompute-thresholds", is_flag=True,
+                 help="Adaptive steps: recompute the thresholds at every round (default: the input sequence's hold)."),
+    click.option("--min-frames", default=2, show_default=True, type=int,
+                 help="Adaptive steps: never fewer frames than this (at least 2)."),
+    click.option("--max-frames", default=None, type=int,
+                 help="Adaptive steps: never more frames than this (default: twice the input's)."),
+    click.option("--interpolator", default="model", show_default=True, type=click.Choice(["model", "average"]),
+                 help="Adaptive steps: how an inserted frame is made: generated from both neighbours (known frames "
+                      "0 and 2 of a 3-frame generation), or their pixel average (no model call)."),
+    click.option("--features", default=None, type=click.Path(path_type=Path),
+                 help="Adaptive steps: a LOCAL CLIP or DINOv2 folder for the image features (default: the "
+                      "model's own VAE encoder and CLIP text encoder)."),
+]
+
+
+def adaptive_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the adaptive-steps options (alpha, beta, k_add, k_del, max_rounds, min/max_frames, features)."""
+    for option in reversed(ADAPTIVE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_rounds: int, min_frames: int,
+                    max_frames: int | None, recompute_thresholds: bool = False, **_: Any) -> Any:
+    """The :class:`~procseq.pipelines.adaptive.AdaptiveConfig` of the options (checked: ``ValueError`` on bad values)."""
+    from procseq.pipelines.adaptive import AdaptiveConfig
+
+    return AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=max_rounds,
+                          min_frames=min_frames, max_frames=max_frames, recompute=recompute_thresholds)
+
+
+def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwargs: Any) -> Any:
+    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average."""
+    from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
+
+    if kind == "average":
+        return average_interpolator
+    return PipelineInterpolator(pipe, prompt, domain, allow_unseen=True, **call_kwargs)
+
+
+def check_features(path: Path | None) -> None:
+    """Refuse a --features folder that is not a local checkpoint (before any model loads)."""
+    if path is not None and not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a local CLIP/DINOv2 checkpoint folder (no config.json); pass a "
+                                "folder written by save_pretrained, or leave --features out.")
+
+
+def insertion_pipeline(pipe: Any, model: str, lora: Path | None, **load_kwargs: Any) -> Any:
+    """The pipeline insertions run on: `pipe` itself, or (when `pipe` carries multi-domain adapters, which the
+    condition LoRA cannot load beside) the same model without them."""
+    from procseq.models.loading import load_pipeline
+
+    if pipe.adapter_domains:
+        pipe = load_pipeline(model, adapters="none", **load_kwargs)
+        pipe.set_progress_bar_config(disable=True)
+    if lora is not None:
+        pipe.load_condition_lora(lora)
+    return pipe
+
+
+def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600) -> None:
+    """frame_XX.png, sequence.json, grid.png and sequence.gif of `seq` into `out`."""
+    from procseq.layout import frames_to_grid
+
+    seq.save(out, extra=extra)
+    frames_to_grid(seq.frames).save(out / "grid.png")
+    seq.frames[0].save(out / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+
+
+def load_sequence_folder(folder: Path) -> Any:
+    """A sequence folder written by ``procseq generate`` (``ValueError``/``FileNotFoundError`` saying what is wrong)."""
+    from procseq.sequence import Sequence
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass a sequence folder written by `procseq generate`.")
+    if not (folder / "sequence.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a procseq sequence folder (no sequence.json); pass a folder "
+                                "written by `procseq generate`.")
+    try:
+        return Sequence.load(folder)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{folder / 'sequence.json'} is not valid JSON ({err.msg}); regenerate the sequence.") \
+            from err
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{folder / 'sequence.json'} lacks {err} (a sequence needs prompt, domain, num_frames "
+                         "and captions); regenerate the sequence.") from err
+
+
+@main.command("adapt")
+@click.argument("sequence_dir", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Output folder: the adapted frame_XX.png, grid.png, sequence.gif, sequence.json.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@click.option("--model", "-m", default=None, help=MODEL_HELP + " Default: the one in sequence.json, else procseq-tiny.")
+@click.option("--lora", default=None, type=click.Path(path_type=Path),
+              help="Condition LoRA for the insertions (default: the model's own).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the inserted frames.")
+@click.option("--steps", default=None, type=int, help="Denoising steps of an insertion (default: the model's).")
+@click.option("--true-cfg-scale", default=1.0, show_default=True, type=float,
+              help="True CFG of an insertion (1 = off; the two known neighbours carry the picture).")
+@click.option("--no-insert", is_flag=True, help="Only delete.")
+@click.option("--no-delete", is_flag=True, help="Only insert.")
+@adaptive_options
+def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lora: Path | None, seed: int,
+          steps: int | None, true_cfg_scale: float, no_insert: bool, no_delete: bool, features: Path | None,
+          interpolator: str, **knobs: Any) -> None:
+    """Adaptive steps on SEQUENCE_DIR (a folder written by `procseq generate`): insert a frame where neighbours
+    differ too much, delete one where they differ too little; the decisions go into sequence.json."""
+    from dataclasses import replace
+
+    from procseq.models.features import load_feature_extractor
+    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.adaptive import adapt_sequence
+
+    config = replace(adaptive_config(**knobs), insert=not no_insert, delete=not no_delete)
+    check_features(features)
+    seq = load_sequence_folder(sequence_dir)
+    if seq.num_frames < 2:
+        raise ValueError(f"{sequence_dir} holds {seq.num_frames} frame; adaptive steps need at least 2.")
+    if config.max_frames is not None and seq.num_frames > config.max_frames and no_delete:
+        raise ValueError(f"The sequence has {seq.num_frames} frames, more than --max-frames {config.max_frames}, and "
+                         "--no-delete forbids removing any; raise --max-frames.")
+    check_output_free(out, overwrite)
+    model = model or seq.meta.get("model") or "procseq-tiny"
+    pipe = load_pipeline(model, device="cpu", adapters="none")
+    pipe.set_progress_bar_config(disable=True)
+    if lora is not None:
+        pipe.load_condition_lora(lora)
+    interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, num_inference_steps=steps,
+                               true_cfg_scale=true_cfg_scale)
+    result = adapt_sequence(seq, load_feature_extractor(pipe, features), None if no_insert else interp, config, seed)
+    result.meta["adaptive"]["source"] = str(sequence_dir)
+    with atomic_output_dir(out, overwrite) as tmp:
+        write_sequence(result, tmp, extra={})
+    rec = result.meta["adaptive"]
+    click.echo(f"wrote {result.num_frames} frames to {out} ({rec['inserted']} inserted, {rec['deleted']} deleted, "
+               f"stopped: {rec['stopped']})")
