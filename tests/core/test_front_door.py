@@ -119,3 +119,23 @@ def test_save_pretrained_round_trip(tiny_pipe, tmp_path, kind) -> None:
     ref = stock("a red circle", height=32, width=32, num_inference_steps=2, guidance_scale=again.defaults.guidance_scale,
                 max_sequence_length=again.defaults.max_sequence_length, generator=gen(2)).images[0]
     assert np.array_equal(np.asarray(plain), np.asarray(ref))
+
+
+def test_condition_lora_stacks_on_multi_domain_adapters(tiny_pipe, tmp_path) -> None:
+    """The shipped model carries both: known frames must work with procseq's adapters installed."""
+    from PIL import Image
+
+    from procseq.adapters import add_asymmetric_lora
+
+    donor = lora_pipe(tiny_pipe, tmp_path, "condition")  # writes tmp_path/lora
+    pipe = lora_pipe(tiny_pipe, tmp_path / "b", "adapters")
+    red = Image.new("RGB", (16, 16), (200, 30, 30))
+    kw = dict(prompt="a red circle", domain="painting", frames=4, num_inference_steps=2, known={0: red})
+    plain = pipe(generator=gen(3), **kw).frames[0]
+    pipe.load_condition_lora(tmp_path / "lora")
+    with_lora = pipe(generator=gen(3), **kw).frames[0]
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain[1:], with_lora[1:]))
+    reference = donor(generator=gen(3), **kw).frames[0]  # same LoRA without adapters: base domain, same frames
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(reference, with_lora))
+    assert add_asymmetric_lora  # the adapters stay routed for their own domains
+    assert pipe("a clay gem", domain="clay", frames=4, num_inference_steps=2, generator=gen(3)).frames[0]

@@ -60,24 +60,51 @@ def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any])
 
 
 def load_condition_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
-    """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe` as adapter ``"known_frames"``.
+    """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe`'s transformer as adapter ``"known_frames"``.
 
-    Returns its metadata (``mode``...) with ``"path"`` added.
+    Loaded with peft directly (``add_adapter`` + ``set_peft_model_state_dict``, the layers named in the file),
+    so it also stacks on procseq's multi-domain adapters. Returns its metadata (``mode``...) with ``"path"``.
     """
+    from peft import LoraConfig
+    from peft.utils import set_peft_model_state_dict
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     folder, weight = (path, LORA_FILE) if path.is_dir() else (path.parent, path.name)
     if not (folder / weight).is_file():
         raise FileNotFoundError(f"No condition LoRA at {folder / weight}; pass the folder written by "
                                 "`procseq train known-frames` (OUTPUT_DIR/model) or its .safetensors file.")
-    from diffusers.utils import logging as diffusers_logging
-
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # transformer keys only: no "no CLIP LoRA keys" warning
     try:
-        pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=ADAPTER_NAME)
-    finally:
-        diffusers_logging.set_verbosity(level)
-    return {**read_meta(folder), "path": str(folder / weight)}
+        tensors = load_file(str(folder / weight))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{folder / weight} is not a readable LoRA file ({err}); pass the folder written by "
+                         "`procseq train known-frames`.") from err
+    state = {k[len("transformer."):]: v for k, v in tensors.items() if k.startswith("transformer.")}
+    downs = {k[: -len(".lora_A.weight")]: v for k, v in state.items() if k.endswith(".lora_A.weight")}
+    if not downs or len(state) != 2 * len(downs):
+        raise ValueError(f"{folder / weight} holds no transformer LoRA in peft naming (transformer.<layer>.lora_A/"
+                         "lora_B.weight); pass the folder written by `procseq train known-frames`.")
+    meta = read_meta(folder)
+    rank = int(next(iter(downs.values())).shape[0])
+    transformer = pipe.transformer
+    modules = dict(transformer.named_modules())
+    missing = sorted(k for k in downs if k not in modules)
+    if missing:
+        raise ValueError(f"{folder / weight} does not fit this transformer (no layer {missing[0]}); it was trained "
+                         "for another model.")
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=float(meta.get("alpha", rank)), target_modules=sorted(downs)),
+                            adapter_name=ADAPTER_NAME)
+    try:
+        result = set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER_NAME)
+    except RuntimeError as err:  # shape mismatch
+        transformer.delete_adapters(ADAPTER_NAME)
+        raise ValueError(f"{folder / weight} does not fit this transformer ({str(err).splitlines()[0]}).") from err
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        transformer.delete_adapters(ADAPTER_NAME)
+        raise ValueError(f"{folder / weight} has weights this transformer cannot take ({unexpected[0]}).")
+    return {**meta, "path": str(folder / weight)}
 
 
 __all__ = ["ADAPTER_NAME", "DEFAULT_TARGETS", "LORA_FILE", "add_condition_lora", "default_condition_lora",

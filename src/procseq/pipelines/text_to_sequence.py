@@ -120,7 +120,8 @@ class ProcessPipeline(FluxPipeline):
             raise FileNotFoundError("This model ships no condition LoRA; train one with `procseq train "
                                     "known-frames CONFIG` and pass its folder.")
         if self._condition_lora is not None:
-            self.delete_adapters(["known_frames"])
+            self.transformer.delete_adapters("known_frames")
+            self._condition_lora = None
         self._condition_lora = load_condition_lora(self, path)
         return self
 
@@ -424,13 +425,13 @@ class ProcessPipeline(FluxPipeline):
         out = Path(save_directory)
         condition = self._condition_lora
         with tempfile.TemporaryDirectory() as tmp:
+            if condition is not None:  # peft layers out, so the transformer saves as a plain Flux transformer
+                self.unload_lora_weights()
+                self._condition_lora = None
             adapter_file = None
             if adapter_layers(self.transformer):
                 adapter_file = save_adapters(self.transformer, Path(tmp) / "adapters.safetensors")
                 remove_adapters(self.transformer)
-            if condition is not None:  # peft layers out, so the transformer saves as a plain Flux transformer
-                self.unload_lora_weights()
-                self._condition_lora = None
             try:
                 super().save_pretrained(out, **kwargs)
             finally:
