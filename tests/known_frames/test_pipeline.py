@@ -212,3 +212,16 @@ def test_continuation_keeps_the_first_steps(recraft_pipe) -> None:
                                          generator=torch.Generator().manual_seed(0))
     assert len(out.frames[0]) == 4 and out.metadata[0]["known_frames"] == [0, 1]
     assert all(np.array_equal(np.asarray(out.frames[0][i]), np.asarray(first[i])) for i in range(2))
+
+
+def test_default_mode_per_use_follows_the_lora(recraft_pipe) -> None:
+    """A last-cell (ReCraft) LoRA: concat for the last cell, in-place for any other set; a LoRA trained on
+    every kind of set (``subsets`` in its metadata): its own mode; no LoRA: concat."""
+    recraft_pipe._condition_lora = None
+    assert recraft_pipe.default_known_mode((3,), 4) == "concat"
+    recraft_pipe._condition_lora = {"mode": "concat", "path": "x"}  # legacy recraft.json: no subsets
+    assert recraft_pipe.default_known_mode((3,), 4) == "concat"
+    assert recraft_pipe.default_known_mode((0, 1), 4) == "inplace" == recraft_pipe.default_known_mode((0, 2), 4)
+    recraft_pipe._condition_lora = {"mode": "concat", "subsets": {"last": 1.0}, "path": "x"}
+    assert recraft_pipe.default_known_mode((0, 1), 4) == "concat"
+    recraft_pipe._condition_lora = None

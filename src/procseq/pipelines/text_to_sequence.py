@@ -14,7 +14,7 @@ from diffusers import FluxPipeline
 
 from procseq.adapters.routing import adapter_layers, route, unrouted
 from procseq.attention.processors import ConditionKV, adapters_enabled
-from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode
+from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode, check_known_indices
 from procseq.conditioning.lora import default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
@@ -125,10 +125,22 @@ class ProcessPipeline(FluxPipeline):
         self._condition_lora = load_condition_lora(self, path)
         return self
 
-    def default_known_mode(self) -> KnownMode:
-        """The loaded condition LoRA's mode, else ``concat``."""
-        mode = (self._condition_lora or {}).get("mode", "concat")
-        return mode if mode in KNOWN_MODES else "concat"
+    def default_known_mode(self, known: tuple[int, ...] | None = None, frames: int | None = None) -> KnownMode:
+        """How known frames condition by default: what measured best per use (BENCHMARKS.md, "Known frames").
+
+        * a condition LoRA trained on every kind of known set (its metadata lists ``subsets``): its mode;
+        * a last-cell LoRA (ReCraft's, no ``subsets``): ``concat`` when only the last cell is known, and
+          ``inplace`` with the LoRA off for any other set (continuation, interpolation), where that LoRA
+          measured worse than none;
+        * no LoRA: ``concat`` (in-place measured within noise of it).
+        """
+        meta = self._condition_lora or {}
+        mode = meta.get("mode", "concat")
+        mode = mode if mode in KNOWN_MODES else "concat"
+        if meta and "subsets" not in meta and known is not None and frames is not None \
+                and tuple(known) != (frames - 1,):
+            return "inplace"
+        return mode
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -289,6 +301,9 @@ class ProcessPipeline(FluxPipeline):
         if (known is not None and self._condition_lora is None and self.auto_condition_lora
                 and default_condition_lora(self.model_folder)):
             self.load_condition_lora()
+        if known_mode is None and known is not None:
+            indices = known.indices if isinstance(known, KnownFrames) else check_known_indices(known.keys(), frames)
+            known_mode = self.default_known_mode(indices, frames)
         known_mode = known_mode or self.default_known_mode()
         if known_mode not in KNOWN_MODES:
             raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
