@@ -123,3 +123,25 @@ def test_cache_key_follows_corpus_and_vae(tiny_pipe) -> None:
     assert cache_key(a, tiny_pipe.vae) == cache_key(a, tiny_pipe.vae)
     assert cache_key(a, tiny_pipe.vae) != cache_key(b, tiny_pipe.vae)
     assert cache_key(a, tiny_pipe.vae) != cache_key(a, tiny_pipe.vae, "cuts")
+
+
+def test_main_lora_switches_the_lora_on_in_the_main_pass(tiny_model_dir, tmp_path) -> None:
+    """main_lora: the same LoRA acts in the main pass too (the prediction moves with it); off: it cannot."""
+    preds = {}
+    for main in (False, True):
+        t = trainer(tiny_model_dir, tmp_path / str(main), "concat", subsets={"last": 1.0})
+        t.cfg.known_frames.main_lora = main
+        assert (t.unused_parameters is None) == main
+        batch = t.make_batch(0, [0, 1])
+        with torch.no_grad():
+            for n, p in t.pipe.transformer.named_parameters():
+                if "lora_B" in n and "single_transformer_blocks" in n and "proj_out" in n:
+                    p.fill_(0.5)  # a layer that only the main pass's output can feel
+            preds[main] = t.predict(batch)
+            for n, p in t.pipe.transformer.named_parameters():
+                if "lora_B" in n:
+                    p.zero_()
+            preds[(main, "zero")] = t.predict(batch)
+    assert torch.equal(preds[False], preds[(False, "zero")])  # off in the main pass
+    assert not torch.allclose(preds[True], preds[(True, "zero")])  # on in the main pass
+    assert lora_meta(KnownFramesConfig(main_lora=True))["main_lora"] is True

@@ -389,10 +389,13 @@ class ProcessPipeline(FluxPipeline):
         return torch.full([1], guidance_scale, device=self._execution_device, dtype=torch.float32)
 
     def main_pass_lora(self, cond: SequenceConditioning) -> AbstractContextManager[Any]:
-        """The condition LoRA is on in the main pass only for in-place known frames with an in-place LoRA."""
+        """The condition LoRA in the main pass: on for in-place known frames with an in-place LoRA, and for concat
+        known frames with a LoRA trained on both passes (``main_lora``); off otherwise (no known frames included)."""
         if self._condition_lora is None:
             return nullcontext()
-        on = cond.known is not None and cond.known_mode == "inplace" and self._condition_lora.get("mode") == "inplace"
+        meta, known = self._condition_lora, cond.known is not None
+        on = known and ((cond.known_mode == "inplace" and meta.get("mode") == "inplace")
+                        or (cond.known_mode == "concat" and meta.get("mode") == "concat" and bool(meta.get("main_lora"))))
         return adapters_enabled(self.transformer, on)
 
     def prepare_conditioning(self, prompts: list[str], plans: list[Plan], frames: int, frame_size: int,

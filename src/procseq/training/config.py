@@ -146,6 +146,7 @@ class KnownFramesConfig:
     subsets: dict[str, float] = field(default_factory=lambda: {
         "last": 0.3, "first": 0.25, "neighbours": 0.2, "sparse": 0.25})
     cut_fraction: float = 0.33
+    main_lora: bool = False  # concat: the LoRA also on the main pass, whose queries see the known keys' cells
     cache_dir: str = "data_cache/known_frames"
 
     def __post_init__(self) -> None:

@@ -173,7 +173,8 @@ class KnownFramesTrainer(Trainer):
     def unused_parameters(self) -> str | None:
         """``concat``: only each layer's K/V leave the condition pass, so the LoRA of the last block's query,
         MLP and output projection and of the final ``proj_out`` never reach the loss (no gradient)."""
-        return "LoRA layers after the condition pass's last K/V" if self.cfg.known_frames.mode == "concat" else None
+        kf = self.cfg.known_frames
+        return "LoRA layers after the condition pass's last K/V" if kf.mode == "concat" and not kf.main_lora else None
 
     def trainable_modules(self) -> list[torch.nn.Module]:
         """Only the transformer (its LoRA layers) is optimised."""
@@ -219,7 +220,7 @@ class KnownFramesTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.pipe.transformer)
         with self.accelerator.autocast():
             kv = batch.known.condition(model, batch.layout, self.branch_pooled().to(batch.x0), batch.guidance)
-        with adapters_enabled(model, False):
+        with adapters_enabled(model, self.kf.main_lora):
             return super().predict(batch, x, {**(joint_attention_kwargs or {}), **kv.attention_kwargs("use")})
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
@@ -232,7 +233,7 @@ class KnownFramesTrainer(Trainer):
 def lora_meta(cfg: KnownFramesConfig) -> dict[str, Any]:
     """What ``known_frames.json`` records beside the weights."""
     return {"mode": cfg.mode, "rank": cfg.rank, "alpha": cfg.alpha, "targets": list(cfg.targets),
-            "subsets": dict(cfg.subsets), "cut_fraction": cfg.cut_fraction}
+            "subsets": dict(cfg.subsets), "cut_fraction": cfg.cut_fraction, "main_lora": cfg.main_lora}
 
 
 def add_seeded_condition_lora(transformer: Any, cfg: KnownFramesConfig, seed: int) -> None:
