@@ -9,7 +9,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
-from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+
+from procseq.quiet import quiet_loading
+
+with quiet_loading():  # the Flux pipeline module imports image processors procseq never uses
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
 
 @dataclass

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from diffusers import FluxPipeline
 
 from procseq.adapters.routing import adapter_layers, route, unrouted
 from procseq.attention.processors import ConditionKV, adapters_enabled
@@ -22,7 +21,11 @@ from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
 from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
+from procseq.quiet import quiet_loading
 from procseq.sequence import SequenceOutput
+
+with quiet_loading():  # transformers' torchvision notices for image processors procseq never uses
+    from diffusers import FluxPipeline
 
 OUTPUT_TYPES = ("pil", "np", "latent")
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
