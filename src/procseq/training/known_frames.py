@@ -204,7 +204,9 @@ class KnownFramesTrainer(Trainer):
         n = base.layout.num_frames
         weights = dict(self.kf.subsets)
         if n == CUT:  # the 3-frame cuts are there for interpolation: mostly the two ends known
-            weights = {"neighbours": 0.7, **{k: 0.3 * v / sum(weights.values()) for k, v in weights.items()}}
+            total = sum(weights.values())
+            weights = {k: 0.3 * v / total for k, v in weights.items()}
+            weights["neighbours"] = weights.get("neighbours", 0.0) + 0.7
         known = draw_known(n, weights, base.generator)
         lat = torch.stack([it["frame_latents"][list(known)] for it in base.items]).to(base.x0)
         return KnownBatch(**{f.name: getattr(base, f.name) for f in fields(FlowBatch)},
