@@ -145,7 +145,7 @@ class KnownFramesConfig:
         "x_embedder", "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_mlp", "proj_out"])
     subsets: dict[str, float] = field(default_factory=lambda: {
         "last": 0.3, "first": 0.25, "neighbours": 0.2, "sparse": 0.25})
-    cut_fraction: float = 0.33
+    cut_fraction: float = 0.0  # 3-frame cuts: off by default, they swamped training (BENCHMARKS, issue 11)
     main_lora: bool = False  # concat: the LoRA also on the main pass, whose queries see the known keys' cells
     cache_dir: str = "data_cache/known_frames"
 
