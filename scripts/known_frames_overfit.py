@@ -6,7 +6,7 @@ import torch
 from pathlib import Path
 from safetensors.torch import load_file
 from procseq.training.config import RunConfig
-from procseq.training.known_frames import *
+from procseq.training.known_frames import KnownFramesDataset, KnownFramesTrainer, add_seeded_condition_lora
 from procseq.training.run import build_pipeline
 from procseq.training.latents import LatentDataset
 cfg = RunConfig.from_yaml("known_frames", ["known_frames.subsets={last: 1.0}", "train.batch_size=16", "data.caption_dropout=0"])

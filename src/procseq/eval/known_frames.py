@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from procseq.eval.metrics import _step_features, domain_of, psnr, ssim, to_array, values_equal
+from procseq.eval.recraft import load_truth
 
 SPLITS = ("test-seen", "test-compositional")
 TASKS = ("recraft", "continue", "interpolate")
@@ -66,15 +67,6 @@ def score_frames(generated: dict[int, np.ndarray], truth: list[np.ndarray], spec
                     hits += int(values_equal(read.get(k), v))
     return {"step_acc": float(np.mean(step)), "psnr": float(np.mean(p)), "ssim": float(np.mean(s)),
             "attr_hits": hits, "attr_checks": checks}
-
-
-def load_truth(record: dict[str, Any]) -> list[Image.Image]:
-    """The record's true frames."""
-    out = []
-    for path in record["frame_paths"]:
-        with Image.open(path) as im:
-            out.append(im.convert("RGB"))
-    return out
 
 
 def make_variant(spec: str, model: str | None) -> Any:
@@ -203,14 +195,10 @@ def example_figure(out: Path, data: Path, model: str | None, domains: list[str],
 def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     from procseq.data.dataset import load_split
-    from procseq.eval.recraft import per_domain
+    from procseq.eval.recraft import add_common_arguments, per_domain
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--data", default="data_cache/corpus", type=Path)
-    p.add_argument("--model", default=None)
-    p.add_argument("--n", default=10, type=int, help="records per domain and split")
-    p.add_argument("--domains", default="painting,line_drawing,lego,pixel_art,cooking,emoji")
+    add_common_arguments(p)
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--variant", action="append", default=[],
                    help="NAME=SPEC; SPEC: MODE:LORA (MODE concat|inplace, LORA a folder, 'default' or 'none') | "

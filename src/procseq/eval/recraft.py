@@ -92,6 +92,24 @@ def summarise(folders: list[Path]) -> dict[str, Any]:
             "overall": agg([r for v in rows.values() for r in v])}
 
 
+def load_truth(record: Mapping[str, Any]) -> list[Image.Image]:
+    """A corpus record's true frames (RGB)."""
+    out = []
+    for path in record["frame_paths"]:
+        with Image.open(path) as im:
+            out.append(im.convert("RGB"))
+    return out
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every known-frame measurement takes: --out, --data, --model, --n, --domains."""
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--data", default="data_cache/corpus", type=Path)
+    p.add_argument("--model", default=None)
+    p.add_argument("--n", default=10, type=int, help="records per domain and split")
+    p.add_argument("--domains", default="painting,line_drawing,lego,pixel_art,cooking,emoji")
+
+
 def per_domain(records: list[dict[str, Any]], n: int, domains: list[str]) -> list[dict[str, Any]]:
     """The first `n` records of each of `domains`."""
     seen: dict[str, int] = {}
@@ -209,10 +227,7 @@ def example_figure(out: Path, data: Path, model: str | None, lora: str | None, s
     rows = []
     for d in domains:
         rec = [r for r in records if r["domain"] == d][index]
-        truth = []
-        for path in rec["frame_paths"]:
-            with Image.open(path) as im:
-                truth.append(im.convert("RGB"))
+        truth = load_truth(rec)
         out_seq = pipe(truth[-1], domain=d, frames=len(truth), generator=torch.Generator().manual_seed(seed))
         rows += [(f"{d} recraft", out_seq.frames[0]), ("  truth", truth)]
     return draw_montage(rows, out)
@@ -223,11 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     from procseq.data.dataset import load_split
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--data", default="data_cache/corpus", type=Path)
-    p.add_argument("--model", default=None)
-    p.add_argument("--n", default=10, type=int, help="records per domain and split")
-    p.add_argument("--domains", default="painting,line_drawing,lego,pixel_art,cooking,emoji")
+    add_common_arguments(p)
     p.add_argument("--steps", default=None, type=int)
     p.add_argument("--variant", action="append", default=[],
                    help="NAME=SPEC; SPEC: text | none:concat | none:inplace | concat:LORA_DIR | inplace:LORA_DIR")

@@ -19,7 +19,7 @@ from PIL import Image
 from procseq.conditioning.frames import KNOWN_MODES, KnownImage, KnownMode
 from procseq.images import MAX_PIXELS, load_image, prepare_image
 from procseq.layout import frames_to_grid
-from procseq.pipelines.planning import Plan, Planner, corpus_plan
+from procseq.pipelines.planning import Planner, corpus_plan, make_plan
 from procseq.pipelines.text_to_sequence import ProcessPipeline
 from procseq.sequence import SequenceOutput
 
@@ -132,8 +132,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         settings.update({"frames": frames + extend, "grid_frames": frames, "extend": extend, "prompt": text,
                          "mode": settings.get("known_mode"), "cache_condition": cache_condition})
         settings.setdefault("timings_s", {})["total"] = time.perf_counter() - t0
-        plan = planner(text or domain, domain, len(out))
-        plan = plan if isinstance(plan, Plan) else Plan(text, domain, list(plan))
+        plan = make_plan(planner, text or domain, domain, len(out))
         return SequenceOutput(frames=[out], captions=[plan.captions], grid=[frames_to_grid(out)],
                               metadata=[settings], plans=[plan])
 
