@@ -65,6 +65,12 @@ from procseq.outputs import write_json_atomic
               help="Condition LoRA folder or .safetensors for --known (default: the model's own known_frames/).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger --known images (checked before decoding).")
+@click.option("--plan", "plan_file", default=None, type=click.Path(path_type=Path),
+              help="A plan.json (from `procseq plan`, or by hand): its title, domain and captions replace PROMPT, "
+                   "--domain and --frames.")
+@click.option("--mode", default="grid", show_default=True, type=click.Choice(["grid", "frame-by-frame"]),
+              help="Layout: one serpentine grid in one pass (grid) or one frame per pass, conditioned on the plan, its "
+                   "step caption, a step embedding and sparse earlier frames (frame-by-frame, any number of frames).")
 @click.option("--adaptive", is_flag=True,
               help="Adaptive steps after generation: insert frames where neighbours differ too much, delete where "
                    "too little (knobs below); the decisions go into sequence.json.")
@@ -74,7 +80,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
              device: str | None, cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path,
              overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
-             max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, **knobs: Any) -> None:
+             max_pixels: int, plan_file: Path | None, mode: str, adaptive: bool, features: Path | None,
+             interpolator: str, **knobs: Any) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions, or one per line
     of --prompts FILE.jsonl.
 
@@ -96,6 +103,12 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
                               gif_ms, overwrite)
+    plan = None
+    if plan_file is not None:
+        from procseq.pipelines.planning import Plan
+
+        plan = Plan.load(plan_file)
+        prompt, domain, frames = prompt or plan.title, plan.domain, plan.num_steps
     if prompt is None or not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     check_text(negative_prompt, "negative prompt")
@@ -104,9 +117,9 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     config = adaptive_config(**knobs) if adaptive else None
     check_features(features)
-    inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items))
+    inputs = model_inputs(model, adapters, lora, features, plan_file, *(i.split("=", 1)[1] for i in known_items))
     check_output_free(out, overwrite, inputs)
-    precheck(model, domain, frames, frame_size, adapters)  # bad arguments fail here, before torch loads
+    precheck(model, domain, frames if mode == "grid" else 2, frame_size, adapters)  # bad arguments fail here, before torch loads
 
     import torch
 
@@ -123,7 +136,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale, known=known,
-                      known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None)
+                      known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None, plan=plan,
+                      mode=mode)
         if config is not None:
             from procseq.models.features import load_feature_extractor
             from procseq.pipelines.adaptive import adapt_output

@@ -24,7 +24,7 @@ class TrainGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "[base|adapter|known-frames] CONFIG [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "[base|adapter|known-frames|frame-by-frame] CONFIG [OPTIONS]")
 
 
 @main.group(cls=TrainGroup)
@@ -35,6 +35,7 @@ def train() -> None:
     procseq train CONFIG            the base model (transformer, optionally text encoders / VAE)
     procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
     procseq train known-frames CONFIG   the condition LoRA for known frames (ReCraft, continuation, interpolation)
+    procseq train frame-by-frame CONFIG the frame-by-frame LoRA + step embedding (Loom)
 
     Many processes: `torchrun --standalone --nproc_per_node N -m procseq.cli train ...` (CPUs or GPUs), or
     `accelerate launch --multi_gpu --num_processes N -m procseq.cli train ...` (GPUs).
@@ -114,6 +115,19 @@ def train_known_frames(cfg: RunConfig) -> str:
 
     result = run_known_frames_training(cfg)
     return trained(result, f"LoRA: {result.model_dir}")
+
+
+@run_config_command("frame-by-frame")
+def train_frame_by_frame(cfg: RunConfig) -> str:
+    """Train the frame-by-frame LoRA and Loom's step embedding (history at sparse indices with the rotation
+    offset) on a frozen base from CONFIG (e.g. the `frame_by_frame` preset). Writes OUTPUT_DIR/model/
+    (pytorch_lora_weights.safetensors, step_embedding.safetensors, frame_by_frame.json); use it with
+    `procseq generate --mode frame-by-frame` after copying it to the model's frame_by_frame/ folder.
+    """
+    from procseq.training.frame_by_frame import run_frame_by_frame_training
+
+    result = run_frame_by_frame_training(cfg)
+    return trained(result, f"frame-by-frame weights: {result.model_dir}")
 
 
 @main.command("init-tiny")

@@ -31,35 +31,39 @@ def default_condition_lora(model_folder: str | Path | None) -> Path | None:
     return None
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
-    """The LoRA's ``known_frames.json`` (or legacy ``recraft.json``); empty when there is none."""
-    for name in LORA_METAS:
+def read_meta(folder: Path, names: tuple[str, ...] = LORA_METAS) -> dict[str, Any]:
+    """The LoRA's ``known_frames.json`` (or legacy ``recraft.json``, or the first of `names`); empty when there is none."""
+    for name in names:
         if (folder / name).is_file():
             return dict(json.loads((folder / name).read_text()))
     return {}
 
 
-def add_condition_lora(transformer: Any, rank: int, alpha: float, targets: list[str] | tuple[str, ...]) -> None:
-    """Add the (untrained, gaussian-A zero-B) peft LoRA ``"known_frames"`` to `transformer`."""
+def add_condition_lora(transformer: Any, rank: int, alpha: float, targets: list[str] | tuple[str, ...],
+                       adapter_name: str = ADAPTER_NAME) -> None:
+    """Add the (untrained, gaussian-A zero-B) peft LoRA `adapter_name` (``"known_frames"``) to `transformer`."""
     from peft import LoraConfig
 
     transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
-                                       init_lora_weights="gaussian"), adapter_name=ADAPTER_NAME)
+                                       init_lora_weights="gaussian"), adapter_name=adapter_name)
 
 
-def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``pytorch_lora_weights.safetensors`` (peft/diffusers keys) and ``known_frames.json`` into `out`."""
+def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any], adapter_name: str = ADAPTER_NAME,
+                        meta_name: str = LORA_METAS[0]) -> Path:
+    """Write ``pytorch_lora_weights.safetensors`` (peft/diffusers keys) and ``known_frames.json`` (`meta_name`)
+    into `out`."""
     from diffusers import FluxPipeline
     from peft.utils import get_peft_model_state_dict
 
     out = Path(out)
-    state = get_peft_model_state_dict(transformer, adapter_name=ADAPTER_NAME)
+    state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
     FluxPipeline.save_lora_weights(out, transformer_lora_layers=state, weight_name=LORA_FILE, safe_serialization=True)
-    (out / LORA_METAS[0]).write_text(json.dumps(meta, indent=2) + "\n")
+    (out / meta_name).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def load_condition_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
+def load_condition_lora(pipe: Any, path: str | Path, adapter_name: str = ADAPTER_NAME,
+                        metas: tuple[str, ...] = LORA_METAS) -> dict[str, Any]:
     """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe`'s transformer as adapter ``"known_frames"``.
 
     Loaded with peft directly (``add_adapter`` + ``set_peft_model_state_dict``, the layers named in the file),
@@ -85,7 +89,7 @@ def load_condition_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
     if not downs or len(state) != 2 * len(downs):
         raise ValueError(f"{folder / weight} holds no transformer LoRA in peft naming (transformer.<layer>.lora_A/"
                          "lora_B.weight); pass the folder written by `procseq train known-frames`.")
-    meta = read_meta(folder)
+    meta = read_meta(folder, metas)
     rank = int(next(iter(downs.values())).shape[0])
     transformer = pipe.transformer
     modules = dict(transformer.named_modules())
@@ -94,15 +98,15 @@ def load_condition_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{folder / weight} does not fit this transformer (no layer {missing[0]}); it was trained "
                          "for another model.")
     transformer.add_adapter(LoraConfig(r=rank, lora_alpha=float(meta.get("alpha", rank)), target_modules=sorted(downs)),
-                            adapter_name=ADAPTER_NAME)
+                            adapter_name=adapter_name)
     try:
-        result = set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER_NAME)
+        result = set_peft_model_state_dict(transformer, state, adapter_name=adapter_name)
     except RuntimeError as err:  # shape mismatch
-        transformer.delete_adapters(ADAPTER_NAME)
+        transformer.delete_adapters(adapter_name)
         raise ValueError(f"{folder / weight} does not fit this transformer ({str(err).splitlines()[0]}).") from err
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
-        transformer.delete_adapters(ADAPTER_NAME)
+        transformer.delete_adapters(adapter_name)
         raise ValueError(f"{folder / weight} has weights this transformer cannot take ({unexpected[0]}).")
     return {**meta, "path": str(folder / weight)}
 

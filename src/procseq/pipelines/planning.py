@@ -113,8 +113,9 @@ def _overlap(query: list[str], text: list[str]) -> float:
 
 
 @lru_cache(maxsize=None)
-def _domain_specs(domain: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...]:
-    """(prompt words, captions, prompt) of a fixed draw of the domain's specs, every composition included."""
+def _domain_specs(domain: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...], str, dict[str, Any]], ...]:
+    """(prompt words, captions, prompt, attributes) of a fixed draw of the domain's specs, every composition
+    included."""
     from procseq.data.synthetic.base import REGISTRY, stable_hash
 
     d = REGISTRY[domain]
@@ -123,7 +124,7 @@ def _domain_specs(domain: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...], 
     for i in range(SPECS_PER_DOMAIN):
         split = "test-compositional" if i % 5 == 0 else "train"
         spec = d.sample(rng, 32, split)
-        out.append((tuple(_words(spec.prompt)), tuple(spec.captions), spec.prompt))
+        out.append((tuple(_words(spec.prompt)), tuple(spec.captions), spec.prompt, dict(spec.attributes)))
     return tuple(out)
 
 
@@ -145,7 +146,13 @@ def corpus_plan(prompt: str, domain: str, num_steps: int) -> Plan:
     specs = _domain_specs(domain)
     best = max(range(len(specs)), key=lambda i: (_overlap(query, list(specs[i][0])), -i))
     captions = resample_captions(list(specs[best][1]), num_steps)
-    return Plan(prompt, domain, captions, source="corpus", meta={"matched_prompt": specs[best][2]})
+    return Plan(prompt, domain, captions, source="corpus",
+                meta={"matched_prompt": specs[best][2], "attributes": _scalars(specs[best][3])})
+
+
+def _scalars(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes an instruction can state (text and whole numbers; no layouts or random draws)."""
+    return {k: v for k, v in attributes.items() if isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))}
 
 
 def make_plan(planner: Planner, prompt: str, domain: str, num_steps: int) -> Plan:
@@ -157,4 +164,84 @@ def make_plan(planner: Planner, prompt: str, domain: str, num_steps: int) -> Pla
     return plan
 
 
-__all__ = ["Plan", "Planner", "corpus_plan", "make_plan", "resample_captions", "template_plan"]
+DOMAIN_WORDS: dict[str, tuple[str, ...]] = {
+    "painting": ("painting", "paint", "painted", "canvas", "watercolour", "watercolor"),
+    "line_drawing": ("drawing", "draw", "sketch", "ink", "line drawing"),
+    "lego": ("lego", "brick", "bricks", "baseplate"),
+    "pixel_art": ("pixel", "pixel art", "sprite"),
+    "cooking": ("cook", "cooked", "cooking", "dish", "recipe", "plate", "fry", "bake", "served"),
+    "emoji": ("emoji", "smiley", "icon"),
+    "clay": ("clay", "sculpt", "sculpture", "pottery", "carved"),
+    "sand_art": ("sand art", "jar", "layers"),
+    "origami": ("origami", "fold", "folded", "folding"),
+}
+"""Words (and word pairs) that name a corpus domain in an instruction."""
+
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_STEPS = re.compile(r"\b(\d+|" + "|".join(NUMBER_WORDS) + r")[\s-]*steps?\b", re.I)
+_LEAD = re.compile(r"^\s*(?:please\s+)?(?:show|teach|tell)?\s*(?:me\s+)?(?:how\s+to\s+|the\s+steps\s+to\s+)?"
+                   r"(?:build|make|draw|paint|cook|create|sculpt|fold|do|prepare)?\s+", re.I)
+
+
+def instruction_steps(instruction: str) -> int | None:
+    """The step count an instruction asks for (``"in 12 steps"``, ``"a twelve-step ..."``), or None."""
+    m = _STEPS.search(instruction)
+    if m is None:
+        return None
+    word = m.group(1).lower()
+    return int(word) if word.isdigit() else NUMBER_WORDS[word]
+
+
+def instruction_domain(instruction: str, domains: list[str] | None = None) -> str:
+    """The corpus domain an instruction is about: the domain whose words it names most, else the domain with
+    the corpus prompt closest to it (shared words and word pairs). `domains` limits the choice."""
+    choices = [d for d in (domains or list(DOMAIN_WORDS)) if d in DOMAIN_WORDS]
+    if not choices:
+        raise ValueError(f"None of the domains {domains} is a corpus domain; pass the domain explicitly.")
+    words = _words(instruction)
+    pairs = {" ".join(p) for p in zip(words, words[1:])}
+    hits = {d: sum(2 if " " in w else 1 for w in DOMAIN_WORDS[d] if (w in pairs if " " in w else w in words))
+            for d in choices}
+    best = max(choices, key=lambda d: hits[d])
+    if hits[best] > 0:
+        return best
+    return max(choices, key=lambda d: max(_overlap(words, list(s[0])) for s in _domain_specs(d)))
+
+
+def instruction_title(instruction: str) -> str:
+    """What is being made: the instruction without its lead (``"show how to build"``) and step count."""
+    text = _STEPS.sub("", instruction)
+    text = re.sub(r"\b(?:in|with|using)\s*(?:a|an)?\s*$", "", text.strip(" .,:;!?"), flags=re.I)
+    text = re.sub(r"\s+(?:in|with)\s+(?=[,.]|$)", "", text)
+    text = _LEAD.sub("", text, count=1).strip(" .,:;!?")
+    return re.sub(r"\s+", " ", text) or instruction.strip()
+
+
+def plan_instruction(instruction: str, planner: Planner | None = None, domain: str | None = None,
+                     num_steps: int | None = None, domains: list[str] | None = None) -> Plan:
+    """An instruction (``"show how to build a blue LEGO tower in 12 steps"``) -> :class:`Plan`.
+
+    The domain and the step count are read from the instruction unless given (default count: the domain's own
+    number of frames, else 9); the title is the instruction without its lead and step count; then `planner`
+    (default :func:`corpus_plan`) writes the steps, and the answer is checked (:func:`make_plan`).
+    """
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError("The instruction is empty; say what to make, e.g. 'show how to build a blue LEGO tower'.")
+    domain = domain or instruction_domain(instruction, domains)
+    if num_steps is None:
+        num_steps = instruction_steps(instruction)
+    if num_steps is None:
+        from procseq.data.synthetic import REGISTRY
+
+        num_steps = REGISTRY[domain].num_frames if domain in REGISTRY else 9
+    if num_steps < 1:
+        raise ValueError(f"A plan needs at least one step, got {num_steps}.")
+    plan = make_plan(planner or corpus_plan, instruction_title(instruction), domain, num_steps)
+    plan.meta.setdefault("instruction", instruction)
+    return plan
+
+
+__all__ = ["DOMAIN_WORDS", "Plan", "Planner", "corpus_plan", "instruction_domain", "instruction_steps",
+           "instruction_title", "make_plan", "plan_instruction", "resample_captions", "template_plan"]

@@ -28,6 +28,7 @@ with quiet_loading():  # transformers' torchvision notices for image processors 
     from diffusers import FluxPipeline
 
 OUTPUT_TYPES = ("pil", "np", "latent")
+MODES = ("grid", "frame-by-frame")
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
@@ -238,6 +239,7 @@ class ProcessPipeline(FluxPipeline):
         return_dict: bool = True,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
+        mode: str = "grid",
     ) -> SequenceOutput | tuple[Any, ...]:
         r"""Generate one procedural sequence per prompt.
 
@@ -272,10 +274,21 @@ class ProcessPipeline(FluxPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step, as in diffusers;
                 the tensors are `callback_on_step_end_tensor_inputs` (``"latents"``), and a returned
                 ``"latents"`` replaces them.
+            mode: the layout (DESIGN.md #12): ``"grid"`` (one serpentine grid in one pass) or ``"frame-by-frame"``
+                (:mod:`procseq.pipelines.frame_by_frame`: one frame per pass, any number of frames).
 
         Returns:
             :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
         """
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
+        if mode == "frame-by-frame":
+            from procseq.pipelines.frame_by_frame import generate_frame_by_frame
+
+            return generate_frame_by_frame(
+                self, prompt, domain, frames, frame_size, num_inference_steps, guidance_scale, negative_prompt,
+                true_cfg_scale, generator, max_sequence_length, captions, plan, planner, known, adapter_weights,
+                allow_unseen, max_pixels, autocast_dtype, output_type, return_dict)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
         unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
@@ -475,4 +488,4 @@ class ProcessPipeline(FluxPipeline):
         (out / PROCSEQ_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
 
 
-__all__ = ["OUTPUT_TYPES", "ProcessPipeline"]
+__all__ = ["MODES", "OUTPUT_TYPES", "ProcessPipeline"]

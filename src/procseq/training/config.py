@@ -162,6 +162,42 @@ class KnownFramesConfig:
 
 
 @dataclass
+class FrameByFrameConfig:
+    """The frame-by-frame weights (``procseq train frame-by-frame``): a LoRA plus Loom's step embedding.
+
+    Per batch one frame ``t`` is drawn for all sequences, ``K`` from `k_choices` (0, no history, with
+    probability `history_dropout`) and Loom's rotation offset, so every history position is seen. The step
+    caption is left out with probability `caption_dropout` (the plan-text-only case). `k` is the inference
+    default recorded with the weights; `num_positions` the rows of the step-embedding table;
+    `sequences_per_domain` trains on the first N sequences of each domain (None: all).
+    """
+
+    rank: int = 16
+    alpha: float = 16.0
+    targets: list[str] = field(default_factory=lambda: [
+        "x_embedder", "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_mlp", "proj_out"])
+    k: int = 2
+    k_choices: list[int] = field(default_factory=lambda: [1, 2, 4])
+    history_dropout: float = 0.1
+    caption_dropout: float = 0.1
+    num_positions: int = 16
+    sequences_per_domain: int | None = None
+    cache_dir: str = "data_cache/known_frames"
+
+    def __post_init__(self) -> None:
+        if self.sequences_per_domain is not None and self.sequences_per_domain < 1:
+            raise ValueError(f"frame_by_frame.sequences_per_domain must be >= 1, got {self.sequences_per_domain}.")
+        if not self.k_choices or any(int(k) < 1 for k in self.k_choices) or self.k < 0:
+            raise ValueError(f"frame_by_frame.k_choices must be whole numbers >= 1 and k >= 0, got {self.k_choices}, "
+                             f"{self.k}.")
+        for name in ("history_dropout", "caption_dropout"):
+            if not 0 <= float(getattr(self, name)) <= 1:
+                raise ValueError(f"frame_by_frame.{name} must be in [0, 1], got {getattr(self, name)}.")
+        if self.num_positions < 2:
+            raise ValueError(f"frame_by_frame.num_positions must be >= 2, got {self.num_positions}.")
+
+
+@dataclass
 class RunConfig:
     """A whole training run: ``procseq train CONFIG.yaml`` reads one of these."""
 
@@ -172,6 +208,7 @@ class RunConfig:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     known_frames: KnownFramesConfig = field(default_factory=KnownFramesConfig)
+    frame_by_frame: FrameByFrameConfig = field(default_factory=FrameByFrameConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (what :meth:`from_dict` and YAML take)."""
@@ -191,7 +228,7 @@ class RunConfig:
                     "train.keep_checkpoints": 1, "train.log_every": 1, "optim.warmup_steps": 0,
                     "optim.weight_decay": 0, "optim.grad_clip": 0, "autoencoder.steps": 0,
                     "autoencoder.batch_size": 1, "autoencoder.checkpoint_every": 1, "autoencoder.log_every": 1,
-                    "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1,
+                    "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1, "frame_by_frame.rank": 1,
                     "data.num_workers": 0}
         for key, low in at_least.items():
             section, name = key.split(".")

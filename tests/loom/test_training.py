@@ -1,0 +1,77 @@
+"""Frame-by-frame training: only the LoRA and the step embedding learn, the rotation offset covers every
+history position, the saved folder loads into the pipeline (and its LoRA into stock diffusers)."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import FluxPipeline
+from safetensors.torch import load_file
+
+from procseq.conditioning.history import StepEmbedding
+from procseq.conditioning.lora import add_condition_lora
+from procseq.pipelines import frame_by_frame as fbf
+from procseq.pipelines.planning import Plan
+from procseq.training.config import RunConfig
+from procseq.training.frame_by_frame import FrameByFrameTrainer, FrameDataset, save_weights
+
+
+def make_trainer(model_dir, out, max_steps: int = 3) -> FrameByFrameTrainer:
+    cfg = RunConfig.from_dict({
+        "model": {"path": str(model_dir)},
+        "optim": {"name": "adamw", "lr": 1e-2, "warmup_steps": 1},
+        "train": {"output_dir": str(out), "max_steps": max_steps, "batch_size": 2, "checkpoint_every": 3,
+                  "log_every": 1, "seed": 1},
+        "frame_by_frame": {"rank": 2, "alpha": 2, "k_choices": [1, 2, 4], "num_positions": 4},
+    })
+    pipe = FluxPipeline.from_pretrained(model_dir)
+    add_condition_lora(pipe.transformer, 2, 2, cfg.frame_by_frame.targets, adapter_name=fbf.ADAPTER_NAME)
+    emb = StepEmbedding(pipe.transformer.config.in_channels, 4)
+    rows = [{"prompt": "a blue lego tower", "captions": [f"place brick {i}" for i in range(6)], "domain": "lego",
+             "num_frames": 6} for _ in range(4)]
+    data = FrameDataset(rows, {6: torch.randn(4, 6, 4, 4, 4, generator=torch.Generator().manual_seed(0))})
+    return FrameByFrameTrainer(cfg, pipe, data, lambda p, d: save_weights(p.transformer, emb, d, cfg.frame_by_frame),
+                               emb)
+
+
+def test_batches_cover_every_history_position(tiny_model_dir, tmp_path) -> None:
+    tr = make_trainer(tiny_model_dir, tmp_path / "run")
+    seen: dict[int, set[int]] = {}
+    for step in range(150):
+        b = tr.make_batch(step, [0, 1])
+        assert all(0 <= i < b.step for i in b.history) and list(b.history) == sorted(set(b.history))
+        assert b.x0.shape == (2, 4, 16) and b.img_ids.shape == (4, 3)
+        if b.history:
+            assert b.history_latents.shape == (2, len(b.history), 4, 4, 4)
+        seen.setdefault(b.step, set()).update(b.history)
+    assert all(seen.get(t) == set(range(t)) for t in range(2, 6))  # the rotation offset reaches every position
+
+
+def test_training_moves_only_lora_and_embedding_and_loads(tiny_model_dir, tiny_pipe, tmp_path) -> None:
+    tr = make_trainer(tiny_model_dir, tmp_path / "run")
+    base = {n: p.clone() for n, p in tr.pipe.transformer.named_parameters() if "lora_" not in n}
+    result = tr.train(progress=False)
+    assert result.step == 3 and torch.isfinite(torch.tensor(result.loss))
+    assert all(torch.equal(p, base[n]) for n, p in tr.pipe.transformer.named_parameters() if "lora_" not in n)
+    assert tr.embedding.table.abs().sum() > 0
+    folder = result.model_dir
+    keys = load_file(str(folder / "pytorch_lora_weights.safetensors"))
+    assert keys and all(k.startswith("transformer.") and (".lora_A." in k or ".lora_B." in k) for k in keys)
+    stock = FluxPipeline.from_pretrained(tiny_model_dir)
+    stock.load_lora_weights(folder / "pytorch_lora_weights.safetensors")  # a plain diffusers LoRA
+    # into the procseq pipeline: active in frame-by-frame mode only, grid mode unchanged
+    grid_before = tiny_pipe("a tower", domain="lego", frames=4, num_inference_steps=1,
+                            generator=torch.Generator().manual_seed(0)).grid[0].tobytes()
+    plan = Plan("a blue lego tower", "lego", [f"place brick {i}" for i in range(5)])
+    plain = fbf.generate_frame_by_frame(tiny_pipe, plan=plan, num_inference_steps=1,
+                                        generator=torch.Generator().manual_seed(0))
+    try:
+        out = fbf.generate_frame_by_frame(tiny_pipe, plan=plan, num_inference_steps=1, weights=folder,
+                                          generator=torch.Generator().manual_seed(0))
+        grid_after = tiny_pipe("a tower", domain="lego", frames=4, num_inference_steps=1,
+                               generator=torch.Generator().manual_seed(0)).grid[0].tobytes()
+    finally:
+        tiny_pipe.transformer.delete_adapters(fbf.ADAPTER_NAME)
+        tiny_pipe._frame_by_frame = None
+    assert out.metadata[0]["frame_by_frame_weights"] == str(folder) and out.metadata[0]["step_embedding"]
+    assert out.grid[0].tobytes() != plain.grid[0].tobytes()
+    assert grid_after == grid_before
