@@ -6,7 +6,7 @@ nothing half-written behind. One module per command family; :mod:`procseq.cli.co
 root group and the shared helpers.
 """
 
-from procseq.cli import adapt, adapter, app, data, evaluate, generate, plan, recraft, train  # noqa: F401  (registers the commands)
+from procseq.cli import adapt, adapter, app, data, evaluate, generate, plan, recraft, train, tutorial  # noqa: F401  (registers the commands)
 from procseq.cli.common import USER_ERRORS, ProcseqGroup, atomic_output_dir, check_output_free, main, parse_mix
 
 __all__ = ["USER_ERRORS", "ProcseqGroup", "atomic_output_dir", "check_output_free", "main", "parse_mix"]
