@@ -403,7 +403,7 @@ class ProcessPipeline(FluxPipeline):
         meta, known = self._condition_lora, cond.known is not None
         on = known and ((cond.known_mode == "inplace" and meta.get("mode") == "inplace")
                         or (cond.known_mode == "concat" and meta.get("mode") == "concat" and bool(meta.get("main_lora"))))
-        return adapters_enabled(self.transformer, on)
+        return adapters_enabled(self.transformer, on, names=(CONDITION_ADAPTER,))
 
     def prepare_conditioning(self, prompts: list[str], plans: list[Plan], frames: int, frame_size: int,
                              max_sequence_length: int, negative_prompt: str | list[str] | None, true_cfg_scale: float,

@@ -222,7 +222,7 @@ class KnownFramesTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.pipe.transformer)
         with self.accelerator.autocast():
             kv = batch.known.condition(model, batch.layout, self.branch_pooled().to(batch.x0), batch.guidance)
-        with adapters_enabled(model, self.kf.main_lora):
+        with adapters_enabled(model, self.kf.main_lora, names=(ADAPTER_NAME,)):
             return super().predict(batch, x, {**(joint_attention_kwargs or {}), **kv.attention_kwargs("use")})
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
