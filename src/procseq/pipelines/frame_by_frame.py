@@ -272,7 +272,8 @@ def generate_frame_by_frame(
                 cells = KnownFrames(tuple(range(len(history))), torch.stack([latents[i] for i in history], dim=1))
                 add = embedding.for_frames(history, frames, ft * ft) if embedding is not None else None
                 with added_to_input(transformer, add):
-                    kv = cells.condition(transformer, layout, branch_pooled, guidance)
+                    kv = cells.condition(transformer, layout, branch_pooled, guidance, lora=False)  # the condition
+                    # LoRA (known_frames) off; this mode's own LoRA is on in both passes
                 attention = kv.attention_kwargs("use")
             ids = known_position_ids(layout, ft, [len(history)]).to(device, text.prompt_embeds.dtype)
             x, _ = pipe.prepare_latents(len(prompts), channels, frame_size, frame_size, text.prompt_embeds.dtype,

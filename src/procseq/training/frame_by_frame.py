@@ -38,7 +38,7 @@ from procseq.layout import pack_latents
 from procseq.pipelines.frame_by_frame import ADAPTER_NAME, META_FILE, frame_layout, pad_captions
 from procseq.training.config import FrameByFrameConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss, sample_timesteps
-from procseq.training.known_frames import cache_frame_latents, cache_key, corpus_grids, group_rows
+from procseq.training.known_frames import cache_frame_latents, cache_key, group_rows
 from procseq.training.trainer import FlowBatch, Trainer, TrainResult
 
 
@@ -149,7 +149,8 @@ class FrameByFrameTrainer(Trainer):
             cells = KnownFrames(tuple(range(len(batch.history))), batch.history_latents)
             with self.accelerator.autocast(), added_to_input(
                     model, self.embedding.for_frames(batch.history, batch.num_frames, tokens)):
-                kv = cells.condition(model, batch.layout, self.branch_pooled().to(batch.x0), batch.guidance)
+                kv = cells.condition(model, batch.layout, self.branch_pooled().to(batch.x0), batch.guidance,
+                                     lora=False)  # known_frames off; this LoRA is on in both passes
             attention.update(kv.attention_kwargs("use"))
         with added_to_input(model, self.embedding.for_frames([batch.step], batch.num_frames, tokens)):
             return super().predict(batch, hidden_states, attention or None)
@@ -176,9 +177,10 @@ def save_weights(transformer: Any, embedding: StepEmbedding, out: Path, fc: Fram
 
 def run_frame_by_frame_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Train the frame-by-frame LoRA and step embedding of ``cfg.frame_by_frame`` over the frozen ``cfg.model.path``."""
-    from procseq.training.run import build_pipeline, write_training_record
+    from procseq.training.run import build_pipeline, open_corpus, require_base_model, write_training_record
 
-    grids = corpus_grids(cfg, "Frame-by-frame training")
+    require_base_model(cfg, "Frame-by-frame training")
+    grids = open_corpus(cfg)
     fc = cfg.frame_by_frame
     if fc.sequences_per_domain is not None:
         taken: dict[str, int] = {}

@@ -222,7 +222,7 @@ class KnownFramesTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.pipe.transformer)
         with self.accelerator.autocast():
             kv = batch.known.condition(model, batch.layout, self.branch_pooled().to(batch.x0), batch.guidance)
-        with adapters_enabled(model, self.kf.main_lora):
+        with adapters_enabled(model, self.kf.main_lora, names=(ADAPTER_NAME,)):
             return super().predict(batch, x, {**(joint_attention_kwargs or {}), **kv.attention_kwargs("use")})
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
@@ -245,27 +245,12 @@ def add_seeded_condition_lora(transformer: Any, cfg: KnownFramesConfig, seed: in
         add_condition_lora(transformer, cfg.rank, cfg.alpha, cfg.targets)
 
 
-def corpus_grids(cfg: RunConfig, what: str) -> Any:
-    """The ``GridDataset`` of ``cfg.data`` for a trainer on a frozen base (`what` names it in the errors)."""
-    from procseq.data.dataset import GridDataset
-
-    if not cfg.model.path:
-        raise ValueError(f"{what} needs a base model: set model.path (e.g. procseq-tiny or a Flux folder).")
-    data_dir = Path(cfg.data.dir)
-    if not (data_dir / cfg.data.split).is_dir():
-        raise FileNotFoundError(
-            f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
-    grids = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
-    if len(grids) == 0:
-        raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
-    return grids
-
-
 def run_known_frames_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Train the condition LoRA of ``cfg.known_frames`` on ``cfg.data`` over the frozen ``cfg.model.path``."""
-    from procseq.training.run import build_pipeline, write_training_record
+    from procseq.training.run import build_pipeline, open_corpus, require_base_model, write_training_record
 
-    grids = corpus_grids(cfg, "The condition LoRA")
+    require_base_model(cfg, "The condition LoRA")
+    grids = open_corpus(cfg)
     pipe, _ = build_pipeline(cfg)
     kf = cfg.known_frames
     key = cache_key(grids, pipe.vae)
@@ -305,4 +290,4 @@ def group_rows(num_frames: list[int]) -> list[int]:
 
 
 __all__ = ["CutDataset", "KnownBatch", "KnownFramesDataset", "KnownFramesTrainer", "add_seeded_condition_lora",
-           "cache_frame_latents", "cache_key", "corpus_grids", "draw_known", "group_rows", "lora_meta", "run_known_frames_training"]
+           "cache_frame_latents", "cache_key", "draw_known", "group_rows", "lora_meta", "run_known_frames_training"]
