@@ -4,6 +4,7 @@
     python -m procseq.eval.frame_by_frame ablation --out runs/eval-fbf/ablation --n 2
     python -m procseq.eval.frame_by_frame timing   --out runs/eval-fbf/timing --lengths 4,8,16,32
     python -m procseq.eval.frame_by_frame planner  --out runs/eval-fbf/planner --n 20
+    python -m procseq.eval.frame_by_frame example  --out docs/frame_by_frame.png   # the README figure
 
 Specs are drawn fresh from the corpus generators (``split``, ``test-compositional`` by default), the first `n`
 seeds per domain and length the domain renders; every mode gets the same spec, the same seed and the spec's
@@ -146,10 +147,34 @@ def planner_accuracy(specs: list[Any]) -> dict[str, Any]:
     return out
 
 
+EXAMPLES = (("a LEGO tower of eight bricks, blue and red rows, on a gray baseplate", "lego", 12),
+            ("pixel art of a red house on a black background", "pixel_art", 16),
+            ("a painting of a blue circle in the center under a day sky above sand, with a sun", "painting", 9))
+
+
+def example_figure(pipe: Any, out: Path, seed: int = 0, scale: int = 2) -> Path:
+    """One row per :data:`EXAMPLES` prompt: its frame-by-frame sequence (corpus plan), left to right."""
+    from PIL import Image
+
+    from procseq.layout import frames_to_grid
+
+    rows = [frames_to_grid(pipe(p, domain=d, frames=n, mode="frame-by-frame",
+                                generator=torch.Generator().manual_seed(seed)).frames[0], rows=1, cols=n)
+            for p, d, n in EXAMPLES]
+    image = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for r in rows:
+        image.paste(r, (0, y))
+        y += r.height
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m procseq.eval.frame_by_frame", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["compare", "ablation", "timing", "planner"])
+    p.add_argument("what", choices=["compare", "ablation", "timing", "planner", "example"])
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--model", default=None, help="Flux folder (default: procseq-tiny)")
     p.add_argument("--n", default=3, type=int, help="specs per domain and length")
@@ -159,6 +184,13 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",")]
     domains = args.domains.split(",")
+    if args.what == "example":
+        from procseq.models.loading import load_pipeline
+
+        pipe = load_pipeline(args.model, device="cpu")
+        pipe.set_progress_bar_config(disable=True)
+        print(example_figure(pipe, args.out))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.what == "planner":
         results: dict[str, Any] = planner_accuracy(draw_specs(domains, lengths, args.n, args.split))
@@ -190,4 +222,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["ABLATIONS", "draw_specs", "planner_accuracy", "run_mode", "score_runs", "table", "timing"]
+__all__ = ["ABLATIONS", "EXAMPLES", "draw_specs", "example_figure", "planner_accuracy", "run_mode", "score_runs", "table", "timing"]
