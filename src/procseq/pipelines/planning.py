@@ -113,17 +113,23 @@ def _overlap(query: list[str], text: list[str]) -> float:
 
 
 @lru_cache(maxsize=None)
-def _domain_specs(domain: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...], str, dict[str, Any]], ...]:
+def _domain_specs(domain: str, num_frames: int | None = None
+                  ) -> tuple[tuple[tuple[str, ...], tuple[str, ...], str, dict[str, Any]], ...]:
     """(prompt words, captions, prompt, attributes) of a fixed draw of the domain's specs, every composition
-    included."""
-    from procseq.data.synthetic.base import REGISTRY, stable_hash
+    included; at `num_frames` steps when the domain renders that length (its own captions for it), else at
+    the domain's v1 length."""
+    from procseq.data.synthetic.base import HELD_OUT_LENGTHS, REGISTRY, stable_hash
 
     d = REGISTRY[domain]
-    rng = np.random.default_rng(stable_hash("planner", domain))
+    n = num_frames if num_frames in getattr(d, "lengths", ()) and num_frames != d.num_frames else None
+    rng = np.random.default_rng(stable_hash("planner", domain) + (n or 0))
     out = []
     for i in range(SPECS_PER_DOMAIN):
         split = "test-compositional" if i % 5 == 0 else "train"
-        spec = d.sample(rng, 32, split)
+        if n is None:
+            spec = d.sample(rng, 32, split)
+        else:
+            spec = d.sample(rng, 32, "test-length" if n in HELD_OUT_LENGTHS else split, num_frames=n)
         out.append((tuple(_words(spec.prompt)), tuple(spec.captions), spec.prompt, dict(spec.attributes)))
     return tuple(out)
 
@@ -143,7 +149,7 @@ def corpus_plan(prompt: str, domain: str, num_steps: int) -> Plan:
     if domain not in REGISTRY:
         return template_plan(prompt, domain, num_steps)
     query = _words(prompt)
-    specs = _domain_specs(domain)
+    specs = _domain_specs(domain, num_steps)
     best = max(range(len(specs)), key=lambda i: (_overlap(query, list(specs[i][0])), -i))
     captions = resample_captions(list(specs[best][1]), num_steps)
     return Plan(prompt, domain, captions, source="corpus",
