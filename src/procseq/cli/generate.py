@@ -68,13 +68,20 @@ from procseq.outputs import write_json_atomic
 @click.option("--adaptive", is_flag=True,
               help="Adaptive steps after generation: insert frames where neighbours differ too much, delete where "
                    "too little (knobs below); the decisions go into sequence.json.")
+@click.option("--mode", type=click.Choice(["grid", "regional"]), default="grid", show_default=True,
+              help="Layout: grid (the frames in one serpentine grid, up to the model's max_frames) or regional "
+                   "(each frame its own region driven by its step caption, any number of frames up to 64).")
+@click.option("--plan", "plan_file", default=None, type=click.Path(path_type=Path),
+              help="A plan.json (title, domain, captions: one per step) to generate instead of the offline planner's; "
+                   "its step count must equal --frames.")
 @adaptive_options
 def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames: int, seed: int, steps: int | None,
              guidance: float | None, model: str, frame_size: int | None, dtype: str, threads: int | None,
              device: str | None, cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path,
              overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
-             max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, **knobs: Any) -> None:
+             max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, mode: str,
+             plan_file: Path | None, **knobs: Any) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions, or one per line
     of --prompts FILE.jsonl.
 
@@ -85,8 +92,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     if prompts_file is not None:
         if prompt is not None:
             raise ValueError("Give either a PROMPT or --prompts FILE.jsonl, not both.")
-        if known_items:
-            raise ValueError("--known works with one PROMPT, not with --prompts.")
+        if known_items or plan_file is not None:
+            raise ValueError("--known and --plan work with one PROMPT, not with --prompts.")
         check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
         import torch
 
@@ -101,12 +108,14 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     check_text(negative_prompt, "negative prompt")
     check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
     mix = parse_mix(adapter_mix)
+    plan = load_plan_file(plan_file, frames)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     config = adaptive_config(**knobs) if adaptive else None
     check_features(features)
-    inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items))
+    inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items),
+                          *([plan_file] if plan_file else []))
     check_output_free(out, overwrite, inputs)
-    precheck(model, domain, frames, frame_size, adapters)  # bad arguments fail here, before torch loads
+    precheck(model, domain, frames, frame_size, adapters, check_frames=mode == "grid")  # bad arguments fail here, before torch loads
 
     import torch
 
@@ -123,7 +132,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale, known=known,
-                      known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None)
+                      known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None, mode=mode,
+                      plan=plan)
         if config is not None:
             from procseq.models.features import load_feature_extractor
             from procseq.pipelines.adaptive import adapt_output
@@ -139,6 +149,21 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
         save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
+
+
+def load_plan_file(path: Path | None, frames: int) -> Any:
+    """The ``--plan`` file as a :class:`~procseq.pipelines.planning.Plan` (None without one); its steps must equal `frames`."""
+    if path is None:
+        return None
+    from procseq.pipelines.planning import Plan
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
+    plan = Plan.load(path)
+    if plan.num_steps != frames:
+        raise ValueError(f"The plan {path} has {plan.num_steps} steps but --frames is {frames}; "
+                         f"pass --frames {plan.num_steps} (one frame per step) or edit the plan.")
+    return plan
 
 
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,

@@ -20,6 +20,7 @@ from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
 from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
+from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.quiet import quiet_loading
 from procseq.sequence import SequenceOutput
@@ -28,6 +29,7 @@ with quiet_loading():  # transformers' torchvision notices for image processors 
     from diffusers import FluxPipeline
 
 OUTPUT_TYPES = ("pil", "np", "latent")
+MODES = ("grid", "regional")
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
@@ -148,8 +150,9 @@ class ProcessPipeline(FluxPipeline):
     # -- inputs --------------------------------------------------------------------------------
 
     def check_sequence_inputs(self, prompts: list[str], domain: str, frames: int, frame_size: int,
-                              allow_unseen: bool = False) -> None:
-        """Raise ``ValueError`` with the fix when a request cannot be generated."""
+                              allow_unseen: bool = False, max_frames: int | None = None) -> None:
+        """Raise ``ValueError`` with the fix when a request cannot be generated (`max_frames`: the mode's limit,
+        default the model's ``max_frames``)."""
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
             raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
         if not domain or not isinstance(domain, str):
@@ -158,7 +161,7 @@ class ProcessPipeline(FluxPipeline):
         if known and domain not in known and not allow_unseen:
             raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)} "
                              f"(or allow_unseen=True to test generalisation to a new domain).")
-        limit = self.defaults.max_frames
+        limit = max_frames or self.defaults.max_frames
         if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= limit:
             raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}.")
         multiple = self.vae_scale_factor * 2
@@ -238,6 +241,8 @@ class ProcessPipeline(FluxPipeline):
         return_dict: bool = True,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
+        mode: str = "grid",
+        regional: RegionalConfig | None = None,
     ) -> SequenceOutput | tuple[Any, ...]:
         r"""Generate one procedural sequence per prompt.
 
@@ -272,10 +277,16 @@ class ProcessPipeline(FluxPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step, as in diffusers;
                 the tensors are `callback_on_step_end_tensor_inputs` (``"latents"``), and a returned
                 ``"latents"`` replaces them.
+            mode: the layout (DESIGN.md #12): ``"grid"`` (the serpentine grid, MakeAnything) or ``"regional"`` (each
+                frame its own region driven by its step caption, any number of frames; CookAnything,
+                :mod:`procseq.pipelines.regional`).
+            regional: the regional mode's settings (:class:`~procseq.pipelines.regional.RegionalConfig`).
 
         Returns:
             :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
         """
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
         unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
@@ -299,7 +310,10 @@ class ProcessPipeline(FluxPipeline):
             negative_prompt = ""
         max_sequence_length = max_sequence_length or self.text_length(
             prompts + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
-        self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen)
+        self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,
+                                   max_frames=REGIONAL_MAX_FRAMES if mode == "regional" else None)
+        if mode == "regional":
+            check_regional_frames(self, frames, frame_size, max_sequence_length * (frames + 1))
         plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
         if (known is not None and self._condition_lora is None and self.auto_condition_lora
                 and default_condition_lora(self.model_folder)):
@@ -310,6 +324,12 @@ class ProcessPipeline(FluxPipeline):
         known_mode = known_mode or self.default_known_mode()
         if known_mode not in KNOWN_MODES:
             raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
+        if mode == "regional":
+            out = generate_regional(self, prompts, plans, domain, frames, frame_size, steps, guidance_scale,
+                                    true_cfg_scale, negative_prompt, max_sequence_length, generator, latents, known,
+                                    known_mode, joint_attention_kwargs, autocast_dtype, adapter_weights, max_pixels,
+                                    output_type, callback_on_step_end, regional)
+            return out if return_dict else (out.images,)
 
         t0 = time.perf_counter()
         cond = self.prepare_conditioning(prompts, plans, frames, frame_size, max_sequence_length, negative_prompt,
@@ -475,4 +495,4 @@ class ProcessPipeline(FluxPipeline):
         (out / PROCSEQ_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
 
 
-__all__ = ["OUTPUT_TYPES", "ProcessPipeline"]
+__all__ = ["MODES", "OUTPUT_TYPES", "ProcessPipeline"]
