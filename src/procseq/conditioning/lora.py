@@ -39,28 +39,42 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return {}
 
 
-def add_condition_lora(transformer: Any, rank: int, alpha: float, targets: list[str] | tuple[str, ...]) -> None:
-    """Add the (untrained, gaussian-A zero-B) peft LoRA ``"known_frames"`` to `transformer`."""
+def add_condition_lora(transformer: Any, rank: int, alpha: float, targets: list[str] | tuple[str, ...],
+                       adapter_name: str = ADAPTER_NAME) -> None:
+    """Add the (untrained, gaussian-A zero-B) peft LoRA `adapter_name` (``"known_frames"``) to `transformer`."""
     from peft import LoraConfig
 
     transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
-                                       init_lora_weights="gaussian"), adapter_name=ADAPTER_NAME)
+                                       init_lora_weights="gaussian"), adapter_name=adapter_name)
 
 
-def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``pytorch_lora_weights.safetensors`` (peft/diffusers keys) and ``known_frames.json`` into `out`."""
+def lora_parameters(transformer: Any, adapter_name: str = ADAPTER_NAME) -> list[Any]:
+    """The parameters of peft adapter `adapter_name`, made trainable (``ValueError`` when it is missing)."""
+    params = [p for n, p in transformer.named_parameters() if "lora_" in n and f".{adapter_name}." in n]
+    if not params:
+        raise ValueError(f"The transformer has no '{adapter_name}' LoRA; add it (add_condition_lora) first.")
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any], adapter_name: str = ADAPTER_NAME,
+                        meta_name: str = LORA_METAS[0]) -> Path:
+    """Write ``pytorch_lora_weights.safetensors`` (peft/diffusers keys) of adapter `adapter_name` and its metadata
+    (`meta_name`, ``known_frames.json``) into `out`."""
     from diffusers import FluxPipeline
     from peft.utils import get_peft_model_state_dict
 
     out = Path(out)
-    state = get_peft_model_state_dict(transformer, adapter_name=ADAPTER_NAME)
+    state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
     FluxPipeline.save_lora_weights(out, transformer_lora_layers=state, weight_name=LORA_FILE, safe_serialization=True)
-    (out / LORA_METAS[0]).write_text(json.dumps(meta, indent=2) + "\n")
+    (out / meta_name).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def load_condition_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
-    """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe`'s transformer as adapter ``"known_frames"``.
+def load_condition_lora(pipe: Any, path: str | Path, adapter_name: str = ADAPTER_NAME) -> dict[str, Any]:
+    """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe`'s transformer as adapter `adapter_name`
+    (``"known_frames"``; the regional LoRA loads through here as ``"regional"``).
 
     Loaded with peft directly (``add_adapter`` + ``set_peft_model_state_dict``, the layers named in the file),
     so it also stacks on procseq's multi-domain adapters. Returns its metadata (``mode``...) with ``"path"``.
@@ -94,18 +108,18 @@ def load_condition_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{folder / weight} does not fit this transformer (no layer {missing[0]}); it was trained "
                          "for another model.")
     transformer.add_adapter(LoraConfig(r=rank, lora_alpha=float(meta.get("alpha", rank)), target_modules=sorted(downs)),
-                            adapter_name=ADAPTER_NAME)
+                            adapter_name=adapter_name)
     try:
-        result = set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER_NAME)
+        result = set_peft_model_state_dict(transformer, state, adapter_name=adapter_name)
     except RuntimeError as err:  # shape mismatch
-        transformer.delete_adapters(ADAPTER_NAME)
+        transformer.delete_adapters(adapter_name)
         raise ValueError(f"{folder / weight} does not fit this transformer ({str(err).splitlines()[0]}).") from err
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
-        transformer.delete_adapters(ADAPTER_NAME)
+        transformer.delete_adapters(adapter_name)
         raise ValueError(f"{folder / weight} has weights this transformer cannot take ({unexpected[0]}).")
     return {**meta, "path": str(folder / weight)}
 
 
-__all__ = ["ADAPTER_NAME", "DEFAULT_TARGETS", "LORA_FILE", "add_condition_lora", "default_condition_lora",
+__all__ = ["ADAPTER_NAME", "DEFAULT_TARGETS", "LORA_FILE", "add_condition_lora", "default_condition_lora", "lora_parameters",
            "load_condition_lora", "read_meta", "save_condition_lora"]
