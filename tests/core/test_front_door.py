@@ -139,3 +139,28 @@ def test_condition_lora_stacks_on_multi_domain_adapters(tiny_pipe, tmp_path) -> 
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(reference, with_lora))
     assert add_asymmetric_lora  # the adapters stay routed for their own domains
     assert pipe("a clay gem", domain="clay", frames=4, num_inference_steps=2, generator=gen(3)).frames[0]
+
+
+def test_save_pretrained_keeps_a_user_lora_loaded(tiny_pipe, tmp_path, caplog) -> None:
+    """Saving writes base weights only, but a user's own peft LoRA (with its scale) stays in the pipeline."""
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+
+    pipe = lora_pipe(tiny_pipe, tmp_path, "condition")
+    pipe.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "proj_out"],
+                                            init_lora_weights="gaussian"), adapter_name="style")
+    with torch.no_grad():
+        for n, p in pipe.transformer.named_parameters():
+            if "lora_B.style" in n:
+                p.normal_(0, 0.3)
+    pipe.transformer.set_adapters(["known_frames", "style"], [1.0, 0.5])
+    call = dict(prompt="a red circle", domain="painting", frames=4, num_inference_steps=2)
+    before = pipe(**call, generator=gen(3)).frames[0]
+    with caplog.at_level("WARNING", logger="procseq.pipelines.text_to_sequence"):
+        pipe.save_pretrained(tmp_path / "saved")
+    assert "['style']" in caplog.text and "not saved" in caplog.text
+    assert set(pipe.transformer.peft_config) == {"known_frames", "style"}
+    after = pipe(**call, generator=gen(3)).frames[0]
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(before, after))
+    saved = load_file(str(next((tmp_path / "saved" / "transformer").glob("*.safetensors"))))
+    assert not any("lora" in k or "base_layer" in k for k in saved)

@@ -156,3 +156,28 @@ def test_gradients_reach_the_condition_lora_through_the_kv(transformer) -> None:
     with adapters_enabled(transformer, False):
         main_pass(transformer, d, kwargs=store.attention_kwargs()).square().mean().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora)
+
+
+def test_toggling_the_condition_lora_leaves_a_user_lora_alone(transformer) -> None:
+    """Known frames switch only the adapter "known_frames"; a user's style LoRA stays on in both passes."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    d = inputs(transformer)
+    add_condition_lora(transformer, 2, 2, ["to_q", "to_k", "to_v"])
+    transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "proj_out"],
+                                       init_lora_weights="gaussian"), adapter_name="style")
+    transformer.set_adapter(["known_frames", "style"])
+    lora = randomise_lora(transformer, 0.5)
+    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+    before = [list(m.active_adapters) for m in layers]
+    with torch.no_grad():
+        with adapters_enabled(transformer, False, names=("known_frames",)):
+            assert all("style" in m.active_adapters for m in layers if "style" in m.scaling)
+            assert not any("known_frames" in m.active_adapters for m in layers if "known_frames" in m.scaling)
+            main_off = main_pass(transformer, d)
+        assert [list(m.active_adapters) for m in layers] == before
+        with adapters_enabled(transformer, False):  # everything off: the style LoRA's effect disappears too
+            all_off = main_pass(transformer, d)
+    assert not torch.allclose(main_off, all_off)
+    assert all(p.requires_grad for p in lora)

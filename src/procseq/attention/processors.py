@@ -27,7 +27,7 @@ Condition K/V and a region mask combine (every query reads the known frames).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -161,12 +161,13 @@ def _has_adapters(transformer: Any) -> bool:
 
 
 @contextmanager
-def adapters_enabled(transformer: Any, enabled: bool) -> Iterator[None]:
-    """Run with the transformer's peft adapters on or off (a no-op without adapters).
+def adapters_enabled(transformer: Any, enabled: bool, names: Sequence[str] | None = None) -> Iterator[None]:
+    """Run with the transformer's peft adapters `names` (all of them when None) on or off.
 
-    Unlike a bare ``disable_adapters()``, the adapter parameters keep their ``requires_grad``, so a
-    LoRA used in the condition pass still gets gradients through the cached keys/values while the
-    main pass runs without it.
+    Only the named adapters change: with ``names=("known_frames",)`` a user's style LoRA stays as it was
+    in both passes. Unlike a bare ``disable_adapters()``, the adapter parameters keep their
+    ``requires_grad``, so a LoRA used in the condition pass still gets gradients through the cached
+    keys/values while the main pass runs without it. A no-op without adapters.
     """
     if not _has_adapters(transformer):
         yield
@@ -175,20 +176,37 @@ def adapters_enabled(transformer: Any, enabled: bool) -> Iterator[None]:
 
     lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
     flags = [p.requires_grad for p in lora]
-    was_enabled = not any(m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
+    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+    if names is None:
+        was_enabled = not any(m.disable_adapters for m in layers)
 
-    def switch(on: bool) -> None:
-        transformer.enable_adapters() if on else transformer.disable_adapters()
-        for p, f in zip(lora, flags):
-            p.requires_grad_(f)
+        def switch(on: bool) -> None:
+            transformer.enable_adapters() if on else transformer.disable_adapters()
+    else:
+        wanted = [n for n in names if n in (getattr(transformer, "peft_config", None) or {})]
+        before = [list(m.active_adapters) for m in layers]
+        was_enabled = all(n in active for n in wanted for m, active in zip(layers, before) if n in m.scaling)
 
+        def switch(on: bool) -> None:
+            for m, active in zip(layers, before):
+                own = [n for n in wanted if n in m.scaling]
+                if own:
+                    m.set_adapter([n for n in active if n not in own] + (own if on else []))
     if enabled != was_enabled:
         switch(enabled)
+        for p, f in zip(lora, flags):
+            p.requires_grad_(f)
     try:
         yield
     finally:
         if enabled != was_enabled:
-            switch(was_enabled)
+            if names is None:
+                switch(was_enabled)
+            else:
+                for m, active in zip(layers, before):
+                    m.set_adapter(active)
+            for p, f in zip(lora, flags):
+                p.requires_grad_(f)
 
 
 def run_condition_pass(
@@ -207,12 +225,14 @@ def run_condition_pass(
         ids: their position ids ``(known_seq, 3)`` (:func:`procseq.attention.rope.known_position_ids`).
         pooled: the pooled text vector ``(batch or 1, P)`` for the time/text modulation of the branch.
         guidance: the guidance values ``(batch,)`` for guidance-distilled checkpoints.
-        lora: enable the transformer's peft adapters for this pass (the condition LoRA).
+        lora: enable the condition LoRA (the peft adapter ``known_frames``) for this pass; other adapters stay as they are.
     """
     install_processors(transformer)
     b = tokens.shape[0]
     store = ConditionKV()
-    with adapters_enabled(transformer, lora):
+    from procseq.conditioning.lora import ADAPTER_NAME  # conditioning imports this module
+
+    with adapters_enabled(transformer, lora, names=(ADAPTER_NAME,)):
         transformer(
             hidden_states=tokens, timestep=tokens.new_zeros(b), guidance=guidance,
             pooled_projections=pooled.expand(b, -1) if pooled.shape[0] == 1 else pooled,

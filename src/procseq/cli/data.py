@@ -26,16 +26,20 @@ def data() -> None:
               "(default: per-domain / 10).")
 @click.option("--frame-size", default=32, show_default=True, type=int, help="Frame side in pixels (multiple of 8, >= 32).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Corpus seed.")
+@click.option("--lengths", default="v1", show_default=True, type=click.Choice(["v1", "any"]),
+              help="v1: every sequence at its domain's v1 length (9 or 4 frames). any: a length drawn per sequence "
+              "from 3 up to what the domain's process allows (lego, pixel_art: 16; fixed-stage domains: their stage "
+              "count), with lengths 7 and 13 held out of train into a test-length split.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def data_make(out: Path, per_domain: int, test_per_domain: int | None, frame_size: int, seed: int,
-              overwrite: bool) -> None:
+              lengths: str, overwrite: bool) -> None:
     """Render the synthetic corpus: train, test-seen, test-compositional (images + metadata.jsonl)."""
     from procseq.data.dataset import make_corpus
 
     check_output_free(out, overwrite)
 
     manifest = make_corpus(out, per_domain=per_domain, frame_size=frame_size, seed=seed,
-                           test_per_domain=test_per_domain, overwrite=overwrite)
+                           test_per_domain=test_per_domain, overwrite=overwrite, lengths=lengths)
     click.echo(f"wrote {out}: " + json.dumps(manifest.get("counts", {})))
 
 

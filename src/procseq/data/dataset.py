@@ -25,8 +25,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from procseq.data.synthetic import DOMAIN_PLAN, REGISTRY, SPLITS, generate, get_domain
-from procseq.data.synthetic.base import check_frame_size, check_split, stable_hash
+from procseq.data.synthetic import DOMAIN_PLAN, REGISTRY, generate, get_domain
+from procseq.data.synthetic.base import (
+    HELD_OUT_LENGTHS, check_frame_size, check_split, held_out_lengths, stable_hash, train_lengths,
+)
 from procseq.layout import frames_to_grid, grid_shape
 from procseq.outputs import atomic_file, atomic_output_dir, write_json_atomic
 
@@ -36,16 +38,46 @@ def sequence_seed(seed: int, domain: str, split: str, index: int) -> int:
     return stable_hash(seed, domain, split, index)
 
 
-def corpus_counts(per_domain: int, test_per_domain: int, adapter_sizes: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+LENGTH_MODES = ("v1", "any")
+"""``v1``: every sequence at its domain's v1 length (9 or 4 frames); ``any``: a length drawn per
+sequence from the domain's lengths, :data:`HELD_OUT_LENGTHS` only in the ``test-length`` split."""
+V1_SPLITS = ("train", "test-seen", "test-compositional")
+
+
+def corpus_counts(per_domain: int, test_per_domain: int, adapter_sizes: dict[str, int] | None = None,
+                  lengths: str = "v1") -> dict[str, dict[str, int]]:
     """Sequences per split and domain under DOMAIN_PLAN (base: `per_domain` train; adapter: its own
-    size; unseen: none in train; every domain `test_per_domain` in each test split)."""
+    size; unseen: none in train; every domain `test_per_domain` in each test split; with
+    ``lengths="any"`` also ``test-length``, for the domains long enough to have a held-out length)."""
+    check_length_mode(lengths)
     sizes = {n: r.train_size for n, r in DOMAIN_PLAN.items() if r.role == "adapter"}
     sizes.update(adapter_sizes or {})
-    out: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    splits = V1_SPLITS + (("test-length",) if lengths == "any" else ())
+    out: dict[str, dict[str, int]] = {split: {} for split in splits}
     for name, role in DOMAIN_PLAN.items():
         out["train"][name] = {"base": per_domain, "adapter": sizes.get(name, 0), "unseen": 0}[role.role]
         out["test-seen"][name] = out["test-compositional"][name] = test_per_domain
+        if "test-length" in out and held_out_lengths(name):
+            out["test-length"][name] = test_per_domain
     return out
+
+
+def check_length_mode(lengths: str) -> None:
+    """Raise ValueError unless `lengths` is one of :data:`LENGTH_MODES`."""
+    if lengths not in LENGTH_MODES:
+        raise ValueError(f"Unknown lengths mode {lengths!r}; use one of {', '.join(LENGTH_MODES)}.")
+
+
+def sequence_length(seed: int, domain: str, split: str, index: int, lengths: str = "v1") -> int:
+    """The frame count of sequence `index` of `domain` in `split`: the v1 length, or (``any``) drawn
+    uniformly from the lengths the split allows (``test-length``: the held-out ones, else the rest)."""
+    check_length_mode(lengths)
+    if lengths == "v1":
+        return get_domain(domain).num_frames
+    options = held_out_lengths(domain) if split == "test-length" else train_lengths(domain)
+    if not options:
+        raise ValueError(f"{domain} has no length for {split} (held-out lengths {HELD_OUT_LENGTHS}).")
+    return options[stable_hash("length", seed, domain, split, index) % len(options)]
 
 
 def make_corpus(
@@ -57,8 +89,10 @@ def make_corpus(
     test_per_domain: int | None = None,
     adapter_sizes: dict[str, int] | None = None,
     overwrite: bool = False,
+    lengths: str = "v1",
 ) -> dict[str, Any]:
-    """Write train / test-seen / test-compositional for DOMAIN_PLAN into `out_dir`, atomically.
+    """Write train / test-seen / test-compositional (and ``test-length`` with ``lengths="any"``) for
+    DOMAIN_PLAN into `out_dir`, atomically. `lengths` (:data:`LENGTH_MODES`) decides the frame counts.
 
     Everything is written to a temporary sibling folder that is renamed into place at the end, so
     an error leaves nothing half-written. Returns the manifest (settings and counts).
@@ -72,7 +106,7 @@ def make_corpus(
     if out.exists() and not overwrite:
         raise ValueError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another out_dir.")
     test_n = max(1, per_domain // 10) if test_per_domain is None else test_per_domain
-    counts = corpus_counts(per_domain, test_n, adapter_sizes)
+    counts = corpus_counts(per_domain, test_n, adapter_sizes, lengths)
     total = sum(sum(c.values()) for c in counts.values())
     with atomic_output_dir(out, overwrite) as tmp, tqdm(total=total, disable=not progress, desc="corpus") as bar:
         for split, per in counts.items():  # (the bar closes on an error too: the error gets a line of its own)
@@ -81,17 +115,21 @@ def make_corpus(
             with open(tmp / split / "metadata.jsonl", "w") as meta:
                 for domain, n in per.items():
                     for i in range(n):
-                        meta.write(json.dumps(_write_sequence(tmp, split, domain, i, seed, frame_size)) + "\n")
+                        meta.write(json.dumps(_write_sequence(tmp, split, domain, i, seed, frame_size,
+                                                                     sequence_length(seed, domain, split, i, lengths))) + "\n")
                         bar.update()
         manifest = {"frame_size": frame_size, "seed": seed, "per_domain": per_domain, "test_per_domain": test_n,
                     "plan": {n: {"role": r.role, "train_size": r.train_size} for n, r in DOMAIN_PLAN.items()},
-                    "held_out": {n: sorted(get_domain(n).held_out()) for n in DOMAIN_PLAN}, "counts": counts}
+                    "held_out": {n: sorted(get_domain(n).held_out()) for n in DOMAIN_PLAN}, "counts": counts,
+                    "lengths": lengths, "held_out_lengths": list(HELD_OUT_LENGTHS),
+                    "domain_lengths": {n: get_domain(n).lengths for n in DOMAIN_PLAN}}
         write_json_atomic(tmp / "manifest.json", manifest)
     return manifest
 
 
-def _write_sequence(root: Path, split: str, domain: str, index: int, seed: int, frame_size: int) -> dict[str, Any]:
-    spec, frames = generate(domain, sequence_seed(seed, domain, split, index), frame_size, split)
+def _write_sequence(root: Path, split: str, domain: str, index: int, seed: int, frame_size: int,
+                    num_frames: int | None = None) -> dict[str, Any]:
+    spec, frames = generate(domain, sequence_seed(seed, domain, split, index), frame_size, split, num_frames)
     sid = f"{domain}-{index:05d}"
     images = [Image.fromarray(f) for f in frames]
     frame_names = []
@@ -208,4 +246,4 @@ def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: in
                         out_path, scale)
 
 
-__all__ = ["GridDataset", "corpus_counts", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]
+__all__ = ["LENGTH_MODES", "GridDataset", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -14,11 +15,13 @@ import torch
 from procseq.adapters.routing import adapter_layers, route, unrouted
 from procseq.attention.processors import ConditionKV, adapters_enabled
 from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode, check_known_indices
+from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
 from procseq.conditioning.lora import default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
+from procseq.models.peft_detach import peft_adapters_detached
 from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
@@ -30,6 +33,7 @@ with quiet_loading():  # transformers' torchvision notices for image processors 
 
 OUTPUT_TYPES = ("pil", "np", "latent")
 MODES = ("grid", "regional")
+logger = logging.getLogger(__name__)
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
@@ -419,7 +423,7 @@ class ProcessPipeline(FluxPipeline):
         meta, known = self._condition_lora, cond.known is not None
         on = known and ((cond.known_mode == "inplace" and meta.get("mode") == "inplace")
                         or (cond.known_mode == "concat" and meta.get("mode") == "concat" and bool(meta.get("main_lora"))))
-        return adapters_enabled(self.transformer, on)
+        return adapters_enabled(self.transformer, on, names=(CONDITION_ADAPTER,))
 
     def prepare_conditioning(self, prompts: list[str], plans: list[Plan], frames: int, frame_size: int,
                              max_sequence_length: int, negative_prompt: str | list[str] | None, true_cfg_scale: float,
@@ -465,10 +469,13 @@ class ProcessPipeline(FluxPipeline):
 
         out = Path(save_directory)
         condition = self._condition_lora
-        with tempfile.TemporaryDirectory() as tmp:
-            if condition is not None:  # peft layers out, so the transformer saves as a plain Flux transformer
-                self.unload_lora_weights()
-                self._condition_lora = None
+        # peft LoRAs (outermost) out while the base weights are written, back in afterwards, all of them as they were
+        with tempfile.TemporaryDirectory() as tmp, \
+                peft_adapters_detached(self.transformer, self.text_encoder, self.text_encoder_2) as names:
+            others = [n for n in names if condition is None or n != CONDITION_ADAPTER]
+            if others:
+                logger.warning("save_pretrained writes the base model only: the LoRA adapter(s) %s stay loaded "
+                               "but are not saved; write them with `save_lora_weights`.", others)
             adapter_file = None
             if adapter_layers(self.transformer):
                 adapter_file = save_adapters(self.transformer, Path(tmp) / "adapters.safetensors")
@@ -478,8 +485,6 @@ class ProcessPipeline(FluxPipeline):
             finally:
                 if adapter_file is not None:
                     load_adapters(self.transformer, adapter_file)
-                if condition is not None:
-                    self._condition_lora = load_condition_lora(self, condition["path"])
             if adapter_file is not None:
                 (out / ADAPTERS_FILE).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(adapter_file, out / ADAPTERS_FILE)

@@ -123,21 +123,13 @@ def save_adapter_model(pipe: Any, out: Path) -> None:
 
 def run_adapter_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Train the adapter of ``cfg.adapter`` on ``cfg.data`` over the base ``cfg.model.path``; resumable."""
-    from procseq.data.dataset import GridDataset
     from procseq.training.latents import cache_latents
-    from procseq.training.run import build_pipeline, write_training_record
+    from procseq.training.run import build_pipeline, open_corpus, require_base_model, write_training_record
 
-    if not cfg.model.path:
-        raise ValueError("An adapter needs a base model: set model.path (e.g. procseq-tiny or a Flux folder).")
+    require_base_model(cfg, "An adapter")
     if cfg.model.train_text_encoders:
         raise ValueError("Adapter training keeps the text encoders frozen; set model.train_text_encoders: false.")
-    data_dir = Path(cfg.data.dir)
-    if not (data_dir / cfg.data.split).is_dir():
-        raise FileNotFoundError(
-            f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
-    dataset: Any = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
-    if len(dataset) == 0:
-        raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
+    dataset: Any = open_corpus(cfg)
     pipe, _ = build_pipeline(cfg)
     with torch.random.fork_rng(devices=[]):  # lora_A's Kaiming init: a function of the seed alone
         torch.manual_seed(cfg.train.seed)

@@ -217,7 +217,7 @@ class KnownFramesTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.pipe.transformer)
         with self.accelerator.autocast():
             kv = batch.known.condition(model, batch.layout, self.branch_pooled().to(batch.x0), batch.guidance)
-        with adapters_enabled(model, self.kf.main_lora):
+        with adapters_enabled(model, self.kf.main_lora, names=(ADAPTER_NAME,)):
             return super().predict(batch, x, {**(joint_attention_kwargs or {}), **kv.attention_kwargs("use")})
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
@@ -242,18 +242,10 @@ def add_seeded_condition_lora(transformer: Any, cfg: KnownFramesConfig, seed: in
 
 def run_known_frames_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Train the condition LoRA of ``cfg.known_frames`` on ``cfg.data`` over the frozen ``cfg.model.path``."""
-    from procseq.data.dataset import GridDataset
-    from procseq.training.run import build_pipeline, write_training_record
+    from procseq.training.run import build_pipeline, open_corpus, require_base_model, write_training_record
 
-    if not cfg.model.path:
-        raise ValueError("The condition LoRA needs a base model: set model.path (e.g. procseq-tiny or a Flux folder).")
-    data_dir = Path(cfg.data.dir)
-    if not (data_dir / cfg.data.split).is_dir():
-        raise FileNotFoundError(
-            f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
-    grids = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
-    if len(grids) == 0:
-        raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
+    require_base_model(cfg, "The condition LoRA")
+    grids = open_corpus(cfg)
     pipe, _ = build_pipeline(cfg)
     kf = cfg.known_frames
     key = cache_key(grids, pipe.vae)

@@ -76,6 +76,26 @@ def corpus_frames(dataset: Any, max_frames: int, seed: int) -> torch.Tensor:
     return torch.stack(frames[:max_frames])
 
 
+def open_corpus(cfg: RunConfig) -> Any:
+    """The training split ``cfg.data`` names, as a GridDataset; a clear error when it is missing or empty."""
+    from procseq.data.dataset import GridDataset
+
+    data_dir = Path(cfg.data.dir)
+    if not (data_dir / cfg.data.split).is_dir():
+        raise FileNotFoundError(
+            f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
+    dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
+    if len(dataset) == 0:
+        raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
+    return dataset
+
+
+def require_base_model(cfg: RunConfig, what: str) -> None:
+    """Raise unless ``model.path`` names the frozen base that `what` (e.g. "An adapter") is trained on."""
+    if not cfg.model.path:
+        raise ValueError(f"{what} needs a base model: set model.path (e.g. procseq-tiny or a Flux folder).")
+
+
 def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Train as `cfg` says, each stage resumable from ``cfg.train.output_dir``:
 
@@ -83,18 +103,10 @@ def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     2. the latent cache of every training grid (when ``data.cache_latents``),
     3. the transformer (and text encoders when ``model.train_text_encoders``) with flow matching.
     """
-    from procseq.data.dataset import GridDataset
     from procseq.training.autoencoder import train_autoencoder
     from procseq.training.latents import cache_latents
 
-    data_dir = Path(cfg.data.dir)
-    if not (data_dir / cfg.data.split).is_dir():
-        raise FileNotFoundError(
-            f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}"
-        )
-    dataset: Any = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
-    if len(dataset) == 0:
-        raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
+    dataset: Any = open_corpus(cfg)
     pipe, metadata = build_pipeline(cfg)
     if not metadata.get("domains"):
         metadata["domains"] = sorted(set(dataset.domains))

@@ -7,6 +7,12 @@ sequence), renders it to frames, and *reads attributes back from pixels* (the ch
     domain = get_domain("lego")
     assert domain.read(frames[-1], spec) == domain.expected(spec, spec.num_frames - 1)
 
+Any length: every domain renders ``num_frames`` steps from 3 up to :attr:`Domain.max_frames`. A domain
+whose process stretches (``stretches = True``: more bricks, more pixel chunks) renders that many
+stages itself; the others have a fixed list of stages (``num_frames`` of them, the v1 length) and a
+shorter sequence shows evenly spaced stages, each frame's caption naming every stage it covers
+(:func:`frame_stages`, :func:`merge_captions`). :data:`HELD_OUT_LENGTHS` never occur in ``train``.
+
 Compositional holdout: each domain names its composition keys (e.g. ``"red+circle"``, the product
 of its ``composition_axes``); a deterministic ~20% of them (:meth:`Domain.held_out`) never appear
 in ``train`` or ``test-seen`` and are the only ones in ``test-compositional``.
@@ -24,7 +30,11 @@ from typing import Any
 
 import numpy as np
 
-SPLITS: tuple[str, ...] = ("train", "test-seen", "test-compositional")
+SPLITS: tuple[str, ...] = ("train", "test-seen", "test-compositional", "test-length")
+MIN_FRAMES = 3
+MAX_FRAMES = 16
+HELD_OUT_LENGTHS: tuple[int, ...] = (7, 13)
+"""Sequence lengths never drawn for ``train`` (nor ``test-seen``/``test-compositional``); ``test-length`` has only these."""
 MIN_FRAME_SIZE = 32
 MAX_FRAME_SIZE = 512  # a 9-frame grid of 512 px frames is already 2.4 megapixels per sequence
 HOLDOUT_FRACTION = 0.2
@@ -81,14 +91,42 @@ def check_split(split: str) -> None:
 class Domain(ABC):
     """One procedural domain: sampling, rendering and the pixel checker.
 
-    Subclasses set `name`, `num_frames`, `composition_axes` (lists of values whose "+"-joined
-    product are the composition keys), and implement :meth:`make_spec`, :meth:`render`,
-    :meth:`read`, :meth:`expected` and :meth:`invariant_keys`.
+    Subclasses set `name`, `num_frames` (the default, v1 length), `composition_axes` (lists of
+    values whose "+"-joined product are the composition keys), and implement
+    :meth:`make_attributes`, :meth:`describe`, :meth:`render_stages`, :meth:`read`,
+    :meth:`expected_stage` and :meth:`invariant_keys`. A domain whose process stretches sets
+    ``stretches = True`` and ``max_frames``: its stage methods then see ``spec.num_frames`` stages.
     """
 
     name: str = ""
     num_frames: int = 9
+    max_frames: int | None = None
+    stretches: bool = False
     composition_axes: tuple[list[str], ...] = ()
+
+    # -- lengths -------------------------------------------------------------------------------
+
+    @property
+    def lengths(self) -> list[int]:
+        """Every sequence length this domain renders (MIN_FRAMES up to max_frames, default num_frames)."""
+        top = self.max_frames or self.num_frames
+        return list(range(min(MIN_FRAMES, self.num_frames), top + 1))
+
+    def check_length(self, num_frames: int) -> int:
+        """`num_frames` as an int, or a ValueError naming the lengths this domain supports."""
+        lengths = self.lengths
+        if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames not in lengths:
+            why = "" if self.stretches else f" (its process has {self.num_frames} fixed stages, so it cannot stretch further)"
+            raise ValueError(f"{self.name} renders {lengths[0]} to {lengths[-1]} steps{why}; got num_frames={num_frames!r}.")
+        return int(num_frames)
+
+    def num_stages(self, num_frames: int) -> int:
+        """How many process stages a `num_frames`-step sequence is cut from."""
+        return int(num_frames) if self.stretches else self.num_frames
+
+    def stages_of(self, spec: Spec) -> list[int]:
+        """The process stage each frame of `spec` shows."""
+        return frame_stages(self.num_stages(spec.num_frames), spec.num_frames)
 
     # -- compositions --------------------------------------------------------------------------
 
@@ -109,38 +147,52 @@ class Domain(ABC):
 
     # -- sampling ------------------------------------------------------------------------------
 
-    def sample(self, rng: np.random.Generator, frame_size: int, split: str) -> Spec:
-        """Draw a spec for `split`: train/test-seen never hold a held-out composition, test-compositional only those."""
+    def sample(self, rng: np.random.Generator, frame_size: int, split: str, num_frames: int | None = None) -> Spec:
+        """Draw a spec for `split`: train/test-seen never hold a held-out composition, test-compositional only those.
+
+        `num_frames` defaults to the domain's v1 length (and then draws exactly what v1 drew)."""
         check_frame_size(frame_size)
+        n = self.check_length(self.num_frames if num_frames is None else num_frames)
         keys = self.allowed(split)
         composition = keys[int(rng.integers(len(keys)))]
-        attrs = self.make_attributes(rng, composition.split("+"))
-        prompt, captions = self.describe(attrs)
-        if len(captions) != self.num_frames:
-            raise AssertionError(f"{self.name}: {len(captions)} captions for {self.num_frames} frames")
-        return Spec(self.name, -1, split, int(frame_size), self.num_frames, prompt, captions, attrs, composition)
+        stages = self.num_stages(n)
+        attrs = self.make_attributes(rng, composition.split("+"), stages)
+        prompt, stage_captions = self.describe(attrs, stages)
+        if len(stage_captions) != stages:
+            raise AssertionError(f"{self.name}: {len(stage_captions)} captions for {stages} stages")
+        captions = merge_captions(stage_captions, frame_stages(stages, n))
+        return Spec(self.name, -1, split, int(frame_size), n, prompt, captions, attrs, composition)
 
     @abstractmethod
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
-        """The JSON-serialisable attributes of a new sequence, given its composition values."""
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
+        """The JSON-serialisable attributes of a new sequence of `num_stages` stages, given its composition values."""
 
     @abstractmethod
-    def describe(self, attrs: dict[str, Any]) -> tuple[str, list[str]]:
-        """The prompt and the per-frame captions composed from `attrs`."""
+    def describe(self, attrs: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
+        """The prompt and one caption per process stage, composed from `attrs`."""
 
     # -- rendering and checking ----------------------------------------------------------------
 
-    @abstractmethod
     def render(self, spec: Spec) -> list[np.ndarray]:
-        """`num_frames` uint8 arrays of shape `(S, S, 3)`, deterministic from `spec`."""
+        """`spec.num_frames` uint8 arrays of shape `(S, S, 3)`, deterministic from `spec`."""
+        stages = self.render_stages(spec)
+        return [stages[k] for k in self.stages_of(spec)]
+
+    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+        """Ground truth at frame `step` with the same keys as :meth:`read`."""
+        return self.expected_stage(spec, self.stages_of(spec)[step])
+
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
+        """One uint8 `(S, S, 3)` array per process stage (``num_stages(spec.num_frames)`` of them)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither render nor render_stages")
+
+    def expected_stage(self, spec: Spec, stage: int) -> dict[str, Any]:
+        """Ground truth at process stage `stage` with the same keys as :meth:`read`."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither expected nor expected_stage")
 
     @abstractmethod
     def read(self, frame: np.ndarray, spec: Spec) -> dict[str, Any]:
         """The checker: every attribute key of `spec` read back from the pixels of `frame` (None = not visible)."""
-
-    @abstractmethod
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
-        """Ground truth at `step` with the same keys as :meth:`read`."""
 
     @abstractmethod
     def invariant_keys(self, spec: Spec) -> list[str]:
@@ -149,6 +201,29 @@ class Domain(ABC):
     def accuracy(self, frame: np.ndarray, spec: Spec, step: int) -> float:
         """Fraction of keys where ``read(frame)`` equals ``expected(spec, step)``."""
         return attribute_accuracy(self.read(frame, spec), self.expected(spec, step))
+
+
+def frame_stages(num_stages: int, num_frames: int) -> list[int]:
+    """The stage shown by each of `num_frames` frames cut from `num_stages` stages: evenly spaced,
+    first and last kept (``frame_stages(9, 3) == [0, 4, 8]``); every stage when the counts match."""
+    if not 1 <= num_frames <= num_stages:
+        raise ValueError(f"{num_frames} frames cannot be cut from {num_stages} stages; use 1 to {num_stages}.")
+    if num_frames == num_stages:
+        return list(range(num_stages))
+    if num_frames == 1:
+        return [num_stages - 1]
+    return [int(k) for k in np.rint(np.linspace(0, num_stages - 1, num_frames))]
+
+
+def merge_captions(stage_captions: list[str], stages: list[int]) -> list[str]:
+    """One caption per frame: frame i names every stage after frame i-1's up to its own
+    (``"a, b and c"``), so a shorter sequence still says everything that happens."""
+    out, prev = [], -1
+    for k in stages:
+        parts = stage_captions[prev + 1: k + 1]
+        out.append(parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+        prev = k
+    return out
 
 
 def values_equal(a: Any, b: Any) -> bool:
@@ -189,12 +264,14 @@ def get_domain(name: str) -> Domain:
     return REGISTRY[name]
 
 
-def generate(domain: str, seed: int, frame_size: int = 32, split: str = "train") -> tuple[Spec, list[np.ndarray]]:
-    """Sample (deterministically from `seed`) and render one sequence of `domain`."""
+def generate(domain: str, seed: int, frame_size: int = 32, split: str = "train",
+             num_frames: int | None = None) -> tuple[Spec, list[np.ndarray]]:
+    """Sample (deterministically from `seed`) and render one sequence of `domain` with `num_frames`
+    steps (default: the domain's v1 length, drawn exactly as v1 drew it)."""
     d = get_domain(domain)
     check_split(split)
     check_frame_size(frame_size)
-    spec = d.sample(np.random.default_rng([int(seed), stable_hash(domain, split)]), frame_size, split)
+    spec = d.sample(np.random.default_rng([int(seed), stable_hash(domain, split)]), frame_size, split, num_frames)
     spec.seed = int(seed)
     return spec, d.render(spec)
 
@@ -228,7 +305,18 @@ def domains_with_role(role: str) -> list[str]:
     return [n for n, r in DOMAIN_PLAN.items() if r.role == role]
 
 
+def train_lengths(domain: str) -> list[int]:
+    """The lengths of `domain` that ``train`` (and the other non-length test splits) draw from."""
+    return [n for n in get_domain(domain).lengths if n not in HELD_OUT_LENGTHS]
+
+
+def held_out_lengths(domain: str) -> list[int]:
+    """The lengths of `domain` that only ``test-length`` draws (empty if its process is too short)."""
+    return [n for n in get_domain(domain).lengths if n in HELD_OUT_LENGTHS]
+
+
 __all__ = [
-    "DOMAIN_PLAN", "Domain", "DomainRole", "REGISTRY", "SPLITS", "Spec", "attribute_accuracy",
-    "domains_with_role", "generate", "get_domain", "register", "stable_hash", "values_equal",
+    "DOMAIN_PLAN", "Domain", "DomainRole", "HELD_OUT_LENGTHS", "MAX_FRAMES", "MIN_FRAMES", "REGISTRY", "SPLITS",
+    "Spec", "attribute_accuracy", "domains_with_role", "frame_stages", "generate", "get_domain", "held_out_lengths",
+    "merge_captions", "register", "stable_hash", "train_lengths", "values_equal",
 ]

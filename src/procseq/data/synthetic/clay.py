@@ -50,7 +50,7 @@ class Clay(Domain):
     num_frames = 9
     composition_axes = (D.COLORS, list(FORMS))
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         color, form = composition
         lumps = []
         while len(lumps) < 3:
@@ -61,7 +61,7 @@ class Clay(Domain):
                 lumps.append(lobes)
         return {"color": color, "form": form, "lumps": lumps}
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         prompt = f"{D.article(a['color'])} clay {a['form']} with three carved grooves and a stamp"
         return prompt, [f"place a rough lump of {a['color']} clay on the table", "knead the lump",
                         "rough out the mass", f"refine it into a {a['form']}", "smooth the surface",
@@ -81,7 +81,7 @@ class Clay(Domain):
         table[int(0.86 * s):] = True
         return {"form": form, "grooves": grooves, "stamp": stamp, "light": light, "table": table, "w": w}
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         a, s = spec.attributes, spec.frame_size
         g = self._geometry(spec)
         rgb = D.PALETTE[a["color"]]
@@ -129,7 +129,7 @@ class Clay(Domain):
         out["stamp"] = len(marks) > len(long)
         return out
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         a = spec.attributes
         refined = step >= 3
         return {"color": a["color"], "form": a["form"] if refined else None,

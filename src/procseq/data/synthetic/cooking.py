@@ -44,12 +44,12 @@ class Cooking(Domain):
     num_frames = 4
     composition_axes = (list(FOODS), list(PLATES))
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         food, plate = composition
         n = int(rng.integers(2, 5))
         return {"food": food, "plate": plate, "count": n, "angle": START_ANGLE[n] + 180.0 * int(rng.integers(2))}
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         raw, _, cooked = FOODS[a["food"]]
         n = D.number_word(a["count"])
         plural = a["food"] if a["food"] in ("spinach", "cheese") else a["food"] + "s"
@@ -83,7 +83,7 @@ class Cooking(Domain):
             "pieces": pieces, "leaves": leaves,
         }
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         a, s = spec.attributes, spec.frame_size
         g = self._geometry(spec)
         raw, _, cooked = (D.PALETTE[x] if i != 1 else x for i, x in enumerate(FOODS[a["food"]]))
@@ -131,7 +131,7 @@ class Cooking(Domain):
         return {"food.color": raw, "food.shape": shape, "count": count, "cooked": cooked, "plate": plate,
                 "garnish": garnish}
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         a = spec.attributes
         raw, shape, cooked = FOODS[a["food"]]
         return {

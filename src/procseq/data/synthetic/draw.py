@@ -329,7 +329,8 @@ def column_of(mask: np.ndarray) -> str | None:
     return None if c is None else COLUMNS[min(int(3 * c[0] / mask.shape[1]), 2)]
 
 
-NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+           "thirteen", "fourteen", "fifteen", "sixteen"]
 
 
 def article(word: str) -> str:

@@ -26,14 +26,14 @@ class Emoji(Domain):
     num_frames = 4
     composition_axes = (D.COLORS, ACCESSORIES)
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         color, accessory = composition
         others = [c for c in D.COLORS if c != color]
         return {"color": color, "accessory": accessory, "face": FACES[int(rng.integers(len(FACES)))],
                 "mouth": MOUTHS[int(rng.integers(len(MOUTHS)))],
                 "accessory_color": others[int(rng.integers(len(others)))]}
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         mouth = {"smile": "smiling", "frown": "frowning", "open": "surprised"}[a["mouth"]]
         shape = {"circle": "round", "square": "square", "heart": "heart-shaped"}[a["face"]]
         prompt = f"{D.article(mouth)} {a['color']} {shape} emoji wearing {D.article(a['accessory_color'])} {a['accessory']}"
@@ -66,7 +66,7 @@ class Emoji(Domain):
         return {"face": face, "eyes": eyes, "mouth": mouth, "acc": acc, "w": w,
                 "mouth_box": mouth_box, "eye_box": eye_box}
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         a, s = spec.attributes, spec.frame_size
         g = self._geometry(spec)
         rgb = D.PALETTE[a["color"]]
@@ -121,7 +121,7 @@ class Emoji(Domain):
             out["accessory"] = min(ANCHORS, key=lambda k: (ANCHORS[k][0] - x) ** 2 + (ANCHORS[k][1] - y) ** 2)
         return out
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         a = spec.attributes
         return {"face.shape": a["face"], "face.color": a["color"], "eyes": 2 if step >= 1 else 0,
                 "mouth": a["mouth"] if step >= 2 else None,

@@ -30,12 +30,12 @@ class LineDrawing(Domain):
     num_frames = 9
     composition_axes = (INKS, SHAPES)
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         ink, shape = composition
         return {"ink": ink, "shape": shape, "position": list(X)[int(rng.integers(3))],
                 "hatch": int(rng.integers(1, 4))}
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         n = a["hatch"]
         hatch = f"{D.number_word(n)} hatching line{'s' if n > 1 else ''}"
         where = "in the center" if a["position"] == "center" else f"on the {a['position']}"
@@ -72,7 +72,7 @@ class LineDrawing(Domain):
         return {"filled": filled, "ring": ring, "quarter": quarter, "hatches": hatches, "bird": bird,
                 "ground": ground, "ticks": ticks, "w": w, "gy": gy, "bird_x": bird_x}
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         a, s = spec.attributes, spec.frame_size
         g = self._geometry(spec)
         ink = INK_COLORS[a["ink"]]
@@ -127,7 +127,7 @@ class LineDrawing(Domain):
             "bird": bool(inked[sky].sum() >= 3),
         }
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         a = spec.attributes
         closed = step >= 3
         return {

@@ -28,11 +28,11 @@ class Origami(Domain):
     num_frames = 4
     composition_axes = (D.COLORS, list(MODELS))
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         color, model = composition
         return {"color": color, "model": model}
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         return f"an origami {a['model']} folded from {D.article(a['color'])} square of paper", [
             f"start with a square sheet of {a['color']} paper", "fold it in half along the diagonal",
             "fold the corners in to a diamond", f"shape the final folds into a {a['model']}"]
@@ -51,7 +51,7 @@ class Origami(Domain):
         creases = [inner & band & (np.abs(xs - (np.floor(s / 2 + dx * r) + 0.5)) < w / 2 + 0.01) for dx in CREASE_X]
         return mask, creases[:step]
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         rgb = D.PALETTE[spec.attributes["color"]]
         frames = []
         for step in range(self.num_frames):
@@ -76,7 +76,7 @@ class Origami(Domain):
         crease = D.close_to(frame, D.shade(rgb, 0.6), [rgb, BG]) & D.erode(mask, w)
         return {"color": color, "shape": D.best_shape(mask, SHAPES), "creases": len(D.components(crease))}
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         return {"color": spec.attributes["color"], "shape": self._shape(spec, step), "creases": step}
 
     def invariant_keys(self, spec: Spec) -> list[str]:

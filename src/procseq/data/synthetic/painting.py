@@ -42,7 +42,7 @@ class Painting(Domain):
     num_frames = 9
     composition_axes = (D.COLORS, SHAPES)
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         color, shape = composition
         sky = list(SKIES)[int(rng.integers(len(SKIES)))]
         return {
@@ -51,7 +51,7 @@ class Painting(Domain):
             "sun_side": "left" if rng.random() < 0.5 else "right",
         }
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         where = "in the center" if a["position"] == "center" else f"on the {a['position']}"
         prompt = (f"a painting of {D.article(a['color'])} {a['shape']} {where} under {D.article(a['sky'])} sky "
                   f"above {a['ground']}, with a sun")
@@ -77,7 +77,7 @@ class Painting(Domain):
             "sky": np.arange(s)[:, None].repeat(s, 1) < hy,
         }
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         a, s = spec.attributes, spec.frame_size
         g = self._geometry(spec)
         base = D.PALETTE[a["color"]]
@@ -151,7 +151,7 @@ class Painting(Domain):
             == "sun",
         }
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         a = spec.attributes
         return {
             "obj0.shape": a["shape"],

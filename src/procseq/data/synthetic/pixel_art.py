@@ -1,7 +1,7 @@
-"""Pixel art: an 8x8 sprite filled cell by cell in reading order (9 frames).
+"""Pixel art: an 8x8 sprite filled cell by cell in reading order (any length from 3 to 16; v1: 9).
 
-Frame 0 is the empty background with its cell grid; frames 1-8 each fill the next eighth of the
-sprite's cells (top-left to bottom-right).
+Frame 0 is the empty background with its cell grid; each later frame fills the next part of the
+sprite's cells (top-left to bottom-right): n frames, n - 1 parts (eight in v1).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ N = 8
 MAX_MISMATCH = 2
 
 
-def sprite_chunks(sprite: str) -> list[list[tuple[int, int]]]:
-    """The sprite's filled cells in reading order, split into eight consecutive chunks."""
+def sprite_chunks(sprite: str, parts: int = N) -> list[list[tuple[int, int]]]:
+    """The sprite's filled cells in reading order, split into `parts` consecutive chunks."""
     cells = [tuple(rc) for rc in np.argwhere(SPRITES[sprite])]
-    return [list(map(tuple, c)) for c in np.array_split(np.array(cells), N)]
+    return [list(map(tuple, c)) for c in np.array_split(np.array(cells), parts)]
 
 
 @register
@@ -39,16 +39,19 @@ class PixelArt(Domain):
 
     name = "pixel_art"
     num_frames = 9
+    max_frames = 16
+    stretches = True
     composition_axes = (D.COLORS, list(SPRITES))
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         color, sprite = composition
         return {"color": color, "sprite": sprite, "background": list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]}
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
+        parts = num_stages - 1
         prompt = f"pixel art of {D.article(a['color'])} {a['sprite']} on {D.article(a['background'])} background"
         caps = [f"prepare an empty 8x8 grid on {D.article(a['background'])} background"]
-        caps += [f"fill the next {a['color']} pixels of the {a['sprite']}, part {k + 1} of 8" for k in range(7)]
+        caps += [f"fill the next {a['color']} pixels of the {a['sprite']}, part {k + 1} of {parts}" for k in range(parts - 1)]
         caps.append(f"place the last {a['color']} pixels to finish the {a['sprite']}")
         return prompt, caps
 
@@ -57,7 +60,7 @@ class PixelArt(Domain):
         c = s // N
         return c, (s - c * N) // 2
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         a, s = spec.attributes, spec.frame_size
         c, off = self._cell(s)
         bg = BACKGROUNDS[a["background"]]
@@ -68,7 +71,7 @@ class PixelArt(Domain):
             img[off: off + N * c, off + k * c: off + k * c + 1] = line
         frames = [img.copy()]
         rgb = D.PALETTE[a["color"]]
-        for chunk in sprite_chunks(a["sprite"]):
+        for chunk in sprite_chunks(a["sprite"], spec.num_frames - 1):
             for r, q in chunk:
                 img[off + r * c: off + (r + 1) * c, off + q * c: off + (q + 1) * c] = rgb
             frames.append(img.copy())
@@ -101,14 +104,15 @@ class PixelArt(Domain):
             "sprite": best if mismatch[best] <= MAX_MISMATCH else None,
         }
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         a = spec.attributes
-        n = sum(len(ch) for ch in sprite_chunks(a["sprite"])[:step])
+        n = sum(len(ch) for ch in sprite_chunks(a["sprite"], spec.num_frames - 1)[:step])
         return {
             "background": a["background"],
             "color": a["color"] if step >= 1 else None,
             "filled": n,
-            "sprite": a["sprite"] if step == self.num_frames - 1 else None,
+            # the checker names the sprite once at most MAX_MISMATCH of its cells are missing
+            "sprite": a["sprite"] if int(SPRITES[a["sprite"]].sum()) - n <= MAX_MISMATCH else None,
         }
 
     def invariant_keys(self, spec: Spec) -> list[str]:

@@ -29,7 +29,7 @@ class SandArt(Domain):
     def compositions(self) -> list[str]:
         return [k for k in super().compositions() if len(set(k.split("+"))) == 2]
 
-    def make_attributes(self, rng: np.random.Generator, composition: list[str]) -> dict[str, Any]:
+    def make_attributes(self, rng: np.random.Generator, composition: list[str], num_stages: int) -> dict[str, Any]:
         bottom, top = composition
         middle = []
         prev = bottom
@@ -40,7 +40,7 @@ class SandArt(Domain):
         return {"layers": [bottom, *middle, top], "phase": float(rng.integers(0, 8)) * 0.785,
                 "grain": int(rng.integers(0, 2**31 - 1))}
 
-    def describe(self, a: dict[str, Any]) -> tuple[str, list[str]]:
+    def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         c = a["layers"]
         prompt = f"sand art in a glass jar with {c[0]}, {c[1]}, {c[2]} and {c[3]} layers from the bottom up"
         return prompt, [f"pour the {ORDINAL[k]} layer of {c[k]} sand" for k in range(LAYERS)]
@@ -58,7 +58,7 @@ class SandArt(Domain):
             bands.append(inside & (ys >= top))
         return bands
 
-    def render(self, spec: Spec) -> list[np.ndarray]:
+    def render_stages(self, spec: Spec) -> list[np.ndarray]:
         a, s = spec.attributes, spec.frame_size
         img = D.canvas(s, BG)
         w = max(1, s // 32)
@@ -87,7 +87,7 @@ class SandArt(Domain):
         out["layers"] = sum(v is not None for v in out.values())
         return out
 
-    def expected(self, spec: Spec, step: int) -> dict[str, Any]:
+    def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         c = spec.attributes["layers"]
         out: dict[str, Any] = {f"layer{k}.color": c[k] if k <= step else None for k in range(LAYERS)}
         out["layers"] = step + 1
