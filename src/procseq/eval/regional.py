@@ -57,19 +57,17 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, Any], str | None]:
     return name, mode, config, lora
 
 
-def diagnostics(folders: list[Path]) -> dict[str, float]:
-    """Late-step accuracy (last third of each sequence) and the share of repeated adjacent frames."""
-    from procseq.eval.scorer import spec_of
-    from procseq.eval.metrics import score_sequence
+def diagnostics(report: Any, folders: list[Path]) -> dict[str, float]:
+    """Late-step accuracy (last third of each sequence, from the scores of `report`) and the share of repeated
+    adjacent frames (read from the sequence `folders`)."""
     from procseq.sequence import Sequence
 
     late, repeats = [], []
-    for folder in folders:
-        seq = Sequence.load(folder)
-        score = score_sequence(seq.frames, spec_of(seq, folder))
+    for score in report.scores:
         n = len(score.frames)
         late += [f.step_correct for f in score.frames[n - max(1, n // 3):]]
-        arrays = [np.asarray(f, dtype=np.float32) for f in seq.frames]
+    for folder in folders:
+        arrays = [np.asarray(f, dtype=np.float32) for f in Sequence.load(folder).frames]
         repeats += [float(np.abs(a - b).mean()) < REPEAT_THRESHOLD for a, b in zip(arrays, arrays[1:])]
     return {"late_step_acc": float(np.mean(late)), "repeat_rate": float(np.mean(repeats))}
 
@@ -105,7 +103,7 @@ def run_variant(variant: str, records: list[dict[str, Any]], out: Path, model: s
     overall = report.summary["overall"]
     summary = {"variant": variant, "n": overall["n"],
                **{k: overall[k] for k in ("step_acc", "attribute_acc", "consistency", "psnr", "similarity")},
-               **diagnostics(folders), "seconds_per_sequence": float(np.median(seconds)),
+               **diagnostics(report, folders), "seconds_per_sequence": float(np.median(seconds)),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "domains": {d: {k: s[k] for k in ("step_acc", "attribute_acc", "consistency")}
                            for d, s in report.summary["domains"].items()}}

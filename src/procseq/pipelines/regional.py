@@ -278,9 +278,9 @@ def _one_sequence(pipe: Any, prompt: str, plan: Plan, domain: str, frames: int, 
             pooled = pipe.encode_text([""], max_sequence_length).pooled_prompt_embeds
             ids = img_ids[known.token_index(strip).to(device)]
             kv = run_condition_pass(pipe.transformer, known.tokens().to(pooled), ids, pooled,
-                                    pipe.guidance(guidance_scale), lora=not regional_on)
+                                    pipe.guidance(guidance_scale))
             attention.update(kv.attention_kwargs("use"))
-        with nullcontext() if regional_on else pipe.main_pass_lora(cond):
+        with pipe.main_pass_lora(cond):
             latents = denoise(pipe.transformer, pipe.scheduler, latents, img_ids, text, timesteps,
                               guidance_scale=guidance_scale, negative=negative, true_cfg_scale=true_cfg_scale,
                               joint_attention_kwargs=attention, autocast_dtype=autocast_dtype, before_step=before,
