@@ -160,6 +160,22 @@ def _has_adapters(transformer: Any) -> bool:
     return bool(getattr(transformer, "_hf_peft_config_loaded", False))
 
 
+def set_adapters_active(transformer: Any, names: Sequence[str], on: bool) -> None:
+    """Add the peft adapters `names` to (or take them out of) every layer's active set; other adapters, their
+    ``set_adapters`` scales and every ``requires_grad`` stay as they were."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    flags = [p.requires_grad for p in lora]
+    for m in transformer.modules():
+        if isinstance(m, BaseTunerLayer):
+            own = [n for n in names if n in m.scaling]
+            if own:
+                m.set_adapter([n for n in m.active_adapters if n not in own] + (own if on else []))
+    for p, f in zip(lora, flags):
+        p.requires_grad_(f)
+
+
 @contextmanager
 def adapters_enabled(transformer: Any, enabled: bool, names: Sequence[str] | None = None) -> Iterator[None]:
     """Run with the transformer's peft adapters `names` (all of them when None) on or off.
@@ -174,39 +190,34 @@ def adapters_enabled(transformer: Any, enabled: bool, names: Sequence[str] | Non
         return
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
-    flags = [p.requires_grad for p in lora]
     layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
     if names is None:
+        lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
+        flags = [p.requires_grad for p in lora]
         was_enabled = not any(m.disable_adapters for m in layers)
 
         def switch(on: bool) -> None:
             transformer.enable_adapters() if on else transformer.disable_adapters()
+            for p, f in zip(lora, flags):
+                p.requires_grad_(f)
     else:
         wanted = [n for n in names if n in (getattr(transformer, "peft_config", None) or {})]
+        was_enabled = all(n in m.active_adapters for m in layers for n in wanted if n in m.scaling)
         before = [list(m.active_adapters) for m in layers]
-        was_enabled = all(n in active for n in wanted for m, active in zip(layers, before) if n in m.scaling)
 
         def switch(on: bool) -> None:
-            for m, active in zip(layers, before):
-                own = [n for n in wanted if n in m.scaling]
-                if own:
-                    m.set_adapter([n for n in active if n not in own] + (own if on else []))
+            if on == was_enabled:  # back: each layer's active list exactly as it was (its order sets the sum's)
+                for m, active in zip(layers, before):
+                    m._active_adapter = active
+            else:
+                set_adapters_active(transformer, wanted, on)
     if enabled != was_enabled:
         switch(enabled)
-        for p, f in zip(lora, flags):
-            p.requires_grad_(f)
     try:
         yield
     finally:
         if enabled != was_enabled:
-            if names is None:
-                switch(was_enabled)
-            else:
-                for m, active in zip(layers, before):
-                    m.set_adapter(active)
-            for p, f in zip(lora, flags):
-                p.requires_grad_(f)
+            switch(was_enabled)
 
 
 def run_condition_pass(
@@ -247,6 +258,7 @@ __all__ = [
     "ConditionKV",
     "ProcseqAttnProcessor",
     "adapters_enabled",
+    "set_adapters_active",
     "install_processors",
     "run_condition_pass",
 ]

@@ -107,8 +107,11 @@ def load_condition_lora(pipe: Any, path: str | Path, adapter_name: str = ADAPTER
     if missing:
         raise ValueError(f"{folder / weight} does not fit this transformer (no layer {missing[0]}); it was trained "
                          "for another model.")
+    active = list(transformer.active_adapters()) if getattr(transformer, "_hf_peft_config_loaded", False) else []
     transformer.add_adapter(LoraConfig(r=rank, lora_alpha=float(meta.get("alpha", rank)), target_modules=sorted(downs)),
                             adapter_name=adapter_name)
+    if active:  # add_adapter makes the new adapter the only active one; the ones already active stay on
+        transformer.set_adapter(active + [adapter_name])
     try:
         result = set_peft_model_state_dict(transformer, state, adapter_name=adapter_name)
     except RuntimeError as err:  # shape mismatch

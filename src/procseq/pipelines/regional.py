@@ -33,7 +33,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from procseq.attention.masks import RegionLayout, RegionMask
-from procseq.attention.processors import install_processors, run_condition_pass
+from procseq.attention.processors import adapters_enabled, install_processors, run_condition_pass, set_adapters_active
 from procseq.attention.rope import flexible_position_ids, region_layout, regional_grid_ids
 from procseq.conditioning.frames import KnownFrames, KnownImage, KnownMode
 from procseq.conditioning.lora import load_condition_lora
@@ -143,7 +143,7 @@ def load_regional_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
     meta_file = (folder if folder.is_dir() else folder.parent) / META_FILE
     meta.update(json.loads(meta_file.read_text()) if meta_file.is_file() else {})
     pipe.regional_lora = meta
-    set_regional_scale(pipe.transformer, 0.0)
+    set_adapters_active(pipe.transformer, [ADAPTER], False)
     return meta
 
 
@@ -153,26 +153,15 @@ def default_regional_lora(model_folder: str | Path | None) -> Path | None:
     return folder if folder is not None and (folder / "pytorch_lora_weights.safetensors").is_file() else None
 
 
-def set_regional_scale(transformer: Any, scale: float) -> None:
-    """Make the regional LoRA active at `scale` (0: off) and keep every other peft adapter as it is."""
-    names = list(getattr(transformer, "peft_config", {}) or {})
-    if ADAPTER not in names:
-        return
-    active = set(transformer.active_adapters()) if hasattr(transformer, "active_adapters") else set(names)
-    transformer.set_adapters(names, [scale if n == ADAPTER else (1.0 if n in active else 0.0) for n in names])
-
-
 @contextmanager
 def regional_lora_active(pipe: Any) -> Iterator[bool]:
-    """Within: the pipe's regional LoRA on (yields whether there is one); off again after."""
+    """Within: the pipe's regional LoRA on (yields whether there is one); off again after. Only the adapter
+    ``"regional"`` changes: other peft adapters keep their state and ``set_adapters`` scales."""
     if getattr(pipe, "regional_lora", None) is None:
         yield False
         return
-    set_regional_scale(pipe.transformer, 1.0)
-    try:
+    with adapters_enabled(pipe.transformer, True, names=(ADAPTER,)):
         yield True
-    finally:
-        set_regional_scale(pipe.transformer, 0.0)
 
 
 def generate_regional(

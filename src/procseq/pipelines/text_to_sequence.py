@@ -16,7 +16,7 @@ from procseq.adapters.routing import adapter_layers, route, unrouted
 from procseq.attention.processors import ConditionKV, adapters_enabled
 from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode, check_known_indices
 from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
-from procseq.conditioning.lora import default_condition_lora, load_condition_lora
+from procseq.conditioning.lora import LORA_FILE, LORA_METAS, default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
@@ -455,6 +455,30 @@ class ProcessPipeline(FluxPipeline):
 
     # -- saving --------------------------------------------------------------------------------
 
+    def procseq_loras(self) -> list[dict[str, Any]]:
+        """procseq's own LoRAs of this pipeline, each loaded (``source="loaded"``: its file and metadata) or
+        shipped in the model folder and not loaded yet (``source="shipped"``: the folder): the condition LoRA
+        (``known_frames/``) and the regional LoRA (``regional/``). What :meth:`save_pretrained` writes beside
+        the base model."""
+        from procseq.pipelines.regional import ADAPTER as REGIONAL_ADAPTER
+        from procseq.pipelines.regional import LORA_DIR as REGIONAL_DIR
+        from procseq.pipelines.regional import META_FILE as REGIONAL_META
+        from procseq.pipelines.regional import default_regional_lora
+
+        kinds = [("known_frames", CONDITION_ADAPTER, LORA_METAS[0], self._condition_lora,
+                  default_condition_lora(self.model_folder)),
+                 (REGIONAL_DIR, REGIONAL_ADAPTER, REGIONAL_META, getattr(self, "regional_lora", None),
+                  default_regional_lora(self.model_folder))]
+        found = []
+        for folder, adapter, meta_file, loaded, shipped in kinds:
+            entry = {"folder": folder, "adapter": adapter, "meta_file": meta_file}
+            if loaded is not None:
+                found.append({**entry, "source": "loaded", "path": Path(loaded["path"]),
+                              "meta": {k: v for k, v in loaded.items() if k != "path"}})
+            elif shipped is not None:
+                found.append({**entry, "source": "shipped", "path": Path(shipped)})
+        return found
+
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
         """Save a diffusers folder stock ``FluxPipeline`` loads, plus procseq's own parts beside it:
         ``procseq.json`` (the model's defaults), ``adapters/adapters.safetensors`` (multi-domain adapters)
@@ -468,11 +492,11 @@ class ProcessPipeline(FluxPipeline):
         from procseq.models.tiny import PROCSEQ_CONFIG
 
         out = Path(save_directory)
-        condition = self._condition_lora
+        loras = self.procseq_loras()
         # peft LoRAs (outermost) out while the base weights are written, back in afterwards, all of them as they were
         with tempfile.TemporaryDirectory() as tmp, \
                 peft_adapters_detached(self.transformer, self.text_encoder, self.text_encoder_2) as names:
-            others = [n for n in names if condition is None or n != CONDITION_ADAPTER]
+            others = [n for n in names if n not in {lora["adapter"] for lora in loras}]
             if others:
                 logger.warning("save_pretrained writes the base model only: the LoRA adapter(s) %s stay loaded "
                                "but are not saved; write them with `save_lora_weights`.", others)
@@ -488,13 +512,15 @@ class ProcessPipeline(FluxPipeline):
             if adapter_file is not None:
                 (out / ADAPTERS_FILE).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(adapter_file, out / ADAPTERS_FILE)
-        if condition is not None:
-            src = Path(condition["path"])
-            dst = out / "known_frames"
+        for lora in loras:
+            dst = out / lora["folder"]
+            if lora["source"] == "shipped":  # not loaded yet (they load on first use): the model's folder as it is
+                if dst.resolve() != lora["path"].resolve():
+                    shutil.copytree(lora["path"], dst, dirs_exist_ok=True)
+                continue
             dst.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst / "pytorch_lora_weights.safetensors")
-            meta = {k: v for k, v in condition.items() if k != "path"}
-            (dst / "known_frames.json").write_text(json.dumps(meta, indent=2) + "\n")
+            shutil.copyfile(lora["path"], dst / LORA_FILE)
+            (dst / lora["meta_file"]).write_text(json.dumps(lora["meta"], indent=2) + "\n")
         record = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.defaults).items()
                   if k != "from_config"}  # how the defaults were found, not a default
         (out / PROCSEQ_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
