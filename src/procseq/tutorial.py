@@ -4,7 +4,7 @@ A tutorial folder holds ``tutorial.md`` (title, then per step a heading, the cap
 ``frame_XX.png``), ``tutorial.html`` (the same, every image embedded as a ``data:`` URI, so the page opens
 anywhere on its own), the frames, ``grid.png``, ``sequence.gif`` and ``sequence.json`` (what
 ``procseq generate`` writes, plus the plan). The sequence comes from any layout (``grid``,
-``frame-by-frame``) or, from a picture of the finished thing, from ReCraft (:func:`generate_tutorial`).
+``regional``, ``frame-by-frame``) or, from a picture of the finished thing, from ReCraft (:func:`generate_tutorial`).
 """
 
 from __future__ import annotations
@@ -75,13 +75,13 @@ def write_tutorial(output: SequenceOutput, out: str | Path, plan: Plan | None = 
 
 def generate_tutorial(pipe: Any, plan: Plan, mode: str = "grid", image: Any = None, **kwargs: Any) -> SequenceOutput:
     """The sequence of a tutorial from its plan: ``pipe(plan=plan, mode=mode)``, or from `image` (the finished thing):
-    ReCraft (grid mode; more steps than one grid holds are predicted backwards with ``extend``) or, in frame-by-frame
-    mode, the picture as the known last frame. The captions are the plan's either way. `kwargs` go to the pipeline.
+    ReCraft (grid mode; more steps than one grid holds are predicted backwards with ``extend``) or, in the regional
+    and frame-by-frame modes, the picture as the known last frame. The captions are the plan's either way. `kwargs` go to the pipeline.
     """
     if image is None:
         return pipe(plan=plan, mode=mode, **kwargs)
     n = plan.num_steps
-    if mode == "frame-by-frame":
+    if mode != "grid":  # regional, frame-by-frame: the picture is the known last frame
         return pipe(plan=plan, mode=mode, known={n - 1: image}, **kwargs)
     from procseq.pipelines.image_to_sequence import ImageToSequencePipeline
 

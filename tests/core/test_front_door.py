@@ -164,3 +164,19 @@ def test_save_pretrained_keeps_a_user_lora_loaded(tiny_pipe, tmp_path, caplog) -
     assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(before, after))
     saved = load_file(str(next((tmp_path / "saved" / "transformer").glob("*.safetensors"))))
     assert not any("lora" in k or "base_layer" in k for k in saved)
+
+
+def test_save_pretrained_keeps_the_shipped_loras_it_has_not_loaded_yet(tmp_path) -> None:
+    """procseq's LoRAs load on first use; a saved copy of the embedded model must still carry them."""
+    from procseq.models.loading import load_pipeline
+
+    pipe = load_pipeline("procseq-tiny", device="cpu")
+    shipped = {lora["folder"]: lora for lora in pipe.procseq_loras()}
+    assert set(shipped) == {"known_frames", "regional"} and all(v["source"] == "shipped" for v in shipped.values())
+    pipe.save_pretrained(tmp_path / "copy")
+    again = load_pipeline(tmp_path / "copy", device="cpu")
+    copied = {lora["folder"]: lora for lora in again.procseq_loras()}
+    assert set(copied) == set(shipped)
+    for name, lora in copied.items():
+        original = next(shipped[name]["path"].glob("*.safetensors"))
+        assert (lora["path"] / original.name).read_bytes() == original.read_bytes()

@@ -18,6 +18,11 @@ All per-call state travels in ``joint_attention_kwargs`` (DESIGN.md #11), as dif
 processors: ``condition_kv`` (the :class:`ConditionKV` store) and ``condition_phase`` (``"record"`` in
 the condition pass, ``"use"`` in the main pass). The processor itself keeps only its layer name; with
 no extra inputs it is exactly ``FluxAttnProcessor`` (tested bit for bit).
+
+The same processor applies the regional mode's step-wise mask (:mod:`procseq.attention.masks`):
+``region_mask`` (a :class:`~procseq.attention.masks.RegionMask`) restricts who attends to whom, and
+``region_blend`` ``a`` blends in the unmasked (global) attention, ``z = a * z_global + (1 - a) * z_regional``.
+Condition K/V and a region mask combine (every query reads the known frames).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor, _get_qkv_projections
 
+from procseq.attention.masks import RegionMask
 
 ConditionPhase = Literal["record", "use"]
 
@@ -62,7 +68,8 @@ def _match_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 class ProcseqAttnProcessor(FluxAttnProcessor):
-    """``FluxAttnProcessor`` that records (condition pass) or appends (main pass) known-frame keys/values.
+    """``FluxAttnProcessor`` that records (condition pass) or appends (main pass) known-frame keys/values,
+    and applies a regional mask blended with the global attention (regional mode).
 
     Args:
         name: this layer's processor name, its key in :attr:`ConditionKV.kv`.
@@ -81,10 +88,12 @@ class ProcseqAttnProcessor(FluxAttnProcessor):
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
         condition_kv: ConditionKV | None = None,
         condition_phase: ConditionPhase = "use",
+        region_mask: RegionMask | None = None,
+        region_blend: float = 0.0,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if condition_kv is None:
+        if condition_kv is None and region_mask is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
-        if condition_phase not in ("record", "use"):
+        if condition_kv is not None and condition_phase not in ("record", "use"):
             raise ValueError(f"Unknown condition_phase {condition_phase!r}; use 'record' or 'use'.")
         query, key, value, enc_q, enc_k, enc_v = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
         query, key, value = (x.unflatten(-1, (-1, attn.head_dim)) for x in (query, key, value))
@@ -98,7 +107,9 @@ class ProcseqAttnProcessor(FluxAttnProcessor):
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
 
-        if condition_phase == "record":
+        if condition_kv is None:
+            pass
+        elif condition_phase == "record":
             condition_kv.kv[self.name] = (key, value)
         else:
             if self.name not in condition_kv.kv:
@@ -107,14 +118,25 @@ class ProcseqAttnProcessor(FluxAttnProcessor):
             key = torch.cat([key, cond_k], dim=1)
             value = torch.cat([value, cond_v], dim=1)
 
-        out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, backend=self._attention_backend,
-                                    parallel_config=self._parallel_config)
+        if region_mask is None:
+            out = self.attend(query, key, value, attention_mask)
+        else:
+            mask = region_mask.for_attention(query.shape[1], key.shape[1], query.device)
+            out = self.attend(query, key, value, mask if attention_mask is None else mask & attention_mask.bool())
+            if region_blend > 0:  # z = a * z_global + (1 - a) * z_regional
+                out = region_blend * self.attend(query, key, value, attention_mask) + (1 - region_blend) * out
         out = out.flatten(2, 3).to(query.dtype)
         if encoder_hidden_states is None:
             return out
         text, image = out.split_with_sizes([encoder_hidden_states.shape[1], hidden_states.shape[1]], dim=1)
         image = attn.to_out[1](attn.to_out[0](image.contiguous()))
         return image, attn.to_add_out(text.contiguous())
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """Scaled dot-product attention `(batch, seq, heads, head_dim)` through diffusers' dispatcher."""
+        return dispatch_attention_fn(query, key, value, attn_mask=mask, backend=self._attention_backend,
+                                     parallel_config=self._parallel_config)
 
 
 def install_processors(transformer: FluxTransformer2DModel) -> None:
@@ -138,6 +160,22 @@ def _has_adapters(transformer: Any) -> bool:
     return bool(getattr(transformer, "_hf_peft_config_loaded", False))
 
 
+def set_adapters_active(transformer: Any, names: Sequence[str], on: bool) -> None:
+    """Add the peft adapters `names` to (or take them out of) every layer's active set; other adapters, their
+    ``set_adapters`` scales and every ``requires_grad`` stay as they were."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    flags = [p.requires_grad for p in lora]
+    for m in transformer.modules():
+        if isinstance(m, BaseTunerLayer):
+            own = [n for n in names if n in m.scaling]
+            if own:
+                m.set_adapter([n for n in m.active_adapters if n not in own] + (own if on else []))
+    for p, f in zip(lora, flags):
+        p.requires_grad_(f)
+
+
 @contextmanager
 def adapters_enabled(transformer: Any, enabled: bool, names: Sequence[str] | None = None) -> Iterator[None]:
     """Run with the transformer's peft adapters `names` (all of them when None) on or off.
@@ -152,39 +190,34 @@ def adapters_enabled(transformer: Any, enabled: bool, names: Sequence[str] | Non
         return
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
-    flags = [p.requires_grad for p in lora]
     layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
     if names is None:
+        lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
+        flags = [p.requires_grad for p in lora]
         was_enabled = not any(m.disable_adapters for m in layers)
 
         def switch(on: bool) -> None:
             transformer.enable_adapters() if on else transformer.disable_adapters()
+            for p, f in zip(lora, flags):
+                p.requires_grad_(f)
     else:
         wanted = [n for n in names if n in (getattr(transformer, "peft_config", None) or {})]
+        was_enabled = all(n in m.active_adapters for m in layers for n in wanted if n in m.scaling)
         before = [list(m.active_adapters) for m in layers]
-        was_enabled = all(n in active for n in wanted for m, active in zip(layers, before) if n in m.scaling)
 
         def switch(on: bool) -> None:
-            for m, active in zip(layers, before):
-                own = [n for n in wanted if n in m.scaling]
-                if own:
-                    m.set_adapter([n for n in active if n not in own] + (own if on else []))
+            if on == was_enabled:  # back: each layer's active list exactly as it was (its order sets the sum's)
+                for m, active in zip(layers, before):
+                    m._active_adapter = active
+            else:
+                set_adapters_active(transformer, wanted, on)
     if enabled != was_enabled:
         switch(enabled)
-        for p, f in zip(lora, flags):
-            p.requires_grad_(f)
     try:
         yield
     finally:
         if enabled != was_enabled:
-            if names is None:
-                switch(was_enabled)
-            else:
-                for m, active in zip(layers, before):
-                    m.set_adapter(active)
-            for p, f in zip(lora, flags):
-                p.requires_grad_(f)
+            switch(was_enabled)
 
 
 def run_condition_pass(
@@ -225,6 +258,7 @@ __all__ = [
     "ConditionKV",
     "ProcseqAttnProcessor",
     "adapters_enabled",
+    "set_adapters_active",
     "install_processors",
     "run_condition_pass",
 ]

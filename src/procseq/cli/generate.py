@@ -65,23 +65,26 @@ from procseq.outputs import write_json_atomic
               help="Condition LoRA folder or .safetensors for --known (default: the model's own known_frames/).")
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=int,
               help="Refuse larger --known images (checked before decoding).")
-@click.option("--plan", "plan_file", default=None, type=click.Path(path_type=Path),
-              help="A plan.json (from `procseq plan`, or by hand): its title, domain and captions replace PROMPT, "
-                   "--domain and --frames.")
-@click.option("--mode", default="grid", show_default=True, type=click.Choice(["grid", "frame-by-frame"]),
-              help="Layout: one serpentine grid in one pass (grid) or one frame per pass, conditioned on the plan, its "
-                   "step caption, a step embedding and sparse earlier frames (frame-by-frame, any number of frames).")
 @click.option("--adaptive", is_flag=True,
               help="Adaptive steps after generation: insert frames where neighbours differ too much, delete where "
                    "too little (knobs below); the decisions go into sequence.json.")
+@click.option("--mode", type=click.Choice(["grid", "regional", "frame-by-frame"]), default="grid", show_default=True,
+              help="Layout: grid (the frames in one serpentine grid, up to the model's max_frames), regional "
+                   "(each frame its own region driven by its step caption, any number of frames up to 64) or "
+                   "frame-by-frame (one frame per pass, conditioned on the plan, its step caption, a step embedding "
+                   "and sparse earlier frames; any number of frames).")
+@click.option("--plan", "plan_file", default=None, type=click.Path(path_type=Path),
+              help="A plan.json (from `procseq plan`, or by hand: title, domain, captions, one per step) to generate "
+                   "instead of the offline planner's; its title, domain and step count are the defaults of PROMPT, "
+                   "--domain and --frames (a --frames given must equal its step count).")
 @adaptive_options
 def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames: int, seed: int, steps: int | None,
              guidance: float | None, model: str, frame_size: int | None, dtype: str, threads: int | None,
              device: str | None, cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path,
              overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
-             max_pixels: int, plan_file: Path | None, mode: str, adaptive: bool, features: Path | None,
-             interpolator: str, **knobs: Any) -> None:
+             max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, mode: str,
+             plan_file: Path | None, **knobs: Any) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions, or one per line
     of --prompts FILE.jsonl.
 
@@ -92,8 +95,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     if prompts_file is not None:
         if prompt is not None:
             raise ValueError("Give either a PROMPT or --prompts FILE.jsonl, not both.")
-        if known_items:
-            raise ValueError("--known works with one PROMPT, not with --prompts.")
+        if known_items or plan_file is not None:
+            raise ValueError("--known and --plan work with one PROMPT, not with --prompts.")
         check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
         import torch
 
@@ -103,23 +106,28 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
                               gif_ms, overwrite)
-    plan = None
-    if plan_file is not None:
+    if plan_file is not None and Path(plan_file).is_file():  # the plan's title, domain, step count as defaults
+        from click.core import ParameterSource
+
         from procseq.pipelines.planning import Plan
 
-        plan = Plan.load(plan_file)
-        prompt, domain, frames = prompt or plan.title, plan.domain, plan.num_steps
+        given, source = Plan.load(plan_file), click.get_current_context().get_parameter_source
+        prompt = prompt or given.title
+        domain = given.domain if source("domain") == ParameterSource.DEFAULT else domain
+        frames = given.num_steps if source("frames") == ParameterSource.DEFAULT else frames
     if prompt is None or not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     check_text(negative_prompt, "negative prompt")
     check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
     mix = parse_mix(adapter_mix)
+    plan = load_plan_file(plan_file, frames)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     config = adaptive_config(**knobs) if adaptive else None
     check_features(features)
-    inputs = model_inputs(model, adapters, lora, features, plan_file, *(i.split("=", 1)[1] for i in known_items))
+    inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items),
+                          *([plan_file] if plan_file else []))
     check_output_free(out, overwrite, inputs)
-    precheck(model, domain, frames if mode == "grid" else 2, frame_size, adapters)  # bad arguments fail here, before torch loads
+    precheck(model, domain, frames, frame_size, adapters, check_frames=mode == "grid")  # bad arguments fail here, before torch loads
 
     import torch
 
@@ -136,8 +144,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
                       negative_prompt=negative_prompt, true_cfg_scale=true_cfg_scale, known=known,
-                      known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None, plan=plan,
-                      mode=mode)
+                      known_mode=known_mode, autocast_dtype=torch.bfloat16 if bf16_autocast else None, mode=mode,
+                      plan=plan)
         if config is not None:
             from procseq.models.features import load_feature_extractor
             from procseq.pipelines.adaptive import adapt_output
@@ -153,6 +161,21 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
         save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
+
+
+def load_plan_file(path: Path | None, frames: int) -> Any:
+    """The ``--plan`` file as a :class:`~procseq.pipelines.planning.Plan` (None without one); its steps must equal `frames`."""
+    if path is None:
+        return None
+    from procseq.pipelines.planning import Plan
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
+    plan = Plan.load(path)
+    if plan.num_steps != frames:
+        raise ValueError(f"The plan {path} has {plan.num_steps} steps but --frames is {frames}; "
+                         f"pass --frames {plan.num_steps} (one frame per step) or edit the plan.")
+    return plan
 
 
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,

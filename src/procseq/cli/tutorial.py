@@ -22,11 +22,13 @@ from procseq.cli.plan import PLANNER_HELP
 @click.option("--domain", "-d", default=None, help="Process domain (default: read from the instruction).")
 @click.option("--frames", "-n", default=None, type=int,
               help="Number of steps (default: read from the instruction, else the domain's own).")
-@click.option("--mode", default="frame-by-frame", show_default=True, type=click.Choice(["grid", "frame-by-frame"]),
-              help="Layout: frame-by-frame (any number of steps) or one grid (up to the model's maximum).")
+@click.option("--mode", default="frame-by-frame", show_default=True,
+              type=click.Choice(["grid", "regional", "frame-by-frame"]),
+              help="Layout: frame-by-frame (any number of steps), regional (up to 64) or one grid (up to the model's "
+                   "maximum).")
 @click.option("--image", default=None, type=click.Path(path_type=Path),
               help="A picture of the finished thing: the tutorial ends in it (ReCraft in grid mode, the known last "
-                   "frame in frame-by-frame mode); captions from the plan.")
+                   "frame in the other modes); captions from the plan.")
 @click.option("--planner", default="corpus", show_default=True, help=PLANNER_HELP)
 @click.option("--planner-model", default="default", show_default=True, help="Model name sent to an endpoint planner.")
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")

@@ -48,10 +48,20 @@ def add_condition_lora(transformer: Any, rank: int, alpha: float, targets: list[
                                        init_lora_weights="gaussian"), adapter_name=adapter_name)
 
 
+def lora_parameters(transformer: Any, adapter_name: str = ADAPTER_NAME) -> list[Any]:
+    """The parameters of peft adapter `adapter_name`, made trainable (``ValueError`` when it is missing)."""
+    params = [p for n, p in transformer.named_parameters() if "lora_" in n and f".{adapter_name}." in n]
+    if not params:
+        raise ValueError(f"The transformer has no '{adapter_name}' LoRA; add it (add_condition_lora) first.")
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any], adapter_name: str = ADAPTER_NAME,
                         meta_name: str = LORA_METAS[0]) -> Path:
-    """Write ``pytorch_lora_weights.safetensors`` (peft/diffusers keys) and ``known_frames.json`` (`meta_name`)
-    into `out`."""
+    """Write ``pytorch_lora_weights.safetensors`` (peft/diffusers keys) of adapter `adapter_name` and its metadata
+    (`meta_name`, ``known_frames.json``) into `out`."""
     from diffusers import FluxPipeline
     from peft.utils import get_peft_model_state_dict
 
@@ -64,7 +74,9 @@ def save_condition_lora(transformer: Any, out: str | Path, meta: dict[str, Any],
 
 def load_condition_lora(pipe: Any, path: str | Path, adapter_name: str = ADAPTER_NAME,
                         metas: tuple[str, ...] = LORA_METAS) -> dict[str, Any]:
-    """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe`'s transformer as adapter ``"known_frames"``.
+    """Load a condition LoRA (its folder or its ``.safetensors``) into `pipe`'s transformer as adapter `adapter_name`
+    (``"known_frames"``; the regional LoRA loads through here as ``"regional"``, the frame-by-frame one as
+    ``"frame_by_frame"``), its metadata read from the first of `metas` found beside it.
 
     Loaded with peft directly (``add_adapter`` + ``set_peft_model_state_dict``, the layers named in the file),
     so it also stacks on procseq's multi-domain adapters. Returns its metadata (``mode``...) with ``"path"``.
@@ -97,8 +109,11 @@ def load_condition_lora(pipe: Any, path: str | Path, adapter_name: str = ADAPTER
     if missing:
         raise ValueError(f"{folder / weight} does not fit this transformer (no layer {missing[0]}); it was trained "
                          "for another model.")
+    active = list(transformer.active_adapters()) if getattr(transformer, "_hf_peft_config_loaded", False) else []
     transformer.add_adapter(LoraConfig(r=rank, lora_alpha=float(meta.get("alpha", rank)), target_modules=sorted(downs)),
                             adapter_name=adapter_name)
+    if active:  # add_adapter makes the new adapter the only active one; the ones already active stay on
+        transformer.set_adapter(active + [adapter_name])
     try:
         result = set_peft_model_state_dict(transformer, state, adapter_name=adapter_name)
     except RuntimeError as err:  # shape mismatch
@@ -111,5 +126,5 @@ def load_condition_lora(pipe: Any, path: str | Path, adapter_name: str = ADAPTER
     return {**meta, "path": str(folder / weight)}
 
 
-__all__ = ["ADAPTER_NAME", "DEFAULT_TARGETS", "LORA_FILE", "add_condition_lora", "default_condition_lora",
+__all__ = ["ADAPTER_NAME", "DEFAULT_TARGETS", "LORA_FILE", "add_condition_lora", "default_condition_lora", "lora_parameters",
            "load_condition_lora", "read_meta", "save_condition_lora"]

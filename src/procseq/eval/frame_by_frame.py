@@ -85,7 +85,7 @@ def score_runs(pipe: Any, specs: list[Any], variants: dict[str, tuple[str, Frame
         for i, spec in enumerate(specs):
             n = int(spec.num_frames)
             if mode == "grid" and n > pipe.defaults.max_frames:
-                continue
+                continue  # the grid stops at the model's max_frames
             frames, seconds = run_mode(pipe, spec, mode, i, options)
             by_length.setdefault(n, []).append(score_sequence(frames, spec))
             times.setdefault(n, []).append(seconds)
@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{r['median_s']:.3f} |\n" for n, r in results.items()))
         else:
             specs = draw_specs(domains, lengths, args.n, args.split)
-            variants = ({"grid": ("grid", None), "frame-by-frame": ("frame-by-frame", None)} if args.what == "compare"
+            variants = ({"grid": ("grid", None), "regional": ("regional", None),
+                         "frame-by-frame": ("frame-by-frame", None)} if args.what == "compare"
                         else {k: ("frame-by-frame", v) for k, v in ABLATIONS.items()})
             results = score_runs(pipe, specs, variants)
             md = table(results, args.what)

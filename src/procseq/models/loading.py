@@ -162,11 +162,11 @@ def resolve_adapters(location: str | Path, adapters: str | Path | None) -> Path 
 
 
 def precheck(model: str | Path | None, domain: str | None, frames: int, frame_size: int | None = None,
-             adapters: str | Path | None = None, allow_unseen: bool = False) -> ModelDefaults:
+             adapters: str | Path | None = None, allow_unseen: bool = False, check_frames: bool = True) -> ModelDefaults:
     """Reject a request the model cannot serve before anything heavy loads (reads only json and file headers).
 
     Checks the domain against the model's ``procseq.json`` domains and its adapter file's domains, the number
-    of frames against ``max_frames`` and the frame size against the VAE's patch multiple; the pipeline
+    of frames against ``max_frames`` (unless `check_frames` is False: a mode with its own limit) and the frame size against the VAE's patch multiple; the pipeline
     checks the same again once loaded. Returns the model's defaults. A hub id is not checked here.
     """
     from procseq.models.headers import adapter_domains, vae_scale_factor
@@ -182,7 +182,7 @@ def precheck(model: str | Path | None, domain: str | None, frames: int, frame_si
         known += [x for x in adapter_domains(adapter_file) if x not in known]
     if domain is not None and known and domain not in known and not allow_unseen:
         raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)}.")
-    if d.from_config and not 2 <= frames <= d.max_frames:
+    if check_frames and d.from_config and not 2 <= frames <= d.max_frames:
         raise ValueError(f"frames must be between 2 and {d.max_frames} for this model, got {frames}.")
     scale = vae_scale_factor(folder)
     if frame_size is not None and scale is not None and (frame_size < 2 * scale or frame_size % (2 * scale)):

@@ -231,7 +231,7 @@ def generate_frame_by_frame(
     guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
     true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
     negative_prompt = "" if true_cfg_scale > 1 and negative_prompt is None else negative_prompt
-    pipe.check_sequence_inputs(prompts, domain, 2, frame_size, allow_unseen)  # the frame count is checked above
+    pipe.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen, max_frames=MAX_FRAMES)
     plans = pipe.make_plans(prompts, domain, frames, plan, captions, planner)
     fbf = load_weights(pipe, weights)
     k = options.k if options.k is not None else int(fbf.meta.get("k", DEFAULT_K))

@@ -16,13 +16,14 @@ from procseq.adapters.routing import adapter_layers, route, unrouted
 from procseq.attention.processors import ConditionKV, adapters_enabled
 from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode, check_known_indices
 from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
-from procseq.conditioning.lora import default_condition_lora, load_condition_lora
+from procseq.conditioning.lora import LORA_FILE, LORA_METAS, default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
 from procseq.models.peft_detach import peft_adapters_detached
 from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
+from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.quiet import quiet_loading
 from procseq.sequence import SequenceOutput
@@ -31,7 +32,7 @@ with quiet_loading():  # transformers' torchvision notices for image processors 
     from diffusers import FluxPipeline
 
 OUTPUT_TYPES = ("pil", "np", "latent")
-MODES = ("grid", "frame-by-frame")
+MODES = ("grid", "regional", "frame-by-frame")
 logger = logging.getLogger(__name__)
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -153,8 +154,9 @@ class ProcessPipeline(FluxPipeline):
     # -- inputs --------------------------------------------------------------------------------
 
     def check_sequence_inputs(self, prompts: list[str], domain: str, frames: int, frame_size: int,
-                              allow_unseen: bool = False) -> None:
-        """Raise ``ValueError`` with the fix when a request cannot be generated."""
+                              allow_unseen: bool = False, max_frames: int | None = None) -> None:
+        """Raise ``ValueError`` with the fix when a request cannot be generated (`max_frames`: the mode's limit,
+        default the model's ``max_frames``)."""
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
             raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
         if not domain or not isinstance(domain, str):
@@ -163,7 +165,7 @@ class ProcessPipeline(FluxPipeline):
         if known and domain not in known and not allow_unseen:
             raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)} "
                              f"(or allow_unseen=True to test generalisation to a new domain).")
-        limit = self.defaults.max_frames
+        limit = max_frames or self.defaults.max_frames
         if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= limit:
             raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}.")
         multiple = self.vae_scale_factor * 2
@@ -244,6 +246,7 @@ class ProcessPipeline(FluxPipeline):
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
         mode: str = "grid",
+        regional: RegionalConfig | None = None,
     ) -> SequenceOutput | tuple[Any, ...]:
         r"""Generate one procedural sequence per prompt.
 
@@ -278,8 +281,11 @@ class ProcessPipeline(FluxPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step, as in diffusers;
                 the tensors are `callback_on_step_end_tensor_inputs` (``"latents"``), and a returned
                 ``"latents"`` replaces them.
-            mode: the layout (DESIGN.md #12): ``"grid"`` (one serpentine grid in one pass) or ``"frame-by-frame"``
-                (:mod:`procseq.pipelines.frame_by_frame`: one frame per pass, any number of frames).
+            mode: the layout (DESIGN.md #12): ``"grid"`` (the serpentine grid, MakeAnything), ``"regional"`` (each
+                frame its own region driven by its step caption, any number of frames; CookAnything,
+                :mod:`procseq.pipelines.regional`) or ``"frame-by-frame"`` (one frame per pass, any number of frames;
+                Loom, :mod:`procseq.pipelines.frame_by_frame`).
+            regional: the regional mode's settings (:class:`~procseq.pipelines.regional.RegionalConfig`).
 
         Returns:
             :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
@@ -316,7 +322,10 @@ class ProcessPipeline(FluxPipeline):
             negative_prompt = ""
         max_sequence_length = max_sequence_length or self.text_length(
             prompts + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
-        self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen)
+        self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,
+                                   max_frames=REGIONAL_MAX_FRAMES if mode == "regional" else None)
+        if mode == "regional":
+            check_regional_frames(self, frames, frame_size, max_sequence_length * (frames + 1))
         plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
         if (known is not None and self._condition_lora is None and self.auto_condition_lora
                 and default_condition_lora(self.model_folder)):
@@ -327,6 +336,12 @@ class ProcessPipeline(FluxPipeline):
         known_mode = known_mode or self.default_known_mode()
         if known_mode not in KNOWN_MODES:
             raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
+        if mode == "regional":
+            out = generate_regional(self, prompts, plans, domain, frames, frame_size, steps, guidance_scale,
+                                    true_cfg_scale, negative_prompt, max_sequence_length, generator, latents, known,
+                                    known_mode, joint_attention_kwargs, autocast_dtype, adapter_weights, max_pixels,
+                                    output_type, callback_on_step_end, regional)
+            return out if return_dict else (out.images,)
 
         t0 = time.perf_counter()
         cond = self.prepare_conditioning(prompts, plans, frames, frame_size, max_sequence_length, negative_prompt,
@@ -448,6 +463,30 @@ class ProcessPipeline(FluxPipeline):
 
     # -- saving --------------------------------------------------------------------------------
 
+    def procseq_loras(self) -> list[dict[str, Any]]:
+        """procseq's own LoRAs of this pipeline, each loaded (``source="loaded"``: its file and metadata) or
+        shipped in the model folder and not loaded yet (``source="shipped"``: the folder): the condition LoRA
+        (``known_frames/``) and the regional LoRA (``regional/``). What :meth:`save_pretrained` writes beside
+        the base model."""
+        from procseq.pipelines.regional import ADAPTER as REGIONAL_ADAPTER
+        from procseq.pipelines.regional import LORA_DIR as REGIONAL_DIR
+        from procseq.pipelines.regional import META_FILE as REGIONAL_META
+        from procseq.pipelines.regional import default_regional_lora
+
+        kinds = [("known_frames", CONDITION_ADAPTER, LORA_METAS[0], self._condition_lora,
+                  default_condition_lora(self.model_folder)),
+                 (REGIONAL_DIR, REGIONAL_ADAPTER, REGIONAL_META, getattr(self, "regional_lora", None),
+                  default_regional_lora(self.model_folder))]
+        found = []
+        for folder, adapter, meta_file, loaded, shipped in kinds:
+            entry = {"folder": folder, "adapter": adapter, "meta_file": meta_file}
+            if loaded is not None:
+                found.append({**entry, "source": "loaded", "path": Path(loaded["path"]),
+                              "meta": {k: v for k, v in loaded.items() if k != "path"}})
+            elif shipped is not None:
+                found.append({**entry, "source": "shipped", "path": Path(shipped)})
+        return found
+
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
         """Save a diffusers folder stock ``FluxPipeline`` loads, plus procseq's own parts beside it:
         ``procseq.json`` (the model's defaults), ``adapters/adapters.safetensors`` (multi-domain adapters)
@@ -461,11 +500,11 @@ class ProcessPipeline(FluxPipeline):
         from procseq.models.tiny import PROCSEQ_CONFIG
 
         out = Path(save_directory)
-        condition = self._condition_lora
+        loras = self.procseq_loras()
         # peft LoRAs (outermost) out while the base weights are written, back in afterwards, all of them as they were
         with tempfile.TemporaryDirectory() as tmp, \
                 peft_adapters_detached(self.transformer, self.text_encoder, self.text_encoder_2) as names:
-            others = [n for n in names if condition is None or n != CONDITION_ADAPTER]
+            others = [n for n in names if n not in {lora["adapter"] for lora in loras}]
             if others:
                 logger.warning("save_pretrained writes the base model only: the LoRA adapter(s) %s stay loaded "
                                "but are not saved; write them with `save_lora_weights`.", others)
@@ -481,13 +520,15 @@ class ProcessPipeline(FluxPipeline):
             if adapter_file is not None:
                 (out / ADAPTERS_FILE).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(adapter_file, out / ADAPTERS_FILE)
-        if condition is not None:
-            src = Path(condition["path"])
-            dst = out / "known_frames"
+        for lora in loras:
+            dst = out / lora["folder"]
+            if lora["source"] == "shipped":  # not loaded yet (they load on first use): the model's folder as it is
+                if dst.resolve() != lora["path"].resolve():
+                    shutil.copytree(lora["path"], dst, dirs_exist_ok=True)
+                continue
             dst.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst / "pytorch_lora_weights.safetensors")
-            meta = {k: v for k, v in condition.items() if k != "path"}
-            (dst / "known_frames.json").write_text(json.dumps(meta, indent=2) + "\n")
+            shutil.copyfile(lora["path"], dst / LORA_FILE)
+            (dst / lora["meta_file"]).write_text(json.dumps(lora["meta"], indent=2) + "\n")
         record = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.defaults).items()
                   if k != "from_config"}  # how the defaults were found, not a default
         (out / PROCSEQ_CONFIG).write_text(json.dumps(record, indent=2) + "\n")

@@ -32,7 +32,7 @@ from procseq.conditioning.history import (
     rotation_offset,
     save_step_embedding,
 )
-from procseq.conditioning.lora import add_condition_lora, save_condition_lora
+from procseq.conditioning.lora import add_condition_lora, lora_parameters, save_condition_lora
 from procseq.conditioning.text import encode_steps
 from procseq.layout import pack_latents
 from procseq.pipelines.frame_by_frame import ADAPTER_NAME, META_FILE, frame_layout, pad_captions
@@ -87,13 +87,8 @@ class FrameByFrameTrainer(Trainer):
 
     def trainable_parameters(self, modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
         """The LoRA's parameters and the step-embedding table; the base weights stay frozen."""
-        params = [p for n, p in modules[0].named_parameters() if "lora_" in n and f".{ADAPTER_NAME}." in n]
-        if not params:
-            raise ValueError(f"The transformer has no '{ADAPTER_NAME}' LoRA; add it first.")
-        params.append(modules[1].table)
-        for p in params:
-            p.requires_grad_(True)
-        return params
+        modules[1].table.requires_grad_(True)
+        return lora_parameters(modules[0], ADAPTER_NAME) + [modules[1].table]
 
     def branch_pooled(self) -> torch.Tensor:
         """The pooled vector of the empty prompt ``(1, P)`` for the condition pass (which never sees text)."""

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from procseq.attention.processors import adapters_enabled
 from procseq.conditioning.frames import KnownFrames
-from procseq.conditioning.lora import ADAPTER_NAME, add_condition_lora, save_condition_lora
+from procseq.conditioning.lora import ADAPTER_NAME, add_condition_lora, lora_parameters, save_condition_lora
 from procseq.data.synthetic.base import stable_hash
 from procseq.distributed import process_state
 from procseq.layout import GridLayout, frames_to_grid_tensor, grid_tensor_to_frames
@@ -182,12 +182,7 @@ class KnownFramesTrainer(Trainer):
 
     def trainable_parameters(self, modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
         """The condition LoRA's parameters; the base weights stay frozen."""
-        params = [p for n, p in modules[0].named_parameters() if "lora_" in n and f".{ADAPTER_NAME}." in n]
-        if not params:
-            raise ValueError(f"The transformer has no '{ADAPTER_NAME}' LoRA; add it with add_condition_lora first.")
-        for p in params:
-            p.requires_grad_(True)
-        return params
+        return lora_parameters(modules[0], ADAPTER_NAME)
 
     def branch_pooled(self) -> torch.Tensor:
         """The pooled vector of the empty prompt ``(1, P)``: the condition pass never sees the text."""
