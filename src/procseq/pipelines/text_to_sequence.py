@@ -16,6 +16,7 @@ from procseq.attention.processors import ConditionKV, adapters_enabled
 from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode, check_known_indices
 from procseq.conditioning.lora import default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
+from procseq.domain_prompt import domain_prompts
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
@@ -297,8 +298,9 @@ class ProcessPipeline(FluxPipeline):
         true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
+        encoded = domain_prompts(prompts, domain, d.domain_prefix)  # what the model reads (procseq.domain_prompt)
         max_sequence_length = max_sequence_length or self.text_length(
-            prompts + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
+            encoded + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen)
         plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
         if (known is not None and self._condition_lora is None and self.auto_condition_lora
@@ -312,7 +314,7 @@ class ProcessPipeline(FluxPipeline):
             raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
 
         t0 = time.perf_counter()
-        cond = self.prepare_conditioning(prompts, plans, frames, frame_size, max_sequence_length, negative_prompt,
+        cond = self.prepare_conditioning(encoded, plans, frames, frame_size, max_sequence_length, negative_prompt,
                                          true_cfg_scale, known, known_mode, max_pixels, joint_attention_kwargs)
         device = self._execution_device
         height, width = cond.layout.grid_size(frame_size)
