@@ -29,6 +29,18 @@ def corpus_texts(per_domain: int = 200, seed: int = 0) -> list[str]:
     return texts
 
 
+def split_texts(data_dir: str | Path, split: str = "train", domains: list[str] | None = None) -> list[str]:
+    """Every prompt, stored phrasing and step caption of a corpus split, and the domain phrases: the
+    vocabulary the tiny tokenizers of a v2 model are trained on (``model.tokenizer_texts: corpus``), so
+    no word of a held-out wording (``test-paraphrase``) is a token of its own."""
+    from procseq.data.dataset import load_split
+    from procseq.domain_prompt import with_domain
+
+    rows = [r for r in load_split(data_dir, split) if domains is None or r["domain"] in domains]
+    texts = [t for r in rows for t in [*(r.get("prompts") or [r["prompt"]]), *r["captions"]]]
+    return texts + [with_domain(r["prompt"], r["domain"]) for r in rows]  # the domain phrases, in context
+
+
 def _save_pipeline(metadata: dict[str, Any]):
     def save(pipe: Any, out: Path) -> None:
         from diffusers import FluxPipeline
@@ -55,10 +67,14 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     else:
         tiny = TinyConfig(**cfg.model.tiny)
-        pipe = FluxPipeline(**build_components(tiny, corpus_texts(), seed=cfg.train.seed))
+        texts = (corpus_texts() if cfg.model.tokenizer_texts == "synthetic"
+                 else split_texts(cfg.data.dir, cfg.data.split, cfg.data.domains))
+        pipe = FluxPipeline(**build_components(tiny, texts, seed=cfg.train.seed))
         metadata = procseq_metadata(tiny)
     if cfg.data.domains:
         metadata["domains"] = list(cfg.data.domains)
+    if cfg.data.domain_prefix:
+        metadata["domain_prefix"] = True
     return pipe, metadata
 
 
@@ -92,7 +108,8 @@ def run_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
         raise FileNotFoundError(
             f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}"
         )
-    dataset: Any = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
+    dataset: Any = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains, phrasings=cfg.data.phrasings,
+                               domain_prefix=cfg.data.domain_prefix)
     if len(dataset) == 0:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
     pipe, metadata = build_pipeline(cfg)
