@@ -41,6 +41,27 @@ def split_texts(data_dir: str | Path, split: str = "train", domains: list[str] |
     return texts + [with_domain(r["prompt"], r["domain"]) for r in rows]  # the domain phrases, in context
 
 
+def run_tokenizers(cfg: RunConfig, tiny: TinyConfig) -> tuple[Any, Any]:
+    """The tokenizers of a from-scratch run: built on its first start and kept in ``output_dir/tokenizers``,
+    read back on every later start (a resume) and by every process, so the text encoders always see the
+    vocabulary they were trained with (the BPE trainer breaks ties differently in every process)."""
+    from transformers import CLIPTokenizer, T5Tokenizer
+
+    from procseq.models.tiny import build_tokenizers
+    from procseq.outputs import atomic_dir
+
+    folder = Path(cfg.train.output_dir) / "tokenizers"
+    with process_state().main_process_first():
+        if not (folder / "clip").is_dir():
+            texts = (corpus_texts() if cfg.model.tokenizer_texts == "synthetic"
+                     else split_texts(cfg.data.dir, cfg.data.split, cfg.data.domains))
+            clip, t5 = build_tokenizers(tiny, texts)
+            with atomic_dir(folder) as tmp:
+                clip.save_pretrained(tmp / "clip")
+                t5.save_pretrained(tmp / "t5")
+        return CLIPTokenizer.from_pretrained(folder / "clip"), T5Tokenizer.from_pretrained(folder / "t5")
+
+
 def _save_pipeline(metadata: dict[str, Any]):
     def save(pipe: Any, out: Path) -> None:
         from diffusers import FluxPipeline
@@ -67,9 +88,8 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     else:
         tiny = TinyConfig(**cfg.model.tiny)
-        texts = (corpus_texts() if cfg.model.tokenizer_texts == "synthetic"
-                 else split_texts(cfg.data.dir, cfg.data.split, cfg.data.domains))
-        pipe = FluxPipeline(**build_components(tiny, texts, seed=cfg.train.seed))
+        tokenizers = run_tokenizers(cfg, tiny)
+        pipe = FluxPipeline(**build_components(tiny, (), seed=cfg.train.seed, tokenizers=tokenizers))
         metadata = procseq_metadata(tiny)
     if cfg.data.domains:
         metadata["domains"] = list(cfg.data.domains)
