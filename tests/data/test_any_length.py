@@ -33,6 +33,7 @@ def test_every_length_renders_and_checks(name: str) -> None:
 
 def test_stretching_domains_reach_sixteen_and_others_say_why() -> None:
     assert get_domain("lego").lengths[-1] == get_domain("pixel_art").lengths[-1] == 16
+    assert get_domain("sand_art").lengths[-1] == 8 and held_out_lengths("sand_art") == [7]
     spec, frames = generate("lego", 0, 32, "train", 16)
     assert len(spec.attributes["bricks"]) == 15 and "fifteen bricks" in spec.prompt
     with pytest.raises(ValueError, match="fixed stages"):

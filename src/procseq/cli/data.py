@@ -28,8 +28,8 @@ def data() -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Corpus seed.")
 @click.option("--lengths", default="v1", show_default=True, type=click.Choice(["v1", "any"]),
               help="v1: every sequence at its domain's v1 length (9 or 4 frames). any: a length drawn per sequence "
-              "from 3 up to what the domain's process allows (lego, pixel_art: 16; fixed-stage domains: their stage "
-              "count), with lengths 7 and 13 held out of train into a test-length split.")
+              "from 3 up to what the domain's process allows (lego, pixel_art: 16; sand_art: 8; fixed-stage domains: their "
+              "stage count), with lengths 7 and 13 held out of train into a test-length split.")
 @click.option("--wording", default="template", show_default=True, type=click.Choice(["template", "paraphrase"]),
               help="template: every prompt in its domain's v1 wording. paraphrase: each spec in several phrasings "
               "(templates, synonyms, word order, imperative and descriptive, with and without the domain's name; "
