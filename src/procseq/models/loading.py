@@ -38,6 +38,8 @@ class ModelDefaults:
         domains: domains the checkpoint was trained on (empty: any domain name is accepted).
         text_padding: ``"max"`` pads every prompt to `max_sequence_length` T5 tokens (as FluxPipeline does);
             ``"longest"`` encodes only as many tokens as the longest prompt (and negative prompt) needs.
+        domain_prefix: the model was trained with the domain phrase in front of every prompt
+            (:mod:`procseq.domain_prompt`), so the pipeline writes its prompts the same way.
     """
 
     frame_size: int = 512
@@ -48,6 +50,7 @@ class ModelDefaults:
     true_cfg_scale: float = 1.0
     domains: tuple[str, ...] = ()
     text_padding: str = "max"
+    domain_prefix: bool = False
     from_config: bool = False
 
     @classmethod
