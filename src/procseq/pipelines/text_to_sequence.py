@@ -168,7 +168,9 @@ class ProcessPipeline(FluxPipeline):
                              f"(or allow_unseen=True to test generalisation to a new domain).")
         limit = max_frames or self.defaults.max_frames
         if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= limit:
-            raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}.")
+            hint = (f"; for more steps use mode='regional' (--mode regional, up to {REGIONAL_MAX_FRAMES})"
+                    if max_frames is None and isinstance(frames, int) and frames > limit else "")
+            raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}{hint}.")
         multiple = self.vae_scale_factor * 2
         if frame_size < multiple or frame_size % multiple:
             raise ValueError(f"frame_size must be a positive multiple of {multiple} for this model, got {frame_size}.")
