@@ -33,6 +33,7 @@ def test_every_length_renders_and_checks(name: str) -> None:
 
 def test_stretching_domains_reach_sixteen_and_others_say_why() -> None:
     assert get_domain("lego").lengths[-1] == get_domain("pixel_art").lengths[-1] == 16
+    assert get_domain("sand_art").lengths[-1] == 8 and held_out_lengths("sand_art") == [7]
     spec, frames = generate("lego", 0, 32, "train", 16)
     assert len(spec.attributes["bricks"]) == 15 and "fifteen bricks" in spec.prompt
     with pytest.raises(ValueError, match="fixed stages"):
@@ -83,3 +84,25 @@ def test_any_length_corpus_on_disk(tmp_path) -> None:
     held = load_split(tmp_path / "c", "test-length")
     assert held and all(r["num_frames"] in HELD_OUT_LENGTHS for r in held)
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["held_out_lengths"] == [7, 13]
+
+
+# sha256 (first 16 hex) of specs and frames at the default length, computed on 5fb362a (before any-length)
+V1_FINGERPRINTS = {
+    "clay": "8b39a1d9303fdef5", "cooking": "bd3a83094c9a9958", "emoji": "66d5cd32066a3c13", "lego": "4026f9f357318ef1",
+    "line_drawing": "4d1477b1d6203ae7", "origami": "1df08757875a0914", "painting": "db27c91dab851046",
+    "pixel_art": "66aa3c47305231ce", "sand_art": "1fe40ceb2e93b1f4",
+}
+
+
+def test_default_length_draws_exactly_what_v1_drew() -> None:
+    import hashlib
+
+    for name, expected in V1_FINGERPRINTS.items():
+        h = hashlib.sha256()
+        for split in ("train", "test-seen", "test-compositional"):
+            for seed in range(6):
+                spec, frames = generate(name, seed, 32, split)
+                h.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
+                for f in frames:
+                    h.update(f.tobytes())
+        assert h.hexdigest()[:16] == expected, name

@@ -28,15 +28,18 @@ def test_layout_and_metadata(corpus: Path) -> None:
     for split in ("train", "test-seen", "test-compositional"):
         rows = [json.loads(line) for line in (corpus / split / "metadata.jsonl").read_text().splitlines()]
         assert len(rows) == sum(manifest["counts"][split].values())
-        # imagefolder sees exactly the grids listed in metadata.jsonl
-        assert sorted(p.name for p in (corpus / split).rglob("*.png")) == sorted(r["file_name"] for r in rows)
+        # imagefolder sees the grids listed in metadata.jsonl, and each row's frames under frames/
+        assert sorted(p.name for p in (corpus / split).glob("*.png")) == sorted(r["file_name"] for r in rows)
+        assert sorted(p.name for p in (corpus / split / "frames").glob("*.png")) == sorted(
+            Path(f).name for r in rows for f in r["frames_file_names"])
         for r in rows:
             assert {"file_name", "prompt", "domain", "captions", "num_frames", "spec"} <= set(r)
-            assert len(r["captions"]) == r["num_frames"] == len(r["frames"])
+            r["spec"] = json.loads(r["spec"])  # a JSON string: one metadata schema for every split
+            assert len(r["captions"]) == r["num_frames"] == len(r["frames_file_names"])
             with Image.open(corpus / split / r["file_name"]) as im:
                 side = 3 if r["num_frames"] == 9 else 2
                 assert im.size == (32 * side, 32 * side)
-            with Image.open(corpus / r["frames"][-1]) as im:
+            with Image.open(corpus / split / r["frames_file_names"][-1]) as im:
                 assert im.size == (32, 32)
             held = get_domain(r["domain"]).held_out()
             assert (r["spec"]["composition"] in held) == (split == "test-compositional")
@@ -99,3 +102,24 @@ def test_montage(tmp_path: Path) -> None:
     path = ds.montage(tmp_path / "m.png")
     with Image.open(path) as im:
         assert im.width > 9 * 64 and im.height >= len(DOMAIN_PLAN) * 64
+
+
+def test_corpora_written_before_v2_still_load(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    (old / "frames" / "train").mkdir(parents=True)
+    (old / "train").mkdir()
+    rows = []
+    for line in (corpus / "train" / "metadata.jsonl").read_text().splitlines()[:2]:
+        r = json.loads(line)
+        shutil.copy(corpus / "train" / r["file_name"], old / "train" / r["file_name"])
+        names = []
+        for f in r.pop("frames_file_names"):
+            shutil.copy(corpus / "train" / f, old / "frames" / "train" / Path(f).name)
+            names.append(f"frames/train/{Path(f).name}")
+        rows.append({**r, "frames": names, "spec": json.loads(r["spec"])})  # the v1 row format
+    (old / "train" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = ds.load_split(old, "train")
+    assert [Path(p).is_file() for r in loaded for p in r["frame_paths"]] == [True] * sum(r["num_frames"] for r in rows)
+    assert loaded[0]["spec"]["domain"] == rows[0]["domain"]

@@ -26,7 +26,7 @@ def test_generate_regional_writes_the_sequence(tiny_model_dir, tmp_path) -> None
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--frames", "14"], "between 2 and 9"),  # grid mode keeps the model's grid limit
+    (["--frames", "14"], "got 14; for more steps use --mode regional"),  # grid mode keeps its limit and names the way out
     (["--mode", "regional", "--frames", "65"], "--frames must be"),
     (["--mode", "regional", "--frames", "5", "--plan", "PLAN"], "has 3 steps but --frames is 5"),
 ])

@@ -28,18 +28,28 @@ def data() -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Corpus seed.")
 @click.option("--lengths", default="v1", show_default=True, type=click.Choice(["v1", "any"]),
               help="v1: every sequence at its domain's v1 length (9 or 4 frames). any: a length drawn per sequence "
-              "from 3 up to what the domain's process allows (lego, pixel_art: 16; fixed-stage domains: their stage "
-              "count), with lengths 7 and 13 held out of train into a test-length split.")
+              "from 3 up to what the domain's process allows (lego, pixel_art: 16; sand_art: 8; fixed-stage domains: their "
+              "stage count), with lengths 7 and 13 held out of train into a test-length split.")
+@click.option("--wording", default="template", show_default=True, type=click.Choice(["template", "paraphrase"]),
+              help="template: every prompt in its domain's v1 wording. paraphrase: each spec in several phrasings "
+              "(templates, synonyms, word order, imperative and descriptive, with and without the domain's name; "
+              "step captions reworded too) from a train pool, plus a test-paraphrase split (held-out compositions) "
+              "worded only from a test pool whose templates and synonyms never occur in train.")
+@click.option("--phrasings", default=1, show_default=True, type=int,
+              help="Phrasings stored per spec with --wording paraphrase (the row's prompts; training can use "
+              "each as its own item: data.phrasings in the training config).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def data_make(out: Path, per_domain: int, test_per_domain: int | None, frame_size: int, seed: int,
-              lengths: str, overwrite: bool) -> None:
-    """Render the synthetic corpus: train, test-seen, test-compositional (images + metadata.jsonl)."""
+              lengths: str, wording: str, phrasings: int, overwrite: bool) -> None:
+    """Render the synthetic corpus: train, test-seen, test-compositional (+ test-length, test-paraphrase)
+    as images + metadata.jsonl; datasets.load_dataset(OUT) loads every split by name."""
     from procseq.data.dataset import make_corpus
 
     check_output_free(out, overwrite)
 
     manifest = make_corpus(out, per_domain=per_domain, frame_size=frame_size, seed=seed,
-                           test_per_domain=test_per_domain, overwrite=overwrite, lengths=lengths)
+                           test_per_domain=test_per_domain, overwrite=overwrite, lengths=lengths,
+                           wording=wording, phrasings=phrasings)
     click.echo(f"wrote {out}: " + json.dumps(manifest.get("counts", {})))
 
 

@@ -43,8 +43,9 @@ def per_domain(records: list[dict], n: int | None, domains: list[str] | None) ->
 @click.option("--data", default="data_cache/corpus", show_default=True, type=click.Path(path_type=Path),
               help="Corpus folder (procseq data make).")
 @click.option("--split", default="test-compositional", show_default=True,
-              help="Which split to evaluate on: train, test-seen, test-compositional or test-length (held-out "
-              "lengths, in corpora made with --lengths any).")
+              help="Which split to evaluate on: train, test-seen, test-compositional, test-length (held-out "
+              "lengths: data make --lengths any) or test-paraphrase (wordings never in train: data make "
+              "--wording paraphrase).")
 @click.option("--domains", default=None,
               help="Comma-separated domains (default: the base model's domains, or every domain for baselines; "
                    "adapter domains such as clay only when named).")

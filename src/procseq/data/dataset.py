@@ -3,15 +3,25 @@
 Layout written by :func:`make_corpus` (every split folder is a valid Hugging Face ``imagefolder``)::
 
     DIR/manifest.json                         settings, plan and counts
-    DIR/<split>/metadata.jsonl                one row per sequence: file_name, prompt, domain,
-                                              captions, num_frames, frames, spec (Spec.to_dict())
+    DIR/README.md                             a dataset card whose ``configs`` name every split
+    DIR/<split>/metadata.jsonl                one row per sequence: file_name, id, prompt, domain,
+                                              captions, num_frames, frames_file_names, spec
+                                              (Spec.to_dict() as a JSON string; load_split parses
+                                              it); with paraphrases also prompts and template
     DIR/<split>/<id>.png                      the serpentine grid (procseq.layout.frames_to_grid)
-    DIR/frames/<split>/<id>_XX.png            the individual frames (outside the split folders, so
-                                              imagefolder sees exactly one image per row)
+    DIR/<split>/frames/<id>_XX.png            the individual frames
 
-Load one split with ``datasets.load_dataset("imagefolder", data_dir=f"{DIR}/{split}", split="train")``
-(the split folder is passed as ``data_dir``; pointing ``data_dir`` at ``DIR`` itself would merge
-``test-seen`` and ``test-compositional`` into one ``test`` split, by imagefolder's name rules).
+Load every split by name with ``datasets.load_dataset(DIR)`` (split names with ``_`` for ``-``:
+``test_seen``, ...; datasets allows no hyphen), or one with
+``datasets.load_dataset("imagefolder", data_dir=f"{DIR}/{split}", split="train")``: the grid is
+the ``image`` column and ``frames`` is the list of per-step images (imagefolder reads
+``*_file_names`` columns as images, relative to the metadata file). Corpora written before v2 kept
+frames in ``DIR/frames/<split>/`` (the ``frames`` column, relative to DIR); :func:`load_split` reads both.
+
+Wordings (``wording="paraphrase"``): every row's ``prompt`` is one phrasing of its spec
+(:mod:`procseq.data.synthetic.phrasing`), ``prompts`` holds ``phrasings`` of them, the captions are
+reworded too; the spec keeps the canonical (v1) text. ``test-paraphrase`` holds held-out
+compositions worded only with the test pool.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from procseq.data.synthetic import DOMAIN_PLAN, REGISTRY, generate, get_domain
+from procseq.data.synthetic.phrasing import phrase_captions, phrase_prompt
+from procseq.domain_prompt import with_domain
 from procseq.data.synthetic.base import (
     HELD_OUT_LENGTHS, check_frame_size, check_split, held_out_lengths, stable_hash, train_lengths,
 )
@@ -42,21 +54,29 @@ LENGTH_MODES = ("v1", "any")
 """``v1``: every sequence at its domain's v1 length (9 or 4 frames); ``any``: a length drawn per
 sequence from the domain's lengths, :data:`HELD_OUT_LENGTHS` only in the ``test-length`` split."""
 V1_SPLITS = ("train", "test-seen", "test-compositional")
+WORDINGS = ("template", "paraphrase")
+"""``template``: the v1 prompt of every spec; ``paraphrase``: phrasings from the train pool, and a
+``test-paraphrase`` split worded from the test pool only."""
 
 
 def corpus_counts(per_domain: int, test_per_domain: int, adapter_sizes: dict[str, int] | None = None,
-                  lengths: str = "v1") -> dict[str, dict[str, int]]:
+                  lengths: str = "v1", wording: str = "template") -> dict[str, dict[str, int]]:
     """Sequences per split and domain under DOMAIN_PLAN (base: `per_domain` train; adapter: its own
     size; unseen: none in train; every domain `test_per_domain` in each test split; with
-    ``lengths="any"`` also ``test-length``, for the domains long enough to have a held-out length)."""
+    ``lengths="any"`` also ``test-length``, for the domains long enough to have a held-out length;
+    with ``wording="paraphrase"`` also ``test-paraphrase``)."""
     check_length_mode(lengths)
+    if wording not in WORDINGS:
+        raise ValueError(f"Unknown wording {wording!r}; use one of {', '.join(WORDINGS)}.")
     sizes = {n: r.train_size for n, r in DOMAIN_PLAN.items() if r.role == "adapter"}
     sizes.update(adapter_sizes or {})
-    splits = V1_SPLITS + (("test-length",) if lengths == "any" else ())
+    splits = (V1_SPLITS + (("test-length",) if lengths == "any" else ())
+              + (("test-paraphrase",) if wording == "paraphrase" else ()))
     out: dict[str, dict[str, int]] = {split: {} for split in splits}
     for name, role in DOMAIN_PLAN.items():
         out["train"][name] = {"base": per_domain, "adapter": sizes.get(name, 0), "unseen": 0}[role.role]
-        out["test-seen"][name] = out["test-compositional"][name] = test_per_domain
+        for split in set(splits) - {"train", "test-length"}:
+            out[split][name] = test_per_domain
         if "test-length" in out and held_out_lengths(name):
             out["test-length"][name] = test_per_domain
     return out
@@ -90,9 +110,13 @@ def make_corpus(
     adapter_sizes: dict[str, int] | None = None,
     overwrite: bool = False,
     lengths: str = "v1",
+    wording: str = "template",
+    phrasings: int = 1,
 ) -> dict[str, Any]:
-    """Write train / test-seen / test-compositional (and ``test-length`` with ``lengths="any"``) for
-    DOMAIN_PLAN into `out_dir`, atomically. `lengths` (:data:`LENGTH_MODES`) decides the frame counts.
+    """Write train / test-seen / test-compositional (and ``test-length`` with ``lengths="any"``,
+    ``test-paraphrase`` with ``wording="paraphrase"``) for DOMAIN_PLAN into `out_dir`, atomically.
+    `lengths` (:data:`LENGTH_MODES`) decides the frame counts, `wording` (:data:`WORDINGS`) the text,
+    `phrasings` how many phrasings of each spec a paraphrased row stores.
 
     Everything is written to a temporary sibling folder that is renamed into place at the end, so
     an error leaves nothing half-written. Returns the manifest (settings and counts).
@@ -105,25 +129,33 @@ def make_corpus(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise ValueError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another out_dir.")
+    if phrasings < 1 or (wording == "template" and phrasings != 1):
+        raise ValueError(f"phrasings={phrasings}: use 1 with the template wording, >= 1 with paraphrase.")
     test_n = max(1, per_domain // 10) if test_per_domain is None else test_per_domain
-    counts = corpus_counts(per_domain, test_n, adapter_sizes, lengths)
+    counts = corpus_counts(per_domain, test_n, adapter_sizes, lengths, wording)
     total = sum(sum(c.values()) for c in counts.values())
     with atomic_output_dir(out, overwrite) as tmp, tqdm(total=total, disable=not progress, desc="corpus") as bar:
         for split, per in counts.items():  # (the bar closes on an error too: the error gets a line of its own)
-            (tmp / split).mkdir()
-            (tmp / "frames" / split).mkdir(parents=True)
+            (tmp / split / "frames").mkdir(parents=True)
             with open(tmp / split / "metadata.jsonl", "w") as meta:
                 for domain, n in per.items():
                     for i in range(n):
-                        meta.write(json.dumps(_write_sequence(tmp, split, domain, i, seed, frame_size,
-                                                                     sequence_length(seed, domain, split, i, lengths))) + "\n")
+                        row = _write_sequence(tmp, split, domain, i, seed, frame_size,
+                                              sequence_length(seed, domain, split, i, lengths))
+                        if wording == "paraphrase":
+                            row.update(paraphrase_row(row, seed, split, i, phrasings))
+                        # the spec as a JSON string: its attributes differ per domain, and datasets needs one
+                        # schema for every split's metadata file
+                        meta.write(json.dumps({**row, "spec": json.dumps(row["spec"])}) + "\n")
                         bar.update()
         manifest = {"frame_size": frame_size, "seed": seed, "per_domain": per_domain, "test_per_domain": test_n,
                     "plan": {n: {"role": r.role, "train_size": r.train_size} for n, r in DOMAIN_PLAN.items()},
                     "held_out": {n: sorted(get_domain(n).held_out()) for n in DOMAIN_PLAN}, "counts": counts,
                     "lengths": lengths, "held_out_lengths": list(HELD_OUT_LENGTHS),
-                    "domain_lengths": {n: get_domain(n).lengths for n in DOMAIN_PLAN}}
+                    "domain_lengths": {n: get_domain(n).lengths for n in DOMAIN_PLAN},
+                    "wording": wording, "phrasings": phrasings}
         write_json_atomic(tmp / "manifest.json", manifest)
+        (tmp / "README.md").write_text(dataset_card(list(counts)))
     return manifest
 
 
@@ -134,13 +166,31 @@ def _write_sequence(root: Path, split: str, domain: str, index: int, seed: int, 
     images = [Image.fromarray(f) for f in frames]
     frame_names = []
     for k, im in enumerate(images):
-        rel = f"frames/{split}/{sid}_{k:02d}.png"
-        im.save(root / rel, compress_level=1)
+        rel = f"frames/{sid}_{k:02d}.png"
+        im.save(root / split / rel, compress_level=1)
         frame_names.append(rel)
     frames_to_grid(images, *grid_shape(len(images))).save(root / split / f"{sid}.png", compress_level=1)
     return {"file_name": f"{sid}.png", "id": sid, "prompt": spec.prompt, "domain": domain,
-            "captions": spec.captions, "num_frames": spec.num_frames, "frames": frame_names,
+            "captions": spec.captions, "num_frames": spec.num_frames, "frames_file_names": frame_names,
             "spec": spec.to_dict()}
+
+
+def paraphrase_row(row: dict[str, Any], seed: int, split: str, index: int, phrasings: int) -> dict[str, Any]:
+    """The paraphrased text of a corpus row: ``prompt`` (the first of ``prompts``), ``template`` ids,
+    reworded ``captions``; from the test pool in ``test-paraphrase``, else from the train pool."""
+    pool = "test" if split == "test-paraphrase" else "train"
+    rng = np.random.default_rng(stable_hash("phrasing", seed, row["domain"], split, index))
+    drawn = [phrase_prompt(row["domain"], row["spec"]["attributes"], pool, rng) for _ in range(phrasings)]
+    return {"prompt": drawn[0][0], "prompts": [p for p, _ in drawn], "template": drawn[0][1],
+            "captions": phrase_captions(row["spec"]["captions"], pool, rng)}
+
+
+def dataset_card(splits: list[str]) -> str:
+    """A README.md whose YAML ``configs`` let ``datasets.load_dataset(DIR)`` load each split by name."""
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split in splits:
+        lines += [f"  - split: {split.replace('-', '_')}", f"    path: {split}/**"]
+    return "\n".join(lines + ["---", "", "procseq synthetic corpus (procseq data make); see manifest.json.", ""])
 
 
 def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
@@ -157,8 +207,13 @@ def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
                 continue
             try:
                 row = json.loads(line)
+                if isinstance(row.get("spec"), str):
+                    row["spec"] = json.loads(row["spec"])
                 row["grid_path"] = str(inside(root, Path(split) / row["file_name"]))
-                row["frame_paths"] = [str(inside(root, p)) for p in row["frames"]]
+                if "frames_file_names" in row:
+                    row["frame_paths"] = [str(inside(root / split, p)) for p in row["frames_file_names"]]
+                else:  # corpora written before v2
+                    row["frame_paths"] = [str(inside(root, p)) for p in row["frames"]]
             except (ValueError, KeyError, TypeError) as err:
                 raise ValueError(f"{path} line {number} is not a valid corpus record ({err}); "
                                  "rebuild the corpus with procseq data make.") from err
@@ -183,15 +238,28 @@ class GridDataset(torch.utils.data.Dataset):
 
     Each item: ``grid`` (`torch.Tensor` of shape `(3, rows * S, cols * S)`), ``prompt``,
     ``captions`` (list of str), ``domain``, ``num_frames``.
+
+    Args:
+        phrasings: items per sequence, one per stored phrasing (``prompts`` of a paraphrased corpus),
+            up to this many; 1 uses each row's ``prompt``.
+        domain_prefix: put the domain phrase in front of every prompt
+            (:func:`procseq.domain_prompt.with_domain`), as the pipeline does for a model trained so.
     """
 
-    def __init__(self, root: str | Path, split: str, domains: list[str] | None = None) -> None:
+    def __init__(self, root: str | Path, split: str, domains: list[str] | None = None, phrasings: int = 1,
+                 domain_prefix: bool = False) -> None:
         rows = load_split(root, split)
         if domains is not None:
             unknown = set(domains) - set(REGISTRY)
             if unknown:
                 raise ValueError(f"Unknown domains {sorted(unknown)}; known domains: {', '.join(sorted(REGISTRY))}.")
             rows = [r for r in rows if r["domain"] in domains]
+        if phrasings < 1:
+            raise ValueError(f"phrasings={phrasings} must be >= 1.")
+        if phrasings > 1:
+            rows = [{**r, "prompt": p} for r in rows for p in (r.get("prompts") or [r["prompt"]])[:phrasings]]
+        if domain_prefix:
+            rows = [{**r, "prompt": with_domain(r["prompt"], r["domain"])} for r in rows]
         self.rows = rows
 
     def __len__(self) -> int:
@@ -246,4 +314,4 @@ def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: in
                         out_path, scale)
 
 
-__all__ = ["LENGTH_MODES", "GridDataset", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]
+__all__ = ["LENGTH_MODES", "WORDINGS", "GridDataset", "dataset_card", "paraphrase_row", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]

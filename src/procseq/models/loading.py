@@ -38,6 +38,8 @@ class ModelDefaults:
         domains: domains the checkpoint was trained on (empty: any domain name is accepted).
         text_padding: ``"max"`` pads every prompt to `max_sequence_length` T5 tokens (as FluxPipeline does);
             ``"longest"`` encodes only as many tokens as the longest prompt (and negative prompt) needs.
+        domain_prefix: the model was trained with the domain phrase in front of every prompt
+            (:mod:`procseq.domain_prompt`), so the pipeline writes its prompts the same way.
     """
 
     frame_size: int = 512
@@ -48,6 +50,7 @@ class ModelDefaults:
     true_cfg_scale: float = 1.0
     domains: tuple[str, ...] = ()
     text_padding: str = "max"
+    domain_prefix: bool = False
     from_config: bool = False
 
     @classmethod
@@ -183,7 +186,8 @@ def precheck(model: str | Path | None, domain: str | None, frames: int, frame_si
     if domain is not None and known and domain not in known and not allow_unseen:
         raise ValueError(f"Unknown domain {domain!r} for this model; choose one of: {', '.join(known)}.")
     if check_frames and d.from_config and not 2 <= frames <= d.max_frames:
-        raise ValueError(f"frames must be between 2 and {d.max_frames} for this model, got {frames}.")
+        hint = "; for more steps use --mode regional" if frames > d.max_frames else ""
+        raise ValueError(f"frames must be between 2 and {d.max_frames} for this model, got {frames}{hint}.")
     scale = vae_scale_factor(folder)
     if frame_size is not None and scale is not None and (frame_size < 2 * scale or frame_size % (2 * scale)):
         raise ValueError(f"frame_size must be a positive multiple of {2 * scale} for this model, got {frame_size}.")

@@ -152,15 +152,23 @@ def build_t5_tokenizer(texts: Iterable[str], vocab_size: int = 1024, max_length:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_components(config: TinyConfig, texts: Iterable[str], seed: int = 0) -> dict[str, Any]:
-    """Randomly initialised FLUX.1 components of `config`'s sizes, tokenizers trained on `texts`.
+def build_tokenizers(config: TinyConfig, texts: Iterable[str]) -> tuple[CLIPTokenizer, T5Tokenizer]:
+    """The CLIP and T5 tokenizers of `config`'s sizes trained on `texts`. (The BPE trainer breaks ties
+    between equally frequent merges differently in every process: save them once, as training does.)"""
+    texts = list(texts)
+    return (build_clip_tokenizer(texts, config.clip_vocab_size, config.clip_max_length),
+            build_t5_tokenizer(texts, config.t5_vocab_size, config.t5_max_length))
+
+
+def build_components(config: TinyConfig, texts: Iterable[str], seed: int = 0,
+                     tokenizers: tuple[CLIPTokenizer, T5Tokenizer] | None = None) -> dict[str, Any]:
+    """Randomly initialised FLUX.1 components of `config`'s sizes, tokenizers trained on `texts`
+    (or the given `tokenizers`, then `texts` is unused).
 
     Returns:
         kwargs for ``FluxPipeline(**components)`` (and :class:`procseq.ProcessPipeline`).
     """
-    texts = list(texts)
-    tokenizer = build_clip_tokenizer(texts, config.clip_vocab_size, config.clip_max_length)
-    tokenizer_2 = build_t5_tokenizer(texts, config.t5_vocab_size, config.t5_max_length)
+    tokenizer, tokenizer_2 = tokenizers or build_tokenizers(config, texts)
     torch.manual_seed(seed)
     vae = AutoencoderKL(**config.vae)
     text_encoder = CLIPTextModel(

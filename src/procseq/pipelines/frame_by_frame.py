@@ -45,6 +45,7 @@ from procseq.conditioning.history import (
 )
 from procseq.conditioning.lora import LORA_FILE, load_condition_lora
 from procseq.conditioning.text import StepText, encode_steps
+from procseq.domain_prompt import domain_prompts
 from procseq.layout import GridLayout, frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
 from procseq.pipelines.planning import Plan, Planner, corpus_plan
@@ -235,13 +236,14 @@ def generate_frame_by_frame(
     plans = pipe.make_plans(prompts, domain, frames, plan, captions, planner)
     fbf = load_weights(pipe, weights)
     k = options.k if options.k is not None else int(fbf.meta.get("k", DEFAULT_K))
-    max_sequence_length = max_sequence_length or pipe.text_length(prompts + [negative_prompt or ""])
+    encoded = domain_prompts(prompts, domain, d.domain_prefix)  # what the model reads (procseq.domain_prompt)
+    max_sequence_length = max_sequence_length or pipe.text_length(encoded + [negative_prompt or ""])
     device, transformer = pipe._execution_device, pipe.transformer
     ft = frame_size // (pipe.vae_scale_factor * 2)
     known_frames = pipe.prepare_known(known, frames, frame_size, max_pixels)
 
     t0 = time.perf_counter()
-    text = pipe.encode_text(prompts, max_sequence_length)
+    text = pipe.encode_text(encoded, max_sequence_length)
     negative = pipe.encode_text([negative_prompt] * len(prompts), max_sequence_length) \
         if true_cfg_scale > 1 and negative_prompt is not None else None
     step_texts = [encode_steps(pipe, p.captions, max_sequence_length) for p in plans] if options.step_caption else None

@@ -18,6 +18,7 @@ from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, Kn
 from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
 from procseq.conditioning.lora import LORA_FILE, LORA_METAS, default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
+from procseq.domain_prompt import domain_prompts
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
@@ -167,7 +168,9 @@ class ProcessPipeline(FluxPipeline):
                              f"(or allow_unseen=True to test generalisation to a new domain).")
         limit = max_frames or self.defaults.max_frames
         if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= limit:
-            raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}.")
+            hint = (f"; for more steps use mode='regional' (--mode regional, up to {REGIONAL_MAX_FRAMES})"
+                    if max_frames is None and isinstance(frames, int) and frames > limit else "")
+            raise ValueError(f"frames must be between 2 and {limit} for this model, got {frames}{hint}.")
         multiple = self.vae_scale_factor * 2
         if frame_size < multiple or frame_size % multiple:
             raise ValueError(f"frame_size must be a positive multiple of {multiple} for this model, got {frame_size}.")
@@ -320,8 +323,9 @@ class ProcessPipeline(FluxPipeline):
         true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
+        encoded = domain_prompts(prompts, domain, d.domain_prefix)  # what the model reads (procseq.domain_prompt)
         max_sequence_length = max_sequence_length or self.text_length(
-            prompts + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
+            encoded + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,
                                    max_frames=REGIONAL_MAX_FRAMES if mode == "regional" else None)
         if mode == "regional":
@@ -337,14 +341,14 @@ class ProcessPipeline(FluxPipeline):
         if known_mode not in KNOWN_MODES:
             raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
         if mode == "regional":
-            out = generate_regional(self, prompts, plans, domain, frames, frame_size, steps, guidance_scale,
+            out = generate_regional(self, encoded, plans, domain, frames, frame_size, steps, guidance_scale,
                                     true_cfg_scale, negative_prompt, max_sequence_length, generator, latents, known,
                                     known_mode, joint_attention_kwargs, autocast_dtype, adapter_weights, max_pixels,
                                     output_type, callback_on_step_end, regional)
             return out if return_dict else (out.images,)
 
         t0 = time.perf_counter()
-        cond = self.prepare_conditioning(prompts, plans, frames, frame_size, max_sequence_length, negative_prompt,
+        cond = self.prepare_conditioning(encoded, plans, frames, frame_size, max_sequence_length, negative_prompt,
                                          true_cfg_scale, known, known_mode, max_pixels, joint_attention_kwargs)
         device = self._execution_device
         height, width = cond.layout.grid_size(frame_size)

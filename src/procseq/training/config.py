@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -26,6 +27,11 @@ class ModelConfig:
     path: str | None = None
     tiny: dict[str, Any] = field(default_factory=dict)
     train_text_encoders: bool = False
+    tokenizer_texts: str = "synthetic"  # from scratch: "synthetic" (v1: template texts) or "corpus" (the training split)
+
+    def __post_init__(self) -> None:
+        if self.tokenizer_texts not in ("synthetic", "corpus"):
+            raise ValueError(f"model.tokenizer_texts must be 'synthetic' or 'corpus', got {self.tokenizer_texts!r}.")
 
 
 @dataclass
@@ -39,6 +45,11 @@ class DataConfig:
     cache_latents: bool = False
     num_workers: int = 0
     balance_domains: bool = False  # every domain as many (single-domain) batches per epoch as the largest
+    phrasings: int = 1  # items per sequence, one per stored phrasing (data make --wording paraphrase --phrasings K)
+    domain_prefix: bool = False  # the domain phrase in front of every prompt; procseq.json records it for the pipeline
+
+    def __post_init__(self) -> None:
+        self.dir = os.path.expanduser(self.dir)  # presets keep long-run corpora in ~/.cache/procseq
 
 
 @dataclass
@@ -71,6 +82,9 @@ class TrainConfig:
     timestep_std: float = 1.0
     timestep_shift: float = 1.0
     guidance: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.output_dir = os.path.expanduser(self.output_dir)  # presets keep long runs in ~/.cache/procseq/runs
 
 
 @dataclass
@@ -228,8 +242,8 @@ class RunConfig:
                     "train.keep_checkpoints": 1, "train.log_every": 1, "optim.warmup_steps": 0,
                     "optim.weight_decay": 0, "optim.grad_clip": 0, "autoencoder.steps": 0,
                     "autoencoder.batch_size": 1, "autoencoder.checkpoint_every": 1, "autoencoder.log_every": 1,
-                    "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1, "frame_by_frame.rank": 1,
-                    "data.num_workers": 0}
+                    "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1,
+                    "frame_by_frame.rank": 1, "data.num_workers": 0, "data.phrasings": 1}
         for key, low in at_least.items():
             section, name = key.split(".")
             value = getattr(getattr(self, section), name)

@@ -29,6 +29,39 @@ def corpus_texts(per_domain: int = 200, seed: int = 0) -> list[str]:
     return texts
 
 
+def split_texts(data_dir: str | Path, split: str = "train", domains: list[str] | None = None) -> list[str]:
+    """Every prompt, stored phrasing and step caption of a corpus split, and the domain phrases: the
+    vocabulary the tiny tokenizers of a v2 model are trained on (``model.tokenizer_texts: corpus``), so
+    no word of a held-out wording (``test-paraphrase``) is a token of its own."""
+    from procseq.data.dataset import load_split
+    from procseq.domain_prompt import with_domain
+
+    rows = [r for r in load_split(data_dir, split) if domains is None or r["domain"] in domains]
+    texts = [t for r in rows for t in [*(r.get("prompts") or [r["prompt"]]), *r["captions"]]]
+    return texts + [with_domain(r["prompt"], r["domain"]) for r in rows]  # the domain phrases, in context
+
+
+def run_tokenizers(cfg: RunConfig, tiny: TinyConfig) -> tuple[Any, Any]:
+    """The tokenizers of a from-scratch run: built on its first start and kept in ``output_dir/tokenizers``,
+    read back on every later start (a resume) and by every process, so the text encoders always see the
+    vocabulary they were trained with (the BPE trainer breaks ties differently in every process)."""
+    from transformers import CLIPTokenizer, T5Tokenizer
+
+    from procseq.models.tiny import build_tokenizers
+    from procseq.outputs import atomic_dir
+
+    folder = Path(cfg.train.output_dir) / "tokenizers"
+    with process_state().main_process_first():
+        if not (folder / "clip").is_dir():
+            texts = (corpus_texts() if cfg.model.tokenizer_texts == "synthetic"
+                     else split_texts(cfg.data.dir, cfg.data.split, cfg.data.domains))
+            clip, t5 = build_tokenizers(tiny, texts)
+            with atomic_dir(folder) as tmp:
+                clip.save_pretrained(tmp / "clip")
+                t5.save_pretrained(tmp / "t5")
+        return CLIPTokenizer.from_pretrained(folder / "clip"), T5Tokenizer.from_pretrained(folder / "t5")
+
+
 def _save_pipeline(metadata: dict[str, Any]):
     def save(pipe: Any, out: Path) -> None:
         from diffusers import FluxPipeline
@@ -55,10 +88,13 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     else:
         tiny = TinyConfig(**cfg.model.tiny)
-        pipe = FluxPipeline(**build_components(tiny, corpus_texts(), seed=cfg.train.seed))
+        tokenizers = run_tokenizers(cfg, tiny)
+        pipe = FluxPipeline(**build_components(tiny, (), seed=cfg.train.seed, tokenizers=tokenizers))
         metadata = procseq_metadata(tiny)
     if cfg.data.domains:
         metadata["domains"] = list(cfg.data.domains)
+    if cfg.data.domain_prefix:
+        metadata["domain_prefix"] = True
     return pipe, metadata
 
 
@@ -84,7 +120,8 @@ def open_corpus(cfg: RunConfig) -> Any:
     if not (data_dir / cfg.data.split).is_dir():
         raise FileNotFoundError(
             f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
-    dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains)
+    dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains, phrasings=cfg.data.phrasings,
+                          domain_prefix=cfg.data.domain_prefix)
     if len(dataset) == 0:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
     return dataset

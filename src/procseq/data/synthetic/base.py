@@ -15,7 +15,8 @@ shorter sequence shows evenly spaced stages, each frame's caption naming every s
 
 Compositional holdout: each domain names its composition keys (e.g. ``"red+circle"``, the product
 of its ``composition_axes``); a deterministic ~20% of them (:meth:`Domain.held_out`) never appear
-in ``train`` or ``test-seen`` and are the only ones in ``test-compositional``.
+in ``train`` or ``test-seen`` and are the only ones in ``test-compositional`` and ``test-paraphrase``
+(the same held-out specs in wordings never used in train: :mod:`procseq.data.synthetic.phrasing`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-SPLITS: tuple[str, ...] = ("train", "test-seen", "test-compositional", "test-length")
+SPLITS: tuple[str, ...] = ("train", "test-seen", "test-compositional", "test-length", "test-paraphrase")
 MIN_FRAMES = 3
 MAX_FRAMES = 16
 HELD_OUT_LENGTHS: tuple[int, ...] = (7, 13)
@@ -143,7 +144,7 @@ class Domain(ABC):
         """Composition keys `split` may draw from."""
         check_split(split)
         held = self.held_out()
-        return sorted(held if split == "test-compositional" else set(self.compositions()) - held)
+        return sorted(held if split in ("test-compositional", "test-paraphrase") else set(self.compositions()) - held)
 
     # -- sampling ------------------------------------------------------------------------------
 

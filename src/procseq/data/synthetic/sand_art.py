@@ -1,4 +1,8 @@
-"""Sand art: coloured sand poured into a glass jar, one layer per frame (4 frames)."""
+"""Sand art: coloured sand poured into a glass jar, one layer per frame (3 to 8 frames; v1: 4).
+
+n frames pour n layers; thinner layers get a proportionally smaller wave and checker probe (four
+layers draw exactly as in v1).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ from procseq.data.synthetic.base import Domain, Spec, register
 BG: D.RGB = (240, 240, 245)
 GLASS: D.RGB = (205, 225, 235)
 RIM: D.RGB = (120, 140, 150)
-LAYERS = 4
+LAYERS = 4  # v1's layer count; the wave and probe sizes below are for four layers
+MAX_LAYERS = 8
 X0, X1, Y0, Y1 = 0.2, 0.8, 0.1, 0.92
-LAYER_H = (Y1 - Y0) / LAYERS
-ORDINAL = ["first", "second", "third", "fourth"]
+ORDINAL = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
 
 
 @register
@@ -24,6 +28,8 @@ class SandArt(Domain):
 
     name = "sand_art"
     num_frames = 4
+    max_frames = MAX_LAYERS
+    stretches = True
     composition_axes = (D.COLORS, D.COLORS)
 
     def compositions(self) -> list[str]:
@@ -33,8 +39,8 @@ class SandArt(Domain):
         bottom, top = composition
         middle = []
         prev = bottom
-        for k in range(2):
-            options = [c for c in D.COLORS if c != prev and (k == 0 or c != top)]
+        for k in range(num_stages - 2):
+            options = [c for c in D.COLORS if c != prev and (k < num_stages - 3 or c != top)]
             prev = options[int(rng.integers(len(options)))]
             middle.append(prev)
         return {"layers": [bottom, *middle, top], "phase": float(rng.integers(0, 8)) * 0.785,
@@ -42,18 +48,19 @@ class SandArt(Domain):
 
     def describe(self, a: dict[str, Any], num_stages: int) -> tuple[str, list[str]]:
         c = a["layers"]
-        prompt = f"sand art in a glass jar with {c[0]}, {c[1]}, {c[2]} and {c[3]} layers from the bottom up"
-        return prompt, [f"pour the {ORDINAL[k]} layer of {c[k]} sand" for k in range(LAYERS)]
+        prompt = f"sand art in a glass jar with {', '.join(c[:-1])} and {c[-1]} layers from the bottom up"
+        return prompt, [f"pour the {ORDINAL[k]} layer of {c[k]} sand" for k in range(len(c))]
 
     def _bands(self, spec: Spec) -> list[np.ndarray]:
         s = spec.frame_size
         ys, xs = D.pixel_grid(s)
         inside = (xs > X0 * s) & (xs < X1 * s) & (ys < Y1 * s)
-        amp = 0.025 * s
+        n = len(spec.attributes["layers"])
+        amp = 0.025 * s * min(1.0, LAYERS / n)
         bands = []
-        for k in range(LAYERS):
-            top = (Y1 - (k + 1) * LAYER_H) * s + amp * np.sin(2 * np.pi * xs / (0.3 * s) + spec.attributes["phase"] + k)
-            if k == LAYERS - 1:
+        for k in range(n):
+            top = (Y1 - (k + 1) * (Y1 - Y0) / n) * s + amp * np.sin(2 * np.pi * xs / (0.3 * s) + spec.attributes["phase"] + k)
+            if k == n - 1:
                 top = np.full_like(xs, Y0 * s + 1)
             bands.append(inside & (ys >= top))
         return bands
@@ -80,18 +87,19 @@ class SandArt(Domain):
         s = spec.frame_size
         out: dict[str, Any] = {}
         ys, xs = D.pixel_grid(s)
-        for k in range(LAYERS):
-            mid = (Y1 - (k + 0.5) * LAYER_H) * s
-            probe = (np.abs(ys - mid) < 0.06 * s) & (xs > (X0 + 0.05) * s) & (xs < (X1 - 0.05) * s)
+        n = len(spec.attributes["layers"])
+        for k in range(n):
+            mid = (Y1 - (k + 0.5) * (Y1 - Y0) / n) * s
+            probe = (np.abs(ys - mid) < 0.06 * s * min(1.0, LAYERS / n)) & (xs > (X0 + 0.05) * s) & (xs < (X1 - 0.05) * s)
             out[f"layer{k}.color"] = D.region_color(frame, probe, {"_glass": GLASS, **D.PALETTE})
         out["layers"] = sum(v is not None for v in out.values())
         return out
 
     def expected_stage(self, spec: Spec, step: int) -> dict[str, Any]:
         c = spec.attributes["layers"]
-        out: dict[str, Any] = {f"layer{k}.color": c[k] if k <= step else None for k in range(LAYERS)}
+        out: dict[str, Any] = {f"layer{k}.color": c[k] if k <= step else None for k in range(len(c))}
         out["layers"] = step + 1
         return out
 
     def invariant_keys(self, spec: Spec) -> list[str]:
-        return [f"layer{k}.color" for k in range(LAYERS)]
+        return [f"layer{k}.color" for k in range(len(spec.attributes["layers"]))]

@@ -1,0 +1,55 @@
+"""The domain as conditioning: a model trained with the domain phrase gets it on every call; v1 models do not."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from procseq.data import dataset as ds
+from procseq.domain_prompt import domain_prompts, with_domain
+
+
+def _frames(pipe, domain: str) -> np.ndarray:
+    out = pipe("a red circle", domain=domain, frames=4, generator=torch.Generator("cpu").manual_seed(3))
+    return np.asarray(out.grid[0])
+
+
+def test_with_domain_keeps_the_empty_prompt() -> None:
+    assert with_domain("a red star", "lego") == "LEGO building process: a red star"
+    assert with_domain("", "lego") == "" and with_domain("x", "wood_work").startswith("wood work process")
+    assert domain_prompts(["a", "b"], "painting", False) == ["a", "b"]
+
+
+def test_domain_decides_the_frames_only_when_the_model_was_trained_so(tiny_pipe, monkeypatch) -> None:
+    assert tiny_pipe.defaults.domain_prefix is False  # no flag (the shipped v1 model): the domain is not read
+    assert np.array_equal(_frames(tiny_pipe, "painting"), _frames(tiny_pipe, "lego"))
+    monkeypatch.setattr(tiny_pipe, "_defaults", dataclasses.replace(tiny_pipe.defaults, domain_prefix=True))
+    seen: list[list[str]] = []
+    real = tiny_pipe.encode_text
+    monkeypatch.setattr(tiny_pipe, "encode_text", lambda p, n: seen.append(list(p)) or real(p, n))
+    painting, lego = _frames(tiny_pipe, "painting"), _frames(tiny_pipe, "lego")
+    assert not np.array_equal(painting, lego)
+    assert seen[0] == ["painting process: a red circle"] and seen[1] == ["LEGO building process: a red circle"]
+
+
+def test_procseq_json_flag_is_read(tiny_model_dir, tmp_path) -> None:
+    from procseq.models.loading import ModelDefaults
+
+    (tmp_path / "procseq.json").write_text(json.dumps({**json.loads((tiny_model_dir / "procseq.json").read_text()),
+                                                       "domain_prefix": True}))
+    assert ModelDefaults.from_folder(tmp_path).domain_prefix is True
+    assert ModelDefaults.from_folder(tiny_model_dir).domain_prefix is False
+
+
+def test_training_items_carry_the_same_prefix(tmp_path) -> None:
+    ds.make_corpus(tmp_path / "c", per_domain=1, test_per_domain=1, adapter_sizes={"clay": 1, "sand_art": 1},
+                   progress=False)
+    plain = ds.GridDataset(tmp_path / "c", "train", domains=["lego"])
+    prefixed = ds.GridDataset(tmp_path / "c", "train", domains=["lego"], domain_prefix=True)
+    assert prefixed.rows[0]["prompt"] == with_domain(plain.rows[0]["prompt"], "lego")
+    with pytest.raises(ValueError, match="phrasings"):
+        ds.GridDataset(tmp_path / "c", "train", phrasings=0)
