@@ -1,67 +1,47 @@
 #!/usr/bin/env bash
-# The six-way adapter experiment of BENCHMARKS.md (issue #5), equal budget: 800 steps x batch 16 per method
-# (the per-domain LoRAs split it: 400 steps each). Needs the corpus:
+# The adapter experiment of BENCHMARKS.md: the six ways of issue #5 plus the options of issue #15
+# (ProcessMaker's output-row mask, fixed and learned; MakeAnything's frozen shared A), equal budget per
+# method: STEPS steps x batch 16 (the per-domain LoRAs split it). Needs the corpus:
 #   procseq data make --out data_cache/corpus --per-domain 2000 --test-per-domain 100
-# Usage: scripts/adapters_experiment.sh train|eval|balanced [N per domain and split, default 50]
-#   balanced: the follow-up with domain-balanced batches (data.balance_domains) for one LoRA and the
-#   asymmetric LoRA, trained and evaluated
-#   then: python scripts/adapters_table.py   (the tables of BENCHMARKS.md)
-# Both steps skip what is already done (training resumes; an evaluation with a report.json is kept).
+# and, for 200 test sequences per domain and split, a second copy with bigger test splits (same seed,
+# same training data and held-out combinations):
+#   procseq data make --out runs/corpus200 --per-domain 2000 --test-per-domain 200
+# Usage: scripts/adapters_experiment.sh train [METHOD...]     (default: every method, one at a time)
+#        scripts/adapters_experiment.sh eval N DOMAINS [METHOD...]  (python -m procseq.eval.adapters; N per domain
+#                                                              and split, DOMAINS e.g. clay,sand_art)
+#        scripts/adapters_experiment.sh table                 (the BENCHMARKS.md tables with 95% intervals)
+# Environment: STEPS (default 100), OUT (default runs/adapters-exp2), DATA (default runs/corpus200).
+# Training resumes from the newest checkpoint; an evaluation keeps the scores it already has.
+# The first version of this experiment (issue #5, 800 steps, n = 50) is `git show 6d31901:scripts/adapters_experiment.sh`.
 set -euo pipefail
-OUT=runs/adapters-exp
-STEPS=800
-N=${2:-50}
+OUT=${OUT:-runs/adapters-exp2}
+STEPS=${STEPS:-100}
+DATA=${DATA:-runs/corpus200}
 P="procseq"
+METHODS=(lora masked-rows masked-rows-learned masked asymmetric asymmetric-frozen-a lora-clay lora-sand_art masked-align)
 
-train() {
-  $P train adapter adapters --output-dir $OUT/lora --max-steps $STEPS --set adapter.kind=lora
-  $P train adapter adapters --output-dir $OUT/lora-clay --max-steps $((STEPS / 2)) \
-     --set adapter.kind=lora --set adapter.name=clay --set "data.domains=[clay]"
-  $P train adapter adapters --output-dir $OUT/lora-sand_art --max-steps $((STEPS / 2)) \
-     --set adapter.kind=lora --set adapter.name=sand_art --set "data.domains=[sand_art]"
-  $P train adapter adapters --output-dir $OUT/asymmetric --max-steps $STEPS
-  $P train adapter adapters --output-dir $OUT/masked --max-steps $STEPS --set adapter.kind=masked
-  $P train adapter adapters --output-dir $OUT/masked-align --max-steps $STEPS --set adapter.kind=masked \
-     --set adapter.alignment.enabled=true
-}
-
-ev() {  # ev NAME DOMAINS --adapters FILE|none [more procseq eval options]
-  local name=$1 domains=$2 file=$4
-  shift 2
-  if [[ $file != none && ! -f $file ]]; then echo "skip $name: no $file yet"; return; fi
-  for split in test-seen test-compositional; do
-    if [[ -f $OUT/eval/$name/$split/report.json ]]; then continue; fi
-    $P eval --model procseq-tiny --split $split --domains "$domains" --n $N --allow-unseen --true-cfg-scale 1 \
-      --out $OUT/eval/$name/$split "$@" > /dev/null
-    echo "evaluated $name on $split"
-  done
-}
-
-evaluate() {
-  local A=model/adapters.safetensors
-  ev base clay,sand_art,origami --adapters none
-  ev lora clay,sand_art,origami --adapters $OUT/lora/$A --adapter-mix all=1
-  ev lora-per-domain/clay clay --adapters $OUT/lora-clay/$A
-  ev lora-per-domain/sand_art sand_art --adapters $OUT/lora-sand_art/$A
-  ev lora-per-domain/origami origami --adapters $OUT/lora-clay/$A --adapter-mix clay=1  # no origami LoRA: clay's
-  ev asymmetric clay,sand_art,origami --adapters $OUT/asymmetric/$A  # origami: unrouted = the base
-  ev asymmetric-mix origami --adapters $OUT/asymmetric/$A --adapter-mix clay=0.5,sand_art=0.5
-  ev masked clay,sand_art,origami --adapters $OUT/masked/$A  # origami: the shared rows only
-  ev masked-align clay,sand_art,origami --adapters $OUT/masked-align/$A
-}
-
-balanced() {
-  local A=model/adapters.safetensors
-  $P train adapter adapters --output-dir $OUT/lora-balanced --max-steps $STEPS --set adapter.kind=lora \
-     --set data.balance_domains=true
-  $P train adapter adapters --output-dir $OUT/asymmetric-balanced --max-steps $STEPS --set data.balance_domains=true
-  ev lora-balanced clay,sand_art --adapters $OUT/lora-balanced/$A --adapter-mix all=1
-  ev asymmetric-balanced clay,sand_art --adapters $OUT/asymmetric-balanced/$A
+train_one() {
+  local m=$1 t="$P train adapter adapters --output-dir $OUT/$1"
+  case $m in
+    lora) $t --max-steps "$STEPS" --set adapter.kind=lora ;;
+    lora-clay|lora-sand_art) $t --max-steps $((STEPS / 2)) --set adapter.kind=lora --set "adapter.name=${m#lora-}" \
+        --set "data.domains=[${m#lora-}]" ;;
+    asymmetric) $t --max-steps "$STEPS" ;;
+    asymmetric-frozen-a) $t --max-steps "$STEPS" --set adapter.freeze_a=true ;;
+    masked) $t --max-steps "$STEPS" --set adapter.kind=masked ;;
+    masked-align) $t --max-steps "$STEPS" --set adapter.kind=masked --set adapter.alignment.enabled=true ;;
+    masked-rows) $t --max-steps "$STEPS" --set adapter.kind=masked --set adapter.mask=rows ;;
+    masked-rows-learned) $t --max-steps "$STEPS" --set adapter.kind=masked --set adapter.mask=rows \
+        --set adapter.row_mask=learned ;;
+    *) echo "unknown method $m" >&2; exit 2 ;;
+  esac
 }
 
 case "${1:-}" in
-  train) train ;;
-  eval) evaluate ;;
-  balanced) balanced ;;
-  *) echo "usage: $0 train|eval|balanced [N]" >&2; exit 2 ;;
+  train) shift; for m in "${@:-${METHODS[@]}}"; do train_one "$m"; done ;;
+  eval) N=${2:?N per domain and split}; D=${3:?domains}; shift 3
+        python -m procseq.eval.adapters run --runs "$OUT" --data "$DATA" --n "$N" --domains "$D" \
+          ${1:+--methods "$(IFS=,; echo "$*")"} ;;
+  table) python -m procseq.eval.adapters table --runs "$OUT" ;;
+  *) echo "usage: $0 train [METHOD...] | eval N DOMAINS [METHOD...] | table" >&2; exit 2 ;;
 esac

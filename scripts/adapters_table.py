@@ -1,4 +1,5 @@
-"""Print the BENCHMARKS.md tables of the adapter experiment from runs/adapters-exp (see adapters_experiment.sh)."""
+"""Print the BENCHMARKS.md tables of the first adapter experiment (issue 5) from runs/adapters-exp
+(`git show 6d31901:scripts/adapters_experiment.sh`; the second is `python -m procseq.eval.adapters table`)."""
 
 from __future__ import annotations
 

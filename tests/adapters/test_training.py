@@ -40,8 +40,9 @@ def losses(out) -> list[float]:
 
 
 @pytest.mark.parametrize("adapter", [{"kind": "asymmetric"}, {"kind": "lora"},
-                                     {"kind": "masked", "alignment": {"enabled": True}}],
-                         ids=["asymmetric", "lora", "masked+alignment"])
+                                     {"kind": "masked", "alignment": {"enabled": True}},
+                                     {"kind": "masked", "mask": "rows", "row_mask": "learned"}],
+                         ids=["asymmetric", "lora", "masked+alignment", "masked-rows-learned"])
 def test_only_the_adapter_trains_and_resume_is_exact(tiny_model_dir, corpus, tmp_path, adapter) -> None:
     straight = run_adapter_training(config(tiny_model_dir, corpus, tmp_path / "a", 4, **adapter), progress=False)
     run_adapter_training(config(tiny_model_dir, corpus, tmp_path / "b", 2, **adapter), progress=False)  # killed
@@ -66,6 +67,33 @@ def test_only_the_adapter_trains_and_resume_is_exact(tiny_model_dir, corpus, tmp
     # and the adapter learned something (B moved off its zero init)
     assert any(p.abs().sum() > 0 for layer in layers.values() for n, p in layer.named_parameters()
                if n.startswith("lora_B"))
+
+
+def test_frozen_a_stays_at_its_init_and_init_from_continues_a_file(tiny_model_dir, corpus, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from procseq.training.adapters import add_adapter
+
+    first = config(tiny_model_dir, corpus, tmp_path / "a", 2, kind="asymmetric", freeze_a=True)
+    file = run_adapter_training(first, progress=False).model_dir / "adapters.safetensors"
+    init = FluxTransformer2DModel.from_pretrained(tiny_model_dir, subfolder="transformer")
+    with torch.random.fork_rng(devices=[]):  # the trainer's seeded initialisation
+        torch.manual_seed(first.train.seed)
+        add_adapter(init, first.adapter, ["clay", "sand_art"])
+    saved = load_file(str(file))
+    for name, layer in adapter_layers(init).items():
+        assert torch.equal(saved[f"transformer.{name}.lora_A.weight"], layer.lora_A.weight)
+    assert any(saved[k].abs().sum() > 0 for k in saved if ".lora_B." in k)
+
+    # MakeAnything's second stage: the file's A (kept frozen) and Bs, plus a new domain (its B starts at zero)
+    cfg = config(tiny_model_dir, corpus, tmp_path / "b", 2, kind="asymmetric", freeze_a=True, init_from=str(file),
+                 domains=["clay", "sand_art", "paint2"])
+    again = load_file(str(run_adapter_training(cfg, progress=False).model_dir / "adapters.safetensors"))
+    assert all(torch.equal(again[k], saved[k]) for k in saved if ".lora_A." in k)
+    assert any(".lora_B.paint2." in k for k in again)
+    with pytest.raises(ValueError, match="adapter.kind"):
+        run_adapter_training(config(tiny_model_dir, corpus, tmp_path / "c", 1, kind="masked", init_from=str(file)),
+                             progress=False)
 
 
 def test_adapter_domains_must_cover_the_data(tiny_model_dir, corpus, tmp_path) -> None:

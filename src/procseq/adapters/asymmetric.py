@@ -19,12 +19,20 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from procseq.adapters.routing import DEFAULT_TARGET_MODULES, RoutedLoRALinear, check_domain_name, check_rank, inject
+from procseq.adapters.routing import (
+    DEFAULT_TARGET_MODULES,
+    RoutedLoRALinear,
+    check_domain_name,
+    check_patterns,
+    check_rank,
+    inject,
+    layer_value,
+)
 
 
 @dataclass
@@ -37,15 +45,20 @@ class AsymmetricLoRAConfig:
         dropout: dropout on the input of ``A``.
         target_modules: full-match regexes on module paths (default: attention of both block kinds,
             ``proj_mlp``/``proj_out`` of single blocks).
+        rank_pattern: per-layer ranks ``{regex: r}`` (full match on the module path, first match wins).
+        alpha_pattern: per-layer alphas ``{regex: alpha}``.
     """
 
     rank: int = 16
     alpha: float | None = None
     dropout: float = 0.0
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    rank_pattern: dict[str, int] = field(default_factory=dict)
+    alpha_pattern: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_rank(self.rank, self.alpha, self.dropout)
+        check_patterns(self.rank_pattern, self.alpha_pattern)
         self.target_modules = tuple(self.target_modules)
 
 
@@ -98,6 +111,9 @@ def add_asymmetric_lora(transformer: nn.Module, domains: Sequence[str],
     if not names or len(set(names)) != len(names):
         raise ValueError(f"Give a non-empty list of distinct domain names, e.g. ['lego', 'clay']; got {list(domains)}.")
     transformer.requires_grad_(False)
-    paths = inject(transformer, lambda base: AsymmetricLoRALinear(base, config.rank, config.alpha, config.dropout,
-                                                                    names), config.target_modules)
-    return paths
+
+    def make(base: nn.Linear, path: str) -> AsymmetricLoRALinear:
+        return AsymmetricLoRALinear(base, int(layer_value(path, config.rank_pattern, config.rank)),
+                                    layer_value(path, config.alpha_pattern, config.alpha), config.dropout, names)
+
+    return inject(transformer, make, config.target_modules)

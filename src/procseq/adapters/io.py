@@ -4,7 +4,9 @@ Key names follow peft/diffusers (design decision 5):
 
 * multi-domain file (:func:`save_adapters`): ``transformer.<path>.lora_A.weight`` plus
   ``transformer.<path>.lora_B.<domain>.weight`` (asymmetric) or ``transformer.<path>.lora_B.weight``
-  (masked), and a ``procseq_adapter`` JSON metadata entry (kind, rank, alpha, domains, ...);
+  (masked; a learned row mask adds ``transformer.<path>.lora_row_logits``), and a ``procseq_adapter``
+  JSON metadata entry (kind, rank, alpha, domains, the masked layout, per-layer ranks/alphas that differ
+  from the first layer's);
 * plain LoRA (:func:`export_domain`): ``transformer.<path>.lora_A.weight`` /
   ``transformer.<path>.lora_B.weight`` with ``alpha / rank`` and the domain weights folded into B, so
   stock ``FluxPipeline.load_lora_weights(path)`` applies exactly one domain (or one mix);
@@ -30,7 +32,7 @@ from procseq.outputs import atomic_file
 from torch import nn
 
 from procseq.adapters.asymmetric import AsymmetricLoRAConfig, AsymmetricLoRALinear, add_asymmetric_lora
-from procseq.adapters.masked import MaskedLoRAConfig, MaskedLoRALinear, add_masked_lora
+from procseq.adapters.masked import MaskedLoRAConfig, MaskedLoRALinear, add_masked_lora, layer_settings
 from procseq.adapters.routing import Unseen, require_adapters, adapter_layers, add_domain, resolve_routing
 from procseq.models.headers import ADAPTER_METADATA_KEY as METADATA_KEY
 
@@ -112,9 +114,19 @@ def _kind_and_config(layers: Mapping[str, nn.Module]) -> dict:
     first = next(iter(layers.values()))
     info = {"format_version": FORMAT_VERSION, "kind": first.kind, "rank": first.rank, "alpha": first.alpha,
             "domains": list(first.domain_names)}
+    ranks = {n: m.rank for n, m in layers.items() if m.rank != first.rank}
+    alphas = {n: m.alpha for n, m in layers.items() if m.alpha != first.alpha}
+    if ranks or alphas:
+        info.update(layer_ranks=ranks, layer_alphas=alphas)
     if isinstance(first, MaskedLoRALinear):
-        info.update(domain_fraction=first.domain_fraction, max_domains=first.max_domains)
+        info.update(layer_settings(layers))
     return info
+
+
+def _patterns(info: Mapping) -> dict:
+    """The per-layer ``rank_pattern``/``alpha_pattern`` of a file's metadata (exact module paths)."""
+    return {"rank_pattern": {re.escape(p): int(r) for p, r in dict(info.get("layer_ranks") or {}).items()},
+            "alpha_pattern": {re.escape(p): float(a) for p, a in dict(info.get("layer_alphas") or {}).items()}}
 
 
 def save_adapters(transformer: nn.Module, path: str | Path) -> Path:
@@ -128,6 +140,8 @@ def save_adapters(transformer: nn.Module, path: str | Path) -> Path:
                 tensors[f"{PREFIX}{name}.lora_B.{d}.weight"] = layer.lora_B[d].weight.detach()
         else:
             tensors[f"{PREFIX}{name}.lora_B.weight"] = layer.lora_B.weight.detach()
+            if layer.lora_row_logits is not None:
+                tensors[f"{PREFIX}{name}.lora_row_logits"] = layer.lora_row_logits.detach()
     with atomic_file(path) as tmp:
         save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp),
                   metadata={METADATA_KEY: json.dumps(_kind_and_config(layers))})
@@ -151,11 +165,12 @@ def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
     if not adapter_layers(transformer):
         if info["kind"] == "asymmetric":
             add_asymmetric_lora(transformer, info["domains"], AsymmetricLoRAConfig(
-                rank=info["rank"], alpha=info["alpha"], target_modules=targets))
+                rank=info["rank"], alpha=info["alpha"], target_modules=targets, **_patterns(info)))
         elif info["kind"] == "masked":
             add_masked_lora(transformer, info["domains"], MaskedLoRAConfig(
                 rank=info["rank"], alpha=info["alpha"], domain_fraction=info["domain_fraction"],
-                max_domains=info["max_domains"], target_modules=targets))
+                max_domains=info["max_domains"], target_modules=targets, mask=info.get("mask", "rank"),
+                row_mask=info.get("row_mask", "fixed"), **_patterns(info)))
         else:
             raise ValueError(f"Unknown adapter kind {info['kind']!r} in {path}; expected 'asymmetric' or 'masked'.")
     layers = require_adapters(transformer)
@@ -164,8 +179,11 @@ def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
         raise ValueError(f"{path} holds a {info['kind']} LoRA of rank {info['rank']} on {len(paths)} modules, but the "
                          f"model has a {first.kind} LoRA of rank {first.rank} on {len(layers)}; load it into a "
                          f"transformer without adapters.")
-    if isinstance(first, MaskedLoRALinear) and first.domain_names != info["domains"][:len(first.domain_names)]:
-        raise ValueError(f"Masked LoRA domain blocks differ: model {first.domain_names}, file {info['domains']}; "
+    if isinstance(first, MaskedLoRALinear) and (
+            first.domain_names != info["domains"][:len(first.domain_names)]
+            or (first.mask, first.row_mask) != (info.get("mask", "rank"), info.get("row_mask", "fixed"))):
+        raise ValueError(f"Masked LoRA layouts differ: model {first.domain_names} ({first.mask}/{first.row_mask} "
+                         f"mask), file {info['domains']} ({info.get('mask', 'rank')}/{info.get('row_mask', 'fixed')}); "
                          f"load into a transformer without adapters.")
     for d in info["domains"]:
         if d not in first.domain_names:
@@ -177,6 +195,8 @@ def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
             pairs += [(layer.lora_B[d].weight, f"{PREFIX}{name}.lora_B.{d}.weight") for d in info["domains"]]
         else:
             pairs.append((layer.lora_B.weight, f"{PREFIX}{name}.lora_B.weight"))
+            if layer.lora_row_logits is not None:
+                pairs.append((layer.lora_row_logits, f"{PREFIX}{name}.lora_row_logits"))
     for param, key in pairs:  # check everything before changing anything
         if key not in tensors or tensors[key].shape != param.shape:
             found = "missing" if key not in tensors else f"of shape {tuple(tensors[key].shape)}"

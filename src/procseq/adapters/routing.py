@@ -55,6 +55,30 @@ def check_domain_name(name: str) -> str:
     return name
 
 
+def check_patterns(rank_pattern: Mapping[str, int], alpha_pattern: Mapping[str, float]) -> None:
+    """Validate per-layer ``{regex: rank}`` / ``{regex: alpha}`` maps (peft's ``rank_pattern``/``alpha_pattern``)."""
+    for kind, pattern in (("rank_pattern", rank_pattern), ("alpha_pattern", alpha_pattern)):
+        if not isinstance(pattern, Mapping):
+            raise ValueError(f"{kind} must be a mapping {{regex: value}}, e.g. {{'single_transformer_blocks.*': 8}}.")
+        for key, value in pattern.items():
+            try:
+                re.compile(key)
+            except (re.error, TypeError) as err:
+                raise ValueError(f"{kind} key {key!r} is not a regular expression ({err}).") from None
+            if kind == "rank_pattern":
+                check_rank(value, None, 0.0)
+            else:
+                check_rank(1, value, 0.0)
+
+
+def layer_value(path: str, pattern: Mapping[str, float], default: float | None) -> float | None:
+    """The value of the first regex of `pattern` that full-matches module `path`, else `default`."""
+    for key, value in pattern.items():
+        if re.fullmatch(key, path):
+            return value
+    return default
+
+
 def check_rank(rank: int, alpha: float | None, dropout: float) -> float:
     """Validate LoRA hyper-parameters; return alpha (defaults to rank)."""
     if not isinstance(rank, int) or rank <= 0:
@@ -188,10 +212,11 @@ def require_adapters(model: nn.Module) -> dict[str, RoutedLoRALinear]:
     return layers
 
 
-def inject(model: nn.Module, make: Callable[[nn.Linear], RoutedLoRALinear], target_modules: Sequence[str]) -> list[str]:
+def inject(model: nn.Module, make: Callable[[nn.Linear, str], RoutedLoRALinear],
+           target_modules: Sequence[str]) -> list[str]:
     """Replace every ``nn.Linear`` of `model` whose path full-matches a regex in `target_modules`.
 
-    `make(base_layer) -> RoutedLoRALinear` builds each wrapper. Returns the replaced paths.
+    `make(base_layer, path) -> RoutedLoRALinear` builds each wrapper. Returns the replaced paths.
     """
     if adapter_layers(model):
         raise ValueError("The model already has procseq adapters; add domains with add_domain(model, name) instead.")
@@ -215,7 +240,7 @@ def inject(model: nn.Module, make: Callable[[nn.Linear], RoutedLoRALinear], targ
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, make(getattr(parent, child)))
+        setattr(parent, child, make(getattr(parent, child), name))
     return targets
 
 
@@ -372,10 +397,14 @@ def disabled(model: nn.Module) -> Iterator[None]:
             layer.enabled = previous[name]
 
 
-def trainable_parameters(model: nn.Module, domains_present: Sequence[str]) -> list[nn.Parameter]:
+def trainable_parameters(model: nn.Module, domains_present: Sequence[str], train_shared: bool = True
+                         ) -> list[nn.Parameter]:
     """Parameters to optimise for a batch with `domains_present`: every ``lora_A`` (shared) plus the
     domain-specific parameters of those domains. Sets ``requires_grad`` accordingly on all adapter
     parameters (others frozen); base weights are not touched.
+
+    `train_shared=False` freezes every ``lora_A`` (MakeAnything's option: keep the shared A, tune only the
+    domains' B).
     """
     layers = require_adapters(model)
     known = next(iter(layers.values())).domain_names
@@ -387,7 +416,7 @@ def trainable_parameters(model: nn.Module, domains_present: Sequence[str]) -> li
         for name, param in layer.named_parameters():
             if not name.startswith("base."):
                 param.requires_grad_(False)
-        params = list(layer.lora_A.parameters())
+        params = list(layer.lora_A.parameters()) if train_shared else []
         for d in domains_present:
             params += [p for p in layer.domain_parameters(d) if all(p is not q for q in params)]
         for p in params:

@@ -55,12 +55,25 @@ def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_r
 
 
 def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwargs: Any) -> Any:
-    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average."""
+    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average.
+
+    The model insertion runs on `pipe` itself with its multi-domain adapters (if any) switched off for the
+    call, i.e. the base model and its condition LoRA, as the condition LoRA was trained (no second copy).
+    """
+    from procseq.adapters import adapter_layers, disabled
     from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
 
     if kind == "average":
         return average_interpolator
-    return PipelineInterpolator(pipe, prompt, domain, allow_unseen=True, **call_kwargs)
+    interpolate = PipelineInterpolator(pipe, prompt, domain, allow_unseen=True, **call_kwargs)
+    if not adapter_layers(pipe.transformer):
+        return interpolate
+
+    def base_model_interpolator(left: Any, right: Any, captions: list[str], seed: int) -> Any:
+        with disabled(pipe.transformer):
+            return interpolate(left, right, captions, seed)
+
+    return base_model_interpolator
 
 
 def check_features(path: Path | None) -> None:
@@ -68,19 +81,6 @@ def check_features(path: Path | None) -> None:
     if path is not None and not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a local CLIP/DINOv2 checkpoint folder (no config.json); pass a "
                                 "folder written by save_pretrained, or leave --features out.")
-
-
-def insertion_pipeline(pipe: Any, model: str, lora: Path | None, **load_kwargs: Any) -> Any:
-    """The pipeline insertions run on: `pipe` itself, or (when `pipe` carries multi-domain adapters, which the
-    condition LoRA cannot load beside) the same model without them."""
-    from procseq.models.loading import load_pipeline
-
-    if pipe.adapter_domains:
-        pipe = load_pipeline(model, adapters="none", **load_kwargs)
-        pipe.set_progress_bar_config(disable=True)
-    if lora is not None:
-        pipe.load_condition_lora(lora)
-    return pipe
 
 
 def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600) -> None:

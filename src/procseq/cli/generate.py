@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, insertion_pipeline, make_interpolator
+from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, make_interpolator
 from procseq.cli.common import (
     ADAPTERS_HELP,
     CFG_HELP,
@@ -150,9 +150,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
             from procseq.models.features import load_feature_extractor
             from procseq.pipelines.adaptive import adapt_output
 
-            inserter = insertion_pipeline(pipe, model, lora, dtype=dtype, device=device) \
-                if interpolator == "model" else None
-            interp = make_interpolator(interpolator, inserter, prompt, domain, num_inference_steps=steps,
+            interp = make_interpolator(interpolator, pipe, prompt, domain, num_inference_steps=steps,
                                        true_cfg_scale=1.0)
             result = adapt_output(result, load_feature_extractor(pipe, features), [interp], config, seed)
         record = result.metadata[0].pop("adaptive", None)

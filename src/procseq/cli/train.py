@@ -96,7 +96,9 @@ def train_base(cfg: RunConfig) -> str:
 def train_adapter(cfg: RunConfig) -> str:
     """Train a multi-domain adapter (asymmetric / masked / one standard LoRA) on a frozen base, from CONFIG
     (e.g. the `adapters` preset). Writes OUTPUT_DIR/model/adapters.safetensors; use it with
-    `procseq generate --adapters FILE --domain D`.
+    `procseq generate --adapters FILE --domain D`. Adapter options (--set adapter.KEY=VALUE): kind
+    (asymmetric|masked|lora), rank, alpha, rank_pattern/alpha_pattern (per layer), masked: mask (rank|rows),
+    row_mask (fixed|learned), domain_fraction; freeze_a (train only the Bs), init_from (start from a file).
     """
     from procseq.training.adapters import run_adapter_training
 

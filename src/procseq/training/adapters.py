@@ -26,13 +26,15 @@ from procseq.adapters import (
     AsymmetricLoRAConfig,
     MaskedLoRAConfig,
     add_asymmetric_lora,
+    add_domain,
     add_masked_lora,
     domains,
+    load_adapters,
     route,
     save_adapters,
     trainable_parameters,
 )
-from procseq.adapters.routing import DEFAULT_TARGET_MODULES
+from procseq.adapters.routing import DEFAULT_TARGET_MODULES, adapter_layers
 from procseq.distributed import process_state
 from procseq.training.alignment import AlignmentConfig, RepresentationAlignment, capture_hidden_states
 from procseq.training.config import AdapterConfig, RunConfig
@@ -54,15 +56,32 @@ def add_adapter(transformer: torch.nn.Module, cfg: AdapterConfig, data_domains: 
 
     ``kind: lora`` is a standard LoRA: an asymmetric LoRA with a single ``B`` (then ``W0 + B A``, exactly
     peft's LoRA), so every kind shares one implementation, one file format and one export path.
+    With ``init_from`` the adapter is that file's (its kind, layout and weights), plus the data's domains it
+    lacks (their new parameters start at zero); ``kind`` must match the file's.
     """
     names = adapter_domains(cfg, data_domains)
+    if cfg.init_from:
+        from procseq.adapters.io import adapter_file_info
+
+        info = adapter_file_info(cfg.init_from)
+        kind = "asymmetric" if cfg.kind == "lora" else cfg.kind
+        if info["kind"] != kind:
+            raise ValueError(f"adapter.init_from {cfg.init_from} holds a {info['kind']} LoRA but adapter.kind is "
+                             f"{cfg.kind!r}; set adapter.kind={info['kind']}.")
+        load_adapters(transformer, cfg.init_from)
+        for name in names:
+            if name not in domains(transformer):
+                add_domain(transformer, name)
+        return list(adapter_layers(transformer))
     targets = tuple(cfg.target_modules or DEFAULT_TARGET_MODULES)
     if cfg.kind == "masked":
         return add_masked_lora(transformer, names, MaskedLoRAConfig(
             rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, domain_fraction=cfg.domain_fraction,
-            max_domains=cfg.max_domains, target_modules=targets))
+            max_domains=cfg.max_domains, target_modules=targets, mask=cfg.mask, row_mask=cfg.row_mask,
+            rank_pattern=dict(cfg.rank_pattern), alpha_pattern=dict(cfg.alpha_pattern)))
     return add_asymmetric_lora(transformer, names, AsymmetricLoRAConfig(
-        rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=targets))
+        rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=targets,
+        rank_pattern=dict(cfg.rank_pattern), alpha_pattern=dict(cfg.alpha_pattern)))
 
 
 class AdapterTrainer(Trainer):
@@ -97,9 +116,10 @@ class AdapterTrainer(Trainer):
         return [self.pipe.transformer]
 
     def trainable_parameters(self, modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
-        """Every adapter parameter (shared A, every domain's B or rows); base weights stay frozen."""
+        """Every adapter parameter (shared A unless ``adapter.freeze_a``, every domain's B or rows); base
+        weights stay frozen."""
         model = modules[0]
-        return trainable_parameters(model, domains(model))
+        return trainable_parameters(model, domains(model), train_shared=not self.cfg.adapter.freeze_a)
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
         """Flow matching with each sample routed to its domain, plus alignment when enabled."""

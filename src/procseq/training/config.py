@@ -121,6 +121,15 @@ class AdapterConfig:
     ``kind``: ``asymmetric`` (shared A, one B per domain), ``masked`` (one LoRA, per-domain row masks)
     or ``lora`` (one standard LoRA for every domain of the data, saved as the single domain ``name``).
     ``domains``: the adapter's domains (default: ``data.domains``).
+    ``rank_pattern`` / ``alpha_pattern``: per-layer rank and alpha, ``{regex: value}`` full-matched on module
+    paths (peft's names), e.g. ``{"single_transformer_blocks\\..*": 8}``.
+    Masked only: ``mask`` is ``rank`` (rank-row blocks) or ``rows`` (the layer's output rows, as ProcessMaker
+    specifies it), ``row_mask`` ``fixed`` (the first ``domain_fraction`` of rows domain-specific) or
+    ``learned``; ``domain_fraction`` the share of rows the domains own; ``max_domains`` blocks to reserve.
+    ``freeze_a``: keep every shared ``lora_A`` at its initial value and train only the domains' B (and a
+    learned mask), MakeAnything's option; with ``init_from`` (an adapter file, e.g. a trained asymmetric
+    LoRA) the A, the Bs and the domains of that file are the starting point, and the data's new domains
+    are added to it.
     """
 
     kind: str = "asymmetric"
@@ -131,12 +140,26 @@ class AdapterConfig:
     dropout: float = 0.0
     domain_fraction: float = 0.3
     max_domains: int | None = None
+    mask: str = "rank"
+    row_mask: str = "fixed"
+    rank_pattern: dict[str, int] = field(default_factory=dict)
+    alpha_pattern: dict[str, float] = field(default_factory=dict)
+    freeze_a: bool = False
+    init_from: str | None = None
     target_modules: list[str] | None = None
     alignment: AlignmentSection = field(default_factory=AlignmentSection)
 
     def __post_init__(self) -> None:
         if self.kind not in ("asymmetric", "masked", "lora"):
             raise ValueError(f"adapter.kind must be 'asymmetric', 'masked' or 'lora', got {self.kind!r}.")
+        if self.mask not in ("rank", "rows"):
+            raise ValueError(f"adapter.mask must be 'rank' or 'rows', got {self.mask!r}.")
+        if self.row_mask not in ("fixed", "learned"):
+            raise ValueError(f"adapter.row_mask must be 'fixed' or 'learned', got {self.row_mask!r}.")
+        if self.kind != "masked" and (self.mask, self.row_mask) != ("rank", "fixed"):
+            raise ValueError("adapter.mask and adapter.row_mask apply to kind: masked only; set adapter.kind=masked.")
+        if self.row_mask == "learned" and self.mask != "rows":
+            raise ValueError("adapter.row_mask=learned needs adapter.mask=rows.")
 
 
 @dataclass
