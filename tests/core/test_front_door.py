@@ -172,7 +172,7 @@ def test_save_pretrained_keeps_the_shipped_loras_it_has_not_loaded_yet(tmp_path)
 
     pipe = load_pipeline("procseq-tiny", device="cpu")
     shipped = {lora["folder"]: lora for lora in pipe.procseq_loras()}
-    assert set(shipped) == {"known_frames", "regional"} and all(v["source"] == "shipped" for v in shipped.values())
+    assert set(shipped) == {"known_frames", "regional", "frame_by_frame"} and all(v["source"] == "shipped" for v in shipped.values())
     pipe.save_pretrained(tmp_path / "copy")
     again = load_pipeline(tmp_path / "copy", device="cpu")
     copied = {lora["folder"]: lora for lora in again.procseq_loras()}

@@ -24,14 +24,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from procseq.attention.processors import adapters_enabled
+from procseq.attention.processors import adapters_enabled, set_adapters_active
 from procseq.attention.rope import known_position_ids
 from procseq.conditioning.frames import KnownFrames, KnownImage
 from procseq.conditioning.history import (
@@ -99,30 +99,19 @@ def default_weights(model_folder: Path | None) -> Path | None:
     return folder if folder is not None and (folder / LORA_FILE).is_file() else None
 
 
-def set_active_adapters(transformer: Any, names: list[str]) -> list[str]:
-    """Make exactly `names` the active peft adapters of every LoRA layer; returns the previous active list."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    previous: list[str] = []
-    for m in transformer.modules():
-        if isinstance(m, BaseTunerLayer):
-            previous = list(m.active_adapters)
-            m.set_adapter([n for n in names if n in m.lora_A])
-    return previous
-
-
 @contextmanager
-def only_adapter(transformer: Any, name: str | None) -> Iterator[None]:
-    """Run with peft adapter `name` alone active and enabled (None: every peft adapter off); restored after."""
-    if not getattr(transformer, "_hf_peft_config_loaded", False):
+def mode_adapters(transformer: Any, lora: bool) -> Iterator[None]:
+    """Within: procseq's other LoRAs (known frames, regional) off and the frame-by-frame LoRA on when `lora`;
+    a user's own peft adapters keep their state and scales. Restored after."""
+    from contextlib import ExitStack
+
+    from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
+    from procseq.pipelines.regional import ADAPTER as REGIONAL_ADAPTER
+
+    with ExitStack() as stack:
+        stack.enter_context(adapters_enabled(transformer, False, names=(CONDITION_ADAPTER, REGIONAL_ADAPTER)))
+        stack.enter_context(adapters_enabled(transformer, lora, names=(ADAPTER_NAME,)))
         yield
-        return
-    previous = set_active_adapters(transformer, [name] if name else [])
-    try:
-        with adapters_enabled(transformer, name is not None):
-            yield
-    finally:
-        set_active_adapters(transformer, previous)
 
 
 def load_weights(pipe: Any, path: str | Path | None = None) -> FrameByFrameWeights:
@@ -141,10 +130,8 @@ def load_weights(pipe: Any, path: str | Path | None = None) -> FrameByFrameWeigh
         transformer = pipe.transformer
         if current is not None and current.path is not None:
             transformer.delete_adapters(ADAPTER_NAME)
-        previous = set_active_adapters(transformer, []) if getattr(transformer, "_hf_peft_config_loaded", False) \
-            else []
         meta = load_condition_lora(pipe, folder, adapter_name=ADAPTER_NAME, metas=(META_FILE,))
-        set_active_adapters(transformer, previous)  # the new LoRA stays off outside this mode
+        set_adapters_active(transformer, [ADAPTER_NAME], False)  # the new LoRA stays off outside this mode
         emb = load_step_embedding(folder / EMBEDDING_FILE) if (folder / EMBEDDING_FILE).is_file() else None
         if emb is not None and emb.table.shape[1] != transformer.config.in_channels:
             raise ValueError(f"{folder / EMBEDDING_FILE} is {emb.table.shape[1]} wide but the transformer takes "
@@ -250,8 +237,7 @@ def generate_frame_by_frame(
     branch_pooled = pipe.encode_text([""], max_sequence_length).pooled_prompt_embeds
     embedding = fbf.embedding if options.step_embedding else None
     guidance = pipe.guidance(guidance_scale)
-    lora = only_adapter(transformer, ADAPTER_NAME if options.lora and fbf.path else None) \
-        if getattr(transformer, "_hf_peft_config_loaded", False) else nullcontext()
+    lora = mode_adapters(transformer, bool(options.lora and fbf.path))
     channels = transformer.config.in_channels // 4
     latents: list[torch.Tensor] = []  # per frame, (B, C, h, w)
     frame_times: list[float] = []
@@ -322,4 +308,4 @@ def generate_frame_by_frame(
 
 __all__ = ["ADAPTER_NAME", "DEFAULT_K", "FrameByFrameOptions", "FrameByFrameWeights", "META_FILE", "WEIGHTS_DIR",
            "check_frames", "default_weights", "frame_layout", "frame_text", "pad_captions", "generate_frame_by_frame", "load_weights",
-           "only_adapter", "set_active_adapters"]
+           "mode_adapters"]

@@ -469,9 +469,13 @@ class ProcessPipeline(FluxPipeline):
 
     def procseq_loras(self) -> list[dict[str, Any]]:
         """procseq's own LoRAs of this pipeline, each loaded (``source="loaded"``: its file and metadata) or
-        shipped in the model folder and not loaded yet (``source="shipped"``: the folder): the condition LoRA
-        (``known_frames/``) and the regional LoRA (``regional/``). What :meth:`save_pretrained` writes beside
-        the base model."""
+        a folder copied as it is (``source="shipped"``: shipped in the model folder and not loaded yet, or the
+        frame-by-frame folder with its step embedding): the condition LoRA (``known_frames/``), the regional
+        LoRA (``regional/``) and the frame-by-frame weights (``frame_by_frame/``). What :meth:`save_pretrained`
+        writes beside the base model."""
+        from procseq.pipelines.frame_by_frame import ADAPTER_NAME as FRAME_BY_FRAME_ADAPTER
+        from procseq.pipelines.frame_by_frame import WEIGHTS_DIR as FRAME_BY_FRAME_DIR
+        from procseq.pipelines.frame_by_frame import default_weights as default_frame_by_frame
         from procseq.pipelines.regional import ADAPTER as REGIONAL_ADAPTER
         from procseq.pipelines.regional import LORA_DIR as REGIONAL_DIR
         from procseq.pipelines.regional import META_FILE as REGIONAL_META
@@ -482,6 +486,11 @@ class ProcessPipeline(FluxPipeline):
                  (REGIONAL_DIR, REGIONAL_ADAPTER, REGIONAL_META, getattr(self, "regional_lora", None),
                   default_regional_lora(self.model_folder))]
         found = []
+        fbf = getattr(self, "_frame_by_frame", None)  # a folder: the LoRA with its step embedding
+        fbf_folder = Path(fbf.path) if fbf is not None and fbf.path else default_frame_by_frame(self.model_folder)
+        if fbf_folder is not None:
+            found.append({"folder": FRAME_BY_FRAME_DIR, "adapter": FRAME_BY_FRAME_ADAPTER, "meta_file": None,
+                          "source": "shipped", "path": fbf_folder})
         for folder, adapter, meta_file, loaded, shipped in kinds:
             entry = {"folder": folder, "adapter": adapter, "meta_file": meta_file}
             if loaded is not None:
