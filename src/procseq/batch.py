@@ -1,7 +1,8 @@
 """Batch generation: ``procseq generate --prompts FILE.jsonl --out DIR``, resumable and split across processes.
 
 Each line of the prompt file is one JSON object: ``prompt`` (required) and any of ``domain``, ``frames``,
-``seed``, ``steps``, ``guidance``, ``true_cfg_scale``, ``negative_prompt``, ``adapter_mix``, ``mode``
+``seed``, ``steps``, ``guidance``, ``true_cfg_scale``, ``negative_prompt``, ``adapter_mix``, ``mode`` (grid, regional,
+frame-by-frame)
 and ``id`` (the sub-folder name; default: the line number, ``00012``). Missing keys take the command's
 options. Each item is written to its own sub-folder of DIR atomically (a temporary sibling renamed into
 place), so a folder exists only when its item is finished:
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from procseq.sequence import SequenceOutput
+from procseq.sequence import MODES, SequenceOutput
 
 #: Keys a prompt-file line may hold, with their JSON types.
 ITEM_KEYS: dict[str, tuple[type, ...]] = {
@@ -33,8 +34,6 @@ ITEM_KEYS: dict[str, tuple[type, ...]] = {
     "guidance": (int, float), "true_cfg_scale": (int, float), "negative_prompt": (str,),
     "adapter_mix": (dict,), "mode": (str,), "id": (str,),
 }
-#: Layouts a batch item may ask for (``mode``); the others of design decision 12 are not built yet.
-MODES = ("grid",)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 RECORD = "batch.json"
 
@@ -179,6 +178,7 @@ def generate_item(pipe: Any, item: BatchItem, out: Path, options: dict[str, Any]
         result = pipe(s["prompt"], domain=s["domain"], frames=s["frames"], num_inference_steps=s.get("steps"),
                       guidance_scale=s.get("guidance"), true_cfg_scale=s.get("true_cfg_scale"),
                       negative_prompt=s.get("negative_prompt", ""), adapter_weights=s.get("adapter_mix"),
+                      mode=s.get("mode", "grid"),
                       generator=torch.Generator("cpu").manual_seed(s["seed"]), **options)
         save_sequence_folder(result, s["prompt"], s["domain"], tmp,
                              {"seed": s["seed"], "model": model, "batch_item": s}, gif_ms)

@@ -11,6 +11,9 @@ from PIL import Image
 
 from procseq.outputs import write_json_atomic
 
+MODES = ("grid", "regional", "frame-by-frame")
+"""The three layouts (DESIGN decision 12), each a strategy returning the same :class:`SequenceOutput`."""
+
 
 @dataclass
 class Sequence:

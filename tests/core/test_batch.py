@@ -22,7 +22,7 @@ LINES = [
     '{"prompt": "y", "colour": "red"}',
     '{"prompt": "z", "id": "house"}',
     '{"prompt": "a refused one", "domain": "nope"}',
-    '{"prompt": "w", "mode": "regional"}',
+    '{"prompt": "w", "mode": "sideways"}',
     '{"prompt": "a blue circle"}',
 ]
 
@@ -80,3 +80,25 @@ def test_cli_batch_on_the_micro_model(tiny_model_dir, tmp_path) -> None:
     assert "skipped: 2" in result.output and "done: 0" in result.output
     both = CliRunner().invoke(main, ["generate", "a prompt", "--prompts", str(prompts)])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_a_line_picks_its_layout_and_the_pipeline_gets_it(tmp_path) -> None:
+    """``mode`` in a line (or the command's default) reaches the pipeline call; an unknown one is a bad line."""
+    from procseq.batch import generate_item
+
+    items, bad = read_prompt_file(write(tmp_path, ['{"prompt": "a", "mode": "regional"}', '{"prompt": "b"}',
+                                                   '{"prompt": "c", "mode": "frame-by-frame", "id": "c"}']),
+                                  {**DEFAULTS, "mode": "grid"})
+    assert not bad and [it.settings["mode"] for it in items] == ["regional", "grid", "frame-by-frame"]
+    seen = []
+
+    class Pipe:
+        def __call__(self, prompt, **kwargs):
+            seen.append(kwargs["mode"])
+            raise RuntimeError("stop after the call")
+
+    for item in items:
+        with pytest.raises(RuntimeError, match="stop after the call"):
+            generate_item(Pipe(), item, tmp_path / "out", {}, "m", 100)
+    assert seen == ["regional", "grid", "frame-by-frame"]
+    assert not any((tmp_path / "out").glob("*/sequence.json"))  # nothing half-written

@@ -26,6 +26,7 @@ from procseq.cli.common import (
 from procseq.cli.evaluate import per_domain
 from procseq.cli.options import report_choices, runtime_options
 from procseq.outputs import write_json_atomic
+from procseq.sequence import MODES
 
 
 @main.command()
@@ -68,7 +69,7 @@ from procseq.outputs import write_json_atomic
 @click.option("--adaptive", is_flag=True,
               help="Adaptive steps after generation: insert frames where neighbours differ too much, delete where "
                    "too little (knobs below); the decisions go into sequence.json.")
-@click.option("--mode", type=click.Choice(["grid", "regional", "frame-by-frame"]), default="grid", show_default=True,
+@click.option("--mode", type=click.Choice(list(MODES)), default="grid", show_default=True,
               help="Layout: grid (the frames in one serpentine grid, up to the model's max_frames), regional "
                    "(each frame its own region driven by its step caption, any number of frames up to 64) or "
                    "frame-by-frame (one frame per pass, conditioned on the plan, its step caption, a step embedding "
@@ -102,7 +103,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
 
         defaults = {"domain": domain, "frames": frames, "seed": seed, "steps": steps, "guidance": guidance,
                     "true_cfg_scale": true_cfg_scale, "negative_prompt": negative_prompt,
-                    "adapter_mix": parse_mix(adapter_mix)}
+                    "adapter_mix": parse_mix(adapter_mix), "mode": mode}
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
                               gif_ms, overwrite)

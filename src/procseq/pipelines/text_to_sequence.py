@@ -27,13 +27,12 @@ from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.quiet import quiet_loading
-from procseq.sequence import SequenceOutput
+from procseq.sequence import MODES, SequenceOutput
 
 with quiet_loading():  # transformers' torchvision notices for image processors procseq never uses
     from diffusers import FluxPipeline
 
 OUTPUT_TYPES = ("pil", "np", "latent")
-MODES = ("grid", "regional", "frame-by-frame")
 logger = logging.getLogger(__name__)
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
