@@ -53,3 +53,36 @@ def test_training_items_carry_the_same_prefix(tmp_path) -> None:
     assert prefixed.rows[0]["prompt"] == with_domain(plain.rows[0]["prompt"], "lego")
     with pytest.raises(ValueError, match="phrasings"):
         ds.GridDataset(tmp_path / "c", "train", phrasings=0)
+
+
+def test_lora_training_reads_prompts_as_its_base_does(tiny_model_dir, tmp_path) -> None:
+    """A LoRA over a base trained with the domain phrase gets the phrase too, without being told (and not otherwise)."""
+    import shutil
+
+    from procseq.training.config import DataConfig, ModelConfig, RunConfig
+    from procseq.training.known_frames import KnownFramesDataset
+    from procseq.training.run import domain_prefix_of, open_corpus
+
+    ds.make_corpus(tmp_path / "c", per_domain=1, test_per_domain=1, adapter_sizes={"clay": 1, "sand_art": 1},
+                   progress=False)
+    prefixed = tmp_path / "prefixed"
+    shutil.copytree(tiny_model_dir, prefixed)
+    meta = json.loads((prefixed / "procseq.json").read_text())
+    (prefixed / "procseq.json").write_text(json.dumps({**meta, "domain_prefix": True}))
+
+    def cfg(model, flag=False) -> RunConfig:
+        return RunConfig(model=ModelConfig(path=str(model)),
+                         data=DataConfig(dir=str(tmp_path / "c"), domains=["lego"], domain_prefix=flag))
+
+    assert not domain_prefix_of(cfg(tiny_model_dir)) and domain_prefix_of(cfg(tiny_model_dir, True))
+    assert domain_prefix_of(cfg(prefixed))
+    plain_prompt = open_corpus(cfg(tiny_model_dir)).rows[0]["prompt"]
+    assert open_corpus(cfg(prefixed)).rows[0]["prompt"] == with_domain(plain_prompt, "lego")
+    # the known-frames LoRA's domain-only prompts (ReCraft without a prompt) follow the same rule
+    item = {"prompt": "x", "domain": "lego", "latents": None}
+    full = type("Full", (), {"__len__": lambda s: 8, "__getitem__": lambda s, i: dict(item),
+                             "records": [{"num_frames": 4, "row": 0}] * 8, "num_frames_list": [4] * 8,
+                             "domains": ["lego"] * 8})()
+    frames = {4: [None]}
+    domain_only = {KnownFramesDataset(full, frames, domain_prefix=p)[i]["prompt"] for p in (False, True) for i in range(8)}
+    assert domain_only == {"x", "a LEGO", with_domain("a LEGO", "lego")}

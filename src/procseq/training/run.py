@@ -112,6 +112,17 @@ def corpus_frames(dataset: Any, max_frames: int, seed: int) -> torch.Tensor:
     return torch.stack(frames[:max_frames])
 
 
+def domain_prefix_of(cfg: RunConfig) -> bool:
+    """Whether training prompts get the domain phrase (:mod:`procseq.domain_prompt`): ``data.domain_prefix``,
+    or the base's own flag, so a LoRA over a base trained with the phrase reads prompts as that base does."""
+    if cfg.data.domain_prefix or not cfg.model.path:
+        return bool(cfg.data.domain_prefix)
+    from procseq.models.loading import resolve_model
+
+    meta = Path(resolve_model(cfg.model.path)) / PROCSEQ_CONFIG
+    return bool(meta.is_file() and json.loads(meta.read_text()).get("domain_prefix"))
+
+
 def open_corpus(cfg: RunConfig) -> Any:
     """The training split ``cfg.data`` names, as a GridDataset; a clear error when it is missing or empty."""
     from procseq.data.dataset import GridDataset
@@ -121,7 +132,7 @@ def open_corpus(cfg: RunConfig) -> Any:
         raise FileNotFoundError(
             f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
     dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains, phrasings=cfg.data.phrasings,
-                          domain_prefix=cfg.data.domain_prefix)
+                          domain_prefix=domain_prefix_of(cfg))
     if len(dataset) == 0:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
     return dataset
