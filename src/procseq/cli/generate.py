@@ -25,6 +25,7 @@ from procseq.cli.common import (
 )
 from procseq.cli.evaluate import per_domain
 from procseq.cli.options import report_choices, runtime_options
+from procseq.data.synthetic.base import SPLITS
 from procseq.outputs import write_json_atomic
 from procseq.sequence import MODES
 
@@ -210,7 +211,9 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
 @click.option("--data", default="data_cache/corpus", show_default=True, type=click.Path(path_type=Path),
               help="Corpus folder whose prompts are used.")
 @click.option("--split", default="test-compositional", show_default=True,
-              type=click.Choice(["train", "test-seen", "test-compositional"]), help="Split the prompts come from.")
+              type=click.Choice(list(SPLITS)),
+              help="Split the prompts come from (test-length and test-paraphrase: a corpus made with "
+                   "--lengths any / --wording paraphrase).")
 @click.option("--domains", default=None, help="Comma-separated domains (default: the model's domains).")
 @click.option("--index", default=0, show_default=True, type=int, help="Which record of each domain.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Generation seed.")
