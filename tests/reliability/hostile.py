@@ -288,6 +288,8 @@ def cases() -> list[Case]:
             add(Case("numbers", f"generate {opt} {v}", [*GEN, opt, v, "--out", "out"]))
     for v in ("abc", "1.5", ""):
         add(Case("numbers", f"generate --steps {v!r}", [*GEN, "--steps", v, "--out", "out"]))
+    add(Case("numbers", "generate --mode frame-by-frame --frames 1000", [*GEN, "--mode", "frame-by-frame", "--frames",
+             "1000", "--out", "out"]))
     add(Case("numbers", "generate --frames 64 --frame-size 1024", [*GEN, "--frames", "64", "--frame-size", "1024",
              "--out", "out"]))
     add(Case("numbers", "recraft --steps 0", [*REC, "--steps", "0"], photo()))

@@ -89,12 +89,13 @@ MAX_GRID_PIXELS = 2048 * 2048
 
 
 def check_sampling(frames: int | None, steps: int | None, frame_size: int | None, gif_ms: int | None = None,
-                   seed: int | None = None, **floats: float | None) -> None:
+                   seed: int | None = None, max_frames: int = 64, **floats: float | None) -> None:
     """Range checks shared by generate/recraft/eval: counts >= 1, a bounded frame and grid size, finite floats.
 
-    `floats` maps option names (``true_cfg_scale=...``) to values that must be finite and >= 0.
+    `max_frames` is the layout's bound (64 for the grid and regional modes, 256 frame by frame). `floats`
+    maps option names (``true_cfg_scale=...``) to values that must be finite and >= 0.
     """
-    check_positive(frames, "--frames", 64)
+    check_positive(frames, "--frames", max_frames)
     check_positive(steps, "--steps", 1000)
     check_positive(gif_ms, "--gif-ms")
     check_positive(frame_size, "--frame-size", MAX_FRAME_SIZE)

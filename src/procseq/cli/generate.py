@@ -99,7 +99,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
             raise ValueError("Give either a PROMPT or --prompts FILE.jsonl, not both.")
         if known_items or plan_file is not None:
             raise ValueError("--known and --plan work with one PROMPT, not with --prompts.")
-        check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
+        check_sampling(frames, steps, frame_size, gif_ms, seed, max_frames=mode_max_frames(mode), guidance=guidance,
+                       true_cfg_scale=true_cfg_scale)
         import torch
 
         defaults = {"domain": domain, "frames": frames, "seed": seed, "steps": steps, "guidance": guidance,
@@ -120,7 +121,8 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     if prompt is None or not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     check_text(negative_prompt, "negative prompt")
-    check_sampling(frames, steps, frame_size, gif_ms, seed, guidance=guidance, true_cfg_scale=true_cfg_scale)
+    check_sampling(frames, steps, frame_size, gif_ms, seed, max_frames=mode_max_frames(mode), guidance=guidance,
+                   true_cfg_scale=true_cfg_scale)
     mix = parse_mix(adapter_mix)
     plan = load_plan_file(plan_file, frames)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
@@ -204,6 +206,15 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
     if report.counts["failed"] or bad:
         raise SystemExit(1)
 
+
+
+def mode_max_frames(mode: str | None) -> int:
+    """The most frames `--frames` may ask for in `mode`: 256 frame by frame (one frame per pass), else 64."""
+    if mode == "frame-by-frame":
+        from procseq.pipelines.frame_by_frame import MAX_FRAMES
+
+        return MAX_FRAMES
+    return 64
 
 
 @main.command("samples")
