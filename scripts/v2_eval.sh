@@ -28,5 +28,9 @@ python -m procseq.eval.domain --model "$MODEL" --data "$V2" --n 20 --domains "$B
 procseq eval --baseline retrieval --data "$V2" --split test-paraphrase --n "$N" --domains "$BASE" --overwrite \
     --out "$OUT/retrieval-test-paraphrase" > /dev/null &
 wait
+# the sampler: the model's default (6 Euler steps) vs 20 steps on the same records
+ev --data "$V2" --split test-compositional --n 10 --steps 20 --out "$OUT/steps20-n10" &
+ev --data "$V2" --split test-compositional --n 10 --out "$OUT/steps-default-n10" &
+wait
 procseq bench --model "$MODEL" --frames 9 --runs 10 --threads 2 > "$OUT/bench.txt"   # the 2-core figure
 du -sh "$(python -c "from procseq.models.loading import resolve_model; print(resolve_model('$MODEL'))")" > "$OUT/size.txt"
