@@ -2,7 +2,9 @@
 
 A model whose ``procseq.json`` says ``"domain_prefix": true`` was trained on prompts written by
 :func:`with_domain`, and the pipeline writes its prompts the same way, so ``domain=`` reaches the
-model on every call even when the prompt does not name the domain. Models without the flag (the
+model on every call even when the prompt does not name the domain. ``"step_count_prefix": true`` adds
+the number of steps ("LEGO building process in 9 steps: ..."): lengths 7, 8 and 9 share a 3x3 grid, and
+without the count a model trained on all three cannot tell whether the last cell is a step or blank. Models without the flag (the
 v1 procseq-tiny, FLUX.1) see the prompt unchanged. The empty prompt (the unconditional branch of
 classifier-free guidance, and caption dropout in training) stays empty.
 """
@@ -21,14 +23,20 @@ def domain_phrase(domain: str) -> str:
     return DOMAIN_PHRASES.get(domain, domain.replace("_", " "))
 
 
-def with_domain(prompt: str, domain: str) -> str:
-    """``"<domain phrase> process: <prompt>"``; the empty prompt stays empty."""
-    return f"{domain_phrase(domain)} process: {prompt}" if prompt.strip() else prompt
+def with_domain(prompt: str, domain: str, num_frames: int | None = None) -> str:
+    """``"<domain phrase> process: <prompt>"``, or ``"<domain phrase> process in <n> steps: <prompt>"`` with
+    `num_frames` (a model whose grids hold several lengths cannot see the count otherwise); the empty prompt
+    stays empty."""
+    if not prompt.strip():
+        return prompt
+    count = f" in {int(num_frames)} steps" if num_frames is not None else ""
+    return f"{domain_phrase(domain)} process{count}: {prompt}"
 
 
-def domain_prompts(prompts: list[str], domain: str, enabled: bool) -> list[str]:
-    """`prompts` with the domain phrase in front when `enabled` (the model was trained so), else unchanged."""
-    return [with_domain(p, domain) for p in prompts] if enabled else list(prompts)
+def domain_prompts(prompts: list[str], domain: str, enabled: bool, num_frames: int | None = None) -> list[str]:
+    """`prompts` with the domain phrase (and `num_frames`, when given) in front when `enabled` (the model was
+    trained so), else unchanged."""
+    return [with_domain(p, domain, num_frames) for p in prompts] if enabled else list(prompts)
 
 
 __all__ = ["DOMAIN_PHRASES", "domain_phrase", "domain_prompts", "with_domain"]

@@ -86,3 +86,41 @@ def test_lora_training_reads_prompts_as_its_base_does(tiny_model_dir, tmp_path) 
     frames = {4: [None]}
     domain_only = {KnownFramesDataset(full, frames, domain_prefix=p)[i]["prompt"] for p in (False, True) for i in range(8)}
     assert domain_only == {"x", "a LEGO", with_domain("a LEGO", "lego")}
+
+
+def test_the_step_count_rides_in_the_domain_phrase(tiny_pipe, monkeypatch, tmp_path) -> None:
+    """step_count_prefix: "<phrase> process in <n> steps: <prompt>", in training items and in what the pipeline sends."""
+    assert with_domain("a red wall", "lego", 9) == "LEGO building process in 9 steps: a red wall"
+    assert with_domain("", "lego", 9) == "" and domain_prompts(["a"], "lego", False, 9) == ["a"]
+    ds.make_corpus(tmp_path / "c", per_domain=1, test_per_domain=1, adapter_sizes={"clay": 1, "sand_art": 1},
+                   progress=False)
+    plain = ds.GridDataset(tmp_path / "c", "train", domains=["lego"])
+    counted = ds.GridDataset(tmp_path / "c", "train", domains=["lego"], domain_prefix=True, step_count_prefix=True)
+    row = plain.rows[0]
+    assert counted.prompts[0] == with_domain(row["prompt"], "lego", int(row["num_frames"]))
+    with pytest.raises(ValueError, match="domain_prefix"):
+        ds.GridDataset(tmp_path / "c", "train", step_count_prefix=True)
+    monkeypatch.setattr(tiny_pipe, "_defaults", dataclasses.replace(tiny_pipe.defaults, domain_prefix=True,
+                                                                    step_count_prefix=True))
+    seen: list[list[str]] = []
+    real = tiny_pipe.encode_text
+    monkeypatch.setattr(tiny_pipe, "encode_text", lambda p, n: seen.append(list(p)) or real(p, n))
+    _frames(tiny_pipe, "lego")
+    assert seen[0] == ["LEGO building process in 4 steps: a red circle"]
+
+
+def test_a_reused_latent_cache_reads_the_prompts_afresh(tiny_pipe, tmp_path) -> None:
+    """Switching a prefix on for an existing run must not train on the cached (old) prompts."""
+    from procseq.training.latents import cache_latents
+
+    ds.make_corpus(tmp_path / "c", per_domain=1, test_per_domain=1, adapter_sizes={"clay": 1, "sand_art": 1},
+                   progress=False)
+    plain = ds.GridDataset(tmp_path / "c", "train", domains=["lego", "cooking", "painting"])
+    counted = ds.GridDataset(tmp_path / "c", "train", domains=["lego", "cooking", "painting"], domain_prefix=True,
+                             step_count_prefix=True)
+    first = cache_latents(tiny_pipe.vae, plain, tmp_path / "lat.safetensors", progress=False)
+    again = cache_latents(tiny_pipe.vae, counted, tmp_path / "lat.safetensors", progress=False)
+    assert torch.equal(first.latents[4], again.latents[4])  # the pixels are reused...
+    by_prompt = {p: n for p, n in zip(counted.prompts, counted.num_frames_list)}
+    assert sorted(r["prompt"] for r in again.records) == sorted(counted.prompts)  # ...the words are new
+    assert all(r["num_frames"] == by_prompt[r["prompt"]] for r in again.records)

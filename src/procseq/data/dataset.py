@@ -244,10 +244,11 @@ class GridDataset(torch.utils.data.Dataset):
             up to this many; 1 uses each row's ``prompt``.
         domain_prefix: put the domain phrase in front of every prompt
             (:func:`procseq.domain_prompt.with_domain`), as the pipeline does for a model trained so.
+        step_count_prefix: with `domain_prefix`, the phrase also names the sequence's number of steps.
     """
 
     def __init__(self, root: str | Path, split: str, domains: list[str] | None = None, phrasings: int = 1,
-                 domain_prefix: bool = False) -> None:
+                 domain_prefix: bool = False, step_count_prefix: bool = False) -> None:
         rows = load_split(root, split)
         if domains is not None:
             unknown = set(domains) - set(REGISTRY)
@@ -258,12 +259,20 @@ class GridDataset(torch.utils.data.Dataset):
             raise ValueError(f"phrasings={phrasings} must be >= 1.")
         if phrasings > 1:
             rows = [{**r, "prompt": p} for r in rows for p in (r.get("prompts") or [r["prompt"]])[:phrasings]]
+        if step_count_prefix and not domain_prefix:
+            raise ValueError("step_count_prefix is part of the domain phrase: set domain_prefix too.")
         if domain_prefix:
-            rows = [{**r, "prompt": with_domain(r["prompt"], r["domain"])} for r in rows]
+            rows = [{**r, "prompt": with_domain(r["prompt"], r["domain"],
+                                                int(r["num_frames"]) if step_count_prefix else None)} for r in rows]
         self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def prompts(self) -> list[str]:
+        """The prompt of every item, without loading images (a latent cache refreshes its text from it)."""
+        return [r["prompt"] for r in self.rows]
 
     @property
     def num_frames_list(self) -> list[int]:

@@ -40,6 +40,7 @@ class ModelDefaults:
             ``"longest"`` encodes only as many tokens as the longest prompt (and negative prompt) needs.
         domain_prefix: the model was trained with the domain phrase in front of every prompt
             (:mod:`procseq.domain_prompt`), so the pipeline writes its prompts the same way.
+        step_count_prefix: ... and with the number of steps in that phrase ("... process in 9 steps: ").
     """
 
     frame_size: int = 512
@@ -51,6 +52,7 @@ class ModelDefaults:
     domains: tuple[str, ...] = ()
     text_padding: str = "max"
     domain_prefix: bool = False
+    step_count_prefix: bool = False
     from_config: bool = False
 
     @classmethod

@@ -223,7 +223,8 @@ def generate_frame_by_frame(
     plans = pipe.make_plans(prompts, domain, frames, plan, captions, planner)
     fbf = load_weights(pipe, weights)
     k = options.k if options.k is not None else int(fbf.meta.get("k", DEFAULT_K))
-    encoded = domain_prompts(prompts, domain, d.domain_prefix)  # what the model reads (procseq.domain_prompt)
+    encoded = domain_prompts(prompts, domain, d.domain_prefix,  # what the model reads (procseq.domain_prompt)
+                             frames if d.step_count_prefix else None)
     max_sequence_length = max_sequence_length or pipe.text_length(encoded + [negative_prompt or ""])
     device, transformer = pipe._execution_device, pipe.transformer
     ft = frame_size // (pipe.vae_scale_factor * 2)

@@ -322,7 +322,8 @@ class ProcessPipeline(FluxPipeline):
         true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
-        encoded = domain_prompts(prompts, domain, d.domain_prefix)  # what the model reads (procseq.domain_prompt)
+        encoded = domain_prompts(prompts, domain, d.domain_prefix,  # what the model reads (procseq.domain_prompt)
+                                 frames if d.step_count_prefix else None)
         max_sequence_length = max_sequence_length or self.text_length(
             encoded + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,

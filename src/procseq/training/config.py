@@ -47,6 +47,7 @@ class DataConfig:
     balance_domains: bool = False  # every domain as many (single-domain) batches per epoch as the largest
     phrasings: int = 1  # items per sequence, one per stored phrasing (data make --wording paraphrase --phrasings K)
     domain_prefix: bool = False  # the domain phrase in front of every prompt; procseq.json records it for the pipeline
+    step_count_prefix: bool = False  # with domain_prefix: "<phrase> process in <n> steps: <prompt>"; recorded likewise
 
     def __post_init__(self) -> None:
         self.dir = os.path.expanduser(self.dir)  # presets keep long-run corpora in ~/.cache/procseq

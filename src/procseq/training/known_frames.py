@@ -132,9 +132,11 @@ class KnownFramesDataset(Dataset):
     sequences first, then the 3-frame cuts. The prompt is the sequence's or its domain phrase."""
 
     def __init__(self, full: LatentDataset, full_frames: dict[int, torch.Tensor], cuts: LatentDataset | None = None,
-                 cut_frames: torch.Tensor | None = None, domain_prefix: bool = False):
+                 cut_frames: torch.Tensor | None = None, domain_prefix: bool = False,
+                 step_count_prefix: bool = False):
         self.full, self.full_frames, self.cuts, self.cut_frames = full, full_frames, cuts, cut_frames
         self.domain_prefix = domain_prefix  # the base reads "<domain phrase> process: ..." (procseq.domain_prompt)
+        self.step_count_prefix = step_count_prefix  # ... "process in <n> steps: ..."
         parts = [full] + ([cuts] if cuts is not None else [])
         self.num_frames_list = [n for p in parts for n in p.num_frames_list]
         self.domains = [d for p in parts for d in p.domains]
@@ -152,7 +154,8 @@ class KnownFramesDataset(Dataset):
             item = dict(self.cuts[j])
             item["frame_latents"] = self.cut_frames[self.cuts.records[j]["row"]]
         if stable_hash("prompt", i) % 2:  # the text ReCraft's pipeline sends when the user gives no prompt
-            item["prompt"] = domain_prompts([domain_prompt(item["domain"])], item["domain"], self.domain_prefix)[0]
+            count = int(item["num_frames"]) if self.step_count_prefix else None
+            item["prompt"] = domain_prompts([domain_prompt(item["domain"])], item["domain"], self.domain_prefix, count)[0]
         return item
 
 
@@ -244,8 +247,8 @@ def add_seeded_condition_lora(transformer: Any, cfg: KnownFramesConfig, seed: in
 
 def run_known_frames_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Train the condition LoRA of ``cfg.known_frames`` on ``cfg.data`` over the frozen ``cfg.model.path``."""
-    from procseq.training.run import (build_pipeline, domain_prefix_of, open_corpus, require_base_model,
-                                      write_training_record)
+    from procseq.training.run import (build_pipeline, domain_prefix_of, open_corpus, prefix_flag,
+                                      require_base_model, write_training_record)
 
     require_base_model(cfg, "The condition LoRA")
     grids = open_corpus(cfg)
@@ -271,8 +274,8 @@ def run_known_frames_training(cfg: RunConfig, progress: bool = True) -> TrainRes
     def save(p: Any, out: Path) -> None:
         save_condition_lora(p.transformer, out, lora_meta(kf))
 
-    result = KnownFramesTrainer(cfg, pipe, KnownFramesDataset(full, full_frames, cuts, cut_frames,
-                                                                  domain_prefix_of(cfg)), save) \
+    result = KnownFramesTrainer(cfg, pipe, KnownFramesDataset(full, full_frames, cuts, cut_frames, domain_prefix_of(cfg),
+                                                                  prefix_flag(cfg, "step_count_prefix")), save) \
         .train(progress=progress)
     write_training_record(Path(cfg.train.output_dir), result.model_dir)
     return result

@@ -54,15 +54,22 @@ class LatentDataset(Dataset):
 @torch.no_grad()
 def cache_latents(vae: Any, dataset: Dataset, path: Path, batch_size: int = 64, progress: bool = True) -> LatentDataset:
     """Encode every grid of `dataset` (items with ``grid``, ``prompt``, ``num_frames``, ``domain``)
-    to ``(mode - shift) * scale`` latents and save them at `path`; reuses an existing cache of the same size."""
+    to ``(mode - shift) * scale`` latents and save them at `path`; reuses an existing cache of the same size,
+    with its prompts taken afresh from ``dataset.prompts`` when the dataset has them (the pixels are the
+    same; the words, e.g. a domain or step-count prefix switched on later, may not be)."""
     path = Path(path)
+    by_frames: dict[int, list[int]] = {}
+    for i, n in enumerate(dataset.num_frames_list):
+        by_frames.setdefault(int(n), []).append(i)
     if path.is_file() and path.with_suffix(".json").is_file():
         cached = LatentDataset.load(path)
         if len(cached) == len(dataset):
+            prompts = getattr(dataset, "prompts", None)
+            if prompts is not None:  # records are in the order they were encoded: by frame count, then index
+                order = [i for _, indices in sorted(by_frames.items()) for i in indices]
+                for record, i in zip(cached.records, order):
+                    record["prompt"] = prompts[i]
             return cached
-    by_frames: dict[int, list[int]] = {}
-    for i in range(len(dataset)):
-        by_frames.setdefault(int(dataset.num_frames_list[i]), []).append(i)
     latents: dict[int, torch.Tensor] = {}
     records: list[dict[str, Any]] = []
     bar = tqdm(total=len(dataset), desc="cache latents", disable=not progress)

@@ -95,6 +95,8 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
         metadata["domains"] = list(cfg.data.domains)
     if cfg.data.domain_prefix:
         metadata["domain_prefix"] = True
+    if cfg.data.step_count_prefix:
+        metadata["step_count_prefix"] = True
     return pipe, metadata
 
 
@@ -112,15 +114,21 @@ def corpus_frames(dataset: Any, max_frames: int, seed: int) -> torch.Tensor:
     return torch.stack(frames[:max_frames])
 
 
-def domain_prefix_of(cfg: RunConfig) -> bool:
-    """Whether training prompts get the domain phrase (:mod:`procseq.domain_prompt`): ``data.domain_prefix``,
-    or the base's own flag, so a LoRA over a base trained with the phrase reads prompts as that base does."""
-    if cfg.data.domain_prefix or not cfg.model.path:
-        return bool(cfg.data.domain_prefix)
+def prefix_flag(cfg: RunConfig, key: str = "domain_prefix") -> bool:
+    """Whether training prompts get the domain phrase (`key` ``domain_prefix``) or the step count in it
+    (``step_count_prefix``; :mod:`procseq.domain_prompt`): ``data.<key>``, or the base's own flag, so a LoRA
+    over a base trained with the phrase reads prompts as that base does."""
+    if getattr(cfg.data, key) or not cfg.model.path:
+        return bool(getattr(cfg.data, key))
     from procseq.models.loading import resolve_model
 
     meta = Path(resolve_model(cfg.model.path)) / PROCSEQ_CONFIG
-    return bool(meta.is_file() and json.loads(meta.read_text()).get("domain_prefix"))
+    return bool(meta.is_file() and json.loads(meta.read_text()).get(key))
+
+
+def domain_prefix_of(cfg: RunConfig) -> bool:
+    """:func:`prefix_flag` for the domain phrase."""
+    return prefix_flag(cfg, "domain_prefix")
 
 
 def open_corpus(cfg: RunConfig) -> Any:
@@ -132,7 +140,8 @@ def open_corpus(cfg: RunConfig) -> Any:
         raise FileNotFoundError(
             f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
     dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains, phrasings=cfg.data.phrasings,
-                          domain_prefix=domain_prefix_of(cfg))
+                          domain_prefix=domain_prefix_of(cfg),
+                          step_count_prefix=prefix_flag(cfg, "step_count_prefix"))
     if len(dataset) == 0:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
     return dataset
