@@ -21,19 +21,6 @@ from procseq.cli.common import (
 from procseq.cli.options import runtime_options
 
 
-def per_domain(records: list[dict], n: int | None, domains: list[str] | None) -> list[dict]:
-    """The first `n` records of each domain (all with n=None), optionally only `domains`."""
-    seen: dict[str, int] = {}
-    out = []
-    for r in records:
-        if domains and r["domain"] not in domains:
-            continue
-        if n is None or seen.get(r["domain"], 0) < n:
-            seen[r["domain"]] = seen.get(r["domain"], 0) + 1
-            out.append(r)
-    return out
-
-
 @main.command("eval")
 @click.option("--model", "-m", default=None, help=MODEL_HELP + " Mutually exclusive with --baseline/--score.")
 @click.option("--baseline", type=click.Choice(["retrieval", "ground-truth"]), default=None,
@@ -69,6 +56,7 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
     """Score a model, a baseline, or existing sequence folders against the corpus ground truth."""
     from procseq.data.dataset import load_split
     from procseq.eval import evaluate, run_ground_truth, run_retrieval, score_folders
+    from procseq.eval.runner import per_domain
 
     if sum(x is not None for x in (model, baseline, score_dir)) != 1:
         raise ValueError("Pass exactly one of --model, --baseline or --score.")

@@ -23,7 +23,6 @@ from procseq.cli.common import (
     model_inputs,
     parse_mix,
 )
-from procseq.cli.evaluate import per_domain
 from procseq.cli.options import report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
 from procseq.outputs import write_json_atomic
@@ -241,6 +240,7 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
 
     from procseq.data.dataset import draw_montage, load_split
     from procseq.eval import render_spec
+    from procseq.eval.runner import per_domain
     from procseq.models.loading import load_pipeline
 
     if index < 0:

@@ -20,7 +20,7 @@ from typing import Any
 
 from procseq.domain_prompt import domain_phrase
 from procseq.eval.report import Report
-from procseq.eval.runner import evaluate_records
+from procseq.eval.runner import evaluate_records, per_domain
 
 BASE_DOMAINS = ("painting", "line_drawing", "lego", "pixel_art", "cooking", "emoji")
 
@@ -49,14 +49,8 @@ def wrong_domain(domain: str, domains: Sequence[str]) -> str:
 
 def unnamed_records(records: Sequence[Mapping[str, Any]], domains: Sequence[str], n: int | None) -> list[dict]:
     """The first `n` records per domain of `domains` whose prompt does not name the domain."""
-    seen: dict[str, int] = {}
-    out = []
-    for r in records:
-        d = r["domain"]
-        if d in domains and not names_domain(r["prompt"], d) and (n is None or seen.get(d, 0) < n):
-            seen[d] = seen.get(d, 0) + 1
-            out.append(dict(r))
-    return out
+    unnamed = [dict(r) for r in records if r["domain"] in domains and not names_domain(r["prompt"], r["domain"])]
+    return per_domain(unnamed, n, domains)
 
 
 def compare_domains(

@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from procseq.eval.metrics import domain_of, to_array, values_equal
-from procseq.eval.runner import evaluate_records, record_id
+from procseq.eval.runner import evaluate_records, per_domain, record_id  # per_domain: also imported from here
 from procseq.outputs import write_json_atomic, write_text_atomic
 from procseq.sequence import Sequence
 
@@ -108,17 +108,6 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--n", default=10, type=int, help="records per domain and split")
     p.add_argument("--domains", default="painting,line_drawing,lego,pixel_art,cooking,emoji")
-
-
-def per_domain(records: list[dict[str, Any]], n: int, domains: list[str]) -> list[dict[str, Any]]:
-    """The first `n` records of each of `domains`."""
-    seen: dict[str, int] = {}
-    out = []
-    for r in records:
-        if r["domain"] in domains and seen.get(r["domain"], 0) < n:
-            seen[r["domain"]] = seen.get(r["domain"], 0) + 1
-            out.append(r)
-    return out
 
 
 def run_variant(name: str, spec: str, records: list[dict[str, Any]], out: Path, model: str | None,

@@ -34,6 +34,20 @@ def record_seed(record: Mapping[str, Any], base_seed: int = 0) -> int:
     return (zlib.crc32(key.encode()) + int(base_seed)) % (2**31)
 
 
+def per_domain(records: SequenceABC[Mapping[str, Any]], n: int | None,
+               domains: SequenceABC[str] | None = None) -> list[Any]:
+    """The first `n` records of each domain, in order (all with ``n=None``), only of `domains` when given."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        if domains and r["domain"] not in domains:
+            continue
+        if n is None or seen.get(r["domain"], 0) < n:
+            seen[r["domain"]] = seen.get(r["domain"], 0) + 1
+            out.append(r)
+    return out
+
+
 def record_id(index: int, record: Mapping[str, Any]) -> str:
     """Folder name of a record's sequence: its ``id`` (``load_split`` rows have one), else ``<index:04d>-<domain>``."""
     raw = str(record.get("id") or f"{index:04d}-{record['domain']}")
@@ -153,4 +167,4 @@ def evaluate(
                             base_seed=base_seed, resume=resume, meta=meta)
 
 
-__all__ = ["FramesFn", "GenerateFn", "evaluate", "evaluate_records", "record_id", "record_seed"]
+__all__ = ["FramesFn", "GenerateFn", "evaluate", "evaluate_records", "per_domain", "record_id", "record_seed"]
