@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain every LoRA procseq-tiny ships on the v2 base (issue 12), with the presets' own commands on the v2 corpus.
 # Run after the v2 base is in src/procseq/embedded/procseq-tiny (the presets train over `procseq-tiny`; the
-# LoRAs read prompts with the base's domain phrase on their own, procseq.training.run.domain_prefix_of).
+# LoRAs read prompts with the base's domain phrase on their own, procseq.training.run.prefix_flag).
 # Two jobs at a time, one thread each (2-core machine); every run resumes from its newest checkpoint.
 # Then copy each run's model/ into the embedded folder:
 #   known_frames/ <- $R/known-frames-last/model     adapters/ <- $R/adapters/model

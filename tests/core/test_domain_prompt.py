@@ -61,7 +61,7 @@ def test_lora_training_reads_prompts_as_its_base_does(tiny_model_dir, tmp_path) 
 
     from procseq.training.config import DataConfig, ModelConfig, RunConfig
     from procseq.training.known_frames import KnownFramesDataset
-    from procseq.training.run import domain_prefix_of, open_corpus
+    from procseq.training.run import open_corpus, prefix_flag
 
     ds.make_corpus(tmp_path / "c", per_domain=1, test_per_domain=1, adapter_sizes={"clay": 1, "sand_art": 1},
                    progress=False)
@@ -74,8 +74,8 @@ def test_lora_training_reads_prompts_as_its_base_does(tiny_model_dir, tmp_path) 
         return RunConfig(model=ModelConfig(path=str(model)),
                          data=DataConfig(dir=str(tmp_path / "c"), domains=["lego"], domain_prefix=flag))
 
-    assert not domain_prefix_of(cfg(tiny_model_dir)) and domain_prefix_of(cfg(tiny_model_dir, True))
-    assert domain_prefix_of(cfg(prefixed))
+    assert not prefix_flag(cfg(tiny_model_dir)) and prefix_flag(cfg(tiny_model_dir, True))
+    assert prefix_flag(cfg(prefixed))
     plain_prompt = open_corpus(cfg(tiny_model_dir)).rows[0]["prompt"]
     assert open_corpus(cfg(prefixed)).rows[0]["prompt"] == with_domain(plain_prompt, "lego")
     # the known-frames LoRA's domain-only prompts (ReCraft without a prompt) follow the same rule

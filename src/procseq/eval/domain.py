@@ -12,17 +12,16 @@ how much of the right process the prompt alone carries. The figure is right minu
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from procseq.data.synthetic.base import domains_with_role
 from procseq.domain_prompt import domain_phrase
 from procseq.eval.report import Report
 from procseq.eval.runner import evaluate_records, per_domain
-
-BASE_DOMAINS = ("painting", "line_drawing", "lego", "pixel_art", "cooking", "emoji")
+from procseq.outputs import write_json_atomic
 
 
 NAMES: dict[str, tuple[str, ...]] = {
@@ -98,9 +97,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--data", default="data_cache/corpus", type=Path, help="corpus folder")
     p.add_argument("--split", default="test-paraphrase", help="split to draw the records from")
     p.add_argument("--n", default=20, type=int, help="records per domain (those whose prompt names no domain)")
-    p.add_argument("--domains", default=",".join(BASE_DOMAINS), help="comma-separated domains (>= 2)")
+    p.add_argument("--domains", default=",".join(domains_with_role("base")), help="comma-separated domains (>= 2)")
     a = p.parse_args(argv)
     domains = [d.strip() for d in a.domains.split(",") if d.strip()]
+    if len(set(domains)) < 2:
+        raise ValueError(f"--domains needs at least two domains (a right one and a wrong one), got {domains}.")
     records = unnamed_records(load_split(a.data, a.split), domains, a.n)
     if not records:
         raise SystemExit(f"procseq: no record of {a.split!r} leaves its domain unnamed; nothing to measure.")
@@ -113,11 +114,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result = compare_domains(generate, records, domains, a.out)
     result.update(model=a.model, split=a.split, domains=domains, domain_prefix=pipe.defaults.domain_prefix)
-    (a.out / "domain.json").write_text(json.dumps(result, indent=2))
+    write_json_atomic(a.out / "domain.json", result)
     print(f"n={result['n']}  step acc right {result['right']['step_acc']:.3f}  wrong {result['wrong']['step_acc']:.3f}"
           f"  gap {result['step_acc_gap']:.3f}  (attribute acc gap {result['attribute_acc_gap']:.3f})")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as err:  # bad options, a missing corpus or model: one line, no traceback
+        raise SystemExit(f"procseq: error: {err}") from None

@@ -247,7 +247,7 @@ def add_seeded_condition_lora(transformer: Any, cfg: KnownFramesConfig, seed: in
 
 def run_known_frames_training(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Train the condition LoRA of ``cfg.known_frames`` on ``cfg.data`` over the frozen ``cfg.model.path``."""
-    from procseq.training.run import (build_pipeline, domain_prefix_of, open_corpus, prefix_flag,
+    from procseq.training.run import (build_pipeline, open_corpus, prefix_flag,
                                       require_base_model, write_training_record)
 
     require_base_model(cfg, "The condition LoRA")
@@ -274,7 +274,7 @@ def run_known_frames_training(cfg: RunConfig, progress: bool = True) -> TrainRes
     def save(p: Any, out: Path) -> None:
         save_condition_lora(p.transformer, out, lora_meta(kf))
 
-    result = KnownFramesTrainer(cfg, pipe, KnownFramesDataset(full, full_frames, cuts, cut_frames, domain_prefix_of(cfg),
+    result = KnownFramesTrainer(cfg, pipe, KnownFramesDataset(full, full_frames, cuts, cut_frames, prefix_flag(cfg),
                                                                   prefix_flag(cfg, "step_count_prefix")), save) \
         .train(progress=progress)
     write_training_record(Path(cfg.train.output_dir), result.model_dir)

@@ -137,11 +137,11 @@ def run_regional_training(cfg: RunConfig, rc: RegionalTrainConfig, progress: boo
     from procseq.data.dataset import GridDataset
     from procseq.eval.recraft import per_domain
     from procseq.training.known_frames import cache_frame_latents, cache_key
-    from procseq.training.run import build_pipeline, domain_prefix_of, prefix_flag, write_training_record
+    from procseq.training.run import build_pipeline, prefix_flag, write_training_record
 
     if not cfg.model.path:
         raise ValueError("The regional LoRA needs a base model: set model.path (e.g. procseq-tiny).")
-    grids = GridDataset(cfg.data.dir, cfg.data.split, domains=cfg.data.domains, domain_prefix=domain_prefix_of(cfg),
+    grids = GridDataset(cfg.data.dir, cfg.data.split, domains=cfg.data.domains, domain_prefix=prefix_flag(cfg),
                         step_count_prefix=prefix_flag(cfg, "step_count_prefix"))
     grids.rows = per_domain(grids.rows, rc.per_domain, sorted(set(grids.domains)))
     if not grids.rows:

@@ -126,10 +126,6 @@ def prefix_flag(cfg: RunConfig, key: str = "domain_prefix") -> bool:
     return bool(meta.is_file() and json.loads(meta.read_text()).get(key))
 
 
-def domain_prefix_of(cfg: RunConfig) -> bool:
-    """:func:`prefix_flag` for the domain phrase."""
-    return prefix_flag(cfg, "domain_prefix")
-
 
 def open_corpus(cfg: RunConfig) -> Any:
     """The training split ``cfg.data`` names, as a GridDataset; a clear error when it is missing or empty."""
@@ -140,7 +136,7 @@ def open_corpus(cfg: RunConfig) -> Any:
         raise FileNotFoundError(
             f"No {cfg.data.split!r} split in {data_dir}; make the corpus first: procseq data make --out {data_dir}")
     dataset = GridDataset(data_dir, cfg.data.split, domains=cfg.data.domains, phrasings=cfg.data.phrasings,
-                          domain_prefix=domain_prefix_of(cfg),
+                          domain_prefix=prefix_flag(cfg),
                           step_count_prefix=prefix_flag(cfg, "step_count_prefix"))
     if len(dataset) == 0:
         raise ValueError(f"No sequences of domains {cfg.data.domains} in {data_dir}/{cfg.data.split}.")
