@@ -107,3 +107,21 @@ def test_config_errors_and_presets(tmp_path) -> None:
     assert RunConfig.from_yaml(tmp_path / "c.yaml") == cfg
     for name in presets():
         assert isinstance(RunConfig.from_yaml(name), RunConfig)
+
+
+def test_lr_schedules_warm_up_hold_and_decay() -> None:
+    from procseq.training.config import OptimConfig
+
+    const = OptimConfig(lr=1.0, warmup_steps=4)
+    assert [const.lr_at(s, 20) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    wsd = OptimConfig(lr=1.0, warmup_steps=2, schedule="linear", decay_steps=4, min_lr=0.2)
+    curve = [wsd.lr_at(s, 10) for s in range(10)]
+    assert curve[:6] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]  # warmup, then held until the last 4 steps
+    assert curve[6:] == pytest.approx([0.8, 0.6, 0.4, 0.2])  # ends at min_lr on the last step
+    cos = OptimConfig(lr=1.0, warmup_steps=0, schedule="cosine")  # decay_steps 0: all of the run
+    assert cos.lr_at(0, 5) < 1.0 and cos.lr_at(4, 5) == pytest.approx(0.0)
+    assert all(a > b for a, b in zip([cos.lr_at(s, 5) for s in range(5)], [cos.lr_at(s, 5) for s in range(1, 5)]))
+    with pytest.raises(ValueError, match="optim.schedule"):
+        RunConfig.from_dict({"optim": {"schedule": "step"}})
+    with pytest.raises(ValueError, match="optim.decay_steps"):
+        RunConfig.from_dict({"optim": {"decay_steps": -1}})

@@ -53,6 +53,9 @@ class DataConfig:
         self.dir = os.path.expanduser(self.dir)  # presets keep long-run corpora in ~/.cache/procseq
 
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
 @dataclass
 class OptimConfig:
     """Optimizer: ``came`` (CAME, as MakeAnything and ProcessMaker use) or ``adamw``."""
@@ -62,6 +65,27 @@ class OptimConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 100
     grad_clip: float = 1.0
+    schedule: str = "constant"  # after warmup: "constant", or "linear" / "cosine" decay to min_lr at max_steps
+    decay_steps: int = 0  # with a decay: over the last decay_steps steps (0: everything after warmup)
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in LR_SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.schedule!r}.")
+
+    def lr_at(self, step: int, max_steps: int) -> float:
+        """The learning rate of optimizer step `step` (0-based) of a run to `max_steps`: a linear warmup, then
+        constant or, with a decay schedule, from ``lr`` down to ``min_lr`` over the last ``decay_steps``
+        (warmup-stable-decay). A function of the step alone, so a resumed run follows the same curve."""
+        lr = self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
+        if self.schedule == "constant":
+            return lr
+        start = max(self.warmup_steps, max_steps - self.decay_steps) if self.decay_steps else self.warmup_steps
+        if step < start:
+            return lr
+        frac = min(1.0, (step + 1 - start) / max(1, max_steps - start))
+        shape = frac if self.schedule == "linear" else (1 - math.cos(math.pi * frac)) / 2
+        return lr + (self.min_lr - lr) * shape
 
 
 @dataclass
@@ -264,7 +288,7 @@ class RunConfig:
         """Check the ranges of the numbers (steps and sizes >= 1, a positive learning rate...); returns self."""
         at_least = {"train.max_steps": 1, "train.batch_size": 1, "train.grad_accum": 1, "train.checkpoint_every": 1,
                     "train.keep_checkpoints": 1, "train.log_every": 1, "optim.warmup_steps": 0,
-                    "optim.weight_decay": 0, "optim.grad_clip": 0, "autoencoder.steps": 0,
+                    "optim.weight_decay": 0, "optim.grad_clip": 0, "optim.decay_steps": 0, "optim.min_lr": 0, "autoencoder.steps": 0,
                     "autoencoder.batch_size": 1, "autoencoder.checkpoint_every": 1, "autoencoder.log_every": 1,
                     "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1,
                     "frame_by_frame.rank": 1, "data.num_workers": 0, "data.phrasings": 1}

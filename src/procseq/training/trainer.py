@@ -308,7 +308,7 @@ class Trainer:
         bar = tqdm(total=t_cfg.max_steps, initial=step, disable=not (progress and acc.is_main_process),
                    desc="train")
         while step < t_cfg.max_steps:
-            lr = cfg.optim.lr * min(1.0, (step + 1) / max(1, cfg.optim.warmup_steps))
+            lr = cfg.optim.lr_at(step, t_cfg.max_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             batch = self.schedule(step)
