@@ -123,3 +123,17 @@ def test_corpora_written_before_v2_still_load(corpus: Path, tmp_path: Path) -> N
     loaded = ds.load_split(old, "train")
     assert [Path(p).is_file() for r in loaded for p in r["frame_paths"]] == [True] * sum(r["num_frames"] for r in rows)
     assert loaded[0]["spec"]["domain"] == rows[0]["domain"]
+
+
+def test_workers_write_the_same_corpus_file_for_file(corpus: Path, tmp_path: Path) -> None:
+    import filecmp
+
+    parallel = tmp_path / "parallel"
+    ds.make_corpus(parallel, workers=2, **TINY)
+    files = sorted(p.relative_to(corpus) for p in corpus.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    _, mismatch, errors = filecmp.cmpfiles(corpus, parallel, [str(f) for f in files], shallow=False)
+    assert not mismatch and not errors
+    with pytest.raises(ValueError, match="workers"):
+        ds.make_corpus(tmp_path / "bad", workers=0, **TINY)
+    assert not (tmp_path / "bad").exists()

@@ -38,9 +38,11 @@ def data() -> None:
 @click.option("--phrasings", default=1, show_default=True, type=int,
               help="Phrasings stored per spec with --wording paraphrase (the row's prompts; training can use "
               "each as its own item: data.phrasings in the training config).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes that render sequences (the corpus is the same file for file with any number).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def data_make(out: Path, per_domain: int, test_per_domain: int | None, frame_size: int, seed: int,
-              lengths: str, wording: str, phrasings: int, overwrite: bool) -> None:
+              lengths: str, wording: str, phrasings: int, workers: int, overwrite: bool) -> None:
     """Render the synthetic corpus: train, test-seen, test-compositional (+ test-length, test-paraphrase)
     as images + metadata.jsonl; datasets.load_dataset(OUT) loads every split by name."""
     from procseq.data.dataset import make_corpus
@@ -49,7 +51,7 @@ def data_make(out: Path, per_domain: int, test_per_domain: int | None, frame_siz
 
     manifest = make_corpus(out, per_domain=per_domain, frame_size=frame_size, seed=seed,
                            test_per_domain=test_per_domain, overwrite=overwrite, lengths=lengths,
-                           wording=wording, phrasings=phrasings)
+                           wording=wording, phrasings=phrasings, workers=workers)
     click.echo(f"wrote {out}: " + json.dumps(manifest.get("counts", {})))
 
 

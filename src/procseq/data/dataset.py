@@ -26,7 +26,11 @@ compositions worded only with the test pool.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +116,13 @@ def make_corpus(
     lengths: str = "v1",
     wording: str = "template",
     phrasings: int = 1,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Write train / test-seen / test-compositional (and ``test-length`` with ``lengths="any"``,
     ``test-paraphrase`` with ``wording="paraphrase"``) for DOMAIN_PLAN into `out_dir`, atomically.
     `lengths` (:data:`LENGTH_MODES`) decides the frame counts, `wording` (:data:`WORDINGS`) the text,
-    `phrasings` how many phrasings of each spec a paraphrased row stores.
+    `phrasings` how many phrasings of each spec a paraphrased row stores. `workers` > 1 renders in that
+    many processes; the corpus is the same file for file (every sequence has its own seed).
 
     Everything is written to a temporary sibling folder that is renamed into place at the end, so
     an error leaves nothing half-written. Returns the manifest (settings and counts).
@@ -134,20 +140,25 @@ def make_corpus(
     test_n = max(1, per_domain // 10) if test_per_domain is None else test_per_domain
     counts = corpus_counts(per_domain, test_n, adapter_sizes, lengths, wording)
     total = sum(sum(c.values()) for c in counts.values())
-    with atomic_output_dir(out, overwrite) as tmp, tqdm(total=total, disable=not progress, desc="corpus") as bar:
-        for split, per in counts.items():  # (the bar closes on an error too: the error gets a line of its own)
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1.")
+    tasks = [(split, domain, i, seed, frame_size, sequence_length(seed, domain, split, i, lengths), wording, phrasings)
+             for split, per in counts.items() for domain, n in per.items() for i in range(n)]
+    with atomic_output_dir(out, overwrite) as tmp, tqdm(total=total, disable=not progress, desc="corpus") as bar, \
+            contextlib.ExitStack() as stack:  # (the bar closes on an error too: the error gets a line of its own)
+        metas = {}
+        for split in counts:
             (tmp / split / "frames").mkdir(parents=True)
-            with open(tmp / split / "metadata.jsonl", "w") as meta:
-                for domain, n in per.items():
-                    for i in range(n):
-                        row = _write_sequence(tmp, split, domain, i, seed, frame_size,
-                                              sequence_length(seed, domain, split, i, lengths))
-                        if wording == "paraphrase":
-                            row.update(paraphrase_row(row, seed, split, i, phrasings))
-                        # the spec as a JSON string: its attributes differ per domain, and datasets needs one
-                        # schema for every split's metadata file
-                        meta.write(json.dumps({**row, "spec": json.dumps(row["spec"])}) + "\n")
-                        bar.update()
+            metas[split] = stack.enter_context(open(tmp / split / "metadata.jsonl", "w"))
+        if workers == 1:
+            rows = (_corpus_row(tmp, *task) for task in tasks)
+        else:  # every sequence has its own seed, so the files are the same whoever writes them; rows come in order
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            stack.callback(pool.shutdown, cancel_futures=True)  # an error: drop the sequences not yet started
+            rows = pool.map(partial(_corpus_row_star, tmp), tasks, chunksize=max(1, min(64, len(tasks) // (8 * workers))))
+        for (split, *_), line in zip(tasks, rows):
+            metas[split].write(line)
+            bar.update()
         manifest = {"frame_size": frame_size, "seed": seed, "per_domain": per_domain, "test_per_domain": test_n,
                     "plan": {n: {"role": r.role, "train_size": r.train_size} for n, r in DOMAIN_PLAN.items()},
                     "held_out": {n: sorted(get_domain(n).held_out()) for n in DOMAIN_PLAN}, "counts": counts,
@@ -157,6 +168,20 @@ def make_corpus(
         write_json_atomic(tmp / "manifest.json", manifest)
         (tmp / "README.md").write_text(dataset_card(list(counts)))
     return manifest
+
+
+def _corpus_row(root: Path, split: str, domain: str, index: int, seed: int, frame_size: int, num_frames: int,
+                wording: str, phrasings: int) -> str:
+    """Render sequence `index` of `domain` in `split` into `root` and return its metadata.jsonl line."""
+    row = _write_sequence(root, split, domain, index, seed, frame_size, num_frames)
+    if wording == "paraphrase":
+        row.update(paraphrase_row(row, seed, split, index, phrasings))
+    # the spec as a JSON string: its attributes differ per domain, and datasets needs one schema for every split
+    return json.dumps({**row, "spec": json.dumps(row["spec"])}) + "\n"
+
+
+def _corpus_row_star(root: Path, task: tuple[Any, ...]) -> str:
+    return _corpus_row(root, *task)
 
 
 def _write_sequence(root: Path, split: str, domain: str, index: int, seed: int, frame_size: int,
