@@ -35,7 +35,7 @@ def probe(*args: str) -> tuple[subprocess.CompletedProcess, float]:
 
 @pytest.mark.parametrize("args, message", [
     (("generate", "a red house", "--domain", "opera"), "Unknown domain 'opera'"),
-    (("recraft", "missing.png", "--frames", "12"), "between 2 and 9"),
+    (("recraft", "missing.png", "--frames", "17"), "between 2 and 16"),
 ])
 def test_bad_arguments_fail_before_torch_loads(args, message, tmp_path) -> None:
     res, _ = probe(*args, *(("--out", str(tmp_path / "o")) if args[0] != "bench" else ()))

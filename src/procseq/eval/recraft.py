@@ -1,7 +1,7 @@
 """ReCraft measurement: the true final frame in, the generated process scored against the true process.
 
     python -m procseq.eval.recraft --out runs/eval-recraft --n 10 \\
-        --variant concat=concat:src/procseq/embedded/procseq-tiny/recraft \\
+        --variant concat=concat:src/procseq/embedded/procseq-tiny/known_frames \\
         --variant inplace=inplace:runs/recraft-inplace/model --variant text=text
     python -m procseq.eval.recraft --out runs/eval-recraft --example docs/recraft.png   # the README figure
 

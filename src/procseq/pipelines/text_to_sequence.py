@@ -137,17 +137,19 @@ class ProcessPipeline(FluxPipeline):
     def default_known_mode(self, known: tuple[int, ...] | None = None, frames: int | None = None) -> KnownMode:
         """How known frames condition by default: what measured best per use (BENCHMARKS.md, "Known frames").
 
-        * a condition LoRA trained on every kind of known set (its metadata lists ``subsets``): its mode;
-        * a last-cell LoRA (ReCraft's, no ``subsets``): ``concat`` when only the last cell is known, and
-          ``inplace`` with the LoRA off for any other set (continuation, interpolation), where that LoRA
-          measured worse than none;
+        * a condition LoRA trained on other known sets too (its metadata's ``subsets`` name more than ``last``):
+          its mode;
+        * a last-cell LoRA (ReCraft's: no ``subsets``, or ``last`` alone): ``concat`` when only the last cell is
+          known, and ``inplace`` with the LoRA off for any other set (continuation, interpolation), where that
+          LoRA measured worse than none;
         * no LoRA: ``concat`` (in-place measured within noise of it).
         """
         meta = self._condition_lora or {}
         mode = meta.get("mode", "concat")
         mode = mode if mode in KNOWN_MODES else "concat"
-        if meta and "subsets" not in meta and known is not None and frames is not None \
-                and tuple(known) != (frames - 1,):
+        subsets = {k for k, w in (meta.get("subsets") or {}).items() if w}
+        last_cell_lora = bool(meta) and subsets <= {"last"}
+        if last_cell_lora and known is not None and frames is not None and tuple(known) != (frames - 1,):
             return "inplace"
         return mode
 
