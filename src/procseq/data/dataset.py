@@ -137,11 +137,11 @@ def make_corpus(
         raise ValueError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another out_dir.")
     if phrasings < 1 or (wording == "template" and phrasings != 1):
         raise ValueError(f"phrasings={phrasings}: use 1 with the template wording, >= 1 with paraphrase.")
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1.")
     test_n = max(1, per_domain // 10) if test_per_domain is None else test_per_domain
     counts = corpus_counts(per_domain, test_n, adapter_sizes, lengths, wording)
     total = sum(sum(c.values()) for c in counts.values())
-    if workers < 1:
-        raise ValueError(f"workers={workers} must be >= 1.")
     tasks = [(split, domain, i, seed, frame_size, sequence_length(seed, domain, split, i, lengths), wording, phrasings)
              for split, per in counts.items() for domain, n in per.items() for i in range(n)]
     with atomic_output_dir(out, overwrite) as tmp, tqdm(total=total, disable=not progress, desc="corpus") as bar, \

@@ -152,7 +152,7 @@ def load_cases(data: Path, split: str, n: int, domains: list[str]) -> list[dict[
     """The constructed cases of the first `n` records per domain."""
     from procseq.data.dataset import load_split
     from procseq.eval.known_frames import load_truth
-    from procseq.eval.recraft import per_domain
+    from procseq.eval.runner import per_domain
 
     out = []
     for index, record in enumerate(per_domain(load_split(data, split), n, domains)):
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         result["repair"] = repair(cases, extractor, pipe, config, args.steps, args.interpolator)
     if "generated" in parts:
         from procseq.data.dataset import load_split
-        from procseq.eval.recraft import per_domain
+        from procseq.eval.runner import per_domain
 
         records = per_domain(load_split(args.data, args.split), args.n_generated, args.domains.split(","))
         result["n_generated_per_domain"] = args.n_generated

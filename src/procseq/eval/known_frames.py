@@ -195,7 +195,8 @@ def example_figure(out: Path, data: Path, model: str | None, domains: list[str],
 def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     from procseq.data.dataset import load_split
-    from procseq.eval.recraft import add_common_arguments, per_domain
+    from procseq.eval.recraft import add_common_arguments
+    from procseq.eval.runner import per_domain
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(p)

@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from procseq.eval.metrics import domain_of, to_array, values_equal
-from procseq.eval.runner import evaluate_records, per_domain, record_id  # per_domain: also imported from here
+from procseq.eval.runner import evaluate_records, per_domain, record_id
 from procseq.outputs import write_json_atomic, write_text_atomic
 from procseq.sequence import Sequence
 

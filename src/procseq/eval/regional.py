@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from procseq.eval.recraft import add_common_arguments, per_domain
+from procseq.eval.recraft import add_common_arguments
+from procseq.eval.runner import per_domain
 
 REPEAT_THRESHOLD = 2.0
 """Mean absolute difference (0..255) under which two adjacent generated frames count as a repeat."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from procseq.domain_prompt import domain_prompts
 from procseq.machine import Choice, choose_dtype, choose_threads, detect, transformer_params
 
 if TYPE_CHECKING:  # torch and diffusers load only when a pipeline does (a fast command line)
@@ -72,6 +73,11 @@ class ModelDefaults:
         if "domains" in known:
             known["domains"] = tuple(known["domains"])
         return cls(**known, from_config=True)
+
+    def model_prompts(self, prompts: list[str], domain: str, num_frames: int) -> list[str]:
+        """`prompts` as this model reads them: with the domain phrase (and step count) in front when it was
+        trained so (:mod:`procseq.domain_prompt`), else unchanged."""
+        return domain_prompts(prompts, domain, self.domain_prefix, num_frames if self.step_count_prefix else None)
 
     def frame_size_for(self, num_frames: int) -> int:
         """The frame size for `num_frames`: the native size from procseq.json, else MakeAnything's for the grid

@@ -45,7 +45,6 @@ from procseq.conditioning.history import (
 )
 from procseq.conditioning.lora import LORA_FILE, load_condition_lora
 from procseq.conditioning.text import StepText, encode_steps
-from procseq.domain_prompt import domain_prompts
 from procseq.layout import GridLayout, frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
 from procseq.pipelines.planning import Plan, Planner, corpus_plan
@@ -223,8 +222,7 @@ def generate_frame_by_frame(
     plans = pipe.make_plans(prompts, domain, frames, plan, captions, planner)
     fbf = load_weights(pipe, weights)
     k = options.k if options.k is not None else int(fbf.meta.get("k", DEFAULT_K))
-    encoded = domain_prompts(prompts, domain, d.domain_prefix,  # what the model reads (procseq.domain_prompt)
-                             frames if d.step_count_prefix else None)
+    encoded = d.model_prompts(prompts, domain, frames)  # what the model reads (procseq.domain_prompt)
     max_sequence_length = max_sequence_length or pipe.text_length(encoded + [negative_prompt or ""])
     device, transformer = pipe._execution_device, pipe.transformer
     ft = frame_size // (pipe.vae_scale_factor * 2)

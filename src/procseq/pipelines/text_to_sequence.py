@@ -18,7 +18,6 @@ from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, Kn
 from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
 from procseq.conditioning.lora import LORA_FILE, LORA_METAS, default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
-from procseq.domain_prompt import domain_prompts
 from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
@@ -324,8 +323,7 @@ class ProcessPipeline(FluxPipeline):
         true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
-        encoded = domain_prompts(prompts, domain, d.domain_prefix,  # what the model reads (procseq.domain_prompt)
-                                 frames if d.step_count_prefix else None)
+        encoded = d.model_prompts(prompts, domain, frames)  # what the model reads (procseq.domain_prompt)
         max_sequence_length = max_sequence_length or self.text_length(
             encoded + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,

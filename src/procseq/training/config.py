@@ -288,7 +288,8 @@ class RunConfig:
         """Check the ranges of the numbers (steps and sizes >= 1, a positive learning rate...); returns self."""
         at_least = {"train.max_steps": 1, "train.batch_size": 1, "train.grad_accum": 1, "train.checkpoint_every": 1,
                     "train.keep_checkpoints": 1, "train.log_every": 1, "optim.warmup_steps": 0,
-                    "optim.weight_decay": 0, "optim.grad_clip": 0, "optim.decay_steps": 0, "optim.min_lr": 0, "autoencoder.steps": 0,
+                    "optim.weight_decay": 0, "optim.grad_clip": 0, "optim.decay_steps": 0, "optim.min_lr": 0,
+                    "autoencoder.steps": 0,
                     "autoencoder.batch_size": 1, "autoencoder.checkpoint_every": 1, "autoencoder.log_every": 1,
                     "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1,
                     "frame_by_frame.rank": 1, "data.num_workers": 0, "data.phrasings": 1}

@@ -135,7 +135,7 @@ def run_regional_training(cfg: RunConfig, rc: RegionalTrainConfig, progress: boo
     """Train the regional LoRA on ``cfg.data`` (the first ``rc.per_domain`` sequences per domain) over the frozen
     ``cfg.model.path``; writes ``OUTPUT_DIR/model`` (weights + ``regional.json``) with its training record."""
     from procseq.data.dataset import GridDataset
-    from procseq.eval.recraft import per_domain
+    from procseq.eval.runner import per_domain
     from procseq.training.known_frames import cache_frame_latents, cache_key
     from procseq.training.run import build_pipeline, prefix_flag, write_training_record
 

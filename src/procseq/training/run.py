@@ -126,7 +126,6 @@ def prefix_flag(cfg: RunConfig, key: str = "domain_prefix") -> bool:
     return bool(meta.is_file() and json.loads(meta.read_text()).get(key))
 
 
-
 def open_corpus(cfg: RunConfig) -> Any:
     """The training split ``cfg.data`` names, as a GridDataset; a clear error when it is missing or empty."""
     from procseq.data.dataset import GridDataset
