@@ -30,9 +30,13 @@ def plan(instruction: str, out: Path, domain: str | None, frames: int | None, pl
     from procseq.pipelines.llm_planner import load_planner
     from procseq.pipelines.planning import plan_instruction
 
+    from procseq.limits import MAX_PLAN_STEPS, check_int
+    from procseq.outputs import check_file_target
+
     check_text(instruction, "instruction")
-    if frames is not None and not 1 <= frames <= 256:
-        raise ValueError(f"--frames must be between 1 and 256, got {frames}.")
+    check_int(frames, "--frames", 1, MAX_PLAN_STEPS)
+    check_plan_domain(domain)
+    check_file_target(out, "--out")
     if out.exists() and not overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it or choose another --out.")
     if out.is_dir():
@@ -40,3 +44,12 @@ def plan(instruction: str, out: Path, domain: str | None, frames: int | None, pl
     result = plan_instruction(instruction, load_planner(planner, planner_model), domain, frames)
     write_json_atomic(out, result.to_dict())
     click.echo(f"wrote a {result.num_steps}-step {result.domain} plan to {out}")
+
+
+def check_plan_domain(domain: str | None) -> None:
+    """Refuse a ``--domain`` the planner does not know (None: read from the instruction)."""
+    from procseq.data.synthetic import REGISTRY
+
+    if domain is not None and domain not in REGISTRY:
+        raise ValueError(f"Unknown domain {domain[:40]!r}; choose one of {', '.join(sorted(REGISTRY))}, or leave "
+                         "--domain out to read it from the instruction.")

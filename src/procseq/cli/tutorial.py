@@ -9,7 +9,8 @@ import click
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, check_sampling, check_text, main, \
     model_inputs
 from procseq.cli.options import report_choices, runtime_options
-from procseq.cli.plan import PLANNER_HELP
+from procseq.limits import max_frames
+from procseq.cli.plan import PLANNER_HELP, check_plan_domain
 
 
 @main.command()
@@ -42,16 +43,19 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
              compile_model: bool, overwrite: bool) -> None:
     """Plan INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps"), draw every step, and write the
     tutorial to --out."""
-    from procseq.pipelines.planning import Plan, plan_instruction
+    from procseq.pipelines.planning import plan_instruction
 
     if (instruction is None) == (plan_file is None):
         raise ValueError("Give an INSTRUCTION or --plan plan.json (one of them).")
-    check_sampling(frames, steps, frame_size, None, seed)
+    check_sampling(frames, steps, frame_size, None, seed, max_frames=max_frames(mode))
+    check_plan_domain(domain)
     if image is not None and not image.is_file():
         raise FileNotFoundError(f"No picture at {image}; pass the finished thing as a PNG/JPEG/WebP file.")
     check_output_free(out, overwrite, model_inputs(model, plan_file, image))
     if plan_file is not None:
-        plan = Plan.load(plan_file)
+        from procseq.cli.generate import load_plan
+
+        plan = load_plan(plan_file)
     else:
         from procseq.pipelines.llm_planner import load_planner
 
