@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +68,10 @@ class Sequence:
         meta_path = folder / "sequence.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder} has no sequence.json; is it a procseq sequence folder?")
+        from procseq.jsonio import read_json
+
+        record = read_json(meta_path)
         try:
-            record = json.loads(meta_path.read_text())
             n = int(record.pop("num_frames"))
             if not 1 <= n <= 1024:
                 raise ValueError(f"num_frames={n}")

@@ -48,8 +48,13 @@ def adaptive_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_rounds: int, min_frames: int,
                     max_frames: int | None, recompute_thresholds: bool = False, **_: Any) -> Any:
     """The :class:`~procseq.pipelines.adaptive.AdaptiveConfig` of the options (checked: ``ValueError`` on bad values)."""
+    from procseq.limits import MAX_PLAN_STEPS, check_float, check_int
     from procseq.pipelines.adaptive import AdaptiveConfig
 
+    for name, value in (("--alpha", alpha), ("--beta", beta), ("--k-add", k_add), ("--k-del", k_del)):
+        check_float(value, name)  # finite: NaN/inf would otherwise fail only when the record is written
+    check_int(max_rounds, "--max-rounds", 1, 100)
+    check_int(max_frames, "--max-frames", 2, MAX_PLAN_STEPS)
     return AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=max_rounds,
                           min_frames=min_frames, max_frames=max_frames, recompute=recompute_thresholds)
 
@@ -102,10 +107,7 @@ def load_sequence_folder(folder: Path) -> Any:
         raise FileNotFoundError(f"{folder} is not a procseq sequence folder (no sequence.json); pass a folder "
                                 "written by `procseq generate`.")
     try:
-        return Sequence.load(folder)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{folder / 'sequence.json'} is not valid JSON ({err.msg}); regenerate the sequence.") \
-            from err
+        return Sequence.load(folder)  # bad JSON of any shape: a ValueError naming the file (procseq.jsonio)
     except (KeyError, TypeError) as err:
         raise ValueError(f"{folder / 'sequence.json'} lacks {err} (a sequence needs prompt, domain, num_frames "
                          "and captions); regenerate the sequence.") from err

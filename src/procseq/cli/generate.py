@@ -216,7 +216,9 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
     if main_process:
         click.echo(report.to_markdown())
         click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")
-    if report.counts["failed"] or bad:
+    if report.counts["failed"] or bad:  # the rest is done; one last line says what to fix
+        click.echo(f"procseq: error: {report.counts['failed']} item(s) failed and {len(bad)} line(s) were skipped "
+                   f"(listed above and in {out}/batch.json); fix those lines and rerun to do only them.", err=True)
         raise SystemExit(1)
 
 

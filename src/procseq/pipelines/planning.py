@@ -68,6 +68,8 @@ class Plan:
             raise ValueError("A plan must be a JSON object with title, domain and captions.")
         check_fields(d, {"title": str, "domain": str, "captions": list, "source": str, "meta": dict}, "The plan",
                      required=("title", "domain", "captions"))
+        if not all(isinstance(c, str) for c in d["captions"]):
+            raise ValueError("A plan's captions must be a list of text, one per step.")
         if not 1 <= len(d["captions"]) <= MAX_PLAN_STEPS:
             raise ValueError(f"A plan has 1 to {MAX_PLAN_STEPS} step captions; this one has {len(d['captions'])}.")
         return cls(str(d["title"]), str(d["domain"]), [str(c) for c in d["captions"]], str(d.get("source", "user")),
