@@ -46,9 +46,9 @@ def render_markdown(title: str, captions: list[str], image_names: list[str], not
     """
     if len(captions) != len(image_names):
         raise ValueError(f"{len(captions)} captions for {len(image_names)} images; give one image per step.")
-    lines = [f"# {markdown_text(title)}", ""] + ([markdown_text(note), ""] if note else [])
+    lines = [f"# {markdown_text(title) or 'Tutorial'}", ""] + ([markdown_text(note), ""] if note else [])
     for i, (caption, name) in enumerate(zip(captions, image_names), 1):
-        text = markdown_text(caption)
+        text = markdown_text(caption) or "(no caption)"
         lines += [f"## Step {i} of {len(captions)}", "", text, "", f"![Step {i}: {text}]({name})", ""]
     return "\n".join(lines)
 

@@ -50,6 +50,10 @@ class Case:
     says: str | None = None  # a clean error's line must contain this (it names what to change)
 
 
+class SkipCase(Exception):
+    """Raised by a setup that cannot be made here (e.g. a device node without root)."""
+
+
 @dataclass
 class Outcome:
     """What a case did."""
@@ -473,7 +477,10 @@ def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
     (root / "notes.txt").write_text("the user's notes")
     (work / "beside.txt").write_text("next to the work folder")
     if case.setup is not None:
-        case.setup(root)
+        try:
+            case.setup(root)
+        except SkipCase as why:
+            return Outcome(case, "skipped", [], [], str(why))
     unmount = None
     if case.disk_free_kb is not None:
         if case.name.startswith("train"):
@@ -545,4 +552,4 @@ def _main():
     return main
 
 
-__all__ = ["Case", "Outcome", "cases", "run_case"]
+__all__ = ["Case", "Outcome", "SkipCase", "cases", "run_case"]

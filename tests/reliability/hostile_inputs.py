@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
-from tests.reliability.hostile import MODEL, Case, both, photo, sequences, write
+from tests.reliability.hostile import MODEL, Case, SkipCase, both, photo, sequences, write
 
 GEN = ["generate", "a red circle", "--model", MODEL, "--frames", "4", "--steps", "1"]
 BATCH = ["generate", "--prompts", "p.jsonl", "--out", "b", "--model", MODEL, "--frames", "4", "--steps", "1"]
@@ -101,10 +101,21 @@ def fifo(name: str) -> Callable[[Path], None]:
     return make
 
 
+def null_device(name: str) -> Callable[[Path], None]:
+    """A private null device node (as /dev/null: char 1,3) in the work folder: a case that wrongly replaces it
+    replaces only this copy, never the machine's /dev/null. Needs root (CAP_MKNOD); skipped otherwise."""
+    def make(root: Path) -> None:
+        try:
+            os.mknod(root / name, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except OSError as err:
+            raise SkipCase(f"cannot make a device node here ({err.strerror})") from err
+    return make
+
+
 def still(path: str, kind: str) -> Callable[[Path], str | None]:
     """Check that `path` is still a FIFO or a character device (not replaced by a regular file)."""
     def check(root: Path) -> str | None:
-        mode = os.stat(path if path.startswith("/") else root / path).st_mode
+        mode = os.stat(root / path).st_mode
         ok = stat.S_ISFIFO(mode) if kind == "fifo" else stat.S_ISCHR(mode)
         return None if ok else f"{path} is no longer a {kind}"
     return check
@@ -230,8 +241,8 @@ def input_cases() -> list[Case]:
                       ("bench --json-out", ["bench", "--model", MODEL, "--runs", "1", "--frames", "4", "--steps", "1",
                                             "--json-out"]),
                       ("data montage", ["data", "montage", "--out"])):
-        add(Case("file targets", f"{cmd} /dev/null", [*args, "/dev/null"], out=None, check=still("/dev/null", "char"),
-                 says="regular file"))
+        add(Case("file targets", f"{cmd} a null device", [*args, "null"], null_device("null"), out=None,
+                 check=still("null", "char"), says="regular file"))
         add(Case("file targets", f"{cmd} a FIFO", [*args, "fifo"], fifo("fifo"), out=None, check=still("fifo", "fifo"),
                  says="regular file"))
     # 3. a rerun cleans the recorded leftovers of its own killed run, and nothing else
