@@ -24,6 +24,7 @@ place), so a folder exists only when its item is finished:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -124,7 +125,8 @@ def parse_line(text: str, line: int, defaults: dict[str, Any]) -> BatchItem:
         raise ValueError(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ITEM_KEYS)}")
     for key, value in obj.items():
         if not isinstance(value, ITEM_KEYS[key]) or isinstance(value, bool):
-            raise ValueError(f"{key} must be {' or '.join(t.__name__ for t in ITEM_KEYS[key])}, got {str(value)[:60]!r}")
+            kinds = " or ".join(t.__name__ for t in ITEM_KEYS[key])
+            raise ValueError(f"{key} must be {kinds}, got {str(value)[:60]!r}")
     if not str(obj.get("prompt", "")).strip():
         raise ValueError('no "prompt" (the finished artifact, e.g. "a red lego house")')
     if obj.get("mode", "grid") not in MODES:
@@ -252,7 +254,7 @@ def write_record(out: Path, record: dict[str, Any]) -> None:
 def _item_error(err: Exception) -> str:
     """One line for an item that failed; a full disk or read-only target is raised instead (every item would fail)."""
     disk = as_disk_error(err)
-    if disk is not None and disk.errno in (28, 30, 122):  # ENOSPC, EROFS, EDQUOT
+    if disk is not None and disk.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
         raise disk from err
     text = " ".join(str(err).split())
     return text if isinstance(err, ValueError) and text else f"{type(err).__name__}: {text}"[:300]

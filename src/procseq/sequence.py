@@ -70,7 +70,11 @@ class Sequence:
             raise FileNotFoundError(f"{folder} has no sequence.json; is it a procseq sequence folder?")
         from procseq.jsonio import read_json
 
-        record = read_json(meta_path)
+        try:
+            record = read_json(meta_path)
+        except ValueError as err:  # any shape, any depth: one line naming the file
+            raise ValueError(f"{meta_path} is not a valid procseq sequence.json "
+                             f"({str(err).replace(str(meta_path), 'the file')})") from None
         try:
             n = int(record.pop("num_frames"))
             if not 1 <= n <= 1024:

@@ -196,10 +196,11 @@ def check_quantize(quantize: str, mode: str, loras: bool) -> None:
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,
                    device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool) -> None:
     """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
-    from procseq.batch import read_prompt_file, run_batch
+    from procseq.batch import check_batch_out, read_prompt_file, run_batch
     from procseq.distributed import process_state
     from procseq.models.loading import load_pipeline
 
+    check_batch_out(out)  # on every process, before anything is written or loaded
     items, bad = read_prompt_file(prompts_file, defaults)
     state = process_state()
     main_process = state.is_main_process
