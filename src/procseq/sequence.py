@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +68,14 @@ class Sequence:
         meta_path = folder / "sequence.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder} has no sequence.json; is it a procseq sequence folder?")
+        from procseq.jsonio import read_json
+
         try:
-            record = json.loads(meta_path.read_text())
+            record = read_json(meta_path)
+        except ValueError as err:  # any shape, any depth: one line naming the file
+            raise ValueError(f"{meta_path} is not a valid procseq sequence.json "
+                             f"({str(err).replace(str(meta_path), 'the file')})") from None
+        try:
             n = int(record.pop("num_frames"))
             if not 1 <= n <= 1024:
                 raise ValueError(f"num_frames={n}")

@@ -25,7 +25,7 @@ from procseq.cli.common import (
 )
 from procseq.cli.options import report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
-from procseq.outputs import write_json_atomic
+from procseq.outputs import check_file_target, write_json_atomic
 from procseq.sequence import MODES
 
 
@@ -108,12 +108,13 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
                               gif_ms, overwrite)
-    if plan_file is not None and Path(plan_file).is_file():  # the plan's title, domain, step count as defaults
+    check_quantize(quantize, mode, bool(known_items) or lora is not None or (adaptive and interpolator == "model"))
+    if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
 
         from procseq.pipelines.planning import Plan
 
-        given, source = Plan.load(plan_file), click.get_current_context().get_parameter_source
+        given, source = load_plan(plan_file), click.get_current_context().get_parameter_source
         prompt = prompt or given.title
         domain = given.domain if source("domain") == ParameterSource.DEFAULT else domain
         frames = given.num_steps if source("frames") == ParameterSource.DEFAULT else frames
@@ -168,24 +169,38 @@ def load_plan_file(path: Path | None, frames: int) -> Any:
     """The ``--plan`` file as a :class:`~procseq.pipelines.planning.Plan` (None without one); its steps must equal `frames`."""
     if path is None:
         return None
-    from procseq.pipelines.planning import Plan
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
-    plan = Plan.load(path)
+    plan = load_plan(path)
     if plan.num_steps != frames:
         raise ValueError(f"The plan {path} has {plan.num_steps} steps but --frames is {frames}; "
                          f"pass --frames {plan.num_steps} (one frame per step) or edit the plan.")
     return plan
 
 
+def load_plan(path: Path) -> Any:
+    """``--plan FILE`` read and checked (a missing path, a folder, a FIFO, bad JSON: one line naming the file)."""
+    from procseq.pipelines.planning import Plan
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
+    return Plan.load(path)
+
+
+def check_quantize(quantize: str, mode: str, loras: bool) -> None:
+    """Refuse ``--quantize int8`` where a LoRA goes onto the block linears (int8 layers cannot take one)."""
+    if quantize != "none" and (mode != "grid" or loras):
+        raise ValueError(f"--quantize {quantize} works with --mode grid and no --known, --lora or --adaptive model "
+                         "insertion (those add LoRAs to the transformer's linears, which int8 layers cannot take); "
+                         "drop --quantize, or use --mode grid without them.")
+
+
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,
                    device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool) -> None:
     """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
-    from procseq.batch import read_prompt_file, run_batch
+    from procseq.batch import check_batch_out, read_prompt_file, run_batch
     from procseq.distributed import process_state
     from procseq.models.loading import load_pipeline
 
+    check_batch_out(out)  # on every process, before anything is written or loaded
     items, bad = read_prompt_file(prompts_file, defaults)
     state = process_state()
     main_process = state.is_main_process
@@ -202,18 +217,18 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
     if main_process:
         click.echo(report.to_markdown())
         click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")
-    if report.counts["failed"] or bad:
+    if report.counts["failed"] or bad:  # the rest is done; one last line says what to fix
+        click.echo(f"procseq: error: {report.counts['failed']} item(s) failed and {len(bad)} line(s) were skipped "
+                   f"(listed above and in {out}/batch.json); fix those lines and rerun to do only them.", err=True)
         raise SystemExit(1)
 
 
 
 def mode_max_frames(mode: str | None) -> int:
     """The most frames `--frames` may ask for in `mode`: 256 frame by frame (one frame per pass), else 64."""
-    if mode == "frame-by-frame":
-        from procseq.pipelines.frame_by_frame import MAX_FRAMES
+    from procseq.limits import max_frames
 
-        return MAX_FRAMES
-    return 64
+    return max_frames(mode)
 
 
 @main.command("samples")
@@ -289,6 +304,8 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
     check_sampling(frames, steps, None, true_cfg_scale=true_cfg_scale)
     if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
         raise ValueError(f"--json-out {json_out} must be a file name in an existing folder.")
+    if json_out is not None:
+        check_file_target(json_out, "--json-out")
     from procseq.models.loading import precheck
 
     precheck(model, domain, frames, frame_size)

@@ -45,6 +45,7 @@ from procseq.domain_prompt import with_domain
 from procseq.data.synthetic.base import (
     HELD_OUT_LENGTHS, check_frame_size, check_split, held_out_lengths, stable_hash, train_lengths,
 )
+from procseq.jsonio import loads
 from procseq.layout import frames_to_grid, grid_shape
 from procseq.outputs import atomic_file, atomic_output_dir, write_json_atomic
 
@@ -231,9 +232,9 @@ def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads(line, f"line {number}")
                 if isinstance(row.get("spec"), str):
-                    row["spec"] = json.loads(row["spec"])
+                    row["spec"] = loads(row["spec"], f"the spec of line {number}")
                 row["grid_path"] = str(inside(root, Path(split) / row["file_name"]))
                 if "frames_file_names" in row:
                     row["frame_paths"] = [str(inside(root / split, p)) for p in row["frames_file_names"]]
