@@ -24,9 +24,12 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from procseq.sequence import MODES, SequenceOutput
+from procseq.sequence import MODES
+
+if TYPE_CHECKING:  # diffusers loads only when a pipeline does
+    from procseq.pipelines.output import SequenceOutput
 
 #: Keys a prompt-file line may hold, with their JSON types.
 ITEM_KEYS: dict[str, tuple[type, ...]] = {

@@ -249,7 +249,6 @@ def load_pipeline(
     """
     import torch
 
-    from procseq.adapters import load_adapters
     from procseq.machine import apply_threads
     from procseq.quiet import quiet_loading
 
@@ -265,11 +264,10 @@ def load_pipeline(
     apply_threads(thread_choice)
     try:
         with quiet_loading():
-            pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=weights_dtype)
+            pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=weights_dtype,
+                                                                        adapters=adapter_file or "none")
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
-    if adapter_file is not None:
-        load_adapters(pipe.transformer, adapter_file)
     if quantize != "none":
         from procseq.models.quantize import quantize_transformer
 
