@@ -47,8 +47,10 @@ from procseq.sequence import MODES
 @runtime_options()
 @click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
               help="Run the transformer under bf16 autocast (fp32 weights, bf16 matmuls).")
-@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8"]),
-              help="Weight-only int8 for the transformer's block linears: 1/4 of fp32's weight memory, not faster.")
+@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8", "nf4"]),
+              help="Quantize the transformer's weights while it loads, through diffusers' quantization_config: int8 "
+                   "(torchao; pip install torchao) or nf4 (bitsandbytes, a CUDA GPU). For fitting FLUX.1-dev in "
+                   "memory; no faster on the embedded model. Works in every layout and with known frames.")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json (with --prompts: one "
                    "sub-folder per item, plus batch.json).")
