@@ -31,12 +31,15 @@ import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from procseq.jsonio import MAX_BYTES, loads, read_json
 from procseq.limits import check_mix, check_settings, max_frames
 from procseq.outputs import as_disk_error, check_out_path, remove_stale_temps, write_json_atomic
-from procseq.sequence import MODES, SequenceOutput
+from procseq.sequence import MODES
+
+if TYPE_CHECKING:  # diffusers loads only when a pipeline does
+    from procseq.pipelines.output import SequenceOutput
 
 #: Keys a prompt-file line may hold, with their JSON types.
 ITEM_KEYS: dict[str, tuple[type, ...]] = {

@@ -12,13 +12,15 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from procseq.eval.judge import image_data_url
 from procseq.pipelines.planning import Plan, resample_captions
-from procseq.sequence import SequenceOutput
+
+if TYPE_CHECKING:  # diffusers loads only when a pipeline does
+    from procseq.pipelines.output import SequenceOutput
 
 PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#222}"
               "img{width:16rem;image-rendering:pixelated;border:1px solid #ccc}"

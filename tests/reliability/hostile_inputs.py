@@ -282,6 +282,7 @@ def input_cases() -> list[Case]:
         add(Case("bounds", f"adapt {opt} {v}", ["adapt", "seqs/00-good", "--interpolator", "average", opt, v, "--out",
                  "out"], sequences("good"), says=opt))
     add(Case("bounds", "plan --planner-timeout 0", ["plan", "x", "--planner-timeout", "0", "--out", "p.json"], out=None))
+    # quantization goes through diffusers (torchao) in every layout; without torchao installed: one line, what to install
     for extra in (["--mode", "regional"], ["--mode", "frame-by-frame"], ["--known", "0=photo.png"]):
         add(Case("bounds", f"generate --quantize int8 {' '.join(extra)}", [*GEN, "--quantize", "int8", *extra,
                  "--out", "out"], photo(), says="--quantize"))

@@ -25,6 +25,7 @@ from procseq.cli.common import (
 )
 from procseq.cli.options import report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
+from procseq.models.quantize import check_quantization
 from procseq.outputs import check_file_target, write_json_atomic
 from procseq.sequence import MODES
 
@@ -47,8 +48,10 @@ from procseq.sequence import MODES
 @runtime_options()
 @click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
               help="Run the transformer under bf16 autocast (fp32 weights, bf16 matmuls).")
-@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8"]),
-              help="Weight-only int8 for the transformer's block linears: 1/4 of fp32's weight memory, not faster.")
+@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8", "nf4"]),
+              help="Quantize the transformer's weights while it loads, through diffusers' quantization_config: int8 "
+                   "(torchao; pip install torchao) or nf4 (bitsandbytes, a CUDA GPU). For fitting FLUX.1-dev in "
+                   "memory; no faster on the embedded model. Works in every layout and with known frames.")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json (with --prompts: one "
                    "sub-folder per item, plus batch.json).")
@@ -108,7 +111,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
                               gif_ms, overwrite)
-    check_quantize(quantize, mode, bool(known_items) or lora is not None or (adaptive and interpolator == "model"))
+    check_quantization(quantize)  # the backend is installed (before anything loads); every layout takes it
     if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
 
@@ -183,14 +186,6 @@ def load_plan(path: Path) -> Any:
     if not Path(path).exists():
         raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
     return Plan.load(path)
-
-
-def check_quantize(quantize: str, mode: str, loras: bool) -> None:
-    """Refuse ``--quantize int8`` where a LoRA goes onto the block linears (int8 layers cannot take one)."""
-    if quantize != "none" and (mode != "grid" or loras):
-        raise ValueError(f"--quantize {quantize} works with --mode grid and no --known, --lora or --adaptive model "
-                         "insertion (those add LoRAs to the transformer's linears, which int8 layers cannot take); "
-                         "drop --quantize, or use --mode grid without them.")
 
 
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,

@@ -39,6 +39,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
+from procseq.cards import dataset_card
 from procseq.data.synthetic import DOMAIN_PLAN, REGISTRY, generate, get_domain
 from procseq.data.synthetic.phrasing import phrase_captions, phrase_prompt
 from procseq.domain_prompt import with_domain
@@ -167,7 +168,7 @@ def make_corpus(
                     "domain_lengths": {n: get_domain(n).lengths for n in DOMAIN_PLAN},
                     "wording": wording, "phrasings": phrasings}
         write_json_atomic(tmp / "manifest.json", manifest)
-        (tmp / "README.md").write_text(dataset_card(list(counts)))
+        (tmp / "README.md").write_text(dataset_card(list(counts), manifest))
     return manifest
 
 
@@ -209,14 +210,6 @@ def paraphrase_row(row: dict[str, Any], seed: int, split: str, index: int, phras
     drawn = [phrase_prompt(row["domain"], row["spec"]["attributes"], pool, rng) for _ in range(phrasings)]
     return {"prompt": drawn[0][0], "prompts": [p for p, _ in drawn], "template": drawn[0][1],
             "captions": phrase_captions(row["spec"]["captions"], pool, rng)}
-
-
-def dataset_card(splits: list[str]) -> str:
-    """A README.md whose YAML ``configs`` let ``datasets.load_dataset(DIR)`` load each split by name."""
-    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for split in splits:
-        lines += [f"  - split: {split.replace('-', '_')}", f"    path: {split}/**"]
-    return "\n".join(lines + ["---", "", "procseq synthetic corpus (procseq data make); see manifest.json.", ""])
 
 
 def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
@@ -349,4 +342,4 @@ def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: in
                         out_path, scale)
 
 
-__all__ = ["LENGTH_MODES", "WORDINGS", "GridDataset", "dataset_card", "paraphrase_row", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]
+__all__ = ["LENGTH_MODES", "WORDINGS", "GridDataset", "paraphrase_row", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]

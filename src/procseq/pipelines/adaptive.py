@@ -37,7 +37,8 @@ from PIL import Image
 
 from procseq.models.features import FeatureExtractor
 from procseq.pipelines.planning import Plan
-from procseq.sequence import Sequence, SequenceOutput
+from procseq.sequence import Sequence
+from procseq.pipelines.output import SequenceOutput
 
 Interpolator = Callable[[Image.Image, Image.Image, list[str], int], Image.Image]
 """``(left, right, [left caption, new caption, right caption], seed) -> the frame between them``."""
@@ -382,7 +383,7 @@ def adapt_output(output: SequenceOutput, extractor: FeatureExtractor,
         metadata.append({**m, "frames": len(result.frames), "adaptive": result.record})
         plan = output.plans[k] if output.plans else None
         plans.append(updated_plan(plan, result.captions) if plan is not None else None)
-    return SequenceOutput(frames=frames, captions=captions, grid=grids, metadata=metadata,
+    return SequenceOutput(images=grids, frames=frames, captions=captions, metadata=metadata,
                           plans=plans if output.plans else None)
 
 

@@ -21,7 +21,7 @@ from procseq.images import MAX_PIXELS, load_image, prepare_image
 from procseq.layout import frames_to_grid
 from procseq.pipelines.planning import Planner, corpus_plan, make_plan
 from procseq.pipelines.text_to_sequence import ProcessPipeline
-from procseq.sequence import SequenceOutput
+from procseq.pipelines.output import SequenceOutput
 
 MODES = KNOWN_MODES
 
@@ -133,7 +133,7 @@ class ImageToSequencePipeline(ProcessPipeline):
                          "mode": settings.get("known_mode"), "cache_condition": cache_condition})
         settings.setdefault("timings_s", {})["total"] = time.perf_counter() - t0
         plan = make_plan(planner, text or domain, domain, len(out))
-        return SequenceOutput(frames=[out], captions=[plan.captions], grid=[frames_to_grid(out)],
+        return SequenceOutput(images=[frames_to_grid(out)], frames=[out], captions=[plan.captions],
                               metadata=[settings], plans=[plan])
 
     def continue_sequence(self, images: list[KnownImage], prompt: str, domain: str | None = None,
