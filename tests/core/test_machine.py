@@ -103,3 +103,12 @@ def test_compile_is_opt_in(tiny_model_dir) -> None:
         assert load_pipeline(tiny_model_dir, device="cpu", threads=1, compile=True).transformer._compiled_call_impl
     finally:
         torch.set_num_threads(before)
+
+
+def test_available_memory_reads_mem_available_not_free(tmp_path) -> None:
+    from procseq.machine import available_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:          100000 kB\nMemAvailable:    7000000 kB\n")
+    assert available_memory(meminfo) == 7000000 * 1024  # the page cache counts as available
+    assert available_memory(tmp_path / "missing") > 0  # falls back to free pages

@@ -92,19 +92,18 @@ def denoise(
     With true CFG (`negative` given, ``true_cfg_scale > 1``) both branches run in **one** forward of
     batch ``2B`` when `batch_cfg` allows it (equal to two passes up to float rounding); two passes
     otherwise (bit-for-bit FluxPipeline). ``batch_cfg=None`` batches when it is safe: the two text
-    encodings have the same shape and ids, and there are no `joint_attention_kwargs` (whose tensors
-    may be sized for batch ``B``). ``True`` batches whenever the shapes allow it, ``False`` never.
+    encodings have the same shape and ids, and no regional mask is in `joint_attention_kwargs` (the negative
+    branch's text has no step spans, so it needs a mask of its own); known-frame K/V and the step embedding
+    broadcast to the doubled batch. ``True`` batches whenever the shapes allow it, ``False`` never.
     """
     guidance = None
     if transformer.config.guidance_embeds:
         guidance = torch.full([1], guidance_scale or 0.0, device=latents.device, dtype=torch.float32)
         guidance = guidance.expand(latents.shape[0])
     do_true_cfg = negative is not None and true_cfg_scale > 1
-    batched = False
-    if do_true_cfg and batch_cfg is not False:
-        batched = can_batch_cfg(cond, negative) and (batch_cfg is True or not joint_attention_kwargs)
+    batchable = do_true_cfg and batch_cfg is not False and can_batch_cfg(cond, negative)
     both = None
-    if batched:
+    if batchable:
         both = TextConditioning(torch.cat([cond.prompt_embeds, negative.prompt_embeds]),
                                 torch.cat([cond.pooled_prompt_embeds, negative.pooled_prompt_embeds]), cond.text_ids)
     amp = torch.autocast(latents.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
@@ -125,7 +124,8 @@ def denoise(
         if before_step is not None:
             latents = before_step(i, latents)
         timestep = t.expand(latents.shape[0]).to(latents.dtype)
-        if batched:
+        batched = batchable and (batch_cfg is True or "region_mask" not in (joint_attention_kwargs or {}))
+        if batched:  # (before_step may have just set this step's attention state)
             noise_pred, neg_pred = velocity(both, torch.cat([latents, latents]), timestep.repeat(2)).chunk(2)
         else:
             noise_pred = velocity(cond, latents, timestep)

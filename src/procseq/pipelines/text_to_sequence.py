@@ -53,6 +53,9 @@ class ProcessPipeline(FluxPipeline):
     _condition_lora: dict[str, Any] | None = None
     auto_condition_lora: bool = True
     """Load the model's own condition LoRA on the first call with known frames (False: run without one)."""
+    batch_cfg: bool | None = None
+    """True CFG's two branches in one batch (:func:`~procseq.pipelines.sampling.denoise`): None where it is safe
+    (the default), False for two passes (bit for bit FluxPipeline's loop; the speed comparison)."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> Any:
@@ -489,7 +492,7 @@ class ProcessPipeline(FluxPipeline):
                     def before(_i: int, lat: torch.Tensor) -> torch.Tensor:
                         branch()
                         return lat
-            t_condition = time.perf_counter()
+            t_condition, cpu_condition = time.perf_counter(), time.process_time()
 
             def after(i: int, t: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
                 bar.update()
@@ -503,10 +506,10 @@ class ProcessPipeline(FluxPipeline):
                     self.transformer, self.scheduler, latents, cond.img_ids, cond.text, timesteps,
                     guidance_scale=guidance_scale, negative=cond.negative, true_cfg_scale=true_cfg_scale,
                     joint_attention_kwargs=attention or None, autocast_dtype=autocast_dtype, before_step=before,
-                    after_step=after,
+                    after_step=after, batch_cfg=self.batch_cfg,
                 )
             latents = cond.finish(latents)
-        t_denoise = time.perf_counter()
+        t_denoise, cpu_denoise = time.perf_counter(), time.process_time()
         settings: dict[str, Any] = {
             "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [cond.layout.rows, cond.layout.cols],
             "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
@@ -526,6 +529,7 @@ class ProcessPipeline(FluxPipeline):
         if cond.known is not None:
             frame_lists = [cond.known.paste(f) for f in frame_lists]
         t_end = time.perf_counter()
+        settings["cpu_s"] = {"denoise": cpu_denoise - cpu_condition}  # this process's CPU time (all threads)
         settings["timings_s"] = {"encode": t_encode - t0, "condition": t_condition - t_encode,
                                  "denoise": t_denoise - t_condition, "decode": t_end - t_denoise, "total": t_end - t0}
         out = SequenceOutput(images=grids, frames=frame_lists, captions=[p.captions for p in plans],
