@@ -99,7 +99,7 @@ class SequenceOutput:
         captions: per prompt, the list of per-step captions.
         grid: per prompt, the serpentine grid image the frames were cut from (also :attr:`images`).
         metadata: per prompt, settings and timings (JSON-serialisable).
-        plans: per prompt, the :class:`~procseq.pipelines.planning.Plan` the frames were made from.
+        plans: per prompt, the :class:`~procseq.conditioning.plan.Plan` the frames were made from.
         latents: the final packed latents, for ``output_type="latent"``.
     """
 

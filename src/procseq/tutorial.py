@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from procseq.eval.judge import image_data_url
-from procseq.pipelines.planning import Plan, resample_captions
+from procseq.planning import Plan, resample_captions
 from procseq.sequence import SequenceOutput
 
 PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#222}"

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from procseq.cli import main
-from procseq.pipelines.llm_planner import load_planner, local_lm_planner, parse_plan_reply
-from procseq.pipelines.planning import Plan, instruction_domain, instruction_steps, instruction_title, plan_instruction
+from procseq.planning.llm import load_planner, local_lm_planner, parse_plan_reply
+from procseq.planning import Plan, instruction_domain, instruction_steps, instruction_title, plan_instruction
 
 
 @pytest.mark.parametrize("text, domain, steps", [

@@ -111,7 +111,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     if plan_file is not None and Path(plan_file).is_file():  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
 
-        from procseq.pipelines.planning import Plan
+        from procseq.conditioning.plan import Plan
 
         given, source = Plan.load(plan_file), click.get_current_context().get_parameter_source
         prompt = prompt or given.title
@@ -165,10 +165,10 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
 
 
 def load_plan_file(path: Path | None, frames: int) -> Any:
-    """The ``--plan`` file as a :class:`~procseq.pipelines.planning.Plan` (None without one); its steps must equal `frames`."""
+    """The ``--plan`` file as a :class:`~procseq.conditioning.plan.Plan` (None without one); its steps must equal `frames`."""
     if path is None:
         return None
-    from procseq.pipelines.planning import Plan
+    from procseq.conditioning.plan import Plan
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")

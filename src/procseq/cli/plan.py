@@ -27,8 +27,8 @@ def plan(instruction: str, out: Path, domain: str | None, frames: int | None, pl
          overwrite: bool) -> None:
     """Write the step plan of INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps") to --out."""
     from procseq.outputs import write_json_atomic
-    from procseq.pipelines.llm_planner import load_planner
-    from procseq.pipelines.planning import plan_instruction
+    from procseq.planning.llm import load_planner
+    from procseq.planning import plan_instruction
 
     check_text(instruction, "instruction")
     if frames is not None and not 1 <= frames <= 256:

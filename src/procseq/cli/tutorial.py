@@ -42,7 +42,7 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
              compile_model: bool, overwrite: bool) -> None:
     """Plan INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps"), draw every step, and write the
     tutorial to --out."""
-    from procseq.pipelines.planning import Plan, plan_instruction
+    from procseq.planning import Plan, plan_instruction
 
     if (instruction is None) == (plan_file is None):
         raise ValueError("Give an INSTRUCTION or --plan plan.json (one of them).")
@@ -53,7 +53,7 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
     if plan_file is not None:
         plan = Plan.load(plan_file)
     else:
-        from procseq.pipelines.llm_planner import load_planner
+        from procseq.planning.llm import load_planner
 
         plan = plan_instruction(check_text(instruction or "", "instruction"), load_planner(planner, planner_model),
                                 domain, frames)

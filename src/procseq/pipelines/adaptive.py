@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from procseq.models.features import FeatureExtractor
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.sequence import Sequence, SequenceOutput
 
 Interpolator = Callable[[Image.Image, Image.Image, list[str], int], Image.Image]

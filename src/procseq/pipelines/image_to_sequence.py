@@ -19,7 +19,7 @@ from PIL import Image
 from procseq.conditioning.frames import KNOWN_MODES, KnownImage, KnownMode
 from procseq.images import MAX_PIXELS, load_image, prepare_image
 from procseq.layout import frames_to_grid
-from procseq.pipelines.planning import Planner, corpus_plan, make_plan
+from procseq.planning import Planner, corpus_plan, make_plan
 from procseq.pipelines.text_to_sequence import ProcessPipeline
 from procseq.sequence import SequenceOutput
 

@@ -1,7 +1,7 @@
 """Language-model planners: a local causal LM (a folder, through ``transformers``) or any OpenAI-compatible
 endpoint (a URL) writes the plan as JSON.
 
-Both plug into :func:`procseq.pipelines.planning.plan_instruction` as a :data:`~procseq.pipelines.planning.Planner`
+Both plug into :func:`procseq.planning.plan_instruction` as a :data:`~procseq.planning.Planner`
 ``(title, domain, num_steps) -> Plan``. The model is asked for ``{"title": ..., "captions": [...]}`` with exactly
 ``num_steps`` captions; the answer is parsed and validated (:func:`parse_plan_reply`); a bad answer is asked for
 once more, with what was wrong, and a second bad answer is a ``ValueError`` that says so. The domain stays the
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from procseq.eval.judge import Judge, _json_objects, reply_text
-from procseq.pipelines.planning import Plan, Planner, corpus_plan
+from procseq.planning import Plan, Planner, corpus_plan
 
 PLANNER_PROMPT = """You plan step-by-step tutorials that show how something is made. Write the plan for: {title}
 Domain: {domain}. Write exactly {num_steps} steps, first step first, each a short imperative caption in the \

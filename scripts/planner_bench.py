@@ -1,0 +1,154 @@
+"""Planner grounding benchmark (issue 25): do the offline plan's captions say what the prompt says?
+
+For n test-compositional specs of each domain (``generate(domain, seed, split="test-compositional")``):
+
+- ``template``: the spec's own prompt (the corpus template); ``train-pool``: one train-pool phrasing of it;
+  ``paraphrase``: one test-pool phrasing (the ``test-paraphrase`` wording, never read by the parser's lists).
+  For each: ``recovered`` = named values the parser reads correctly / values the wording names;
+  ``stated`` = named values the caption grammar states that the captions state correctly (a value is "stated"
+  when the parser finds it in the spec's own captions); ``contradicted`` = prompts whose captions name a value
+  differing from the truth (``parser.contradictions``); ``exact`` = plans whose captions equal the spec's own.
+- ``recraft``: the plan read from the true final frame (:mod:`procseq.planning.reader`): attribute agreement with
+  the spec over the attributes a prompt can state, next to the checker's own ceiling (the same attributes read
+  with the true spec, as the corpus checker does).
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python scripts/planner_bench.py --n 50 [--domains painting lego] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from procseq.data.synthetic import REGISTRY
+from procseq.data.synthetic.base import domains_with_role, generate
+from procseq.data.synthetic.phrasing import TEMPLATES, phrase_prompt
+from procseq.planning import corpus_plan
+from procseq.planning.parser import contradictions, parse_prompt
+
+SLOT_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "painting": {"color": ("color",), "shape": ("shape",), "where": ("position",), "sky": ("sky",),
+                 "ground": ("ground",)},
+    "line_drawing": {"ink": ("ink",), "shape": ("shape",), "where": ("position",), "hatch": ("hatch",)},
+    "lego": {"structure": ("structure",), "n": ("count",), "primary": ("primary",), "secondary": ("secondary",),
+             "baseplate": ("baseplate",)},
+    "pixel_art": {"color": ("color",), "sprite": ("sprite",), "background": ("background",)},
+    "cooking": {"n": ("count",), "plural": ("food",), "plate": ("plate",)},
+    "emoji": {"mood": ("mouth",), "color": ("color",), "face": ("face",), "acc_color": ("accessory_color",),
+              "accessory": ("accessory",)},
+    "clay": {"color": ("color",), "form": ("form",)},
+    "sand_art": {"layers": ("layers",)},
+    "origami": {"color": ("color",), "model": ("model",)},
+}
+"""Template slot -> the attributes it names."""
+
+
+def truth(domain: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The spec's values under the parser's keys (LEGO and cooking counts as ``count``)."""
+    out = dict(attrs)
+    if domain == "lego":
+        out["count"] = len(attrs["bricks"])
+    return out
+
+
+def named(domain: str, template: str) -> list[str]:
+    """The attributes a template names (its slots)."""
+    slots = {s.removeprefix("a_") for s in re.findall(r"\{(\w+)\}", template)}
+    return sorted({k for s in slots for k in SLOT_KEYS[domain].get(s, ())})
+
+
+def score_wording(domain: str, prompt: str, keys: list[str], spec: Any, tally: dict[str, int]) -> None:
+    """Add one prompt's counts to `tally`."""
+    true = truth(domain, spec.attributes)
+    got = parse_prompt(domain, prompt)
+    plan = corpus_plan(prompt, domain, spec.num_frames)
+    own = parse_prompt(domain, " ".join(spec.captions))
+    for k in keys:
+        tally["named"] += 1
+        tally["recovered"] += got.get(k) == true[k]
+        if k in own:
+            tally["in_grammar"] += 1
+            tally["stated"] += parse_prompt(domain, " ".join(plan.captions)).get(k) == true[k]
+    tally["prompts"] += 1
+    tally["contradicted"] += bool(contradictions(domain, {k: true[k] for k in keys}, plan.captions))
+    tally["exact"] += plan.captions == spec.captions
+
+
+def run(domains: list[str], n: int, recraft: bool = True) -> dict[str, Any]:
+    """The benchmark's numbers per domain and wording."""
+    results: dict[str, Any] = {}
+    for domain in domains:
+        res: dict[str, Any] = {}
+        for wording in ("template", "train-pool", "paraphrase"):
+            tally = dict.fromkeys(("prompts", "named", "recovered", "in_grammar", "stated", "contradicted", "exact"), 0)
+            for seed in range(n):
+                spec, _ = generate(domain, seed, split="test-compositional")
+                if wording == "template":
+                    prompt, keys = spec.prompt, sorted({k for ks in SLOT_KEYS[domain].values() for k in ks})
+                else:
+                    pool = "train" if wording == "train-pool" else "test"
+                    prompt, tid = phrase_prompt(domain, spec.attributes, pool, np.random.default_rng([seed, 25]))
+                    template = TEMPLATES[domain][0 if pool == "train" else 1][int(tid.rsplit("/", 1)[1])]
+                    keys = named(domain, template)
+                score_wording(domain, prompt, keys, spec, tally)
+            res[wording] = tally
+        if recraft:
+            res["recraft"] = recraft_scores(domain, n)
+        results[domain] = res
+    return results
+
+
+def recraft_scores(domain: str, n: int) -> dict[str, float]:
+    """Agreement of the plan read from each true final frame with the spec, and the checker's ceiling."""
+    from procseq.planning.reader import read_attributes
+    from procseq.planning.writer import scalars
+
+    agree = total = ceiling = unread = 0
+    d = REGISTRY[domain]
+    for seed in range(n):
+        spec, frames = generate(domain, seed, split="test-compositional")
+        true = scalars(truth(domain, spec.attributes))
+        read = read_attributes(domain, frames[-1], spec.num_frames - 1, spec.num_frames)
+        if read is None:
+            unread += 1
+            read = {}
+        checker = d.read(frames[-1], spec)
+        visible = {k for k, v in d.expected(spec, spec.num_frames - 1).items() if v is not None}
+        for k, v in true.items():
+            total += 1
+            agree += read.get(k) == v
+            ceiling += any(k == key.split(".")[0].replace("obj0", k) or key.endswith("." + k) or key == k
+                           for key in visible if checker.get(key) is not None)
+    return {"agree": agree / max(total, 1), "attributes": total, "unread": unread, "visible": ceiling / max(total, 1)}
+
+
+def main() -> None:
+    """Print (and optionally write) the benchmark's table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--domains", nargs="*", default=domains_with_role("base"))
+    ap.add_argument("--no-recraft", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    results = run(args.domains, args.n, not args.no_recraft)
+    print("domain        wording     recovered      stated         contradicted  exact")
+    for domain, res in results.items():
+        for wording in ("template", "train-pool", "paraphrase"):
+            t = res[wording]
+            print(f"{domain:13s} {wording:11s} {t['recovered']:4d}/{t['named']:<4d}     {t['stated']:4d}/{t['in_grammar']:<4d}"
+                  f"     {t['contradicted']:3d}/{t['prompts']:<3d}     {t['exact']:3d}/{t['prompts']}")
+        if "recraft" in res:
+            r = res["recraft"]
+            print(f"{domain:13s} recraft     agree {r['agree']:.3f} over {r['attributes']} attributes; visible to the "
+                  f"checker {r['visible']:.3f}; unread {r['unread']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
