@@ -126,10 +126,15 @@ class SequenceOutput:
                               metadata=self.metadata, plans=self.plans)
 
     def sequences(self, prompts: list[str], domain: str) -> list[Sequence]:
-        """View the output as :class:`Sequence` objects (one per prompt); metadata goes to ``meta["settings"]``."""
+        """View the output as :class:`Sequence` objects (one per prompt); metadata goes to ``meta["settings"]``, and
+        the words of the prompt the model cannot know (the plan's ``unknown_words``, when recorded) to
+        ``meta["unknown_words"]``."""
+        plans = self.plans or [None] * len(self.frames)
         return [
-            Sequence(frames=f, captions=c, prompt=p, domain=domain, meta={"settings": dict(m)})
-            for f, c, p, m in zip(self.frames, self.captions, prompts, self.metadata)
+            Sequence(frames=f, captions=c, prompt=p, domain=domain,
+                     meta={"settings": dict(m), **({"unknown_words": list(plan.meta["unknown_words"])}
+                                                   if plan is not None and "unknown_words" in plan.meta else {})})
+            for f, c, p, m, plan in zip(self.frames, self.captions, prompts, self.metadata, plans)
         ]
 
     def to_dict(self) -> dict[str, Any]:

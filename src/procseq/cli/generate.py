@@ -161,6 +161,10 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
         extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
         save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms)
+    from procseq.planning.vocabulary import unknown_words_note
+
+    if note := unknown_words_note(result.plans, model, domain):
+        click.echo(note, err=True)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
 
 

@@ -38,5 +38,10 @@ def plan(instruction: str, out: Path, domain: str | None, frames: int | None, pl
     if out.is_dir():
         raise ValueError(f"{out} is a folder; --out names the plan's JSON file, e.g. {out / 'plan.json'}.")
     result = plan_instruction(instruction, load_planner(planner, planner_model), domain, frames)
+    from procseq.planning.vocabulary import unknown_words, unknown_words_note
+
+    result.meta["unknown_words"] = unknown_words(result.title)  # against procseq-tiny's words (the corpus's)
+    if note := unknown_words_note([result], "procseq-tiny", result.domain):
+        click.echo(note, err=True)
     write_json_atomic(out, result.to_dict())
     click.echo(f"wrote a {result.num_steps}-step {result.domain} plan to {out}")

@@ -74,4 +74,8 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
                                    num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))
         write_tutorial(result, tmp, plan, {"seed": seed, "model": str(model),
                                            **({"image": str(image)} if image is not None else {})})
+    from procseq.planning.vocabulary import unknown_words_note
+
+    if note := unknown_words_note(result.plans, model, plan.domain):
+        click.echo(note, err=True)
     click.echo(f"wrote a {plan.num_steps}-step tutorial to {out}/tutorial.html")

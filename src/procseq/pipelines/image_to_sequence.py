@@ -20,6 +20,8 @@ from procseq.conditioning.frames import KNOWN_MODES, KnownImage, KnownMode
 from procseq.images import MAX_PIXELS, load_image, prepare_image
 from procseq.layout import frames_to_grid
 from procseq.planning import Planner, corpus_plan, make_plan
+from procseq.planning.parser import parse_prompt
+from procseq.planning.reader import picture_planner
 from procseq.pipelines.text_to_sequence import ProcessPipeline
 from procseq.sequence import SequenceOutput
 
@@ -116,6 +118,8 @@ class ImageToSequencePipeline(ProcessPipeline):
         self.check_sequence_inputs([text or domain], domain, frames, frame_size)
         t0 = time.perf_counter()
         final = _frame(image, frame_size, max_pixels)
+        if planner is corpus_plan:  # the captions describe the picture where the corpus checker can read it
+            planner = picture_planner(final, domain, frames - 1, frames, corpus_plan)
         common: dict[str, Any] = dict(prompt=text or domain, domain=domain, frames=frames, known_mode=mode,
                                       cache_condition=cache_condition, frame_size=frame_size,
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -141,8 +145,14 @@ class ImageToSequencePipeline(ProcessPipeline):
         """Continuation: `images` are the first steps (cells ``0..k-1``); the remaining frames are generated."""
         if not images:
             raise ValueError("Give at least one image: the first step(s) of the process.")
-        return ProcessPipeline.__call__(self, prompt, domain=domain or self.default_domain, frames=frames,
-                                        known=dict(enumerate(images)), **kwargs)
+        domain = domain or self.default_domain
+        if not {"plan", "captions", "planner"} & set(kwargs):  # the plan: the prompt's values, the rest as pictured
+            last = _frame(images[-1], kwargs.get("frame_size") or self.defaults.frame_size_for(frames),
+                          kwargs.get("max_pixels", MAX_PIXELS))
+            kwargs["planner"] = picture_planner(last, domain, len(images) - 1, frames, corpus_plan,
+                                                asked=parse_prompt(domain, prompt))
+        return ProcessPipeline.__call__(self, prompt, domain=domain, frames=frames, known=dict(enumerate(images)),
+                                        **kwargs)
 
 
 def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | None = None, use_lora: bool = True,

@@ -191,6 +191,20 @@ class ProcessPipeline(FluxPipeline):
         )
         return TextConditioning(embeds, pooled, text_ids)
 
+    def note_unknown_words(self, plans: list[Plan], prompts: list[str]) -> None:
+        """For a model that reads only the corpus's words (procseq-tiny), record in each plan's
+        ``meta["unknown_words"]`` the words of its prompt the model cannot know (DESIGN.md #16); a model with real
+        text encoders records nothing."""
+        from procseq.planning.vocabulary import corpus_words, reports_unknown_words, tokenizer_words, unknown_words
+
+        if not reports_unknown_words(self.defaults):
+            for plan in plans:
+                plan.meta.pop("unknown_words", None)
+            return
+        known = corpus_words() | tokenizer_words(self.tokenizer)
+        for plan, prompt in zip(plans, prompts):
+            plan.meta["unknown_words"] = unknown_words(prompt, known)
+
     def make_plans(self, prompts: list[str], domain: str, frames: int, plan: Plan | list[Plan] | None,
                    captions: list[str] | None, planner: Planner) -> list[Plan]:
         """One plan per prompt, before anything is encoded: given, from `captions`, or from `planner`."""
@@ -206,6 +220,7 @@ class ProcessPipeline(FluxPipeline):
             if p.num_steps != frames:
                 raise ValueError(f"The plan has {p.num_steps} steps but {frames} frames were asked for; "
                                  "pass one caption per frame (or frames=len(plan.captions)).")
+        self.note_unknown_words(plans, prompts)
         return plans
 
     def prepare_known(self, known: Mapping[int, KnownImage] | KnownFrames | None, frames: int, frame_size: int,

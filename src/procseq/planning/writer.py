@@ -44,6 +44,9 @@ def _composition(d: Domain, asked: dict[str, Any], rng: np.random.Generator) -> 
                 if (not layers or k.split("+")[0] == layers[0]) and (len(layers) < 2 or k.split("+")[1] == layers[-1])]
         keys = keys or [k.split("+") for k in d.compositions()]
         return keys[int(rng.integers(len(keys)))]
+    if d.name == "cooking" and "food" not in asked and asked.get("cooked"):  # a cooked colour narrows the food
+        foods = [f for f, (_, _, c) in cooking.FOODS.items() if c == asked["cooked"]] or list(cooking.FOODS)
+        asked = {**asked, "food": foods[int(rng.integers(len(foods)))]}
     out = []
     for key, axis in zip(COMPOSITION_KEYS[d.name], d.composition_axes):
         out.append(asked[key] if asked.get(key) in axis else axis[int(rng.integers(len(axis)))])
@@ -65,7 +68,7 @@ def complete_attributes(domain: str, asked: dict[str, Any], stages: int, seed_te
         cells = lego.brick_cells(attrs["structure"], stages - 1)
         attrs["bricks"] = [{"row": r, "col": c, "color": attrs["primary"] if r % 2 == 0 else attrs["secondary"]}
                            for r, c in cells]
-    elif domain == "cooking" and "count" in asked:
+    elif domain == "cooking" and "count" in asked and "angle_flip" not in asked:
         attrs["count"] = asked["count"]
         attrs["angle"] = cooking.START_ANGLE[asked["count"]] + 180.0 * int(rng.integers(2))
     elif domain == "sand_art" and len(asked.get("layers", ())) == stages:
