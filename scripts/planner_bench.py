@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from typing import Any
 
 import numpy as np
@@ -28,42 +27,11 @@ from procseq.data.synthetic import REGISTRY
 from procseq.data.synthetic.base import domains_with_role, generate
 from procseq.data.synthetic.phrasing import TEMPLATES, phrase_prompt
 from procseq.planning import corpus_plan
-from procseq.planning.parser import contradictions, parse_prompt
-
-SLOT_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
-    "painting": {"color": ("color",), "shape": ("shape",), "where": ("position",), "sky": ("sky",),
-                 "ground": ("ground",)},
-    "line_drawing": {"ink": ("ink",), "shape": ("shape",), "where": ("position",), "hatch": ("hatch",)},
-    "lego": {"structure": ("structure",), "n": ("count",), "primary": ("primary",), "secondary": ("secondary",),
-             "baseplate": ("baseplate",)},
-    "pixel_art": {"color": ("color",), "sprite": ("sprite",), "background": ("background",)},
-    "cooking": {"n": ("count",), "plural": ("food",), "plate": ("plate",)},
-    "emoji": {"mood": ("mouth",), "color": ("color",), "face": ("face",), "acc_color": ("accessory_color",),
-              "accessory": ("accessory",)},
-    "clay": {"color": ("color",), "form": ("form",)},
-    "sand_art": {"layers": ("layers",)},
-    "origami": {"color": ("color",), "model": ("model",)},
-}
-"""Template slot -> the attributes it names."""
-
-
-def truth(domain: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """The spec's values under the parser's keys (LEGO and cooking counts as ``count``)."""
-    out = dict(attrs)
-    if domain == "lego":
-        out["count"] = len(attrs["bricks"])
-    return out
-
-
-def named(domain: str, template: str) -> list[str]:
-    """The attributes a template names (its slots)."""
-    slots = {s.removeprefix("a_") for s in re.findall(r"\{(\w+)\}", template)}
-    return sorted({k for s in slots for k in SLOT_KEYS[domain].get(s, ())})
-
+from procseq.planning.parser import SLOT_KEYS, contradictions, named_attributes, parse_prompt, prompt_values
 
 def score_wording(domain: str, prompt: str, keys: list[str], spec: Any, tally: dict[str, int]) -> None:
     """Add one prompt's counts to `tally`."""
-    true = truth(domain, spec.attributes)
+    true = prompt_values(domain, spec.attributes)
     got = parse_prompt(domain, prompt)
     plan = corpus_plan(prompt, domain, spec.num_frames)
     own = parse_prompt(domain, " ".join(spec.captions))
@@ -93,7 +61,7 @@ def run(domains: list[str], n: int, recraft: bool = True) -> dict[str, Any]:
                     pool = "train" if wording == "train-pool" else "test"
                     prompt, tid = phrase_prompt(domain, spec.attributes, pool, np.random.default_rng([seed, 25]))
                     template = TEMPLATES[domain][0 if pool == "train" else 1][int(tid.rsplit("/", 1)[1])]
-                    keys = named(domain, template)
+                    keys = named_attributes(domain, template)
                 score_wording(domain, prompt, keys, spec, tally)
             res[wording] = tally
         if recraft:
@@ -113,7 +81,7 @@ def recraft_scores(domain: str, n: int) -> dict[str, float]:
     d = REGISTRY[domain]
     for seed in range(n):
         spec, frames = generate(domain, seed, split="test-compositional")
-        true = {k: v for k, v in truth(domain, spec.attributes).items()
+        true = {k: v for k, v in prompt_values(domain, spec.attributes).items()
                 if k in {a for ks in SLOT_KEYS[domain].values() for a in ks}}  # what a prompt can name
         plan = picture_planner(frames[-1], domain, spec.num_frames - 1, spec.num_frames, corpus_plan)(
             "", domain, spec.num_frames)

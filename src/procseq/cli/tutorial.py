@@ -22,10 +22,9 @@ from procseq.cli.plan import PLANNER_HELP
 @click.option("--domain", "-d", default=None, help="Process domain (default: read from the instruction).")
 @click.option("--frames", "-n", default=None, type=int,
               help="Number of steps (default: read from the instruction, else the domain's own).")
-@click.option("--mode", default="frame-by-frame", show_default=True,
-              type=click.Choice(["grid", "regional", "frame-by-frame"]),
-              help="Layout: frame-by-frame (any number of steps), regional (up to 64) or one grid (up to the model's "
-                   "maximum).")
+@click.option("--mode", default=None, type=click.Choice(["grid", "regional", "frame-by-frame"]),
+              help="Layout: one grid (up to the model's maximum), regional (up to 64) or frame-by-frame (any number of "
+                   "steps). Default: the layout BENCHMARKS measures best for the length (the grid when it fits).")
 @click.option("--image", default=None, type=click.Path(path_type=Path),
               help="A picture of the finished thing: the tutorial ends in it (ReCraft in grid mode, the known last "
                    "frame in the other modes); captions from the plan.")
@@ -37,7 +36,7 @@ from procseq.cli.plan import PLANNER_HELP
 @runtime_options()
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain: str | None, frames: int | None,
-             mode: str, image: Path | None, planner: str, planner_model: str, seed: int, steps: int | None, model: str,
+             mode: str | None, image: Path | None, planner: str, planner_model: str, seed: int, steps: int | None, model: str,
              frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
              compile_model: bool, overwrite: bool) -> None:
     """Plan INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps"), draw every step, and write the
@@ -69,6 +68,10 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, threads=threads,
                          compile=compile_model)
     report_choices(pipe, plan.num_steps, frame_size)
+    if mode is None:
+        from procseq.tutorial import best_layout
+
+        mode = best_layout(plan.num_steps, pipe.defaults.max_frames)
     with atomic_output_dir(out, overwrite, model_inputs(model, plan_file, image)) as tmp:
         result = generate_tutorial(pipe, plan, mode, str(image) if image is not None else None, frame_size=frame_size,
                                    num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))

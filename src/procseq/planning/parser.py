@@ -24,7 +24,7 @@ Lexicon = dict[str, tuple[str, ...]]
 Mention = tuple[int, int, str]  # (first token, one past the last token, value)
 
 _WORD = re.compile(r"[a-z0-9]+")
-SPELLING = {"grey": "gray", "colour": "color", "coloured": "colored", "centre": "center", "centred": "centered"}
+SPELLING = {"grey": "gray", "colour": "color", "centre": "center", "centred": "centered"}
 """General spelling variants, folded before matching."""
 
 NUMBERS: dict[str, int] = {w: i for i, w in enumerate(D.NUMBERS)}
@@ -237,6 +237,37 @@ def parse_prompt(domain: str, text: str) -> dict[str, Any]:
     return {k: v for k, v in parser(tokens(text)).items() if v is not None}
 
 
+SLOT_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "painting": {"color": ("color",), "shape": ("shape",), "where": ("position",), "sky": ("sky",),
+                 "ground": ("ground",)},
+    "line_drawing": {"ink": ("ink",), "shape": ("shape",), "where": ("position",), "hatch": ("hatch",)},
+    "lego": {"structure": ("structure",), "n": ("count",), "primary": ("primary",), "secondary": ("secondary",),
+             "baseplate": ("baseplate",)},
+    "pixel_art": {"color": ("color",), "sprite": ("sprite",), "background": ("background",)},
+    "cooking": {"n": ("count",), "plural": ("food",), "plate": ("plate",)},
+    "emoji": {"mood": ("mouth",), "color": ("color",), "face": ("face",), "acc_color": ("accessory_color",),
+              "accessory": ("accessory",)},
+    "clay": {"color": ("color",), "form": ("form",)},
+    "sand_art": {"layers": ("layers",)},
+    "origami": {"color": ("color",), "model": ("model",)},
+}
+"""The corpus's template slots (:mod:`procseq.data.synthetic.phrasing`) -> the attributes each names."""
+
+
+def prompt_values(domain: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """A spec's attribute values under the parser's keys (the LEGO brick count as ``count``)."""
+    out = dict(attributes)
+    if domain == "lego":
+        out["count"] = len(attributes["bricks"])
+    return out
+
+
+def named_attributes(domain: str, template: str) -> list[str]:
+    """The attributes a corpus template names (its slots); a spec's own prompt names them all."""
+    slots = {s.removeprefix("a_") for s in re.findall(r"\{(\w+)\}", template)}
+    return sorted({k for s in slots for k in SLOT_KEYS[domain].get(s, ())})
+
+
 ORDERED = ("primary", "secondary", "layers")
 """Keys read from all captions together (their order matters); the others are read caption by caption."""
 
@@ -267,7 +298,10 @@ def lexicon_words() -> set[str]:
     import sys
 
     src = inspect.getsource(sys.modules[__name__])
-    return {w for phrase in re.findall(r'"([a-z][a-z ]*)"', src) for w in phrase.split()}
+    src = src[:src.index("SLOT_KEYS: dict")]  # the word lists and parsers; below are attribute names only
+    matched = re.findall(r'"([a-z][a-z ]*)"(?!\s*:)', src)  # dict keys are attribute names, not words read
+    return {w for phrase in [*matched, *SPELLING, *NUMBERS] for w in phrase.split()}
 
 
-__all__ = ["contradictions", "count_before", "find", "lexicon_words", "parse_prompt", "tokens"]
+__all__ = ["SLOT_KEYS", "contradictions", "count_before", "find", "lexicon_words", "named_attributes", "parse_prompt",
+           "prompt_values", "tokens"]
