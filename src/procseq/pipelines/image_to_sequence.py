@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from procseq.conditioning.frames import KNOWN_MODES, KnownImage, KnownMode
-from procseq.images import MAX_PIXELS, load_image, prepare_image
+from procseq.images import MAX_PIXELS, load_image, open_image, prepare_image
 from procseq.layout import frames_to_grid
 from procseq.planning import Planner, corpus_plan, make_plan
 from procseq.planning.parser import parse_prompt
@@ -46,6 +46,11 @@ def _frame(image: KnownImage, frame_size: int, max_pixels: int) -> Image.Image:
     if isinstance(image, Image.Image):
         return prepare_image(image, frame_size)
     raise TypeError(f"image must be a PIL image or a file path, got {type(image).__name__}.")
+
+
+def _picture(image: KnownImage, max_pixels: int) -> Image.Image:
+    """The picture at its own size (the plan is read from it before it is resized to a frame)."""
+    return image if isinstance(image, Image.Image) else open_image(image, max_pixels)
 
 
 class ImageToSequencePipeline(ProcessPipeline):
@@ -119,7 +124,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         t0 = time.perf_counter()
         final = _frame(image, frame_size, max_pixels)
         if planner is corpus_plan:  # the captions describe the picture where the corpus checker can read it
-            planner = picture_planner(final, domain, frames - 1, frames, corpus_plan)
+            planner = picture_planner(_picture(image, max_pixels), domain, frames - 1, frames, corpus_plan)
         common: dict[str, Any] = dict(prompt=text or domain, domain=domain, frames=frames, known_mode=mode,
                                       cache_condition=cache_condition, frame_size=frame_size,
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -147,8 +152,7 @@ class ImageToSequencePipeline(ProcessPipeline):
             raise ValueError("Give at least one image: the first step(s) of the process.")
         domain = domain or self.default_domain
         if not {"plan", "captions", "planner"} & set(kwargs):  # the plan: the prompt's values, the rest as pictured
-            last = _frame(images[-1], kwargs.get("frame_size") or self.defaults.frame_size_for(frames),
-                          kwargs.get("max_pixels", MAX_PIXELS))
+            last = _picture(images[-1], kwargs.get("max_pixels", MAX_PIXELS))
             kwargs["planner"] = picture_planner(last, domain, len(images) - 1, frames, corpus_plan,
                                                 asked=parse_prompt(domain, prompt))
         return ProcessPipeline.__call__(self, prompt, domain=domain, frames=frames, known=dict(enumerate(images)),

@@ -25,6 +25,8 @@ from procseq.planning.writer import complete_attributes, num_stages
 READ_TOLERANCE = 0.2
 """Largest mean absolute difference (0..1 per channel) between the picture and its re-rendering from a reading
 (true corpus frames re-render at ~0; the embedded model's frames at 0.05-0.15)."""
+READ_SIZE = 64
+"""The side a picture of another size is read at."""
 REFINE_TOP = 3
 """How many of the best geometries get their colours corrected value by value."""
 
@@ -163,19 +165,20 @@ def value_axes(domain: str) -> dict[str, list[str]]:
 
 
 def _as_array(frame: Any) -> np.ndarray:
-    """The picture as a square uint8 `(S, S, 3)` array at a size the corpus renders (resized if needed)."""
+    """The picture as a square uint8 `(S, S, 3)` array: as it is at a size the corpus renders, else padded and
+    resized to :data:`READ_SIZE` (:func:`procseq.images.prepare_image`)."""
     from PIL import Image
+
+    from procseq.images import prepare_image
 
     img = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
     img = img.convert("RGB")
-    side = img.size[0] if img.size[0] == img.size[1] else min(img.size)
     try:
-        check_frame_size(side)
+        check_frame_size(img.size[0])
+        native = img.size[0] == img.size[1]
     except ValueError:
-        side = 64
-    if img.size != (side, side):
-        img = img.resize((side, side), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+        native = False
+    return np.asarray(img if native else prepare_image(img, READ_SIZE), dtype=np.uint8)
 
 
 def picture_planner(frame: Any, domain: str, step: int, num_frames: int, fallback: Callable[..., Any],
