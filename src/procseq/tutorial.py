@@ -25,10 +25,11 @@ PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem
 
 
 def best_layout(num_steps: int, max_frames: int) -> str:
-    """The layout BENCHMARKS measures best for `num_steps` (section "Frame by frame (issue 14)"): the grid whenever
-    the sequence fits the model's grid (step accuracy 0.92 vs 0.18 frame by frame and 0.15 regional at 9 steps;
-    0.54 vs 0.50 and 0.27 at 4), else frame by frame (0.13-0.15 vs regional's 0.00-0.03 at 12-16 steps).
-    The one place the tutorial and the app choose their default layout."""
+    """The layout BENCHMARKS measures best for `num_steps`: the grid whenever the sequence fits the model's grid
+    (procseq-tiny v2 at 4, 9, 12 and 16 steps: step accuracy 0.90-1.00 against 0.11-0.58 frame by frame and
+    0.09-0.38 regional; BENCHMARKS "procseq-tiny v2"), else frame by frame (past the v1 grid it beat regional,
+    0.13-0.15 against 0.00-0.03 at 12-16 steps; "Frame by frame (issue 14)"). The one place the tutorial and the app choose
+    their default layout."""
     return "grid" if num_steps <= max_frames else "frame-by-frame"
 
 
