@@ -13,6 +13,7 @@ For n test-compositional specs of each domain (``generate(domain, seed, split="t
   with the true spec, as the corpus checker does).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python scripts/planner_bench.py --n 50 [--domains painting lego] [--json out.json]
+        [--planner-file old_planning.py --no-recraft] [--generated runs/eval/SEQUENCES]
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ from procseq.data.synthetic.phrasing import TEMPLATES, phrase_prompt
 from procseq.planning import corpus_plan
 from procseq.planning.parser import SLOT_KEYS, contradictions, named_attributes, parse_prompt, prompt_values
 
+PLANNER = [corpus_plan]
+"""The planner whose captions are scored (``--planner-file`` swaps in another version's ``corpus_plan``)."""
+
+
 def score_wording(domain: str, prompt: str, keys: list[str], spec: Any, tally: dict[str, int]) -> None:
     """Add one prompt's counts to `tally`."""
     true = prompt_values(domain, spec.attributes)
     got = parse_prompt(domain, prompt)
-    plan = corpus_plan(prompt, domain, spec.num_frames)
+    plan = PLANNER[0](prompt, domain, spec.num_frames)
     own = parse_prompt(domain, " ".join(spec.captions))
     for k in keys:
         tally["named"] += 1
@@ -144,7 +149,18 @@ def main() -> None:
     ap.add_argument("--no-recraft", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--generated", default=None, help="also read the final frames of these sequence folders")
+    ap.add_argument("--planner-file", default=None, help="score this planner module's corpus_plan instead (e.g. "
+                    "git show 665cf77:src/procseq/pipelines/planning.py > /tmp/old_planning.py)")
     args = ap.parse_args()
+    if args.planner_file:
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location("planner_under_test", args.planner_file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        PLANNER[0] = module.corpus_plan
     if args.generated:
         for domain, t in generated_scores(args.generated).items():
             print(f"{domain:13s} generated  plan agrees {t['agree']:.3f} (n {t['n']}, unread {t['unread']}); checker "

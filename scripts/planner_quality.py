@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 
 
 def main() -> None:
@@ -37,8 +38,9 @@ def main() -> None:
     if args.planner_file:
         spec = importlib.util.spec_from_file_location("planner_under_test", args.planner_file)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up
         spec.loader.exec_module(module)
-        planner = module.corpus_plan
+        planner = lambda prompt, domain, steps: module.corpus_plan(prompt, domain, steps).captions  # noqa: E731
     pipe = load_pipeline("procseq-tiny")
     pipe.set_progress_bar_config(disable=True)
     records = per_domain(load_split(args.data, args.split), args.n, list(pipe.defaults.domains))
