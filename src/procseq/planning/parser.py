@@ -282,7 +282,10 @@ def contradictions(domain: str, asked: dict[str, Any], captions: list[str]) -> l
     together = parse_prompt(domain, " ".join(captions))
     out = []
     for key, value in asked.items():
-        if key in ORDERED:
+        if key == "layers":  # the named bottom layer first, and no colour the prompt did not name
+            got = together.get(key)
+            bad = [] if got is None or (set(got) <= set(value) and got[0] == value[0]) else [got]
+        elif key in ORDERED:
             got = together.get(key)
             bad = [] if got is None or got == value or (key == "secondary" and got == asked.get("primary")) else [got]
         else:

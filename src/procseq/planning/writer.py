@@ -61,7 +61,7 @@ def complete_attributes(domain: str, asked: dict[str, Any], stages: int, seed_te
     d = REGISTRY[domain]
     rng = np.random.default_rng(stable_hash("planner", domain, seed_text, stages))
     attrs = d.make_attributes(rng, _composition(d, asked, rng), stages)
-    attrs.update({k: v for k, v in asked.items() if k in attrs})
+    attrs.update({k: v for k, v in asked.items() if k in attrs and k != "layers"})
     if domain == "lego":
         if "primary" in asked and "secondary" not in asked:
             attrs["secondary"] = attrs["primary"]  # one colour named: the whole structure in it
@@ -71,8 +71,8 @@ def complete_attributes(domain: str, asked: dict[str, Any], stages: int, seed_te
     elif domain == "cooking" and "count" in asked and "angle_flip" not in asked:
         attrs["count"] = asked["count"]
         attrs["angle"] = cooking.START_ANGLE[asked["count"]] + 180.0 * int(rng.integers(2))
-    elif domain == "sand_art" and len(asked.get("layers", ())) == stages:
-        attrs["layers"] = list(asked["layers"])
+    elif domain == "sand_art" and asked.get("layers"):  # the named layers, repeated in order to fill the jar
+        attrs["layers"] = [asked["layers"][i % len(asked["layers"])] for i in range(stages)]
     chosen = {k: v for k, v in scalars(attrs).items() if k not in asked and not (k == "secondary" and "primary" in asked
                                                                                 and v == attrs["primary"])}
     return attrs, chosen
