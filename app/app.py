@@ -34,6 +34,8 @@ from procseq.batch import save_sequence_folder
 from procseq.images import open_image
 from procseq.models.loading import load_pipeline
 from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+from procseq.planning.vocabulary import unknown_words_note
+from procseq.tutorial import best_layout
 
 log = logging.getLogger("procseq.app")
 
@@ -104,6 +106,9 @@ class Engine:
         frames[0].save(preview, save_all=True, append_images=frames[1:], duration=600, loop=0)
         seconds = result.metadata[0].get("timings_s", {}).get("total", float("nan"))
         status = f"{len(gallery)} frames of **{domain}** in {seconds:.2f} s (seed {seed})."
+        notes = [unknown_words_note(result.plans, self.model, domain),
+                 (result.plans[0].meta.get("note") if result.plans else None)]
+        status += "".join(f" {n.removeprefix('procseq: ')}." for n in notes if n)
         return upscaled(result.grid[0], 288), gallery, str(preview), archive, status
 
     def text_to_sequence(self, prompt: str, domain: str, frames: float, seed: float, steps: float) -> tuple[Any, ...]:
@@ -113,6 +118,7 @@ class Engine:
             raise ValueError("Describe the finished artifact first, e.g. 'a red lego house'.")
         with self.lock:
             result = self.pipe(prompt, domain=domain, frames=frames_i, num_inference_steps=steps_i,
+                               mode=best_layout(frames_i, self.pipe.defaults.max_frames),
                                generator=torch.Generator("cpu").manual_seed(int(seed)))
         return self.finish(result, prompt, domain, int(seed), self.new_output_dir())
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from procseq.conditioning.history import StepEmbedding
 from procseq.conditioning.lora import add_condition_lora
 from procseq.pipelines import frame_by_frame as fbf
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.training.config import RunConfig
 from procseq.training.frame_by_frame import FrameByFrameTrainer, FrameDataset, save_weights
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.pipelines.regional import RegionalConfig, check_regional_frames
 from procseq.pipelines.output import SequenceOutput
 

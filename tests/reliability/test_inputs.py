@@ -26,7 +26,8 @@ from procseq.outputs import (
     remove_stale_temps,
     write_json_atomic,
 )
-from procseq.pipelines.planning import Plan, instruction_steps
+from procseq.conditioning.plan import Plan
+from procseq.planning.planner import instruction_steps
 from procseq.tutorial import markdown_text, render_markdown
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -161,7 +162,7 @@ def test_outputs_get_the_users_umask(tmp_path) -> None:
 
 def test_the_endpoint_deadline_bounds_the_whole_request_and_reading_is_linear() -> None:
     from procseq.eval.judge import JudgeError, _json_objects
-    from procseq.pipelines.llm_planner import endpoint_planner
+    from procseq.planning.llm import endpoint_planner
     from tests.reliability.hostile_inputs import endpoint_url
 
     planner = endpoint_planner(endpoint_url() + "/b/trickle/v1", timeout=1.0)

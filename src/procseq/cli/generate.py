@@ -115,7 +115,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
 
-        from procseq.pipelines.planning import Plan
+        from procseq.conditioning.plan import Plan
 
         given, source = load_plan(plan_file), click.get_current_context().get_parameter_source
         prompt = prompt or given.title
@@ -165,11 +165,15 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
         extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
         save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms)
+    from procseq.planning.vocabulary import unknown_words_note
+
+    if note := unknown_words_note(result.plans, model, domain):
+        click.echo(note, err=True)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
 
 
 def load_plan_file(path: Path | None, frames: int) -> Any:
-    """The ``--plan`` file as a :class:`~procseq.pipelines.planning.Plan` (None without one); its steps must equal `frames`."""
+    """The ``--plan`` file as a :class:`~procseq.conditioning.plan.Plan` (None without one); its steps must equal `frames`."""
     if path is None:
         return None
     plan = load_plan(path)
@@ -181,7 +185,7 @@ def load_plan_file(path: Path | None, frames: int) -> Any:
 
 def load_plan(path: Path) -> Any:
     """``--plan FILE`` read and checked (a missing path, a folder, a FIFO, bad JSON: one line naming the file)."""
-    from procseq.pipelines.planning import Plan
+    from procseq.conditioning.plan import Plan
 
     if not Path(path).exists():
         raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")

@@ -93,6 +93,8 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
         seq.save(tmp, extra={"seed": seed, "model": str(model), "input": str(image)})
         result.grid[0].save(tmp / "grid.png")
         seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    if result.plans and result.plans[0].meta.get("note"):  # the picture could not be read for the captions
+        click.echo(result.plans[0].meta["note"], err=True)
     click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")
 
 
@@ -149,4 +151,6 @@ def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames:
         seq.save(tmp, extra={"seed": seed, "model": str(model), "inputs": [str(p) for p in images]})
         result.grid[0].save(tmp / "grid.png")
         seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    if result.plans and result.plans[0].meta.get("note"):  # the picture could not be read for the captions
+        click.echo(result.plans[0].meta["note"], err=True)
     click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")

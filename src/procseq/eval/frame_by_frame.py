@@ -31,7 +31,7 @@ import torch
 from procseq.eval.metrics import aggregate, score_sequence
 from procseq.outputs import write_json_atomic, write_text_atomic
 from procseq.pipelines.frame_by_frame import FrameByFrameOptions, generate_frame_by_frame
-from procseq.pipelines.planning import Plan, plan_instruction
+from procseq.planning import Plan, plan_instruction
 
 BASE_DOMAINS = ("painting", "line_drawing", "lego", "pixel_art", "cooking", "emoji")
 ABLATIONS: dict[str, FrameByFrameOptions] = {

@@ -36,9 +36,9 @@ import torch
 from PIL import Image
 
 from procseq.models.features import FeatureExtractor
-from procseq.pipelines.planning import Plan
-from procseq.sequence import Sequence
+from procseq.conditioning.plan import Plan
 from procseq.pipelines.output import SequenceOutput
+from procseq.sequence import Sequence
 
 Interpolator = Callable[[Image.Image, Image.Image, list[str], int], Image.Image]
 """``(left, right, [left caption, new caption, right caption], seed) -> the frame between them``."""

@@ -47,7 +47,7 @@ from procseq.conditioning.lora import LORA_FILE, load_condition_lora
 from procseq.conditioning.text import StepText, encode_steps
 from procseq.layout import GridLayout, frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
-from procseq.pipelines.planning import Plan, Planner, corpus_plan
+from procseq.planning import Plan, Planner, corpus_plan
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.pipelines.output import SequenceOutput
 

@@ -41,7 +41,7 @@ from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import encode_steps, join_text
 from procseq.layout import frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.pipelines.output import SequenceOutput
 

@@ -22,7 +22,7 @@ from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
 from procseq.models.peft_detach import peft_adapters_detached
-from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
+from procseq.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.quiet import quiet_loading
@@ -262,6 +262,20 @@ class ProcessPipeline(FluxPipeline):
                              f"height={sizes['height'] * layout.rows} and width={sizes['height'] * layout.cols}.")
         return next(iter(sizes.values()))
 
+    def note_unknown_words(self, plans: list[Plan], prompts: list[str]) -> None:
+        """For a model that reads only the corpus's words (procseq-tiny), record in each plan's
+        ``meta["unknown_words"]`` the words of its prompt the model cannot know (DESIGN.md #16); a model with real
+        text encoders records nothing."""
+        from procseq.planning.vocabulary import corpus_words, reports_unknown_words, tokenizer_words, unknown_words
+
+        if not reports_unknown_words(self.defaults):
+            for plan in plans:
+                plan.meta.pop("unknown_words", None)
+            return
+        known = corpus_words() | tokenizer_words(self.tokenizer)
+        for plan, prompt in zip(plans, prompts):
+            plan.meta["unknown_words"] = unknown_words(prompt, known)
+
     def make_plans(self, prompts: list[str], domain: str, frames: int, plan: Plan | list[Plan] | None,
                    captions: list[str] | None, planner: Planner) -> list[Plan]:
         """One plan per prompt, before anything is encoded: given, from `captions`, or from `planner`."""
@@ -277,6 +291,7 @@ class ProcessPipeline(FluxPipeline):
             if p.num_steps != frames:
                 raise ValueError(f"The plan has {p.num_steps} steps but {frames} frames were asked for; "
                                  "pass one caption per frame (or frames=len(plan.captions)).")
+        self.note_unknown_words(plans, prompts)
         return plans
 
     def prepare_known(self, known: Mapping[int, KnownImage] | KnownFrames | None, frames: int, frame_size: int,
