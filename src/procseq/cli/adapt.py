@@ -29,9 +29,11 @@ ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Adaptive steps: never fewer frames than this (at least 2)."),
     click.option("--max-frames", default=None, type=int,
                  help="Adaptive steps: never more frames than this (default: twice the input's)."),
-    click.option("--interpolator", default="model", show_default=True, type=click.Choice(["model", "average"]),
-                 help="Adaptive steps: how an inserted frame is made: generated from both neighbours (known frames "
-                      "0 and 2 of a 3-frame generation), or their pixel average (no model call)."),
+    click.option("--interpolator", default="average", show_default=True, type=click.Choice(["average", "model"]),
+                 help="Adaptive steps: how an inserted frame is made: the neighbours' pixel average (no model call; the "
+                      "default because it measured better, BENCHMARKS 'Adaptive steps'), or generated from both "
+                      "neighbours (known frames 0 and 2 of a 3-frame generation; procseq-tiny v2 has no "
+                      "two-reference model, so this is the base model in place)."),
     click.option("--rule", default="calibrated", show_default=True, type=click.Choice(["calibrated", "sequence"]),
                  help="Adaptive steps: thresholds from the training split's ground truth (the calibration beside the "
                       "model; --k-add/--k-del/--alpha/--beta then do not apply) or from the sequence's own "
