@@ -43,6 +43,11 @@ ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--local-form", default="patch", show_default=True, type=click.Choice(["patch", "nearest"]),
                  help="Adaptive steps (sequence rule): the local term as position-aligned patch distance or as "
                       "nearest-patch distance."),
+    click.option("--global-features", default=None, type=click.Path(path_type=Path),
+                 help="Adaptive steps: a LOCAL CLIP folder for the global term only (ProcessMaker: CLIP global, "
+                      "DINO local; with --local-features)."),
+    click.option("--local-features", default=None, type=click.Path(path_type=Path),
+                 help="Adaptive steps: a LOCAL DINOv2 (or CLIP) folder for the local term only (patch tokens)."),
     click.option("--features", default=None, type=click.Path(path_type=Path),
                  help="Adaptive steps: a LOCAL CLIP or DINOv2 folder for the image features (default: the "
                       "model's own VAE encoder and CLIP text encoder)."),
@@ -114,11 +119,13 @@ def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwa
     return base_model_interpolator
 
 
-def check_features(path: Path | None) -> None:
-    """Refuse a --features folder that is not a local checkpoint (before any model loads)."""
-    if path is not None and not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a local CLIP/DINOv2 checkpoint folder (no config.json); pass a "
-                                "folder written by save_pretrained, or leave --features out.")
+def check_features(*paths: Path | None) -> None:
+    """Refuse a --features/--global-features/--local-features folder that is not a local checkpoint (before any
+    model loads)."""
+    for path in paths:
+        if path is not None and not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a local CLIP/DINOv2 checkpoint folder (no config.json); pass a "
+                                    "folder written by save_pretrained, or leave the option out.")
 
 
 def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600) -> None:
@@ -166,7 +173,8 @@ def load_sequence_folder(folder: Path) -> Any:
 @adaptive_options
 def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lora: Path | None, seed: int,
           steps: int | None, true_cfg_scale: float, no_insert: bool, no_delete: bool, features: Path | None,
-          interpolator: str, rule: str, calibration: Path | None, **knobs: Any) -> None:
+          interpolator: str, rule: str, calibration: Path | None, global_features: Path | None,
+          local_features: Path | None, **knobs: Any) -> None:
     """Adaptive steps on SEQUENCE_DIR (a folder written by `procseq generate`): insert a frame where neighbours
     differ too much, delete one where they differ too little; the decisions go into sequence.json."""
     from dataclasses import replace
@@ -177,7 +185,7 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     from procseq.pipelines.adaptive_rule import edit_lines
 
     config = replace(adaptive_config(**knobs), insert=not no_insert, delete=not no_delete)
-    check_features(features)
+    check_features(features, global_features, local_features)
     if calibration is not None and not Path(calibration).is_file():
         raise FileNotFoundError(f"--calibration {calibration} does not exist; pass a file written by "
                                 "python -m procseq.eval.adaptive_calibration, or leave it out.")
@@ -195,8 +203,10 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
         pipe.load_condition_lora(lora)
     interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, num_inference_steps=steps,
                                true_cfg_scale=true_cfg_scale)
-    config = with_calibration(config, pipe, features, rule, calibration)
-    result = adapt_sequence(seq, load_feature_extractor(pipe, features), None if no_insert else interp, config, seed)
+    other_features = features or global_features or local_features
+    config = with_calibration(config, pipe, other_features, rule, calibration)
+    extractor = load_feature_extractor(pipe, features, global_features, local_features)
+    result = adapt_sequence(seq, extractor, None if no_insert else interp, config, seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)
     with atomic_output_dir(out, overwrite) as tmp:
         write_sequence(result, tmp, extra={})

@@ -126,7 +126,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     plan = load_plan_file(plan_file, frames)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     config = adaptive_config(**knobs) if adaptive else None
-    check_features(features)
+    check_features(features, knobs.get("global_features"), knobs.get("local_features"))
     inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items),
                           *([plan_file] if plan_file else []))
     check_output_free(out, overwrite, inputs)
@@ -156,8 +156,9 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
 
             interp = make_interpolator(interpolator, pipe, prompt, domain, num_inference_steps=steps,
                                        true_cfg_scale=1.0)
-            config = with_calibration(config, pipe, features, **knobs)
-            result = adapt_output(result, load_feature_extractor(pipe, features), [interp], config, seed)
+            paths = (features, knobs.get("global_features"), knobs.get("local_features"))
+            config = with_calibration(config, pipe, next((p for p in paths if p), None), **knobs)
+            result = adapt_output(result, load_feature_extractor(pipe, *paths), [interp], config, seed)
             for line in edit_lines(result.metadata[0]["adaptive"]):
                 click.echo(line)
         record = result.metadata[0].pop("adaptive", None)

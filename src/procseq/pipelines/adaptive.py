@@ -1,26 +1,24 @@
-"""Adaptive steps (ProcessMaker stage 2): insert a frame where neighbours differ too much, delete one where too little.
+"""Adaptive steps (ProcessMaker stage 2): insert a frame where a step is missing, delete one that repeats.
 
-A window slides over adjacent frame pairs ``(i, i+1)`` (stride 1) and reads three differences from a
-pluggable :class:`~procseq.models.features.FeatureExtractor`:
+A window slides over adjacent frame pairs ``(i, i+1)`` and reads differences from a pluggable
+:class:`~procseq.models.features.FeatureExtractor`: **global** (cosine distance of the two frames' image
+embeddings), **local** (per patch position, ``local="patch"``, or nearest-patch, ``"nearest"``) and
+**semantic** (cosine distance of the two step captions' text embeddings). Two rules decide:
 
-- **global** ``g_i``: cosine distance of the two frames' image embeddings;
-- **local** ``l_i``: mean nearest-patch cosine distance of their patch features (symmetrised);
-- **semantic** ``s_i``: cosine distance of the two step captions' text embeddings.
+- ``rule: calibrated`` (when ``config.calibration`` knows the sequence's domain): thresholds measured on the
+  training split's ground truth, see :mod:`procseq.pipelines.adaptive_rule`;
+- ``rule: sequence`` (ProcessMaker's own statistics): each term divided by its mean over the sequence's
+  pairs, ``D = alpha g + beta l + (1 - alpha - beta) s``, ``tau_add = mu + k_add sigma``,
+  ``tau_del = mu - k_del sigma`` over the sequence's ``D``.
 
-Each term is divided by its mean over the sequence's pairs (so the three are on one scale) and combined,
-``D_i = alpha * g_i + beta * l_i + (1 - alpha - beta) * s_i``. The thresholds come from the sequence's own
-statistics: ``tau_add = mu + k_add * sigma`` and ``tau_del = mu - k_del * sigma`` (mean and population
-standard deviation of ``D``). A pair above ``tau_add`` gets a frame inserted between its frames, generated
-from both neighbours through the known-frames mechanism (a 3-frame generation with cells 0 and 2 known,
-DESIGN.md #10); a pair below ``tau_del`` loses its later frame (its earlier one when the later is the
-finished artifact). Rounds repeat until nothing changes (a fixed point), a state repeats, or the round
-budget is spent (``record["stopped"]``: ``fixed_point``, ``frame_limit`` when the only actions left would
-leave the frame range, ``cycle`` or ``budget``); the frame count never leaves ``[min_frames, max_frames]``. Captions follow the frames
-(an inserted step is the first part of the step after it; a deleted step's caption merges into the one
-kept; ``Step N:`` numbering is renumbered), the plan is updated, and every decision (what, where, the
-three differences, the thresholds) is recorded. In the record, a round's ``pairs`` and each action's
-``between`` / ``pair`` / ``index`` count frames of the sequence as that round started (an insertion's
-``index`` is the frame it went before); ``origin`` maps every output frame to its input frame.
+A pair above ``tau_add`` gets a frame inserted between its frames (an :data:`Interpolator`: the model from
+both neighbours through known frames, DESIGN.md #10, or their average), captioned with the plan's step
+between the neighbours' steps when the plan has one; a pair below ``tau_del`` loses its later frame (its
+earlier one when the later is the finished artifact) and the kept frame's caption holds both steps in step
+order. Rounds repeat until a fixed point, a repeated state, or the budget (``record["stopped"]``); the frame
+count stays in ``[min_frames, max_frames]``; ``Step N:`` numbering is renumbered. Every edit is recorded
+with its values, thresholds, rule and a one-line reason; a round's ``pairs`` and an action's ``between`` /
+``pair`` / ``index`` count frames of that round's input; ``origin`` maps every output frame to its input.
 """
 
 from __future__ import annotations
@@ -36,7 +34,8 @@ import torch
 from PIL import Image
 
 from procseq.models.features import FeatureExtractor
-from procseq.pipelines.adaptive_rule import LOCAL_FORMS, Calibration, calibrated_pairs, patch_distance, plan_caption
+from procseq.pipelines.adaptive_rule import (LOCAL_FORMS, Calibration, calibrated_candidates, patch_distance,
+                                             plan_caption)
 from procseq.pipelines.planning import Plan
 from procseq.pipelines.insertion import Interpolator, PipelineInterpolator, average_interpolator
 from procseq.sequence import Sequence, SequenceOutput
@@ -366,27 +365,12 @@ def _sequence_reason(diff: PairDifferences, th: Thresholds, i: int) -> dict[str,
 def _calibrated_round(frames: list[Image.Image], captions: list[str], origin: list[int | None],
                       extractor: FeatureExtractor, config: AdaptiveConfig, domain: str, max_frames: int
                       ) -> tuple[list[_Action], bool, dict[str, Any], dict[int, dict[str, Any]]]:
-    """One round under the training calibration: actions, whether any pair crossed, round info, per-pair reasons.
-    A pair next to a frame inserted in an earlier round is left alone (no cascade of edits)."""
+    """One round under the training calibration: actions, whether any pair crossed, round info, per-pair reasons."""
     assert config.calibration is not None
-    cal = config.calibration.domains[domain]
-    pairs = calibrated_pairs(frames, captions, extractor, config.calibration, domain)
-    found, why = [], {}
-    for i, p in enumerate(pairs):
-        if origin[i] is None or origin[i + 1] is None:
-            continue  # a frame inserted by this run is not edited again (no cascades)
-        if config.delete and p["d_del"] < cal.tau_del:  # a repeat first: frames and captions alike is no gap
-            found.append(_Action("delete", i, (cal.tau_del - p["d_del"]) / max(cal.tau_del, EPS)))
-            reason = f"D_del {p['d_del']:.3f} < tau_del {cal.tau_del:.3f}"
-        elif config.insert and p["d_add"] > cal.tau_add:
-            found.append(_Action("insert", i, p["d_add"] - cal.tau_add))
-            reason = f"D_add {p['d_add']:.3f} > tau_add {cal.tau_add:.3f}"
-        else:
-            continue
-        why[i] = {**p, "rule": "calibrated", "tau_add": cal.tau_add, "tau_del": cal.tau_del,
-                  "add_weights": cal.add_weights, "del_weights": cal.del_weights, "reason": reason}
-    info = {"thresholds": {"tau_add": cal.tau_add, "tau_del": cal.tau_del}, "pairs": pairs}
-    return select(found, len(frames), config, max_frames), bool(found), info, why
+    found, info, why = calibrated_candidates(frames, captions, origin, extractor, config.calibration, domain,
+                                             config.insert, config.delete)
+    actions = [_Action(op, i, score) for op, i, score in found]
+    return select(actions, len(frames), config, max_frames), bool(found), info, why
 
 
 def adapt_sequence(sequence: Sequence, extractor: FeatureExtractor, interpolate: Interpolator | None,

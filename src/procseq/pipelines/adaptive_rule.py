@@ -236,6 +236,32 @@ def calibrated_pairs(frames: SequenceABC[Any], captions: SequenceABC[str], extra
     return out
 
 
+def calibrated_candidates(frames: SequenceABC[Any], captions: SequenceABC[str], origin: SequenceABC[int | None],
+                          extractor: Any, calibration: Calibration, domain: str, insert: bool = True,
+                          delete: bool = True) -> tuple[list[tuple[str, int, float]], dict[str, Any],
+                                                        dict[int, dict[str, Any]]]:
+    """Pairs to edit under `domain`'s calibration: ``(op, pair, score)`` each, the round's info (thresholds, every
+    pair's terms) and per acted-on pair its values, thresholds and reason. A repeat is checked first (frames and
+    captions alike is no gap); a pair next to a frame inserted earlier (`origin` None) is left alone."""
+    cal = calibration.domains[domain]
+    pairs = calibrated_pairs(frames, captions, extractor, calibration, domain)
+    found, why = [], {}
+    for i, p in enumerate(pairs):
+        if origin[i] is None or origin[i + 1] is None:
+            continue
+        if delete and p["d_del"] < cal.tau_del:
+            found.append(("delete", i, (cal.tau_del - p["d_del"]) / max(cal.tau_del, 1e-12)))
+            reason = f"D_del {p['d_del']:.3f} < tau_del {cal.tau_del:.3f}"
+        elif insert and p["d_add"] > cal.tau_add:
+            found.append(("insert", i, p["d_add"] - cal.tau_add))
+            reason = f"D_add {p['d_add']:.3f} > tau_add {cal.tau_add:.3f}"
+        else:
+            continue
+        why[i] = {**p, "rule": "calibrated", "tau_add": cal.tau_add, "tau_del": cal.tau_del,
+                  "add_weights": cal.add_weights, "del_weights": cal.del_weights, "reason": reason}
+    return found, {"thresholds": {"tau_add": cal.tau_add, "tau_del": cal.tau_del}, "pairs": pairs}, why
+
+
 def plan_caption(plan: SequenceABC[str] | None, left: str, right: str) -> str | None:
     """The plan's step between the neighbours' steps `left` and `right` (one exactly; None when there is none)."""
     if not plan:
@@ -265,4 +291,4 @@ def edit_lines(record: dict[str, Any]) -> list[str]:
 
 
 __all__ = ["ALL_TERMS", "CALIBRATION_FILE", "RELATIVE", "with_relative", "Calibration", "DomainCalibration", "LOCAL_FORMS", "OrderIndex", "TERMS4",
-           "calibrated_pairs", "edit_lines", "find_calibration", "order_index", "order_margin", "pair_terms", "pixels", "plan_caption", "patch_distance"]
+           "calibrated_candidates", "calibrated_pairs", "edit_lines", "find_calibration", "order_index", "order_margin", "pair_terms", "pixels", "plan_caption", "patch_distance"]
