@@ -19,6 +19,7 @@ side: test captions with unseen attribute combinations move the order term away 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     pipe = load_pipeline(args.model, device="cpu", adapters="none")
     cal = calibrate(args.data, PipelineFeatures(pipe), args.n, args.domains.split(","), args.local, args.clean_rate)
-    cal.source["command"] = "python -m procseq.eval.adaptive_calibration " + " ".join(argv or [])
+    cal.source["command"] = "python -m procseq.eval.adaptive_calibration " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     print(f"wrote {cal.save(args.out)}")
 
 
