@@ -134,3 +134,17 @@ def test_calibration_refuses_a_test_split(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="training split only"):
         calibrate(tmp_path, None, split="test-compositional")
+
+
+def test_auto_insertion_is_the_one_the_training_split_chose(shipped) -> None:
+    from procseq.cli.adapt import make_interpolator
+    from procseq.pipelines.insertion import PipelineInterpolator
+
+    pipe, _, cal = shipped
+    for domain, c in cal.domains.items():
+        assert c.insertion in ("average", "model") and {"fill_average", "fill_model"} <= set(c.train)
+        got = make_interpolator("auto", pipe, "a thing", domain, cal)
+        assert (got is average_interpolator) == (c.insertion == "average")
+        assert isinstance(got, PipelineInterpolator) == (c.insertion == "model")
+    assert make_interpolator("auto", pipe, "a thing", "clay", cal) is average_interpolator  # not calibrated
+    assert make_interpolator("auto", pipe, "a thing", "lego", None) is average_interpolator

@@ -29,11 +29,12 @@ ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Adaptive steps: never fewer frames than this (at least 2)."),
     click.option("--max-frames", default=None, type=int,
                  help="Adaptive steps: never more frames than this (default: twice the input's)."),
-    click.option("--interpolator", default="average", show_default=True, type=click.Choice(["average", "model"]),
-                 help="Adaptive steps: how an inserted frame is made: the neighbours' pixel average (no model call; the "
-                      "default because it measured better, BENCHMARKS 'Adaptive steps'), or generated from both "
-                      "neighbours (known frames 0 and 2 of a 3-frame generation; procseq-tiny v2 has no "
-                      "two-reference model, so this is the base model in place)."),
+    click.option("--interpolator", default="auto", show_default=True,
+                 type=click.Choice(["auto", "average", "model"]),
+                 help="Adaptive steps: how an inserted frame is made: the neighbours' pixel average (no model call), "
+                      "or generated from both neighbours (known frames 0 and 2 of a 3-frame generation; procseq-tiny "
+                      "v2 has no two-reference model, so this is the base model in place); auto: the one the "
+                      "calibration found better on the domain's training sequences (else the average)."),
     click.option("--rule", default="calibrated", show_default=True, type=click.Choice(["calibrated", "sequence"]),
                  help="Adaptive steps: thresholds from the training split's ground truth (the calibration beside the "
                       "model; --k-add/--k-del/--alpha/--beta then do not apply) or from the sequence's own "
@@ -97,8 +98,10 @@ def with_calibration(config: Any, pipe: Any, features: Path | None, rule: str = 
     return replace(config, calibration=cal)
 
 
-def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwargs: Any) -> Any:
-    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average.
+def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, calibration: Any = None,
+                      **call_kwargs: Any) -> Any:
+    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average; ``auto``:
+    the one `calibration` chose for `domain` (the average without one).
 
     The model insertion runs on `pipe` itself with its multi-domain adapters (if any) switched off for the
     call, i.e. the base model and its condition LoRA, as the condition LoRA was trained (no second copy).
@@ -106,6 +109,9 @@ def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwa
     from procseq.adapters import adapter_layers, disabled
     from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
 
+    if kind == "auto":
+        known = calibration is not None and domain in calibration.domains
+        kind = calibration.domains[domain].insertion if known else "average"
     if kind == "average":
         return average_interpolator
     interpolate = PipelineInterpolator(pipe, prompt, domain, allow_unseen=True, **call_kwargs)
@@ -201,10 +207,10 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     pipe.set_progress_bar_config(disable=True)
     if lora is not None:
         pipe.load_condition_lora(lora)
-    interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, num_inference_steps=steps,
-                               true_cfg_scale=true_cfg_scale)
     other_features = features or global_features or local_features
     config = with_calibration(config, pipe, other_features, rule, calibration)
+    interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, config.calibration,
+                               num_inference_steps=steps, true_cfg_scale=true_cfg_scale)
     extractor = load_feature_extractor(pipe, features, global_features, local_features)
     result = adapt_sequence(seq, extractor, None if no_insert else interp, config, seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)

@@ -154,10 +154,10 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
             from procseq.pipelines.adaptive import adapt_output
             from procseq.pipelines.adaptive_rule import edit_lines
 
-            interp = make_interpolator(interpolator, pipe, prompt, domain, num_inference_steps=steps,
-                                       true_cfg_scale=1.0)
             paths = (features, knobs.get("global_features"), knobs.get("local_features"))
             config = with_calibration(config, pipe, next((p for p in paths if p), None), **knobs)
+            interp = make_interpolator(interpolator, pipe, prompt, domain, config.calibration,
+                                       num_inference_steps=steps, true_cfg_scale=1.0)
             result = adapt_output(result, load_feature_extractor(pipe, *paths), [interp], config, seed)
             for line in edit_lines(result.metadata[0]["adaptive"]):
                 click.echo(line)

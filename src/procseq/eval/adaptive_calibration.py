@@ -3,6 +3,9 @@
     python -m procseq.eval.adaptive_calibration --data data_cache/corpus --n 40 \
         --out src/procseq/embedded/procseq-tiny/adaptive_calibration.json
 
+With ``--n-insertion m`` (default 10) each domain also gets the insertion (the neighbours' average or the model
+from both neighbours) that filled the dropped step of its first m training sequences right more often.
+
 For each base domain, the first `n` training sequences give the statistics of true adjacent steps (mean and
 standard deviation of every term, :mod:`procseq.pipelines.adaptive_rule`), and constructed cases choose the
 rule: **clean** (the truth) and **drop** (each interior step removed in turn; the right action is one
@@ -134,10 +137,32 @@ def choose(seqs: list[dict[str, Any]], clean_rate: float, del_fraction: float, m
     return best
 
 
+def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None = None) -> dict[str, float]:
+    """How often each insertion fills a dropped training step right (step ``1 + index % (n - 2)`` of each record;
+    the filled frame nearer that true step than any other): ``{"average": rate, "model": rate}``."""
+    from procseq.eval.metrics import score_sequence
+    from procseq.eval.recraft import load_truth
+    from procseq.eval.scorer import spec_from_dict
+    from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator
+
+    hits = {"average": 0, "model": 0}
+    for index, record in enumerate(records):
+        frames, captions, spec = load_truth(record), list(record["captions"]), spec_from_dict(record["spec"])
+        k = 1 + index % (len(frames) - 2)
+        model = PipelineInterpolator(pipe, record["prompt"], record["domain"], allow_unseen=True,
+                                     num_inference_steps=steps, true_cfg_scale=1.0)
+        for name, interp in (("average", average_interpolator), ("model", model)):
+            frame = interp(frames[k - 1], frames[k + 1], captions[k - 1:k + 2], index)
+            filled = frames[:k] + [frame.convert("RGB")] + frames[k + 1:]
+            hits[name] += int(score_sequence(filled, spec).frames[k].step_correct)
+    return {name: h / max(len(records), 1) for name, h in hits.items()}
+
+
 def calibrate(data: str | Path, extractor: Any, n: int = 40, domains: list[str] | None = None,
               local: str = "patch", clean_rate: float = 0.02, del_fraction: float = 0.5,
-              split: str = "train", margin: float = 0.25) -> Calibration:
-    """The :class:`Calibration` of `extractor` on the first `n` sequences per domain of the training split."""
+              split: str = "train", margin: float = 0.25, pipe: Any = None, n_insertion: int = 10) -> Calibration:
+    """The :class:`Calibration` of `extractor` on the first `n` sequences per domain of the training split; with
+    `pipe`, each domain's insertion is chosen on its first `n_insertion` sequences (:func:`choose_insertion`)."""
     from procseq.data.dataset import load_split
     from procseq.eval.runner import per_domain
 
@@ -148,12 +173,17 @@ def calibrate(data: str | Path, extractor: Any, n: int = 40, domains: list[str] 
     for domain in sorted({r["domain"] for r in records}):
         recs = [r for r in records if r["domain"] == domain]
         out[domain] = choose(domain_terms(recs, extractor, local), clean_rate, del_fraction, margin)
+        if pipe is not None:
+            fill = choose_insertion(recs[:n_insertion], pipe)
+            out[domain].train.update({f"fill_{k}": v for k, v in fill.items()})
+            out[domain].insertion = "model" if fill["model"] > fill["average"] else "average"
         caps = [list(r["captions"]) for r in recs]
         pairs[domain] = {"adjacent": sorted({(c[i], c[i + 1]) for c in caps for i in range(len(c) - 1)}),
                          "skip": sorted({(c[i], c[i + 2], c[i + 1]) for c in caps for i in range(len(c) - 2)})}
         print(domain, out[domain].add_weights, {k: round(v, 3) for k, v in out[domain].train.items()}, flush=True)
     return Calibration(out, pairs, "model", local, {"split": split, "n_per_domain": n, "clean_rate": clean_rate,
-                                                   "del_fraction": del_fraction, "margin": margin})
+                                                   "del_fraction": del_fraction, "margin": margin,
+                                                   "n_insertion": n_insertion if pipe is not None else 0})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,10 +199,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", default=40, type=int, help="training sequences per domain")
     p.add_argument("--domains", default=DOMAINS)
     p.add_argument("--local", default="patch", choices=("patch", "nearest"))
+    p.add_argument("--n-insertion", default=10, type=int,
+                   help="training sequences per domain that choose the insertion (average or model; 0: average)")
     p.add_argument("--clean-rate", default=0.02, type=float, help="at most this share of clean sequences edited")
     args = p.parse_args(argv)
     pipe = load_pipeline(args.model, device="cpu", adapters="none")
-    cal = calibrate(args.data, PipelineFeatures(pipe), args.n, args.domains.split(","), args.local, args.clean_rate)
+    pipe.set_progress_bar_config(disable=True)
+    cal = calibrate(args.data, PipelineFeatures(pipe), args.n, args.domains.split(","), args.local, args.clean_rate,
+                    pipe=pipe if args.n_insertion else None, n_insertion=args.n_insertion)
     cal.source["command"] = "python -m procseq.eval.adaptive_calibration " + " ".join(
         sys.argv[1:] if argv is None else argv)
     print(f"wrote {cal.save(args.out)}")

@@ -8,8 +8,8 @@ captions; ``generated``: the model's own sequence for its prompt, seed = record 
 
 - **drop**: step ``k = 1 + index % (n - 2)`` removed (frame and caption). Found = exactly one edit, an
   insertion in that gap; then the filled frame is scored (:func:`procseq.eval.metrics.score_sequence`: is it
-  nearer to true step k than to any other) for each insertion (the model from both neighbours, and the
-  neighbours' average);
+  nearer to true step k than to any other) for each insertion (the model from both neighbours, the
+  neighbours' average, and ``auto``: the one the calibration chose for the domain on training sequences);
 - **duplicate**: step k repeated (frame and caption). Removed = exactly one edit, a deletion at that pair;
 - **clean**: the sequence as it is. Any edit is a false positive; step accuracy before and after (a
   sequence of another length is resampled to the spec's count, first and last kept).
@@ -62,6 +62,8 @@ def run_case(case: str, frames: list[Any], captions: list[str], plan: list[str],
                                index + target)
                 filled = f[:target + 1] + [frame.convert("RGB")] + f[target + 1:]
                 row[f"fill_{name}"] = float(score_sequence(filled, spec).frames[target + 1].step_correct)
+            if config.calibration is not None and domain in config.calibration.domains:
+                row["fill_auto"] = row[f"fill_{config.calibration.domains[domain].insertion}"]
     elif case == "duplicate":
         row["found"] = float(len(edits) == 1 and edits[0]["op"] == "delete" and edits[0]["pair"][0] == target)
         row["other_removed"] = float(any(e["op"] == "delete" and e["pair"][0] != target for e in edits)

@@ -61,6 +61,8 @@ class DomainCalibration:
         add_weights: weights of the standardised terms in ``D_add``; tau_add: its threshold.
         del_weights: weights of the mean-scaled terms in ``D_del``; tau_del: its threshold.
         train: what the rule scored on the training cases it was chosen on (rates).
+        insertion: the insertion that filled the training split's dropped steps better (``average`` or ``model``),
+            what ``--interpolator auto`` uses for this domain.
     """
 
     mean: dict[str, float]
@@ -70,6 +72,7 @@ class DomainCalibration:
     del_weights: dict[str, float]
     tau_del: float
     train: dict[str, float] = field(default_factory=dict)
+    insertion: str = "average"
 
     def d_add(self, x: dict[str, float]) -> float:
         """``D_add`` of one pair's terms (relative terms included, see :func:`with_relative`)."""
