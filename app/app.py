@@ -10,7 +10,8 @@ with their captions, the GIF and a zip of the output folder. Only procseq's publ
 Limits: uploads are capped in bytes (gradio's ``max_file_size``) and checked by the input policy of
 :mod:`procseq.images` (format, pixel count before decoding); a bounded queue and one generation at a
 time (the pipelines are not thread-safe); no request can name a server path (outputs go to per-request
-folders the app owns, the oldest are deleted). Every refusal is a readable message in the page.
+folders the app owns, the oldest are deleted; gradio's own cache of uploads and results is swept every
+``cache_max_age_s``). Every refusal is a readable message in the page.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class AppLimits:
     concurrency: int = 1
     max_steps: int = 50
     keep_outputs: int = 32
+    cache_max_age_s: int = 600
+    """gradio's own copies of uploads and results (its cache) older than this are deleted, checked as often."""
 
 
 class Engine:
@@ -181,7 +184,8 @@ def build_app(engine: Engine) -> gr.Blocks:
                         progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
         return readable(engine.recraft_sequence, upload, domain, frames, seed, steps)
 
-    with gr.Blocks(title="procseq") as demo:
+    age = engine.limits.cache_max_age_s
+    with gr.Blocks(title="procseq", delete_cache=(age, age)) as demo:  # gradio's cache stays bounded
         gr.Markdown(f"# procseq\nThe step-by-step making of a thing, from a prompt or a picture of the finished "
                     f"thing. Model: `{engine.model}`.")
         with gr.Tab("Text to sequence"):

@@ -22,7 +22,7 @@ import procseq  # noqa: F401  (OMP_WAIT_POLICY=PASSIVE before torch loads)
 import torch
 from diffusers import FluxTransformer2DModel
 
-from procseq.models.quantize import quantize_transformer
+from procseq.models.quantize import quantize_module
 
 FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
                 num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
@@ -31,12 +31,12 @@ FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=3
 
 def build(double: int, single: int, dtype: torch.dtype, device: str, seed: int = 0,
           int8: bool = False) -> FluxTransformer2DModel:
-    """A FLUX.1-dev-shaped transformer with `double` + `single` blocks and random weights (`int8`: quantized)."""
+    """A FLUX.1-dev-shaped transformer with `double` + `single` blocks and random weights (`int8`: torchao int8 weights)."""
     torch.manual_seed(seed)
     config = FLUX_DEV | {"num_layers": double, "num_single_layers": single}
     model = FluxTransformer2DModel(**config).to(device=device, dtype=dtype).eval()
     if int8:
-        quantize_transformer(model, "int8")
+        quantize_module(model, "int8")
     return model
 
 

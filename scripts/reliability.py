@@ -8,7 +8,8 @@
 Builds the micro test model (tests/conftest.py) in a temporary folder, runs every case of
 tests/reliability/hostile.py in its own fresh folder, and prints one line per case that is not
 `ok`/`clean` as expected, then the table: cases, clean errors, successes, tracebacks, unclear,
-data lost, partial output left behind.
+wrong results (a case's own check failed, or its error does not name what to change), data lost,
+partial output left behind.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("-k", default="", help="only cases whose name contains this")
-    parser.add_argument("--family", default=None, help="only this family (output, numbers, text, ...)")
+    parser.add_argument("--family", default=None, help="only these families, comma-separated (output, numbers, ...)")
     parser.add_argument("--src", default=None, help="procseq source folder to test (default: this tree's src/)")
     args = parser.parse_args()
     import warnings
@@ -50,7 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = save_tiny_model(Path(tmp) / "micro", micro_config(), texts=TEXTS, seed=0, domains=TEST_DOMAINS)
         outcomes, start = [], time.perf_counter()
-        chosen = [c for c in cases() if args.k in c.name and args.family in (None, c.family)]
+        families = args.family.split(",") if args.family else None
+        chosen = [c for c in cases() if args.k in c.name and (families is None or c.family in families)]
         for i, case in enumerate(chosen):
             outcome = run_case(case, Path(tmp) / f"case{i:03d}", model)
             outcomes.append(outcome)
@@ -59,14 +61,16 @@ def main() -> None:
                       f"-- {outcome.detail}", flush=True)
     kinds = Counter(o.kind for o in outcomes)
     summary = {"cases": len(outcomes), "clean_errors": kinds["clean"], "ok": kinds["ok"],
-               "tracebacks": kinds["traceback"], "unclear": kinds["unclear"],
+               "tracebacks": kinds["traceback"], "unclear": kinds["unclear"], "wrong": kinds["wrong"],
                "data_lost": sum(bool(o.lost) for o in outcomes), "partial_output": sum(bool(o.partial) for o in outcomes),
                "unexpected": sum(not o.good for o in outcomes), "seconds": round(time.perf_counter() - start, 1),
                "families": dict(Counter(o.case.family for o in outcomes))}
-    print("| cases | clean errors | succeeded | tracebacks | unclear | data lost | partial output | not as expected |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| cases | clean errors | succeeded | tracebacks | unclear | wrong result | data lost | partial output | "
+          "not as expected |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {summary['cases']} | {summary['clean_errors']} | {summary['ok']} | {summary['tracebacks']} | "
-          f"{summary['unclear']} | {summary['data_lost']} | {summary['partial_output']} | {summary['unexpected']} |")
+          f"{summary['unclear']} | {summary['wrong']} | {summary['data_lost']} | {summary['partial_output']} | "
+          f"{summary['unexpected']} |")
     print(json.dumps(summary))
     if args.json_out:
         args.json_out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -31,7 +31,7 @@ _EXPORTS = {
     "KnownFrames": "procseq.conditioning.frames",
     "SequenceConditioning": "procseq.conditioning.sequence",
     "Sequence": "procseq.sequence",
-    "SequenceOutput": "procseq.sequence",
+    "SequenceOutput": "procseq.pipelines.output",
 }
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from procseq.pipelines.image_to_sequence import ImageToSequencePipeline, load_recraft_pipeline
     from procseq.pipelines.planning import Plan, corpus_plan
     from procseq.pipelines.text_to_sequence import ProcessPipeline
-    from procseq.sequence import Sequence, SequenceOutput
+    from procseq.pipelines.output import SequenceOutput
+    from procseq.sequence import Sequence
 
 
 def __getattr__(name: str) -> Any:

@@ -7,10 +7,16 @@ and ``id`` (the sub-folder name; default: the line number, ``00012``). Missing k
 options. Each item is written to its own sub-folder of DIR atomically (a temporary sibling renamed into
 place), so a folder exists only when its item is finished:
 
+- DIR is procseq's: a new or empty folder, or one an earlier batch wrote (its ``batch.json`` says so,
+  written atomically at the start and the end of every run). A folder holding anything else is refused, and
+  nothing in DIR is ever removed but the temporary folders procseq recorded (``outputs.remove_stale_temps``);
+  an item folder is replaced only if procseq wrote it (the overwrite rule of ``procseq generate --out``);
 - a rerun skips the finished items whose settings are unchanged, and redoes an item killed half-way
-  (its temporary folder is removed) or whose line changed;
-- a bad line (not JSON, no prompt, unknown key, wrong type) is reported with its line number and skipped,
-  and an item the pipeline refuses (e.g. an unknown domain) is reported as failed; the others still run;
+  (its recorded temporary folder is removed) or whose line changed;
+- a bad line (not JSON, nested too deep, no prompt, unknown key, wrong type, a number out of the range the
+  command line accepts (:func:`procseq.limits.check_settings`), a bad ``adapter_mix``, text that is not
+  Unicode, a reserved ``id`` such as ``batch.json``) is reported with its line number and skipped, and an
+  item the pipeline refuses (e.g. an unknown domain) is reported as failed; the others still run;
 - under ``torchrun`` / ``accelerate launch`` the items to do are split across the processes with
   ``PartialState.split_between_processes`` (each item on exactly one process), and the main process
   prints the summary table and writes ``DIR/batch.json``.
@@ -18,15 +24,22 @@ place), so a folder exists only when its item is finished:
 
 from __future__ import annotations
 
-import json
+import errno
+import os
 import re
-import shutil
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from procseq.sequence import MODES, SequenceOutput
+from procseq.jsonio import MAX_BYTES, loads, read_json
+from procseq.limits import check_mix, check_settings, max_frames
+from procseq.outputs import as_disk_error, check_out_path, remove_stale_temps, write_json_atomic
+from procseq.sequence import MODES
+
+if TYPE_CHECKING:  # diffusers loads only when a pipeline does
+    from procseq.pipelines.output import SequenceOutput
 
 #: Keys a prompt-file line may hold, with their JSON types.
 ITEM_KEYS: dict[str, tuple[type, ...]] = {
@@ -36,6 +49,10 @@ ITEM_KEYS: dict[str, tuple[type, ...]] = {
 }
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 RECORD = "batch.json"
+RESERVED = {RECORD}
+"""Names an item ``id`` may not take (compared case-insensitively, for case-insensitive file systems)."""
+WRITTEN_BY = "procseq generate --prompts"
+"""The ``written_by`` field of ``batch.json``: what makes DIR a batch folder procseq may resume."""
 
 
 @dataclass
@@ -100,9 +117,9 @@ def parse_line(text: str, line: int, defaults: dict[str, Any]) -> BatchItem:
     """One prompt-file line -> :class:`BatchItem` (settings = `defaults` overridden by the line); raises
     ``ValueError`` saying what is wrong with the line."""
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not JSON ({err.msg}); write one object per line, e.g. "
+        obj = loads(text, "the line", expect=None)
+    except ValueError as err:
+        raise ValueError(f"not JSON or not usable ({err}); write one object per line, e.g. "
                          '{"prompt": "a red lego house", "domain": "lego"}') from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object; write one object per line with at least a \"prompt\"")
@@ -111,36 +128,53 @@ def parse_line(text: str, line: int, defaults: dict[str, Any]) -> BatchItem:
         raise ValueError(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ITEM_KEYS)}")
     for key, value in obj.items():
         if not isinstance(value, ITEM_KEYS[key]) or isinstance(value, bool):
-            raise ValueError(f"{key} must be {' or '.join(t.__name__ for t in ITEM_KEYS[key])}, got {value!r}")
+            kinds = " or ".join(t.__name__ for t in ITEM_KEYS[key])
+            raise ValueError(f"{key} must be {kinds}, got {str(value)[:60]!r}")
     if not str(obj.get("prompt", "")).strip():
         raise ValueError('no "prompt" (the finished artifact, e.g. "a red lego house")')
     if obj.get("mode", "grid") not in MODES:
-        raise ValueError(f"mode {obj['mode']!r} is not available; use one of {', '.join(MODES)}")
+        raise ValueError(f"mode {str(obj['mode'])[:40]!r} is not available; use one of {', '.join(MODES)}")
     name = obj.pop("id", f"{line:05d}")
     if not _ID.match(name):
-        raise ValueError(f"id {name!r} is not a folder name; use letters, digits, '_', '.', '-'")
-    return BatchItem(line=line, name=name, settings={**defaults, **obj})
+        raise ValueError(f"id {name[:40]!r} is not a folder name; use letters, digits, '_', '.', '-'")
+    if name.lower() in RESERVED:
+        raise ValueError(f"id {name!r} is reserved (the batch's own record); choose another id")
+    settings = {**defaults, **obj}
+    check_settings("", frames=settings.get("frames"), steps=settings.get("steps"), seed=settings.get("seed"),
+                   max_frames=max_frames(settings.get("mode")), guidance=settings.get("guidance"),
+                   true_cfg_scale=settings.get("true_cfg_scale"))
+    check_mix(settings.get("adapter_mix"))
+    return BatchItem(line=line, name=name, settings=settings)
 
 
 def read_prompt_file(path: str | Path, defaults: dict[str, Any]) -> tuple[list[BatchItem], list[tuple[int, str]]]:
     """Parse every line of `path` (blank lines ignored): the valid items and ``(line, reason)`` per bad line
-    (a repeated id is bad on its second line)."""
+    (a repeated id is bad on its second line; a line that is not UTF-8 is bad)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"No prompt file {path}; write one JSON object per line, e.g. "
                                 '{"prompt": "a red lego house", "domain": "lego"}.')
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"--prompts {path} is not a regular file (a folder, FIFO or device); give a JSONL file.")
+    if os.stat(path).st_size > MAX_BYTES:
+        raise ValueError(f"--prompts {path} is over {MAX_BYTES} bytes; split it into smaller files.")
     items, bad, names = [], [], set()
-    for n, text in enumerate(path.read_text().splitlines(), start=1):
+    for n, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append((n, "not UTF-8 text; save the prompt file as UTF-8"))
+            continue
         if not text.strip():
             continue
         try:
             item = parse_line(text, n, defaults)
-            if item.name in names:
+            if item.name.lower() in names:
                 raise ValueError(f"id {item.name!r} is used by an earlier line; ids must be unique")
         except ValueError as err:
             bad.append((n, str(err)))
             continue
-        names.add(item.name)
+        names.add(item.name.lower())
         items.append(item)
     return items, bad
 
@@ -151,9 +185,35 @@ def is_finished(out: Path, item: BatchItem) -> bool:
     if not record.is_file():
         return False
     try:
-        return json.loads(record.read_text()).get("batch_item") == item.settings
-    except (json.JSONDecodeError, OSError):
+        return read_json(record).get("batch_item") == item.settings
+    except (ValueError, OSError):
         return False
+
+
+def owned_batch(out: str | Path) -> bool:
+    """Whether `out` is a batch folder procseq wrote: its ``batch.json`` is a regular file whose ``written_by`` is
+    :data:`WRITTEN_BY` (an empty or missing folder is procseq's to take, too)."""
+    out = Path(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return True
+    record = out / RECORD
+    if record.is_symlink() or not record.is_file():
+        return False
+    try:
+        return read_json(record).get("written_by") == WRITTEN_BY
+    except (ValueError, OSError):
+        return False
+
+
+def check_batch_out(out: str | Path) -> None:
+    """Refuse a batch ``--out`` that procseq may not write into: the current folder (or one holding it), a file, or
+    a folder holding anything that is not an earlier batch's (the overwrite rule of ``procseq generate --out``)."""
+    real = check_out_path(out)
+    if os.path.lexists(real) and not real.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder; choose another --out.")
+    if not owned_batch(real):
+        raise ValueError(f"{out} holds files that an earlier `procseq generate --prompts` did not write (no {RECORD} "
+                         f"of procseq's); procseq will not write into it: choose a new or empty --out.")
 
 
 def save_sequence_folder(result: SequenceOutput, prompt: str, domain: str, out: Path,
@@ -171,7 +231,7 @@ def generate_item(pipe: Any, item: BatchItem, out: Path, options: dict[str, Any]
     """Generate one item into ``out/<name>`` atomically (``options``: frame_size, autocast_dtype)."""
     import torch
 
-    from procseq.cli.common import atomic_output_dir
+    from procseq.outputs import atomic_output_dir
 
     s = item.settings
     with atomic_output_dir(out / item.name, overwrite=True) as tmp:
@@ -185,11 +245,22 @@ def generate_item(pipe: Any, item: BatchItem, out: Path, options: dict[str, Any]
 
 
 def remove_partial(out: Path) -> int:
-    """Remove the temporary folders of items killed half-way; returns how many."""
-    partial = [p for p in out.glob(".*.tmp-*") if p.is_dir()]
-    for p in partial:
-        shutil.rmtree(p, ignore_errors=True)
-    return len(partial)
+    """Remove the temporary folders of items killed half-way (only those procseq recorded); returns how many."""
+    return remove_stale_temps(out)
+
+
+def write_record(out: Path, record: dict[str, Any]) -> None:
+    """Write ``out/batch.json`` atomically, marked as procseq's (:data:`WRITTEN_BY`)."""
+    write_json_atomic(out / RECORD, {"written_by": WRITTEN_BY, **record})
+
+
+def _item_error(err: Exception) -> str:
+    """One line for an item that failed; a full disk or read-only target is raised instead (every item would fail)."""
+    disk = as_disk_error(err)
+    if disk is not None and disk.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        raise disk from err
+    text = " ".join(str(err).split())
+    return text if isinstance(err, ValueError) and text else f"{type(err).__name__}: {text}"[:300]
 
 
 def run_batch(load: Callable[[], Any], items: list[BatchItem], bad_lines: list[tuple[int, str]], out: str | Path,
@@ -211,7 +282,9 @@ def run_batch(load: Callable[[], Any], items: list[BatchItem], bad_lines: list[t
 
     state, out, start = process_state(), Path(out), time.perf_counter()
     if state.is_main_process:
+        check_batch_out(out)
         out.mkdir(parents=True, exist_ok=True)
+        write_record(out, {"status": "running"})  # from now on a rerun knows the folder as this batch's
         remove_partial(out)
     state.wait_for_everyone()
     finished = {it.name for it in items if not redo and is_finished(out, it)}
@@ -230,12 +303,12 @@ def run_batch(load: Callable[[], Any], items: list[BatchItem], bad_lines: list[t
                 generate_item(pipe, item, out, options or {}, model, gif_ms)
                 results.append(ItemResult(item.name, item.line, "done", time.perf_counter() - t0,
                                           process=state.process_index))
-            except ValueError as err:
-                results.append(ItemResult(item.name, item.line, "failed", time.perf_counter() - t0, str(err),
-                                          state.process_index))
+            except Exception as err:  # one item's failure never aborts the batch (a full disk does)
+                results.append(ItemResult(item.name, item.line, "failed", time.perf_counter() - t0,
+                                          _item_error(err), state.process_index))
     results = gather_object(results) if state.num_processes > 1 else results
     results.sort(key=lambda r: r.line)
     report = BatchReport(results, bad_lines, time.perf_counter() - start, state.num_processes)
     if state.is_main_process:
-        (out / RECORD).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_record(out, {"status": "finished", **report.to_dict()})
     return report

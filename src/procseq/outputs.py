@@ -4,7 +4,12 @@
   to a temporary sibling, fsynced and renamed over its final name, so a kill or a full disk leaves
   either the old file or the new one, never half of one.
 * :func:`atomic_output_dir`: an output folder is built in a temporary sibling (which carries the
-  :data:`MARKER` file) and renamed into place at the end.
+  :data:`MARKER` file, and while it is temporary the :data:`TEMP_RECORD` naming the process that made it)
+  and renamed into place at the end. A temporary folder left by a killed run is removed by the next run
+  writing the same output (:func:`remove_stale_temps`) only if it carries that record and its process is
+  gone: a folder procseq did not record is never removed, whatever its name.
+* :func:`check_file_target`: a file output never replaces a device, FIFO or socket (``/dev/null``).
+* Files and folders get the user's umask (as ``touch``/``mkdir`` would), not the 0600/0700 of temp files.
 * The overwrite rule (:func:`check_output_free`): ``--overwrite`` replaces only a folder procseq
   itself wrote (it carries :data:`MARKER`), and never one that is, holds or lies inside the current
   folder or an input of the command. Paths are compared after resolving symlinks and ``..``.
@@ -13,9 +18,12 @@
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import shutil
+import socket
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +31,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 MARKER = ".procseq-output"
 """The file procseq writes into every output folder it creates; ``--overwrite`` needs it."""
+
+TEMP_RECORD = ".procseq-temp"
+"""The file inside every temporary output folder: which process made it, for which output (removed on rename)."""
 
 MAX_NAME = 200
 """Longest output file or folder name accepted (file systems allow 255 bytes; temp names add a suffix)."""
@@ -57,13 +68,25 @@ def _check_name(path: Path) -> None:
                          f"choose a name of at most {MAX_NAME}.")
 
 
+_LIVE: set[Path] = set()  # temporary folders this process is writing now
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _make_temp(parent: Path, name: str, folder: bool) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if folder:
-            return Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent))
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: use the user's umask, like mkdir
+            return tmp
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         return Path(tmp)
     except FileExistsError as err:
         raise NotADirectoryError(f"Cannot write into {parent}: a file is in the way; "
@@ -84,8 +107,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     _check_name(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give a file name as the output.")
+    check_file_target(path)
     tmp = _make_temp(path.parent if str(path.parent) else Path("."), path.name, folder=False)
     try:
         yield tmp
@@ -98,6 +120,22 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_file_target(path: str | Path, option: str = "The output") -> None:
+    """Refuse a file output `path` that is a folder or any other non-regular file (a device such as
+    ``/dev/null``, a FIFO, a socket): an atomic rename would replace it with a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError:
+        return  # unreadable: the write reports it
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{option} {path} is a folder; give a file name as the output.")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{option} {path} is not a regular file (a device, FIFO or socket); procseq will not "
+                         "replace it: give the name of a file.")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -135,6 +173,16 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def check_out_path(out: str | Path) -> Path:
+    """`out` resolved, after refusing a name that is too long or a folder that is (or holds) the current folder."""
+    real = _real(out)
+    _check_name(real)
+    if _inside(_real(Path.cwd()), real):
+        raise ValueError(f"--out {out} is the current folder or holds it; procseq writes a new folder: "
+                         f"choose a new name such as --out outputs/run1.")
+    return real
+
+
 def check_output_free(out: str | Path, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
     """Refuse an output folder `out` that cannot be written safely (checked before any slow work starts).
 
@@ -143,11 +191,7 @@ def check_output_free(out: str | Path, overwrite: bool, inputs: Iterable[str | P
     procseq (no :data:`MARKER`) or is, holds or lies inside one of `inputs`.
     """
     out = Path(out)
-    _check_name(_real(out))
-    real = _real(out)
-    if _inside(_real(Path.cwd()), real):
-        raise ValueError(f"--out {out} is the current folder or holds it; procseq writes a new folder: "
-                         f"choose a new name such as --out outputs/run1.")
+    real = check_out_path(out)
     if not os.path.lexists(real):  # the normalised path: `x/y/..` is `x` here, whether or not `x/y` exists
         return
     if not real.is_dir():
@@ -205,12 +249,16 @@ def atomic_dir(out: str | Path, durable: bool = True, recheck: Callable[[], None
     construction (a training run's ``model/``). Yields a temporary sibling with :data:`MARKER`; on success it
     replaces `out` (the old one is moved aside, then deleted), on failure it is removed."""
     out = _real(out)  # `x/..`, symlinks: operate on the folder the user actually means
+    remove_stale_temps(out.parent, out.name)  # a killed earlier run of this output: its recorded leftovers
     tmp = _make_temp(out.parent, out.name, folder=True)
+    _LIVE.add(tmp)
     try:
+        record_temp(tmp, out.name)
         (tmp / MARKER).write_text("written by procseq; `--overwrite` may replace this folder\n")
         yield tmp
         if recheck is not None:
             recheck()  # `out` may have appeared while we worked
+        (tmp / TEMP_RECORD).unlink(missing_ok=True)  # from here on it is the output, not a temporary folder
         if durable:
             fsync_tree(tmp)
         _replace_dir(tmp, out)
@@ -218,7 +266,59 @@ def atomic_dir(out: str | Path, durable: bool = True, recheck: Callable[[], None
         raise_disk_error(err, tmp)
         raise
     finally:
+        _LIVE.discard(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def record_temp(tmp: Path, name: str) -> None:
+    """Write :data:`TEMP_RECORD` into the temporary folder `tmp` of the output `name`: host and process id."""
+    (tmp / TEMP_RECORD).write_text(to_json({"output": name, "host": socket.gethostname(), "pid": os.getpid()}) + "\n")
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
+
+
+def stale_temp(path: Path) -> bool:
+    """True if `path` is a temporary folder procseq made (it holds :data:`TEMP_RECORD` naming its output) whose
+    process, on this host, no longer runs; a folder without the record, or a symlink, is never stale."""
+    from procseq.jsonio import loads
+
+    record = path / TEMP_RECORD
+    if path.is_symlink() or not path.is_dir() or record.is_symlink() or not record.is_file():
+        return False
+    try:
+        info = loads(record.read_bytes()[:4096], str(record))
+    except (OSError, ValueError):
+        return False
+    pid, name = info.get("pid"), info.get("output")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(name, str):
+        return False
+    if not path.name.startswith(f".{name}.tmp-") or info.get("host") != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return path not in _LIVE
+    return _process_gone(pid)
+
+
+def remove_stale_temps(parent: str | Path, name: str | None = None) -> int:
+    """Remove the temporary folders in `parent` (of the output `name`, or of any output) that a killed procseq run
+    left (:func:`stale_temp`); returns how many. Anything else in `parent` is left alone."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return 0
+    removed = 0
+    for path in parent.glob(f".{glob.escape(name)}.tmp-*" if name is not None else ".*.tmp-*"):
+        if stale_temp(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def raise_disk_error(err: Exception, where: Path | None = None) -> None:
@@ -260,6 +360,7 @@ def disk_full_message(err: OSError) -> str | None:
     return None
 
 
-__all__ = ["MARKER", "as_disk_error", "atomic_dir", "atomic_file", "atomic_output_dir", "check_output_free",
-           "disk_full_message", "fsync_dir", "fsync_tree", "raise_disk_error", "to_json", "write_bytes_atomic",
+__all__ = ["MARKER", "TEMP_RECORD", "as_disk_error", "atomic_dir", "atomic_file", "atomic_output_dir",
+           "check_file_target", "check_out_path", "check_output_free", "disk_full_message", "fsync_dir", "fsync_tree",
+           "raise_disk_error", "record_temp", "remove_stale_temps", "stale_temp", "to_json", "write_bytes_atomic",
            "write_json_atomic", "write_text_atomic"]

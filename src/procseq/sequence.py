@@ -1,8 +1,8 @@
-"""The data types every part of procseq passes around: a procedural sequence and a pipeline output."""
+"""The data type every part of procseq passes around: a procedural sequence (frames + captions), saved and
+loaded as a folder. What a pipeline returns is :class:`procseq.pipelines.output.SequenceOutput`."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +69,14 @@ class Sequence:
         meta_path = folder / "sequence.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder} has no sequence.json; is it a procseq sequence folder?")
+        from procseq.jsonio import read_json
+
         try:
-            record = json.loads(meta_path.read_text())
+            record = read_json(meta_path)
+        except ValueError as err:  # any shape, any depth: one line naming the file
+            raise ValueError(f"{meta_path} is not a valid procseq sequence.json "
+                             f"({str(err).replace(str(meta_path), 'the file')})") from None
+        try:
             n = int(record.pop("num_frames"))
             if not 1 <= n <= 1024:
                 raise ValueError(f"num_frames={n}")
@@ -90,51 +96,4 @@ class Sequence:
         return cls(frames=frames, captions=captions, prompt=prompt, domain=domain, meta=record)
 
 
-@dataclass
-class SequenceOutput:
-    """What the pipelines return, one entry per prompt in the batch.
-
-    Args:
-        frames: per prompt, the list of frames in process order.
-        captions: per prompt, the list of per-step captions.
-        grid: per prompt, the serpentine grid image the frames were cut from (also :attr:`images`).
-        metadata: per prompt, settings and timings (JSON-serialisable).
-        plans: per prompt, the :class:`~procseq.pipelines.planning.Plan` the frames were made from.
-        latents: the final packed latents, for ``output_type="latent"``.
-    """
-
-    frames: list[list[Any]]
-    captions: list[list[str]]
-    grid: list[Any]
-    metadata: list[dict[str, Any]]
-    plans: list[Any] | None = None
-    latents: Any = None
-
-    @property
-    def images(self) -> Any:
-        """The grids, as diffusers outputs name them (PIL list, ``(B, H, W, 3)`` array, or the latents)."""
-        return self.latents if self.latents is not None and not self.grid else self.grid
-
-    def as_numpy(self) -> "SequenceOutput":
-        """The same output with frames and grids as float32 arrays in [0, 1] (``output_type="np"``)."""
-        import numpy as np
-
-        def arr(images: list[Image.Image]) -> np.ndarray:
-            return np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
-
-        return SequenceOutput(frames=[arr(f) for f in self.frames], captions=self.captions, grid=arr(self.grid),
-                              metadata=self.metadata, plans=self.plans)
-
-    def sequences(self, prompts: list[str], domain: str) -> list[Sequence]:
-        """View the output as :class:`Sequence` objects (one per prompt); metadata goes to ``meta["settings"]``."""
-        return [
-            Sequence(frames=f, captions=c, prompt=p, domain=domain, meta={"settings": dict(m)})
-            for f, c, p, m in zip(self.frames, self.captions, prompts, self.metadata)
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Captions and metadata only (images are not JSON)."""
-        return {"captions": self.captions, "metadata": self.metadata}
-
-
-__all__ = ["Sequence", "SequenceOutput"]
+__all__ = ["MODES", "Sequence"]

@@ -10,27 +10,48 @@ anywhere on its own), the frames, ``grid.png``, ``sequence.gif`` and ``sequence.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from procseq.eval.judge import image_data_url
 from procseq.pipelines.planning import Plan, resample_captions
-from procseq.sequence import SequenceOutput
+
+if TYPE_CHECKING:  # diffusers loads only when a pipeline does
+    from procseq.pipelines.output import SequenceOutput
 
 PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#222}"
               "img{width:16rem;image-rendering:pixelated;border:1px solid #ccc}"
               "section{margin:1.5rem 0}.meta{color:#666;font-size:.9rem}")
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
+_LINE_START = re.compile(r"^(\d*)([-+=.)])")  # a list item, rule or setext underline where the line starts
+
+
+def markdown_text(text: str) -> str:
+    """`text` as inert Markdown on one line: whitespace runs (newlines included) become one space, control
+    characters are dropped, ``& < >`` become HTML entities (no raw HTML), and every Markdown punctuation mark is
+    backslash-escaped (no links, images, headings, emphasis or ``javascript:`` targets)."""
+    text = "".join(ch for ch in text if ch.isprintable() or ch.isspace())
+    text = " ".join(text.split())
+    return _LINE_START.sub(r"\1\\\2", _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)))
+
+
 def render_markdown(title: str, captions: list[str], image_names: list[str], note: str = "") -> str:
-    """The tutorial as Markdown: ``# title``, then ``## Step i`` with the caption and ``![...](image)`` per step."""
+    """The tutorial as Markdown: ``# title``, then ``## Step i`` with the caption and ``![...](image)`` per step.
+
+    Title, note and captions come from prompts, plans edited by hand or an endpoint's answer, so each is written
+    as inert text on one line (:func:`markdown_text`); only the image names (procseq's own) are links.
+    """
     if len(captions) != len(image_names):
         raise ValueError(f"{len(captions)} captions for {len(image_names)} images; give one image per step.")
-    lines = [f"# {title}", ""] + ([note, ""] if note else [])
+    lines = [f"# {markdown_text(title) or 'Tutorial'}", ""] + ([markdown_text(note), ""] if note else [])
     for i, (caption, name) in enumerate(zip(captions, image_names), 1):
-        lines += [f"## Step {i} of {len(captions)}", "", caption, "", f"![Step {i}: {caption}]({name})", ""]
+        text = markdown_text(caption) or "(no caption)"
+        lines += [f"## Step {i} of {len(captions)}", "", text, "", f"![Step {i}: {text}]({name})", ""]
     return "\n".join(lines)
 
 
@@ -95,4 +116,4 @@ def generate_tutorial(pipe: Any, plan: Plan, mode: str = "grid", image: Any = No
     return out
 
 
-__all__ = ["generate_tutorial", "render_html", "render_markdown", "write_tutorial"]
+__all__ = ["generate_tutorial", "markdown_text", "render_html", "render_markdown", "write_tutorial"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from procseq.sequence import SequenceOutput
+from procseq.pipelines.output import SequenceOutput
 
 
 class FakePipeline:
@@ -26,4 +26,4 @@ class FakePipeline:
         shade = int(torch.randint(256, (1,), generator=generator))
         imgs = [Image.new("RGB", (8, 8), (shade, i * 10, 0)) for i in range(frames)]
         return SequenceOutput(frames=[imgs], captions=[[f"step {i}" for i in range(frames)]],
-                              grid=[Image.new("RGB", (16, 16))], metadata=[{"timings_s": {"total": 0.0}}])
+                              images=[Image.new("RGB", (16, 16))], metadata=[{"timings_s": {"total": 0.0}}])

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from procseq.batch import is_finished, read_prompt_file, run_batch
 from procseq.cli import main
+from procseq.outputs import record_temp
 from tests.core.batch_fakes import FakePipeline
 
 DEFAULTS = {"domain": "painting", "frames": 4, "seed": 0}
@@ -59,6 +60,7 @@ def test_resume_skips_finished_redoes_partial_and_changed_items(tmp_path) -> Non
 
     # a kill half-way through "house": its folder is gone, a temporary sibling is left behind
     (out / "house").rename(out / ".house.tmp-killed")
+    record_temp(out / ".house.tmp-killed", "house")  # procseq's record of its temporary folder (issue 23)
     items[0].settings["seed"] = 1  # and line 1 was edited since
     log.write_text("")
     again = run_batch(lambda: FakePipeline(log), items, bad, out, progress=False)

@@ -92,3 +92,13 @@ def test_splits_load_by_name_with_datasets(corpus: Path, monkeypatch: pytest.Mon
     plain = json.loads((corpus / "train" / "metadata.jsonl").read_text().splitlines()[0])
     casted = datasets.Dataset.from_list([{"f": str(corpus / "train" / plain["frames_file_names"][0])}])
     assert casted.cast_column("f", datasets.Image())[0]["f"].size == (32, 32)
+
+
+def test_dataset_card_describes_the_corpus(corpus: Path) -> None:
+    card = (corpus / "README.md").read_text()
+    header = card.split("---")[1]
+    assert "license: apache-2.0" in header and "- split: test_paraphrase" in header
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    for split, count in manifest["counts"].items():
+        assert f"| {split} | {count} |" in card  # every split with its size
+    assert "`spec`" in card and "ground truth" in card

@@ -12,7 +12,7 @@ from PIL import Image
 from procseq.cli import main
 from procseq.pipelines import frame_by_frame as fbf
 from procseq.pipelines.planning import Plan
-from procseq.sequence import SequenceOutput
+from procseq.pipelines.output import SequenceOutput
 
 
 def run(pipe, captions, seed=0, **kw):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from procseq.pipelines.planning import Plan
 from procseq.pipelines.regional import RegionalConfig, check_regional_frames
-from procseq.sequence import SequenceOutput
+from procseq.pipelines.output import SequenceOutput
 
 
 def gen(pipe, seed: int = 0, **kw):
@@ -88,7 +88,10 @@ def test_adapters_route_in_regional_mode(tiny_pipe) -> None:
     clay, sand, base = (np.asarray(gen(pipe, domain=d, mode="regional", captions=steps).grid[0])
                         for d in ("clay", "sand_art", "painting"))
     assert not np.array_equal(clay, sand)
-    assert np.array_equal(base, np.asarray(gen(tiny_pipe, mode="regional", captions=steps).grid[0]))  # a base domain: the base model
+    # a base domain: the base model (within one level of rounding: measured flaky at +-1 on 0.02 % of pixels on main,
+    # depending on which tests ran before, so float summation order, not routing)
+    ref = np.asarray(gen(tiny_pipe, mode="regional", captions=steps).grid[0])
+    assert np.abs(base.astype(int) - ref.astype(int)).max() <= 1
 
 
 def test_sixteen_steps_end_to_end_with_the_shipped_model() -> None:

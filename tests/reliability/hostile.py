@@ -26,6 +26,7 @@ from typing import Callable
 from click.testing import CliRunner
 
 MODEL = "{model}"  # replaced by the micro model folder
+ENDPOINT = "{endpoint}"  # replaced by the URL of a local misbehaving chat-completions server
 TEXT = "a red circle"
 GEN = ["generate", TEXT, "--model", MODEL, "--frames", "4", "--steps", "1"]
 REC = ["recraft", "photo.png", "--model", MODEL, "--no-lora", "--frames", "4", "--steps", "1"]
@@ -45,6 +46,12 @@ class Case:
     keep: list[str] = field(default_factory=list)  # files it may legitimately replace
     disk_free_kb: int | None = None  # run with work/disk a full tmpfs with this much room left (needs root)
     slow: bool = False  # builds a model from scratch: pytest runs it only with -m slow (the script always)
+    check: Callable[[Path], str | None] | None = None  # after the run: a wrong result it describes, or None
+    says: str | None = None  # a clean error's line must contain this (it names what to change)
+
+
+class SkipCase(Exception):
+    """Raised by a setup that cannot be made here (e.g. a device node without root)."""
 
 
 @dataclass
@@ -52,7 +59,7 @@ class Outcome:
     """What a case did."""
 
     case: Case
-    kind: str  # ok | clean | traceback | unclear | skipped (a full-disk case where tmpfs cannot be mounted)
+    kind: str  # ok | clean | traceback | unclear | wrong (check failed) | skipped (no tmpfs for a full-disk case)
     lost: list[str]
     partial: list[str]
     detail: str
@@ -430,7 +437,9 @@ def cases() -> list[Case]:
              0, None)):
         add(Case("disk full", f"{name} onto a full disk", args, setup, out=None, disk_free_kb=free,
                  slow=name in ("init-tiny", "train")))
-    return c
+    from tests.reliability.hostile_inputs import input_cases  # issue 23: batch, bounds, JSON, endpoint, Markdown
+
+    return c + input_cases()
 
 
 def full_disk(root: Path, free_kb: int) -> Callable[[], None] | None:
@@ -468,7 +477,10 @@ def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
     (root / "notes.txt").write_text("the user's notes")
     (work / "beside.txt").write_text("next to the work folder")
     if case.setup is not None:
-        case.setup(root)
+        try:
+            case.setup(root)
+        except SkipCase as why:
+            return Outcome(case, "skipped", [], [], str(why))
     unmount = None
     if case.disk_free_kb is not None:
         if case.name.startswith("train"):
@@ -478,6 +490,10 @@ def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
             return Outcome(case, "skipped", [], [], "cannot mount a tmpfs here (needs root)")
     before = snapshot(work)
     args = [a.replace(MODEL, str(model_dir)) for a in case.args]
+    if any(ENDPOINT in a for a in args):
+        from tests.reliability.hostile_inputs import endpoint_url
+
+        args = [a.replace(ENDPOINT, endpoint_url()) for a in args]
     cwd = os.getcwd()
     os.chdir(root)
     try:
@@ -508,7 +524,18 @@ def run_case(case: Case, work: Path, model_dir: Path) -> Outcome:
         one = sum(ln.startswith("procseq: error:") for ln in lines) == 1 and lines[-1].startswith("procseq: error:")
         usage = any(ln.startswith("Error:") for ln in lines)  # click's own: bad option value / missing argument
         kind = "clean" if (one or usage) else "unclear"
-        detail = lines[-1][:160] if lines else "(nothing on stderr)"
+        detail = lines[-1][:400] if lines else "(nothing on stderr)"
+    if case.says is not None and kind == "clean" and case.says.lower() not in detail.lower():
+        kind, detail = "wrong", f"the error does not mention {case.says!r}: {detail}"
+    if case.check is not None and kind in ("ok", "clean"):
+        cwd = os.getcwd()
+        os.chdir(root)
+        try:
+            problem = case.check(root)
+        finally:
+            os.chdir(cwd)
+        if problem:
+            kind, detail = "wrong", problem
     return Outcome(case, kind, lost, sorted(set(partial)), detail)
 
 
@@ -525,4 +552,4 @@ def _main():
     return main
 
 
-__all__ = ["Case", "Outcome", "cases", "run_case"]
+__all__ = ["Case", "Outcome", "SkipCase", "cases", "run_case"]

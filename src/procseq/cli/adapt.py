@@ -66,8 +66,15 @@ def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_r
                     max_frames: int | None, recompute_thresholds: bool = False, local_form: str = "patch",
                     **_: Any) -> Any:
     """The :class:`~procseq.pipelines.adaptive.AdaptiveConfig` of the options (checked: ``ValueError`` on bad values)."""
+    from procseq.limits import MAX_PLAN_STEPS, check_float
     from procseq.pipelines.adaptive import AdaptiveConfig
 
+    for name, value in (("--alpha", alpha), ("--beta", beta), ("--k-add", k_add), ("--k-del", k_del)):
+        check_float(value, name)  # finite: NaN/inf would otherwise fail only when the record is written
+    if max_rounds > 100:  # the lower bounds are AdaptiveConfig's own checks
+        raise ValueError(f"--max-rounds must be at most 100, got {max_rounds}.")
+    if max_frames is not None and max_frames > MAX_PLAN_STEPS:
+        raise ValueError(f"--max-frames must be at most {MAX_PLAN_STEPS}, got {max_frames}.")
     return AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=max_rounds,
                           min_frames=min_frames, max_frames=max_frames, recompute=recompute_thresholds,
                           local=local_form)
@@ -153,10 +160,7 @@ def load_sequence_folder(folder: Path) -> Any:
         raise FileNotFoundError(f"{folder} is not a procseq sequence folder (no sequence.json); pass a folder "
                                 "written by `procseq generate`.")
     try:
-        return Sequence.load(folder)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{folder / 'sequence.json'} is not valid JSON ({err.msg}); regenerate the sequence.") \
-            from err
+        return Sequence.load(folder)  # bad JSON of any shape: a ValueError naming the file (procseq.jsonio)
     except (KeyError, TypeError) as err:
         raise ValueError(f"{folder / 'sequence.json'} lacks {err} (a sequence needs prompt, domain, num_frames "
                          "and captions); regenerate the sequence.") from err

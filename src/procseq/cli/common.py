@@ -13,10 +13,12 @@ from typing import Any
 
 import click
 
+from procseq.limits import MAX_GRID_FRAMES, check_float, check_int, check_settings
 from procseq.outputs import as_disk_error, atomic_output_dir, check_output_free, disk_full_message
 
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, FileExistsError,
-               IsADirectoryError)
+               IsADirectoryError, ConnectionError)
+"""Errors the CLI prints as one line (exit 2): bad input, missing or misplaced files, an unreachable endpoint."""
 
 
 def _terminate(signum: int, frame) -> None:
@@ -77,46 +79,24 @@ def check_text(value: str, what: str) -> str:
 
 def check_positive(value: int | None, option: str, maximum: int | None = None) -> None:
     """Refuse an integer option that is < 1 (or > `maximum`); None means 'the default' and passes."""
-    if value is None:
-        return
-    if value < 1 or (maximum is not None and value > maximum):
-        upper = f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(f"{option} must be >= 1{upper}, got {value}.")
-
-
-MAX_FRAME_SIZE = 1024
-MAX_GRID_PIXELS = 2048 * 2048
+    check_int(value, option, 1, maximum)
 
 
 def check_sampling(frames: int | None, steps: int | None, frame_size: int | None, gif_ms: int | None = None,
-                   seed: int | None = None, max_frames: int = 64, **floats: float | None) -> None:
-    """Range checks shared by generate/recraft/eval: counts >= 1, a bounded frame and grid size, finite floats.
+                   seed: int | None = None, max_frames: int = MAX_GRID_FRAMES, **floats: float | None) -> None:
+    """Range checks shared by generate/recraft/eval (:func:`procseq.limits.check_settings`, the same checks as a
+    batch line's): counts >= 1, a bounded frame and grid size, finite scales in 0..100.
 
     `max_frames` is the layout's bound (64 for the grid and regional modes, 256 frame by frame). `floats`
-    maps option names (``true_cfg_scale=...``) to values that must be finite and >= 0.
+    maps option names (``true_cfg_scale=...``) to values that must be finite and in 0..100.
     """
-    check_positive(frames, "--frames", max_frames)
-    check_positive(steps, "--steps", 1000)
-    check_positive(gif_ms, "--gif-ms")
-    check_positive(frame_size, "--frame-size", MAX_FRAME_SIZE)
-    if seed is not None and not -(2**63) <= seed < 2**64:
-        raise ValueError(f"--seed must fit in 64 bits (0 to {2**64 - 1}), got {seed}.")
-    if frame_size is not None and frames is not None:
-        side = math.ceil(math.sqrt(frames)) * frame_size
-        if side * side > MAX_GRID_PIXELS:
-            raise ValueError(f"{frames} frames of {frame_size} px make a {side}x{side} grid, over the "
-                             f"{MAX_GRID_PIXELS // 1_000_000} megapixel limit; lower --frame-size or --frames.")
-    for name, value in floats.items():
-        check_finite(value, "--" + name.replace("_", "-"), 0.0)
+    check_settings("--", frames=frames, steps=steps, frame_size=frame_size, gif_ms=gif_ms, seed=seed,
+                   max_frames=max_frames, **floats)
 
 
 def check_finite(value: float | None, option: str, minimum: float | None = None) -> None:
     """Refuse a float option that is NaN or infinite (or < `minimum`); None passes."""
-    if value is None:
-        return
-    if not math.isfinite(value) or (minimum is not None and value < minimum):
-        lower = f" and >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{option} must be a finite number{lower}, got {value}.")
+    check_float(value, option, minimum)
 
 
 @click.group(cls=ProcseqGroup, context_settings={"help_option_names": ["-h", "--help"]})

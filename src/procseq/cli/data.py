@@ -47,6 +47,7 @@ def data_make(out: Path, per_domain: int, test_per_domain: int | None, frame_siz
     as images + metadata.jsonl; datasets.load_dataset(OUT) loads every split by name."""
     from procseq.data.dataset import make_corpus
 
+    check_workers(workers)
     check_output_free(out, overwrite)
 
     manifest = make_corpus(out, per_domain=per_domain, frame_size=frame_size, seed=seed,
@@ -65,3 +66,13 @@ def data_montage(out: Path, frame_size: int, seed: int) -> None:
     from procseq.data.dataset import montage
 
     click.echo(f"wrote {montage(out, frame_size=frame_size, seed=seed)}")
+
+
+def check_workers(workers: int) -> None:
+    """Refuse more ``--workers`` than this process may use cores (more only queue up and multiply the memory)."""
+    import os
+
+    from procseq.limits import check_int
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    check_int(workers, f"--workers (this machine has {cores} core{'s' * (cores > 1)})", 1, max(1, cores))

@@ -25,7 +25,8 @@ from procseq.cli.common import (
 )
 from procseq.cli.options import report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
-from procseq.outputs import write_json_atomic
+from procseq.models.quantize import check_quantization
+from procseq.outputs import check_file_target, write_json_atomic
 from procseq.sequence import MODES
 
 
@@ -47,8 +48,10 @@ from procseq.sequence import MODES
 @runtime_options()
 @click.option("--bf16-autocast/--no-bf16-autocast", default=False, show_default=True,
               help="Run the transformer under bf16 autocast (fp32 weights, bf16 matmuls).")
-@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8"]),
-              help="Weight-only int8 for the transformer's block linears: 1/4 of fp32's weight memory, not faster.")
+@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "int8", "nf4"]),
+              help="Quantize the transformer's weights while it loads, through diffusers' quantization_config: int8 "
+                   "(torchao; pip install torchao) or nf4 (bitsandbytes, a CUDA GPU). For fitting FLUX.1-dev in "
+                   "memory; no faster on the embedded model. Works in every layout and with known frames.")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
               help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json (with --prompts: one "
                    "sub-folder per item, plus batch.json).")
@@ -108,12 +111,13 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
                               gif_ms, overwrite)
-    if plan_file is not None and Path(plan_file).is_file():  # the plan's title, domain, step count as defaults
+    check_quantization(quantize)  # the backend is installed (before anything loads); every layout takes it
+    if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
 
         from procseq.pipelines.planning import Plan
 
-        given, source = Plan.load(plan_file), click.get_current_context().get_parameter_source
+        given, source = load_plan(plan_file), click.get_current_context().get_parameter_source
         prompt = prompt or given.title
         domain = given.domain if source("domain") == ParameterSource.DEFAULT else domain
         frames = given.num_steps if source("frames") == ParameterSource.DEFAULT else frames
@@ -173,24 +177,30 @@ def load_plan_file(path: Path | None, frames: int) -> Any:
     """The ``--plan`` file as a :class:`~procseq.pipelines.planning.Plan` (None without one); its steps must equal `frames`."""
     if path is None:
         return None
-    from procseq.pipelines.planning import Plan
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
-    plan = Plan.load(path)
+    plan = load_plan(path)
     if plan.num_steps != frames:
         raise ValueError(f"The plan {path} has {plan.num_steps} steps but --frames is {frames}; "
                          f"pass --frames {plan.num_steps} (one frame per step) or edit the plan.")
     return plan
 
 
+def load_plan(path: Path) -> Any:
+    """``--plan FILE`` read and checked (a missing path, a folder, a FIFO, bad JSON: one line naming the file)."""
+    from procseq.pipelines.planning import Plan
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
+    return Plan.load(path)
+
+
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,
                    device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool) -> None:
     """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
-    from procseq.batch import read_prompt_file, run_batch
+    from procseq.batch import check_batch_out, read_prompt_file, run_batch
     from procseq.distributed import process_state
     from procseq.models.loading import load_pipeline
 
+    check_batch_out(out)  # on every process, before anything is written or loaded
     items, bad = read_prompt_file(prompts_file, defaults)
     state = process_state()
     main_process = state.is_main_process
@@ -207,18 +217,18 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
     if main_process:
         click.echo(report.to_markdown())
         click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")
-    if report.counts["failed"] or bad:
+    if report.counts["failed"] or bad:  # the rest is done; one last line says what to fix
+        click.echo(f"procseq: error: {report.counts['failed']} item(s) failed and {len(bad)} line(s) were skipped "
+                   f"(listed above and in {out}/batch.json); fix those lines and rerun to do only them.", err=True)
         raise SystemExit(1)
 
 
 
 def mode_max_frames(mode: str | None) -> int:
     """The most frames `--frames` may ask for in `mode`: 256 frame by frame (one frame per pass), else 64."""
-    if mode == "frame-by-frame":
-        from procseq.pipelines.frame_by_frame import MAX_FRAMES
+    from procseq.limits import max_frames
 
-        return MAX_FRAMES
-    return 64
+    return max_frames(mode)
 
 
 @main.command("samples")
@@ -294,6 +304,8 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
     check_sampling(frames, steps, None, true_cfg_scale=true_cfg_scale)
     if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
         raise ValueError(f"--json-out {json_out} must be a file name in an existing folder.")
+    if json_out is not None:
+        check_file_target(json_out, "--json-out")
     from procseq.models.loading import precheck
 
     precheck(model, domain, frames, frame_size)

@@ -18,6 +18,7 @@ from procseq.cli.common import (
     one_line,
 )
 from procseq.cli.options import report_choices, runtime_options
+from procseq.limits import MAX_EXTEND, check_int
 from procseq.outputs import disk_full_message
 
 
@@ -58,8 +59,7 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
     from procseq.images import open_image
     from procseq.models.loading import precheck
 
-    if extend < 0:
-        raise ValueError(f"--extend must be >= 0, got {extend}.")
+    check_int(extend, "--extend", 0, MAX_EXTEND)
     if no_lora and lora is not None:
         raise ValueError("Pass either --lora or --no-lora, not both.")
     if prompt is not None:
@@ -125,16 +125,21 @@ def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames:
 
     from procseq.conditioning.frames import check_known_indices
     from procseq.images import open_image
+    from procseq.models.loading import precheck
     from procseq.pipelines.image_to_sequence import load_recraft_pipeline
 
     if not check_text(prompt, "prompt").strip():
         raise ValueError("The prompt is empty; describe the finished artifact, e.g. 'a red lego house'.")
     check_sampling(frames, steps, None, gif_ms, seed)
+    check_positive(max_pixels, "--max-pixels")
     check_known_indices(range(len(images)), frames)
     inputs = model_inputs(model, lora, *images)
     check_output_free(out, overwrite, inputs)
+    base = precheck(model, domain, frames, check_frames=False).domains  # an unknown domain fails here, before loading
     pictures = [open_image(path, max_pixels) for path in images]  # every bad input fails before the model loads
-    pipe = load_recraft_pipeline(model, lora=lora, device=device)
+    # an adapter domain the model ships (clay, sand_art for procseq-tiny) needs its adapters loaded
+    adapters = None if domain is not None and base and domain not in base else "none"
+    pipe = load_recraft_pipeline(model, lora=lora, device=device, adapters=adapters)
     pipe.set_progress_bar_config(disable=True)
     with atomic_output_dir(out, overwrite, inputs) as tmp:
         result = pipe.continue_sequence(pictures, prompt, domain=domain, frames=frames, known_mode=mode,

@@ -9,7 +9,8 @@ import click
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, check_sampling, check_text, main, \
     model_inputs
 from procseq.cli.options import report_choices, runtime_options
-from procseq.cli.plan import PLANNER_HELP
+from procseq.limits import check_float, max_frames
+from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 
 
 @main.command()
@@ -31,31 +32,38 @@ from procseq.cli.plan import PLANNER_HELP
                    "frame in the other modes); captions from the plan.")
 @click.option("--planner", default="corpus", show_default=True, help=PLANNER_HELP)
 @click.option("--planner-model", default="default", show_default=True, help="Model name sent to an endpoint planner.")
+@click.option("--planner-timeout", default=120.0, show_default=True, type=float, help=TIMEOUT_HELP)
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
 @click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
 @runtime_options()
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain: str | None, frames: int | None,
-             mode: str, image: Path | None, planner: str, planner_model: str, seed: int, steps: int | None, model: str,
+             mode: str, image: Path | None, planner: str, planner_model: str, planner_timeout: float, seed: int,
+             steps: int | None, model: str,
              frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
              compile_model: bool, overwrite: bool) -> None:
     """Plan INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps"), draw every step, and write the
     tutorial to --out."""
-    from procseq.pipelines.planning import Plan, plan_instruction
+    from procseq.pipelines.planning import plan_instruction
 
     if (instruction is None) == (plan_file is None):
         raise ValueError("Give an INSTRUCTION or --plan plan.json (one of them).")
-    check_sampling(frames, steps, frame_size, None, seed)
+    check_sampling(frames, steps, frame_size, None, seed, max_frames=max_frames(mode))
+    check_plan_domain(domain)
+    check_float(planner_timeout, "--planner-timeout", 0.1, 3600.0)
     if image is not None and not image.is_file():
         raise FileNotFoundError(f"No picture at {image}; pass the finished thing as a PNG/JPEG/WebP file.")
     check_output_free(out, overwrite, model_inputs(model, plan_file, image))
     if plan_file is not None:
-        plan = Plan.load(plan_file)
+        from procseq.cli.generate import load_plan
+
+        plan = load_plan(plan_file)
     else:
         from procseq.pipelines.llm_planner import load_planner
 
-        plan = plan_instruction(check_text(instruction or "", "instruction"), load_planner(planner, planner_model),
+        plan = plan_instruction(check_text(instruction or "", "instruction"),
+                                load_planner(planner, planner_model, planner_timeout),
                                 domain, frames)
     import torch
 

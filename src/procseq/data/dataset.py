@@ -39,12 +39,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
+from procseq.cards import dataset_card
 from procseq.data.synthetic import DOMAIN_PLAN, REGISTRY, generate, get_domain
 from procseq.data.synthetic.phrasing import phrase_captions, phrase_prompt
 from procseq.domain_prompt import with_domain
 from procseq.data.synthetic.base import (
     HELD_OUT_LENGTHS, check_frame_size, check_split, held_out_lengths, stable_hash, train_lengths,
 )
+from procseq.jsonio import loads
 from procseq.layout import frames_to_grid, grid_shape
 from procseq.outputs import atomic_file, atomic_output_dir, write_json_atomic
 
@@ -166,7 +168,7 @@ def make_corpus(
                     "domain_lengths": {n: get_domain(n).lengths for n in DOMAIN_PLAN},
                     "wording": wording, "phrasings": phrasings}
         write_json_atomic(tmp / "manifest.json", manifest)
-        (tmp / "README.md").write_text(dataset_card(list(counts)))
+        (tmp / "README.md").write_text(dataset_card(list(counts), manifest))
     return manifest
 
 
@@ -210,14 +212,6 @@ def paraphrase_row(row: dict[str, Any], seed: int, split: str, index: int, phras
             "captions": phrase_captions(row["spec"]["captions"], pool, rng)}
 
 
-def dataset_card(splits: list[str]) -> str:
-    """A README.md whose YAML ``configs`` let ``datasets.load_dataset(DIR)`` load each split by name."""
-    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for split in splits:
-        lines += [f"  - split: {split.replace('-', '_')}", f"    path: {split}/**"]
-    return "\n".join(lines + ["---", "", "procseq synthetic corpus (procseq data make); see manifest.json.", ""])
-
-
 def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
     """The metadata rows of `split`, with absolute ``grid_path`` and ``frame_paths`` added."""
     check_split(split)
@@ -231,9 +225,9 @@ def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads(line, f"line {number}")
                 if isinstance(row.get("spec"), str):
-                    row["spec"] = json.loads(row["spec"])
+                    row["spec"] = loads(row["spec"], f"the spec of line {number}")
                 row["grid_path"] = str(inside(root, Path(split) / row["file_name"]))
                 if "frames_file_names" in row:
                     row["frame_paths"] = [str(inside(root / split, p)) for p in row["frames_file_names"]]
@@ -348,4 +342,4 @@ def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: in
                         out_path, scale)
 
 
-__all__ = ["LENGTH_MODES", "WORDINGS", "GridDataset", "dataset_card", "paraphrase_row", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]
+__all__ = ["LENGTH_MODES", "WORDINGS", "GridDataset", "paraphrase_row", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]

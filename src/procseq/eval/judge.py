@@ -11,10 +11,12 @@ when it is unset, for local servers). Synthetic data is scored with ground truth
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -22,7 +24,13 @@ from typing import Any
 
 from PIL import Image
 
+from procseq.jsonio import MAX_DEPTH, check_strings, loads, nesting_depth
 from procseq.sequence import Sequence
+
+MAX_REPLY_BYTES = 2 * 1024 * 1024
+"""Largest endpoint answer read (a plan of 256 steps is under 100 KB); a longer one is refused."""
+MAX_JSON_TRIES = 32
+"""How many ``{`` of a reply are tried as the start of its JSON object (keeps reading linear in its length)."""
 
 RUBRIC = """You are an expert evaluator of procedural image sequences: images that show, step by step, \
 how an artifact is made (a painting, a drawing, a LEGO build, a dish, a sculpture...).
@@ -83,15 +91,25 @@ def _rating(name: str, value: Any, text: str) -> int:
 
 
 def _json_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects in a reply (prose and code fences around them allowed): at most :data:`MAX_JSON_TRIES`
+    starting ``{`` are tried, each object is skipped over once found (linear time), and a reply nested deeper
+    than :data:`~procseq.jsonio.MAX_DEPTH` is refused (``JudgeError``), never a ``RecursionError``."""
+    if nesting_depth(text) > MAX_DEPTH:
+        raise JudgeError(f"The reply is nested more than {MAX_DEPTH} levels deep; it is not the JSON asked for.")
     decoder = json.JSONDecoder()
-    found = []
-    for m in re.finditer(r"\{", text):
+    found: list[dict[str, Any]] = []
+    start, tries = text.find("{"), 0
+    while start >= 0 and tries < MAX_JSON_TRIES:
+        tries += 1
         try:
-            obj, _ = decoder.raw_decode(text, m.start())
-        except json.JSONDecodeError:
+            obj, end = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError):
+            start = text.find("{", start + 1)
             continue
         if isinstance(obj, dict):
+            check_strings(obj, "The reply")
             found.append(obj)
+        start = text.find("{", end)
     return found
 
 
@@ -149,7 +167,7 @@ def reply_text(response: dict[str, Any]) -> str:
             f"Not a chat-completions response (no choices[0].message.content): {str(response)[:300]}"
         ) from err
     if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     if not isinstance(content, str):
         raise JudgeError(f"The judge's message content is not text: {content!r}"[:300])
     return content
@@ -177,7 +195,31 @@ class Judge:
         self.max_tokens = max_tokens
 
     def request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """POST a chat-completions request and return the decoded JSON response."""
+        """POST a chat-completions request and return the decoded JSON response.
+
+        `timeout` bounds the whole request (connecting, a server that trickles its answer byte by byte, reading),
+        the answer is read up to :data:`MAX_REPLY_BYTES`; every network failure is a ``ConnectionError`` and an
+        answer that is not a JSON object is a ``JudgeError``, each with one line that says what to check.
+        """
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["value"] = self._request(messages)
+            except BaseException as err:  # handed to the caller's thread
+                box["error"] = err
+
+        worker = threading.Thread(target=work, daemon=True, name="procseq-endpoint")
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():  # left to die with the process: a daemon thread on a socket with a timeout
+            raise ConnectionError(f"The endpoint {self.url} did not finish answering within {self.timeout:g} s; "
+                                  "check the server, or use a faster model.")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def _request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         body = {"model": self.model, "messages": messages, "temperature": self.temperature,
                 "max_tokens": self.max_tokens}
         headers = {"Content-Type": "application/json"}
@@ -187,17 +229,25 @@ class Judge:
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read().decode("utf-8", errors="replace")
+                data = resp.read(MAX_REPLY_BYTES + 1)
         except urllib.error.HTTPError as e:
-            detail = e.read().decode("utf-8", errors="replace")[:300]
+            try:
+                detail = " ".join(e.read(300).decode("utf-8", errors="replace").split())
+            except (OSError, http.client.HTTPException):
+                detail = ""
             hint = f" Set ${self.api_key_env} to a valid API key." if e.code in (401, 403) else ""
-            raise ConnectionError(f"Judge endpoint {self.url} answered HTTP {e.code}: {detail}{hint}") from e
-        except (urllib.error.URLError, TimeoutError) as e:
-            raise ConnectionError(f"Cannot reach the judge endpoint {self.url}: {e}; check the URL.") from e
+            raise ConnectionError(f"The endpoint {self.url} answered HTTP {e.code}: {detail}{hint}") from e
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            reason = getattr(e, "reason", None) or e
+            raise ConnectionError(f"Cannot reach the endpoint {self.url} ({type(e).__name__}: {reason}); check the "
+                                  "URL and that the server runs.") from e
+        if len(data) > MAX_REPLY_BYTES:
+            raise JudgeError(f"The endpoint {self.url} answered more than {MAX_REPLY_BYTES} bytes; it is not a "
+                             "chat-completions answer.")
         try:
-            return json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise JudgeError(f"The judge endpoint returned non-JSON: {raw[:300]!r}") from e
+            return loads(data.decode("utf-8", errors="replace"), f"The answer of {self.url}", dict)
+        except ValueError as e:
+            raise JudgeError(f"{e} (a chat-completions endpoint answers one JSON object)") from None
 
     def __call__(self, sequence: Sequence) -> JudgeScore:
         """Rate one sequence."""

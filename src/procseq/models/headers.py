@@ -1,9 +1,10 @@
-"""Read what a checkpoint folder holds without loading torch: safetensors headers, adapter domains, VAE scale."""
+"""Read what a checkpoint folder holds without loading torch: safetensors metadata and shapes, adapter domains,
+VAE scale (through ``safetensors.safe_open`` with the NumPy framework, which reads only the header)."""
 
 from __future__ import annotations
 
 import json
-import struct
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,30 +13,22 @@ ADAPTER_METADATA_KEY = "procseq_adapter"
 
 
 def safetensors_header(path: str | Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file: ``{name: {dtype, shape, data_offsets}, "__metadata__": {...}}``."""
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ValueError(f"{path} is not a readable safetensors file (too short).")
-        (size,) = struct.unpack("<Q", raw)
-        if size > 100_000_000:
-            raise ValueError(f"{path} is not a readable safetensors file (header of {size} bytes).")
-        try:
-            return json.loads(f.read(size))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    """A safetensors file's header: ``{name: {"shape": [...]}, "__metadata__": {...}}`` (``ValueError`` when the file
+    is not a readable safetensors file)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            header: dict[str, Any] = {k: {"shape": list(f.get_slice(k).get_shape())} for k in f.keys()}
+            header["__metadata__"] = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    return header
 
 
 def tensor_count(path: str | Path) -> int:
     """Number of scalars stored in a safetensors file (parameters, for a weights file)."""
-    total = 0
-    for key, entry in safetensors_header(path).items():
-        if key != "__metadata__":
-            n = 1
-            for dim in entry["shape"]:
-                n *= dim
-            total += n
-    return total
+    return sum(math.prod(entry["shape"]) for key, entry in safetensors_header(path).items() if key != "__metadata__")
 
 
 def adapter_domains(path: str | Path) -> list[str]:

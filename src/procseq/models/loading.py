@@ -244,19 +244,21 @@ def load_pipeline(
         threads: torch intra-op threads (default: ``OMP_NUM_THREADS`` if set, else every available core).
         compile: ``torch.compile`` the transformer in place (static shapes). The first generation of each shape
             pays the compilation (minutes on a 2-core CPU), so it pays only for many generations (``procseq eval``).
-        quantize: ``"int8"``: weight-only int8 for the transformer's block linears (:mod:`procseq.models.quantize`),
-            after the adapters are loaded; ``"none"`` (default) keeps the weights as loaded.
+        quantize: ``"int8"`` (torchao) or ``"nf4"`` (bitsandbytes): the transformer's weights quantized while it
+            loads, through diffusers' ``quantization_config`` (:mod:`procseq.models.quantize`); ``"none"`` (default).
     """
     import torch
 
-    from procseq.adapters import load_adapters
     from procseq.machine import apply_threads
     from procseq.quiet import quiet_loading
 
     with quiet_loading():
         from procseq.pipelines.text_to_sequence import ProcessPipeline
 
+    from procseq.models.quantize import check_quantization, quantization_config
+
     check_device(device, cpu_offload)
+    check_quantization(quantize)
     location = resolve_model(model)
     adapter_file = resolve_adapters(location, adapters)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -265,15 +267,11 @@ def load_pipeline(
     apply_threads(thread_choice)
     try:
         with quiet_loading():
-            pipe = (pipeline_class or ProcessPipeline).from_pretrained(location, dtype=weights_dtype)
+            pipe = (pipeline_class or ProcessPipeline).from_pretrained(
+                location, dtype=weights_dtype, adapters=adapter_file or "none",
+                **({"quantization_config": quantization_config(quantize)} if quantize != "none" else {}))
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
-    if adapter_file is not None:
-        load_adapters(pipe.transformer, adapter_file)
-    if quantize != "none":
-        from procseq.models.quantize import quantize_transformer
-
-        quantize_transformer(pipe.transformer, quantize)
     if cpu_offload:
         pipe.enable_model_cpu_offload()
     else:

@@ -1,71 +1,76 @@
-"""Weight-only int8 quantization of a Flux transformer's block linears, in plain torch (no extra dependency).
+"""Weight quantization through diffusers' ``quantization_config`` (the standard FLUX.1 users already use).
 
-Each ``nn.Linear`` inside the double and single blocks keeps its weights as int8 with one scale per
-output channel (symmetric, ``w ~ q * scale``) and dequantizes them at each call: a quarter of fp32's
-weight memory (half of bf16's), at the cost of the dequantization. It is for fitting FLUX.1-dev-sized
-transformers in memory, not for speed; embedders, norms and the output layer stay as they are, and
-linears already wrapped by adapters (LoRA, procseq's multi-domain adapters) are left alone.
+``--quantize NAME`` picks a backend and a scheme for the transformer's weights, applied while it loads
+(``from_pretrained(..., quantization_config=...)``), so the quantized model also saves and loads as diffusers
+does, and LoRAs (peft) and procseq's adapters go on top in every layout:
+
+======== ============================================ ===========================
+name     scheme                                       needs
+======== ============================================ ===========================
+``int8`` int8 weights, activations in the model dtype ``pip install torchao``
+``nf4``  4-bit NormalFloat weights (QLoRA's)          ``pip install bitsandbytes`` (a CUDA GPU)
+======== ============================================ ===========================
+
+It is for fitting FLUX.1-dev-sized transformers in memory. On the embedded model it gains nothing (measured:
+BENCHMARKS.md, "Quantization"), so the default is ``none``. procseq's earlier hand-written int8 layer is gone:
+it did not beat this either.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import importlib.util
+from typing import Any
 
-QUANTIZATIONS = ("none", "int8")
-
-
-class Int8WeightLinear(nn.Module):
-    """A linear layer with int8 weights and per-output-channel scales (weight-only quantization).
-
-    Args:
-        linear: the layer to quantize; its bias is kept in its dtype.
-    """
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("qweight", torch.round(weight / scale).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale.to(linear.weight.dtype))
-        self.bias = linear.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (..., in_features)`` -> ``(..., out_features)`` with the dequantized weight."""
-        weight = self.qweight.to(x.dtype) * self.scale.to(x.dtype)
-        return nn.functional.linear(x, weight, None if self.bias is None else self.bias.to(x.dtype))
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
+QUANTIZATIONS = ("none", "int8", "nf4")
+_NEEDS = {"int8": ("torchao", "torchao"), "nf4": ("bitsandbytes", "bitsandbytes")}
 
 
-def _is_adapter(module: nn.Module) -> bool:
-    return hasattr(module, "lora_A") or hasattr(module, "base_layer")
+def check_quantization(name: str) -> None:
+    """Refuse an unknown scheme, or one whose backend is not installed, with the fix (``ValueError``)."""
+    if name not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {name!r}; use one of {', '.join(QUANTIZATIONS)}.")
+    if name == "none":
+        return
+    module, package = _NEEDS[name]
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(f"--quantize {name} needs {package}, which is not installed: pip install {package} "
+                         "(or leave --quantize none).")
 
 
-def _quantize_children(parent: nn.Module) -> int:
-    count = 0
-    for name, child in list(parent.named_children()):
-        if type(child) is nn.Linear:  # exact type: wrapped or already quantized layers are not plain Linears
-            setattr(parent, name, Int8WeightLinear(child))
-            count += 1
-        elif not _is_adapter(child):  # adapter wrappers (their base and LoRA linears) are left alone
-            count += _quantize_children(child)
-    return count
+def backend_config(name: str) -> Any:
+    """The diffusers config of one scheme (``TorchAoConfig`` / ``BitsAndBytesConfig``), for one model."""
+    check_quantization(name)
+    if name == "int8":
+        from diffusers import TorchAoConfig
+        from torchao.quantization import Int8WeightOnlyConfig
+
+        return TorchAoConfig(Int8WeightOnlyConfig())
+    from diffusers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
 
 
-def quantize_transformer(transformer: nn.Module, method: str = "int8") -> int:
-    """Quantize the plain ``nn.Linear`` layers of `transformer`'s blocks in place; returns how many were replaced.
+def quantization_config(name: str) -> Any:
+    """The ``quantization_config`` for ``DiffusionPipeline.from_pretrained`` that quantizes the transformer with
+    scheme `name` (None for ``"none"``)."""
+    if name == "none":
+        return None
+    from diffusers import PipelineQuantizationConfig
 
-    Load adapters before quantizing: a LoRA cannot be attached to a quantized layer afterwards.
-    """
-    if method not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantization {method!r}; use one of {', '.join(QUANTIZATIONS)}.")
-    if method == "none":
-        return 0
-    blocks = [*getattr(transformer, "transformer_blocks", []), *getattr(transformer, "single_transformer_blocks", [])]
-    return sum(_quantize_children(block) for block in blocks)
+    return PipelineQuantizationConfig(quant_mapping={"transformer": backend_config(name)})
 
 
-__all__ = ["Int8WeightLinear", "QUANTIZATIONS", "quantize_transformer"]
+def quantize_module(model: Any, name: str) -> Any:
+    """Quantize an already built model in place with torchao (benchmarks of random FLUX-shaped blocks); returns it.
+
+    A model loaded from a folder should be quantized while it loads (:func:`quantization_config`) instead."""
+    if name != "int8":
+        raise ValueError(f"quantize_module supports int8 (torchao); got {name!r}.")
+    check_quantization(name)
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    quantize_(model, Int8WeightOnlyConfig())
+    return model
+
+
+__all__ = ["QUANTIZATIONS", "backend_config", "check_quantization", "quantization_config", "quantize_module"]

@@ -26,6 +26,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
 
 from procseq.models.loading import PROCSEQ_CONFIG
+from procseq.models.pipeline_index import mark_procseq_folder
 
 CLIP_SPECIALS = ("<|startoftext|>", "<|endoftext|>")
 T5_SPECIALS = ("<pad>", "</s>", "<unk>")
@@ -216,4 +217,4 @@ def save_tiny_model(out_dir: str | Path, config: TinyConfig | None = None, texts
     out = Path(out_dir)
     pipe.save_pretrained(out, safe_serialization=True)
     (out / PROCSEQ_CONFIG).write_text(json.dumps(procseq_metadata(config, **metadata), indent=2) + "\n")
-    return out
+    return mark_procseq_folder(out)

@@ -38,7 +38,8 @@ from procseq.pipelines.adaptive_rule import (LOCAL_FORMS, Calibration, calibrate
                                              plan_caption)
 from procseq.pipelines.planning import Plan
 from procseq.pipelines.insertion import Interpolator, PipelineInterpolator, average_interpolator
-from procseq.sequence import Sequence, SequenceOutput
+from procseq.pipelines.output import SequenceOutput
+from procseq.sequence import Sequence
 
 
 TERMS = ("global", "local", "semantic")
@@ -412,7 +413,7 @@ def adapt_output(output: SequenceOutput, extractor: FeatureExtractor,
         grids.append(frames_to_grid(result.frames))
         metadata.append({**m, "frames": len(result.frames), "adaptive": result.record})
         plans.append(updated_plan(plan, result.captions) if plan is not None else None)
-    return SequenceOutput(frames=frames, captions=captions, grid=grids, metadata=metadata,
+    return SequenceOutput(images=grids, frames=frames, captions=captions, metadata=metadata,
                           plans=plans if output.plans else None)
 
 

@@ -49,7 +49,7 @@ from procseq.layout import GridLayout, frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
 from procseq.pipelines.planning import Plan, Planner, corpus_plan
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
-from procseq.sequence import SequenceOutput
+from procseq.pipelines.output import SequenceOutput
 
 ADAPTER_NAME = "frame_by_frame"
 WEIGHTS_DIR = "frame_by_frame"
@@ -199,11 +199,11 @@ def generate_frame_by_frame(
 
     The arguments are :meth:`procseq.ProcessPipeline.__call__`'s, plus `options` (the history and the ablation
     switches, :class:`FrameByFrameOptions`) and `weights` (a folder from ``procseq train frame-by-frame``;
-    default: the model's ``frame_by_frame/``). ``output_type`` is ``"pil"`` or ``"np"``.
+    default: the model's ``frame_by_frame/``). ``output_type`` is ``"pil"``, ``"np"`` or ``"pt"``.
     """
     options = options or FrameByFrameOptions()
-    if output_type not in ("pil", "np"):
-        raise ValueError(f"output_type must be 'pil' or 'np' in frame-by-frame mode, got {output_type!r}.")
+    if output_type not in ("pil", "np", "pt"):
+        raise ValueError(f"output_type must be 'pil', 'np' or 'pt' in frame-by-frame mode, got {output_type!r}.")
     first = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
     if prompt is None:
         if first is None:
@@ -298,10 +298,9 @@ def generate_frame_by_frame(
         "timings_s": {"encode": t_encode - t0, "denoise": t_denoise - t_encode, "decode": t_end - t_denoise,
                       "total": t_end - t0, "frames": frame_times, "frames_cpu": frame_cpu},
     }
-    out = SequenceOutput(frames=frame_lists, captions=[p.captions for p in plans], grid=grids,
+    out = SequenceOutput(images=grids, frames=frame_lists, captions=[p.captions for p in plans],
                          metadata=[json.loads(json.dumps(settings)) for _ in prompts], plans=plans)
-    if output_type == "np":
-        out = out.as_numpy()
+    out = out.converted(output_type)
     return out if return_dict else (out.images,)
 
 

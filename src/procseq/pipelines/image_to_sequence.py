@@ -21,7 +21,7 @@ from procseq.images import MAX_PIXELS, load_image, prepare_image
 from procseq.layout import frames_to_grid
 from procseq.pipelines.planning import Planner, corpus_plan, make_plan
 from procseq.pipelines.text_to_sequence import ProcessPipeline
-from procseq.sequence import SequenceOutput
+from procseq.pipelines.output import SequenceOutput
 
 MODES = KNOWN_MODES
 
@@ -133,7 +133,7 @@ class ImageToSequencePipeline(ProcessPipeline):
                          "mode": settings.get("known_mode"), "cache_condition": cache_condition})
         settings.setdefault("timings_s", {})["total"] = time.perf_counter() - t0
         plan = make_plan(planner, text or domain, domain, len(out))
-        return SequenceOutput(frames=[out], captions=[plan.captions], grid=[frames_to_grid(out)],
+        return SequenceOutput(images=[frames_to_grid(out)], frames=[out], captions=[plan.captions],
                               metadata=[settings], plans=[plan])
 
     def continue_sequence(self, images: list[KnownImage], prompt: str, domain: str | None = None,
@@ -146,20 +146,23 @@ class ImageToSequencePipeline(ProcessPipeline):
 
 
 def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | None = None, use_lora: bool = True,
-                          **kwargs: Any) -> ImageToSequencePipeline:
+                          adapters: str | Path | None = "none", **kwargs: Any) -> ImageToSequencePipeline:
     """:func:`procseq.models.loading.load_pipeline` as an :class:`ImageToSequencePipeline`, with its condition LoRA.
 
     Args:
         model: as for ``load_pipeline`` (default: the embedded procseq-tiny).
         lora: a condition LoRA folder or file (default: the model's own ``known_frames/``, if it ships one).
         use_lora: False runs without any LoRA (the untrained condition branch).
+        adapters: the multi-domain adapters, as for ``load_pipeline`` (default ``"none"``: the base model's domains;
+            None loads the model's own, for an adapter domain such as clay).
         kwargs: passed to ``load_pipeline`` (dtype, device, cpu_offload).
     """
     from procseq.conditioning.lora import default_condition_lora
     from procseq.models.loading import load_pipeline
 
-    # Known frames work on the base model's domains: the multi-domain adapters of procseq.adapters stay off.
-    pipe = load_pipeline(model, adapters="none", pipeline_class=ImageToSequencePipeline, **kwargs)
+    # Known frames work on the base model's domains: the multi-domain adapters of procseq.adapters stay off
+    # unless asked for (an adapter domain).
+    pipe = load_pipeline(model, adapters=adapters, pipeline_class=ImageToSequencePipeline, **kwargs)
     assert isinstance(pipe, ImageToSequencePipeline)
     if use_lora and (lora is not None or default_condition_lora(pipe.model_folder) is not None):
         pipe.load_condition_lora(lora)

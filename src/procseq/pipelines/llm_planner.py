@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from procseq.eval.judge import Judge, _json_objects, reply_text
+from procseq.eval.judge import Judge, JudgeError, _json_objects, reply_text
 from procseq.pipelines.planning import Plan, Planner, corpus_plan
 
 PLANNER_PROMPT = """You plan step-by-step tutorials that show how something is made. Write the plan for: {title}
@@ -117,17 +117,19 @@ def endpoint_planner(url: str, model: str = "default", api_key_env: str = "OPENA
             return reply_text(client.request([{"role": "user", "content": prompt}]))
         except ConnectionError as err:
             raise ConnectionError(f"The planner endpoint failed: {err}") from err
+        except JudgeError as err:  # an answer that is not a chat-completions object at all: no retry helps
+            raise ValueError(f"The planner endpoint's answer is unusable: {err}") from err
 
     return LanguageModelPlanner(complete, f"endpoint {client.url}")
 
 
-def load_planner(spec: str | None, model: str = "default") -> Planner:
+def load_planner(spec: str | None, model: str = "default", timeout: float = 120.0) -> Planner:
     """The planner named by `spec`: None or ``"corpus"`` (offline), an ``http(s)://`` URL (an OpenAI-compatible
-    endpoint serving `model`) or a local causal LM folder."""
+    endpoint serving `model`; `timeout` seconds bound each whole request) or a local causal LM folder."""
     if spec is None or spec == "corpus":
         return corpus_plan
     if spec.startswith(("http://", "https://")):
-        return endpoint_planner(spec, model)
+        return endpoint_planner(spec, model, timeout=timeout)
     if not Path(spec).exists():
         raise FileNotFoundError(f"Planner {spec!r} is neither 'corpus', an http(s):// URL nor an existing folder.")
     return local_lm_planner(spec)

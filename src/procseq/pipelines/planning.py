@@ -10,7 +10,6 @@ captions to the number of steps asked for. Domains the corpus does not know get 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -62,28 +61,36 @@ class Plan:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
         """Inverse of :meth:`to_dict`; ``ValueError`` naming what is missing."""
-        missing = [k for k in ("title", "domain", "captions") if k not in d]
-        if missing:
-            raise ValueError(f"A plan needs {', '.join(missing)}; got keys {sorted(d)}.")
-        if not isinstance(d["captions"], list):
-            raise ValueError("A plan's captions must be a list of strings, one per step.")
+        from procseq.jsonio import check_fields
+        from procseq.limits import MAX_PLAN_STEPS
+
+        if not isinstance(d, dict):
+            raise ValueError("A plan must be a JSON object with title, domain and captions.")
+        check_fields(d, {"title": str, "domain": str, "captions": list, "source": str, "meta": dict}, "The plan",
+                     required=("title", "domain", "captions"))
+        if not all(isinstance(c, str) for c in d["captions"]):
+            raise ValueError("A plan's captions must be a list of text, one per step.")
+        if not 1 <= len(d["captions"]) <= MAX_PLAN_STEPS:
+            raise ValueError(f"A plan has 1 to {MAX_PLAN_STEPS} step captions; this one has {len(d['captions'])}.")
         return cls(str(d["title"]), str(d["domain"]), [str(c) for c in d["captions"]], str(d.get("source", "user")),
                    dict(d.get("meta", {})))
 
     def save(self, path: str | Path) -> Path:
         """Write the plan as JSON (editable by hand)."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        from procseq.outputs import write_json_atomic
+
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
         """Read a plan written by :meth:`save` (or by hand)."""
+        from procseq.jsonio import read_json
+
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); fix or rewrite the plan.") \
-                from err
+            return cls.from_dict(read_json(path))
+        except ValueError as err:
+            where = "" if str(path) in str(err) else f"{path}: "
+            raise ValueError(f"{where}{err} Fix or rewrite the plan.") from None
 
 
 def resample_captions(captions: list[str], num_steps: int) -> list[str]:
@@ -186,7 +193,7 @@ DOMAIN_WORDS: dict[str, tuple[str, ...]] = {
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
-_STEPS = re.compile(r"\b(\d+|" + "|".join(NUMBER_WORDS) + r")[\s-]*steps?\b", re.I)
+_STEPS = re.compile(r"(?<![\w-])(-?\d+|" + "|".join(NUMBER_WORDS) + r")[\s-]*steps?\b", re.I)
 _LEAD = re.compile(r"^\s*(?:please\s+)?(?:show|teach|tell)?\s*(?:me\s+)?(?:how\s+to\s+|the\s+steps\s+to\s+)?"
                    r"(?:build|make|draw|paint|cook|create|sculpt|fold|do|prepare)?\s+", re.I)
 
@@ -196,8 +203,10 @@ def instruction_steps(instruction: str) -> int | None:
     m = _STEPS.search(instruction)
     if m is None:
         return None
+    from procseq.limits import step_count
+
     word = m.group(1).lower()
-    return int(word) if word.isdigit() else NUMBER_WORDS[word]
+    return NUMBER_WORDS[word] if word in NUMBER_WORDS else step_count(word, "The step count")
 
 
 def instruction_domain(instruction: str, domains: list[str] | None = None) -> str:
@@ -242,8 +251,9 @@ def plan_instruction(instruction: str, planner: Planner | None = None, domain: s
         from procseq.data.synthetic import REGISTRY
 
         num_steps = REGISTRY[domain].num_frames if domain in REGISTRY else 9
-    if num_steps < 1:
-        raise ValueError(f"A plan needs at least one step, got {num_steps}.")
+    from procseq.limits import MAX_PLAN_STEPS, check_int
+
+    check_int(num_steps, "The number of steps", 1, MAX_PLAN_STEPS)
     plan = make_plan(planner or corpus_plan, instruction_title(instruction), domain, num_steps)
     plan.meta.setdefault("instruction", instruction)
     return plan

@@ -43,7 +43,7 @@ from procseq.layout import frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
 from procseq.pipelines.planning import Plan
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
-from procseq.sequence import SequenceOutput
+from procseq.pipelines.output import SequenceOutput
 
 IdsKind = Literal["flexible", "grid"]
 ADAPTER = "regional"
@@ -210,12 +210,12 @@ def generate_regional(
                                      known_frames, known_mode, dict(joint_attention_kwargs or {}), autocast_dtype,
                                      adapter_weights, output_type, callback_on_step_end, config))
     if output_type == "latent":
-        return SequenceOutput(frames=[], captions=[p.captions for p in plans], grid=[],
-                              metadata=[r[2] for r in results], plans=plans,
-                              latents=torch.cat([r[0] for r in results]))
-    out = SequenceOutput(frames=[r[0] for r in results], captions=[p.captions for p in plans],
-                         grid=[r[1] for r in results], metadata=[r[2] for r in results], plans=plans)
-    return out.as_numpy() if output_type == "np" else out
+        latents = torch.cat([r[0] for r in results])
+        return SequenceOutput(images=latents, frames=[], captions=[p.captions for p in plans],
+                              metadata=[r[2] for r in results], plans=plans, latents=latents)
+    out = SequenceOutput(images=[r[1] for r in results], frames=[r[0] for r in results],
+                         captions=[p.captions for p in plans], metadata=[r[2] for r in results], plans=plans)
+    return out.converted(output_type)
 
 
 def _one_sequence(pipe: Any, prompt: str, plan: Plan, domain: str, frames: int, frame_size: int, steps: int,

@@ -24,6 +24,19 @@ class TextConditioning:
     pooled_prompt_embeds: torch.Tensor
     text_ids: torch.Tensor
 
+    @classmethod
+    def from_embeds(cls, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor,
+                    device: torch.device | str, dtype: torch.dtype) -> TextConditioning:
+        """Given encodings (``prompt_embeds`` ``(B, L, D)``, ``pooled_prompt_embeds`` ``(B, P)``) with the zero text ids
+        FluxPipeline gives them."""
+        if prompt_embeds.ndim != 3 or pooled_prompt_embeds.ndim != 2 \
+                or prompt_embeds.shape[0] != pooled_prompt_embeds.shape[0]:
+            raise ValueError(f"prompt_embeds must be (batch, tokens, dim) and pooled_prompt_embeds (batch, dim) with the "
+                             f"same batch; got {tuple(prompt_embeds.shape)} and {tuple(pooled_prompt_embeds.shape)}.")
+        embeds = prompt_embeds.to(device=device, dtype=dtype)
+        return cls(embeds, pooled_prompt_embeds.to(device=device, dtype=dtype),
+                   torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype))
+
 
 def flux_timesteps(
     scheduler: FlowMatchEulerDiscreteScheduler, num_inference_steps: int, image_seq_len: int,

@@ -26,12 +26,12 @@ from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
 from procseq.quiet import quiet_loading
-from procseq.sequence import MODES, SequenceOutput
+from procseq.sequence import MODES
+from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput
 
 with quiet_loading():  # transformers' torchvision notices for image processors procseq never uses
     from diffusers import FluxPipeline
 
-OUTPUT_TYPES = ("pil", "np", "latent")
 logger = logging.getLogger(__name__)
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -56,10 +56,43 @@ class ProcessPipeline(FluxPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> Any:
-        """``FluxPipeline.from_pretrained``, where ``"procseq-tiny"`` (or None) is the embedded model."""
-        from procseq.models.loading import resolve_model
+        """``FluxPipeline.from_pretrained``, where ``"procseq-tiny"`` (or None) is the embedded model.
 
-        return super().from_pretrained(resolve_model(pretrained_model_name_or_path), **kwargs)
+        `adapters` (keyword): procseq's multi-domain adapter file to load; default the folder's installed
+        ``adapters/adapters.safetensors`` when there is one, ``"none"`` for none (:func:`~procseq.models.loading.
+        resolve_adapters`), so a folder saved with :meth:`save_pretrained` comes back with every domain it had.
+        """
+        from procseq.models.loading import resolve_adapters, resolve_model
+
+        adapters = kwargs.pop("adapters", None)
+        location = resolve_model(pretrained_model_name_or_path)
+        adapter_file = resolve_adapters(location, adapters)
+        pipe = super().from_pretrained(location, **kwargs)
+        if isinstance(pipe, ProcessPipeline):
+            pipe._adapters_resolved = adapter_file is None  # "none", or no installed file: nothing to load later
+            pipe.ensure_adapters(adapter_file)
+        return pipe
+
+    _adapters_resolved: bool = False
+
+    def ensure_adapters(self, adapter_file: str | Path | None = None) -> None:
+        """Load procseq's multi-domain adapters once: `adapter_file`, else the model folder's installed one.
+
+        :meth:`from_pretrained` calls it with the file it resolved; a pipeline that ``DiffusionPipeline.
+        from_pretrained`` built calls it on first use (its folder is known only after construction).
+        """
+        if self._adapters_resolved:
+            return
+        self._adapters_resolved = True
+        if adapter_layers(self.transformer):
+            return
+        from procseq.adapters import load_adapters
+        from procseq.models.loading import installed_adapters
+
+        folder = self.model_folder
+        adapter_file = adapter_file or (installed_adapters(folder) if folder is not None else None)
+        if adapter_file is not None:
+            load_adapters(self.transformer, adapter_file)
 
     @property
     def model_folder(self) -> Path | None:
@@ -83,6 +116,7 @@ class ProcessPipeline(FluxPipeline):
     @property
     def adapter_domains(self) -> list[str]:
         """Domains of the procseq adapters on the transformer (:mod:`procseq.adapters`); empty without any."""
+        self.ensure_adapters()
         layers = adapter_layers(self.transformer)
         return list(next(iter(layers.values())).domain_names) if layers else []
 
@@ -184,12 +218,46 @@ class ProcessPipeline(FluxPipeline):
         ids = self.tokenizer_2(list(texts), truncation=True, max_length=d.max_sequence_length).input_ids
         return max(1, *(len(x) for x in ids))
 
-    def encode_text(self, prompts: list[str], max_sequence_length: int) -> TextConditioning:
-        """Encode prompts with CLIP (pooled) and T5 (tokens), as FluxPipeline does."""
+    def encode_text(self, prompts: list[str], max_sequence_length: int,
+                    prompts_2: list[str] | None = None) -> TextConditioning:
+        """Encode prompts with CLIP (pooled) and T5 (tokens; `prompts_2` if given), as FluxPipeline does."""
         embeds, pooled, text_ids = self.encode_prompt(
-            prompt=prompts, prompt_2=None, device=self._execution_device, max_sequence_length=max_sequence_length
+            prompt=prompts, prompt_2=prompts_2, device=self._execution_device, max_sequence_length=max_sequence_length
         )
         return TextConditioning(embeds, pooled, text_ids)
+
+    def encode_sequence_prompt(self, prompt: str | list[str], domain: str, frames: int = 9,
+                               max_sequence_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prompt_embeds, pooled_prompt_embeds)`` of the text the model reads for `prompt` (with the domain phrase
+        where the model was trained with one), to pass back as ``prompt_embeds``/``pooled_prompt_embeds``."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        encoded = self.defaults.model_prompts(prompts, domain, frames)
+        text = self.encode_text(encoded, max_sequence_length or self.text_length(encoded))
+        return text.prompt_embeds, text.pooled_prompt_embeds
+
+    def frame_size_for_grid(self, frames: int, height: int | None, width: int | None) -> int:
+        """The frame side for an output grid of ``height x width`` pixels holding `frames` cells (FluxPipeline's
+        ``height``/``width``): each side divided by the layout's rows/columns, rounded down to the model's multiple;
+        the two must agree (frames are square)."""
+        for name, value in (("height", height), ("width", width)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive number of pixels, got {value!r}.")
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"frames must be a positive integer, got {frames!r}.")
+        layout = GridLayout.for_frames(frames)
+        multiple = self.vae_scale_factor * 2
+        sizes = {name: (value // cells) // multiple * multiple
+                 for name, value, cells in (("height", height, layout.rows), ("width", width, layout.cols))
+                 if value is not None}
+        for name, size in sizes.items():
+            if size < multiple:
+                raise ValueError(f"{name} is too small for {frames} frames in a {layout.rows}x{layout.cols} grid: "
+                                 f"each frame needs at least {multiple} px; pass a larger {name} or frame_size.")
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"height {height} and width {width} give frames of {sizes['height']} and "
+                             f"{sizes['width']} px in a {layout.rows}x{layout.cols} grid; frames are square: pass "
+                             f"height={sizes['height'] * layout.rows} and width={sizes['height'] * layout.cols}.")
+        return next(iter(sizes.values()))
 
     def make_plans(self, prompts: list[str], domain: str, frames: int, plan: Plan | list[Plan] | None,
                    captions: list[str] | None, planner: Planner) -> list[Plan]:
@@ -250,6 +318,13 @@ class ProcessPipeline(FluxPipeline):
         callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
         mode: str = "grid",
         regional: RegionalConfig | None = None,
+        *,
+        prompt_2: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_images_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        pooled_prompt_embeds: torch.Tensor | None = None,
     ) -> SequenceOutput | tuple[Any, ...]:
         r"""Generate one procedural sequence per prompt.
 
@@ -279,7 +354,8 @@ class ProcessPipeline(FluxPipeline):
                 :meth:`adapter_routing`), e.g. ``{"lego": 0.7, "clay": 0.3}``.
             allow_unseen: accept a domain the model does not know (generalisation tests).
             max_pixels: largest accepted known image (default: :data:`procseq.images.MAX_PIXELS`).
-            output_type: ``"pil"`` (default), ``"np"`` (float arrays in [0, 1]) or ``"latent"`` (packed latents).
+            output_type: ``"pil"`` (default), ``"np"`` (float arrays in [0, 1]), ``"pt"`` (float tensors in [0, 1])
+                or ``"latent"`` (packed latents).
             return_dict: return a :class:`SequenceOutput` (True) or the tuple ``(images,)``.
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step, as in diffusers;
                 the tensors are `callback_on_step_end_tensor_inputs` (``"latents"``), and a returned
@@ -289,12 +365,42 @@ class ProcessPipeline(FluxPipeline):
                 :mod:`procseq.pipelines.regional`) or ``"frame-by-frame"`` (one frame per pass, any number of frames;
                 Loom, :mod:`procseq.pipelines.frame_by_frame`).
             regional: the regional mode's settings (:class:`~procseq.pipelines.regional.RegionalConfig`).
+            prompt_2: the text for T5 (FluxPipeline's meaning; default: `prompt`).
+            height, width: the size of the output grid (``images``), as in FluxPipeline: the frames are
+                ``height / rows`` pixels square (rounded down to the model's multiple) in the layout's grid of
+                `frames` cells; an alternative to `frame_size`.
+            num_images_per_prompt: sequences per prompt (the output holds ``len(prompts) * n`` of them).
+            prompt_embeds, pooled_prompt_embeds: the encoded text the model reads, instead of `prompt` (grid
+                layout); :meth:`encode_sequence_prompt` writes them as the pipeline would. `prompt` is then only the
+                plan's title (optional).
 
         Returns:
             :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
         """
+        # 1. Check inputs that need no model state, and expand the batch (num_images_per_prompt)
         if mode not in MODES:
             raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
+        if prompt_embeds is not None and (pooled_prompt_embeds is None or mode != "grid"):
+            raise ValueError("prompt_embeds needs pooled_prompt_embeds too, and works in the grid layout; "
+                             "pass prompt instead for mode='regional' or 'frame-by-frame'.")
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
+                or not 1 <= num_images_per_prompt <= 64:
+            raise ValueError(f"num_images_per_prompt must be an integer in 1..64, got {num_images_per_prompt!r}.")
+        prompt, prompt_2, plan = (_repeat(x, num_images_per_prompt) for x in (prompt, prompt_2, plan))
+        if isinstance(generator, list):  # one per prompt -> one per sequence (a single one draws for all)
+            generator = _repeat(generator, num_images_per_prompt)
+        if prompt_embeds is not None and num_images_per_prompt > 1:
+            prompt_embeds = prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+            pooled_prompt_embeds = pooled_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+        first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
+        if prompt is None and prompt_embeds is not None:  # the text is given encoded: the prompt only names the plan
+            title = first_plan.title if first_plan else (domain or "painting")
+            prompt = [p.title for p in plan] if isinstance(plan, list) else [title] * prompt_embeds.shape[0]
+        if frame_size is None and (height is not None or width is not None):
+            frames = frames or (first_plan.num_steps if first_plan else len(captions) if captions else 9)
+            frame_size = self.frame_size_for_grid(frames, height, width)
         if mode == "frame-by-frame":
             from procseq.pipelines.frame_by_frame import generate_frame_by_frame
 
@@ -302,12 +408,9 @@ class ProcessPipeline(FluxPipeline):
                 self, prompt, domain, frames, frame_size, num_inference_steps, guidance_scale, negative_prompt,
                 true_cfg_scale, generator, max_sequence_length, captions, plan, planner, known, adapter_weights,
                 allow_unseen, max_pixels, autocast_dtype, output_type, return_dict)
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
         unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
         if unknown_inputs:
             raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'latents', got {sorted(unknown_inputs)}.")
-        first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
         if prompt is None:
             if first_plan is None:
                 raise ValueError("Pass a prompt (or a plan).")
@@ -324,6 +427,13 @@ class ProcessPipeline(FluxPipeline):
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
         encoded = d.model_prompts(prompts, domain, frames)  # what the model reads (procseq.domain_prompt)
+        encoded_2 = d.model_prompts([prompt_2] * len(prompts) if isinstance(prompt_2, str) else list(prompt_2),
+                                    domain, frames) if prompt_2 is not None else None
+        if encoded_2 is not None and len(encoded_2) != len(prompts):
+            raise ValueError(f"Got {len(encoded_2)} prompt_2 for {len(prompts)} prompts; pass one per prompt.")
+        if prompt_embeds is not None and prompt_embeds.shape[0] != len(prompts):
+            raise ValueError(f"prompt_embeds holds {prompt_embeds.shape[0]} prompts but {len(prompts)} prompts or "
+                             "plans were given; pass one of each.")
         max_sequence_length = max_sequence_length or self.text_length(
             encoded + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,
@@ -348,8 +458,11 @@ class ProcessPipeline(FluxPipeline):
             return out if return_dict else (out.images,)
 
         t0 = time.perf_counter()
+        text = None if prompt_embeds is None else TextConditioning.from_embeds(
+            prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype)
         cond = self.prepare_conditioning(encoded, plans, frames, frame_size, max_sequence_length, negative_prompt,
-                                         true_cfg_scale, known, known_mode, max_pixels, joint_attention_kwargs)
+                                         true_cfg_scale, known, known_mode, max_pixels, joint_attention_kwargs,
+                                         text=text, prompts_2=encoded_2)
         device = self._execution_device
         height, width = cond.layout.grid_size(frame_size)
         latents, _ = self.prepare_latents(len(prompts), self.transformer.config.in_channels // 4, height, width,
@@ -404,7 +517,7 @@ class ProcessPipeline(FluxPipeline):
         if output_type == "latent":
             self.maybe_free_model_hooks()
             settings["timings_s"] = {"encode": t_encode - t0, "denoise": t_denoise - t_encode}
-            out = SequenceOutput(frames=[], captions=[p.captions for p in plans], grid=[],
+            out = SequenceOutput(images=latents, frames=[], captions=[p.captions for p in plans],
                                  metadata=[dict(settings) for _ in prompts], plans=plans, latents=latents)
             return out if return_dict else (latents,)
         grids = self.decode_grid(latents, height, width)
@@ -415,10 +528,8 @@ class ProcessPipeline(FluxPipeline):
         t_end = time.perf_counter()
         settings["timings_s"] = {"encode": t_encode - t0, "condition": t_condition - t_encode,
                                  "denoise": t_denoise - t_condition, "decode": t_end - t_denoise, "total": t_end - t0}
-        out = SequenceOutput(frames=frame_lists, captions=[p.captions for p in plans], grid=grids,
-                             metadata=[dict(settings) for _ in prompts], plans=plans)
-        if output_type == "np":
-            out = out.as_numpy()
+        out = SequenceOutput(images=grids, frames=frame_lists, captions=[p.captions for p in plans],
+                             metadata=[dict(settings) for _ in prompts], plans=plans).converted(output_type)
         return out if return_dict else (out.images,)
 
     def guidance(self, guidance_scale: float) -> torch.Tensor | None:
@@ -440,16 +551,20 @@ class ProcessPipeline(FluxPipeline):
     def prepare_conditioning(self, prompts: list[str], plans: list[Plan], frames: int, frame_size: int,
                              max_sequence_length: int, negative_prompt: str | list[str] | None, true_cfg_scale: float,
                              known: Mapping[int, KnownImage] | KnownFrames | None, known_mode: KnownMode,
-                             max_pixels: int | None, joint_attention_kwargs: dict[str, Any] | None
+                             max_pixels: int | None, joint_attention_kwargs: dict[str, Any] | None,
+                             text: TextConditioning | None = None, prompts_2: list[str] | None = None
                              ) -> SequenceConditioning:
-        """Plans -> :class:`SequenceConditioning` (text encodings, ids, known frames, attention state)."""
+        """Plans -> :class:`SequenceConditioning` (text encodings, ids, known frames, attention state); `text`: the
+        prompts already encoded (``prompt_embeds``), `prompts_2`: T5's own text."""
         layout = GridLayout.for_frames(frames)
         frame_tokens = frame_size // (self.vae_scale_factor * 2)
         known_frames = self.prepare_known(known, frames, frame_size, max_pixels)
         if known_frames is not None and known_frames.frame_tokens != frame_tokens:
             raise ValueError(f"The known frames were encoded at {known_frames.frame_tokens * self.vae_scale_factor * 2}"
                              f" px but the frames are {frame_size} px; encode them at the frame size.")
-        text = self.encode_text(prompts, max_sequence_length)
+        if text is None:
+            text = (self.encode_text(prompts, max_sequence_length) if prompts_2 is None
+                    else self.encode_text(prompts, max_sequence_length, prompts_2))
         negative = None
         if true_cfg_scale > 1 and negative_prompt is not None:
             neg = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
@@ -509,10 +624,11 @@ class ProcessPipeline(FluxPipeline):
         import tempfile
 
         from procseq.adapters import load_adapters, remove_adapters, save_adapters
-        from procseq.models.loading import ADAPTERS_FILE
-        from procseq.models.tiny import PROCSEQ_CONFIG
+        from procseq.models.loading import ADAPTERS_FILE, PROCSEQ_CONFIG
+        from procseq.models.pipeline_index import mark_procseq_folder
 
         out = Path(save_directory)
+        self.ensure_adapters()
         loras = self.procseq_loras()
         # peft LoRAs (outermost) out while the base weights are written, back in afterwards, all of them as they were
         with tempfile.TemporaryDirectory() as tmp, \
@@ -545,6 +661,44 @@ class ProcessPipeline(FluxPipeline):
         record = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.defaults).items()
                   if k != "from_config"}  # how the defaults were found, not a default
         (out / PROCSEQ_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+        mark_procseq_folder(out)
+        self.write_model_card(out, record)
+
+    def write_model_card(self, out: Path, settings: dict[str, Any]) -> None:
+        """``out/README.md``: the card of the folder this pipeline was loaded from when it has one (the embedded
+        model's, with its scores), else one written from the pipeline's domains and settings."""
+        import shutil
+
+        from procseq.cards import model_card
+
+        source = self.model_folder / "README.md" if self.model_folder is not None else None
+        if source is not None and source.is_file():
+            if source.resolve() != (out / "README.md").resolve():
+                shutil.copyfile(source, out / "README.md")
+            return
+        name = self.model_folder.name if self.model_folder is not None else out.name
+        (out / "README.md").write_text(model_card(name, self.defaults.domains, self.adapter_domains, settings))
+
+
+def register_with_diffusers() -> None:
+    """Make ``DiffusionPipeline.from_pretrained`` find this class by the name procseq's folders record in
+    ``model_index.json`` (``"_class_name": "ProcessPipeline"``): diffusers looks pipeline classes up by name in its
+    own namespace, so the name is added there (done when this module is imported)."""
+    import diffusers
+
+    if getattr(diffusers, ProcessPipeline.__name__, None) is not ProcessPipeline:
+        setattr(diffusers, ProcessPipeline.__name__, ProcessPipeline)
+
+
+register_with_diffusers()
+
+
+def _repeat(value: Any, n: int) -> Any:
+    """`value` (a prompt, plan or generator, or a list of them) with each entry repeated `n` times in a row."""
+    if n == 1 or value is None:
+        return value
+    items = value if isinstance(value, list) else [value]
+    return [x for x in items for _ in range(n)]
 
 
 __all__ = ["MODES", "OUTPUT_TYPES", "ProcessPipeline"]

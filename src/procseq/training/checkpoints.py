@@ -8,7 +8,7 @@
   pruned only after a newer one has verified.
 * A non-finite loss (or non-finite weights before a save) stops training with
   :class:`NonFiniteError` before anything is written or deleted.
-* :func:`output_lock` takes an exclusive ``fcntl.flock`` on ``OUTPUT_DIR/.lock``, so two
+* :func:`output_lock` takes an exclusive ``filelock.FileLock`` on ``OUTPUT_DIR/.lock``, so two
   trainings cannot write into one folder.
 """
 
@@ -209,7 +209,7 @@ def output_lock(out: Path, main_process: bool = True) -> Iterator[None]:
     Re-entrant within one process (``run_training`` holds it around every stage, the trainer again).
     Raises ValueError when another process holds it.
     """
-    import fcntl
+    from filelock import FileLock, Timeout
 
     out = Path(out)
     key = os.path.realpath(out)
@@ -217,25 +217,20 @@ def output_lock(out: Path, main_process: bool = True) -> Iterator[None]:
         yield
         return
     out.mkdir(parents=True, exist_ok=True)
-    f = open(out / LOCK, "a+")
+    lock, owner = FileLock(out / LOCK, timeout=0), out / f"{LOCK}.owner"
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "?"
-        f.close()
-        raise ValueError(f"Another training (pid {holder}) is writing to {out}; wait for it to finish or choose "
-                         "another train.output_dir (--output-dir).") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
-    _HELD[key] = f
+        lock.acquire()
+    except Timeout:
+        holder = owner.read_text().strip() if owner.is_file() else "?"
+        raise ValueError(f"Another training (pid {holder or '?'}) is writing to {out}; wait for it to finish or "
+                         "choose another train.output_dir (--output-dir).") from None
+    owner.write_text(f"{os.getpid()}\n")
+    _HELD[key] = lock
     try:
         yield
     finally:
         _HELD.pop(key, None)
-        f.close()
+        lock.release()
 
 
 __all__ = ["NonFiniteError", "all_finite", "check_finite_loss", "checkpoint_path", "checkpoint_step", "checkpoints",

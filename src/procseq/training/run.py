@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from procseq.distributed import process_state
+from procseq.models.pipeline_index import mark_procseq_folder
 from procseq.models.tiny import PROCSEQ_CONFIG, TinyConfig, build_components, procseq_metadata
 from procseq.training.checkpoints import output_lock
 from procseq.training.config import RunConfig
@@ -71,6 +72,7 @@ def _save_pipeline(metadata: dict[str, Any]):
             text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2, transformer=pipe.transformer,
         ).save_pretrained(out, safe_serialization=True)
         (Path(out) / PROCSEQ_CONFIG).write_text(json.dumps(metadata, indent=2) + "\n")
+        mark_procseq_folder(out)
 
     return save
 
