@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, make_interpolator
+from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, make_interpolator, with_calibration
 from procseq.cli.common import (
     ADAPTERS_HELP,
     CFG_HELP,
@@ -130,7 +130,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     plan = load_plan_file(plan_file, frames)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     config = adaptive_config(**knobs) if adaptive else None
-    check_features(features)
+    check_features(features, knobs.get("global_features"), knobs.get("local_features"))
     inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items),
                           *([plan_file] if plan_file else []))
     check_output_free(out, overwrite, inputs)
@@ -156,10 +156,15 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         if config is not None:
             from procseq.models.features import load_feature_extractor
             from procseq.pipelines.adaptive import adapt_output
+            from procseq.pipelines.adaptive_rule import edit_lines
 
-            interp = make_interpolator(interpolator, pipe, prompt, domain, num_inference_steps=steps,
-                                       true_cfg_scale=1.0)
-            result = adapt_output(result, load_feature_extractor(pipe, features), [interp], config, seed)
+            paths = (features, knobs.get("global_features"), knobs.get("local_features"))
+            config = with_calibration(config, pipe, next((p for p in paths if p), None), **knobs)
+            interp = make_interpolator(interpolator, pipe, prompt, domain, config.calibration,
+                                       num_inference_steps=steps, true_cfg_scale=1.0)
+            result = adapt_output(result, load_feature_extractor(pipe, *paths), [interp], config, seed)
+            for line in edit_lines(result.metadata[0]["adaptive"]):
+                click.echo(line)
         record = result.metadata[0].pop("adaptive", None)
         given = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
         plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
