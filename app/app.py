@@ -32,7 +32,7 @@ from PIL import Image
 
 from procseq.batch import save_sequence_folder
 from procseq.images import open_image
-from procseq.models.loading import load_pipeline
+from procseq.pipelines.loading import load_pipeline
 from procseq.pipelines.image_to_sequence import load_recraft_pipeline
 from procseq.planning.vocabulary import unknown_words_note
 from procseq.tutorial import best_layout

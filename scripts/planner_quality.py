@@ -23,7 +23,7 @@ def main() -> None:
 
     from procseq.data.dataset import load_split
     from procseq.eval.runner import evaluate, per_domain
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.planning import corpus_plan
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -13,7 +13,7 @@ import resource
 import numpy as np
 import torch
 
-from procseq.models.loading import load_pipeline
+from procseq.pipelines.loading import load_pipeline
 from procseq.pipelines.regional import RegionalConfig
 
 

@@ -40,7 +40,9 @@ def timed(fn, rounds: int) -> float:
 def main() -> None:
     from diffusers import FluxPipeline
 
-    from procseq.models.loading import EMBEDDED_DIR, load_pipeline
+    from procseq.models.loading import EMBEDDED_DIR
+
+    from procseq.pipelines.loading import load_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)

@@ -25,7 +25,7 @@ _EXPORTS = {
     "ProcessPipeline": "procseq.pipelines.text_to_sequence",
     "ImageToSequencePipeline": "procseq.pipelines.image_to_sequence",
     "load_recraft_pipeline": "procseq.pipelines.image_to_sequence",
-    "load_pipeline": "procseq.models.loading",
+    "load_pipeline": "procseq.pipelines.loading",
     "Plan": "procseq.conditioning.plan",
     "corpus_plan": "procseq.planning",
     "KnownFrames": "procseq.conditioning.frames",
@@ -37,7 +37,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from procseq.conditioning.frames import KnownFrames
     from procseq.conditioning.sequence import SequenceConditioning
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.image_to_sequence import ImageToSequencePipeline, load_recraft_pipeline
     from procseq.planning import Plan, corpus_plan
     from procseq.pipelines.text_to_sequence import ProcessPipeline

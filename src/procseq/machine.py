@@ -128,15 +128,6 @@ def prefer_passive_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def transformer_params(location: str | Path) -> int | None:
-    """Parameter count of a Flux folder's transformer, read from its safetensors headers (None if unknown)."""
-    from procseq.models.headers import tensor_count
-
-    folder = Path(location) / "transformer"
-    total = sum(tensor_count(f) for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
-    return total or None
-
-
 def choose_dtype(requested: str, params: int | None, device: str, info: MachineInfo) -> Choice:
     """The weights dtype: `requested` unless it is ``"auto"``, then the faster one for this model on this machine.
 
@@ -186,4 +177,4 @@ def apply_threads(choice: Choice) -> None:
 
 __all__ = ["Choice", "DTYPE_NAMES", "LARGE_MODEL_PARAMS", "MachineInfo", "apply_threads", "available_cores",
            "available_memory",
-           "choose_dtype", "choose_threads", "cpu_flags", "detect", "prefer_passive_openmp", "transformer_params"]
+           "choose_dtype", "choose_threads", "cpu_flags", "detect", "prefer_passive_openmp"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from procseq.eval.judge import image_data_url
+from procseq.images import image_data_url
 from procseq.planning import Plan, resample_captions
 
 if TYPE_CHECKING:  # diffusers loads only when a pipeline does

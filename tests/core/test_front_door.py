@@ -95,7 +95,7 @@ def test_save_pretrained_round_trip(tiny_pipe, tmp_path, kind) -> None:
     from diffusers import FluxPipeline
     from PIL import Image
 
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = lora_pipe(tiny_pipe, tmp_path, kind)
     red = np.zeros((16, 16, 3), np.uint8)
@@ -171,7 +171,7 @@ def test_save_pretrained_keeps_a_user_lora_loaded(tiny_pipe, tmp_path, caplog) -
 
 def test_save_pretrained_keeps_the_shipped_loras_it_has_not_loaded_yet(tmp_path) -> None:
     """procseq's LoRAs load on first use; a saved copy of the embedded model must still carry them."""
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = load_pipeline("procseq-tiny", device="cpu")
     shipped = {lora["folder"]: lora for lora in pipe.procseq_loras()}

@@ -13,9 +13,10 @@ from procseq.machine import (
     cpu_flags,
     detect,
     prefer_passive_openmp,
-    transformer_params,
 )
-from procseq.models.loading import ModelDefaults, load_pipeline
+from procseq.models.headers import transformer_params
+from procseq.models.loading import ModelDefaults
+from procseq.pipelines.loading import load_pipeline
 
 AMX = MachineInfo(cpu="Xeon", cores=2, load=0.0, cpu_bf16=True, cpu_amx=True)
 PLAIN = MachineInfo(cpu="EPYC", cores=2, load=0.0, cpu_bf16=False, cpu_amx=False)

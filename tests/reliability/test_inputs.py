@@ -161,7 +161,7 @@ def test_outputs_get_the_users_umask(tmp_path) -> None:
 
 
 def test_the_endpoint_deadline_bounds_the_whole_request_and_reading_is_linear() -> None:
-    from procseq.eval.judge import JudgeError, _json_objects
+    from procseq.endpoint import EndpointError, json_objects
     from procseq.planning.llm import endpoint_planner
     from tests.reliability.hostile_inputs import endpoint_url
 
@@ -173,8 +173,8 @@ def test_the_endpoint_deadline_bounds_the_whole_request_and_reading_is_linear() 
     start = time.process_time()
     for text in ('{"captions": ["a", ' * 16_000, '{"a": "' * 50_000, "{" + "x" * 300_000, '{"a": 1} ' * 30_000):
         try:
-            _json_objects(text)
-        except JudgeError:
+            json_objects(text)
+        except EndpointError:
             pass
     assert time.process_time() - start < 5  # the quadratic reader took 59 s on the first one
     assert endpoint_planner(endpoint_url() + "/b/good/v1")("a red house", "painting", 3).captions == \

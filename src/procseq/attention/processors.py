@@ -41,6 +41,9 @@ from diffusers.models.transformers.transformer_flux import FluxAttnProcessor, _g
 from procseq.attention.masks import RegionGroups, RegionMask
 
 ConditionPhase = Literal["record", "use"]
+CONDITION_ADAPTER = "known_frames"
+"""The peft adapter name of the condition LoRA (:mod:`procseq.conditioning.lora`), the one LoRA the condition pass
+switches."""
 
 
 @dataclass
@@ -271,9 +274,7 @@ def run_condition_pass(
     install_processors(transformer)
     b = tokens.shape[0]
     store = ConditionKV()
-    from procseq.conditioning.lora import ADAPTER_NAME  # conditioning imports this module
-
-    with adapters_enabled(transformer, lora, names=(ADAPTER_NAME,)):
+    with adapters_enabled(transformer, lora, names=(CONDITION_ADAPTER,)):
         transformer(
             hidden_states=tokens, timestep=tokens.new_zeros(b), guidance=guidance,
             pooled_projections=pooled.expand(b, -1) if pooled.shape[0] == 1 else pooled,
@@ -285,6 +286,7 @@ def run_condition_pass(
 
 
 __all__ = [
+    "CONDITION_ADAPTER",
     "ConditionKV",
     "ProcseqAttnProcessor",
     "adapters_enabled",

@@ -190,7 +190,7 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     from dataclasses import replace
 
     from procseq.models.features import load_feature_extractor
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.adaptive import adapt_sequence
     from procseq.pipelines.adaptive_rule import edit_lines
 

@@ -139,7 +139,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     import torch
 
     from procseq.batch import save_sequence_folder
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters,
                          threads=threads, compile=compile_model, quantize=quantize)
@@ -202,7 +202,7 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
     """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
     from procseq.batch import check_batch_out, read_prompt_file, run_batch
     from procseq.distributed import process_state
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     check_batch_out(out)  # on every process, before anything is written or loaded
     items, bad = read_prompt_file(prompts_file, defaults)
@@ -260,7 +260,7 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
     from procseq.data.dataset import draw_montage, load_split
     from procseq.eval import render_spec
     from procseq.eval.runner import per_domain
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     if index < 0:
         raise ValueError(f"--index must be >= 0, got {index}.")
@@ -318,7 +318,7 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
 
     from procseq.eval.bench import bench, compare_settings, matmul_peak_tflops, timings_markdown
     from procseq.machine import detect
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     info = detect()
     pipe = load_pipeline(model, dtype=dtype, device=device or "cpu", cpu_offload=cpu_offload, threads=threads,

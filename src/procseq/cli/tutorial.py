@@ -66,7 +66,7 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
                                 domain, frames)
     import torch
 
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.tutorial import generate_tutorial, write_tutorial
 
     if image is not None:

@@ -11,7 +11,7 @@ from procseq.conditioning.frames import KnownFrames, KnownMode
 from procseq.conditioning.text import StepText
 from procseq.layout import GridLayout
 from procseq.conditioning.plan import Plan
-from procseq.pipelines.sampling import TextConditioning
+from procseq.conditioning.text import TextConditioning
 
 
 @dataclass

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     lengths = [int(x) for x in args.lengths.split(",")]
     domains = args.domains.split(",")
     if args.what == "example":
-        from procseq.models.loading import load_pipeline
+        from procseq.pipelines.loading import load_pipeline
 
         pipe = load_pipeline(args.model, device="cpu")
         pipe.set_progress_bar_config(disable=True)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             "".join(f"| {k} | {r['n']} | {r['domain']:.3f} | {r['steps']:.3f} | {r['attributes']:.3f} | "
                     f"{r['all_attributes']:.3f} |\n" for k, r in results.items())
     else:
-        from procseq.models.loading import load_pipeline
+        from procseq.pipelines.loading import load_pipeline
 
         pipe = load_pipeline(args.model, device="cpu")
         pipe.set_progress_bar_config(disable=True)

@@ -161,7 +161,7 @@ class ImageToSequencePipeline(ProcessPipeline):
 
 def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | None = None, use_lora: bool = True,
                           adapters: str | Path | None = "none", **kwargs: Any) -> ImageToSequencePipeline:
-    """:func:`procseq.models.loading.load_pipeline` as an :class:`ImageToSequencePipeline`, with its condition LoRA.
+    """:func:`procseq.pipelines.loading.load_pipeline` as an :class:`ImageToSequencePipeline`, with its condition LoRA.
 
     Args:
         model: as for ``load_pipeline`` (default: the embedded procseq-tiny).
@@ -172,7 +172,7 @@ def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | No
         kwargs: passed to ``load_pipeline`` (dtype, device, cpu_offload).
     """
     from procseq.conditioning.lora import default_condition_lora
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     # Known frames work on the base model's domains: the multi-domain adapters of procseq.adapters stay off
     # unless asked for (an adapter domain).

@@ -38,11 +38,11 @@ from procseq.machine import available_memory
 from procseq.conditioning.frames import KnownFrames, KnownImage, KnownMode
 from procseq.conditioning.lora import load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
-from procseq.conditioning.text import encode_steps, join_text
+from procseq.conditioning.text import TextConditioning, encode_steps, join_text
 from procseq.layout import frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
 from procseq.conditioning.plan import Plan
-from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
+from procseq.pipelines.sampling import denoise, flux_timesteps
 from procseq.pipelines.output import SequenceOutput
 
 IdsKind = Literal["flexible", "grid"]

@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
+from procseq.conditioning.text import TextConditioning
 from procseq.quiet import quiet_loading
 
 with quiet_loading():  # the Flux pipeline module imports image processors procseq never uses
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
-
-
-@dataclass
-class TextConditioning:
-    """Encoded prompt: T5 tokens ``(B, L, D)``, their ids ``(L, 3)``, pooled CLIP vector ``(B, P)``."""
-
-    prompt_embeds: torch.Tensor
-    pooled_prompt_embeds: torch.Tensor
-    text_ids: torch.Tensor
-
-    @classmethod
-    def from_embeds(cls, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor,
-                    device: torch.device | str, dtype: torch.dtype) -> TextConditioning:
-        """Given encodings (``prompt_embeds`` ``(B, L, D)``, ``pooled_prompt_embeds`` ``(B, P)``) with the zero text ids
-        FluxPipeline gives them."""
-        if prompt_embeds.ndim != 3 or pooled_prompt_embeds.ndim != 2 \
-                or prompt_embeds.shape[0] != pooled_prompt_embeds.shape[0]:
-            raise ValueError(f"prompt_embeds must be (batch, tokens, dim) and pooled_prompt_embeds (batch, dim) with the "
-                             f"same batch; got {tuple(prompt_embeds.shape)} and {tuple(pooled_prompt_embeds.shape)}.")
-        embeds = prompt_embeds.to(device=device, dtype=dtype)
-        return cls(embeds, pooled_prompt_embeds.to(device=device, dtype=dtype),
-                   torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype))
 
 
 def flux_timesteps(

@@ -24,7 +24,8 @@ from procseq.models.loading import ModelDefaults
 from procseq.models.peft_detach import peft_adapters_detached
 from procseq.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
-from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
+from procseq.conditioning.text import TextConditioning
+from procseq.pipelines.sampling import denoise, flux_timesteps
 from procseq.quiet import quiet_loading
 from procseq.sequence import MODES
 from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput

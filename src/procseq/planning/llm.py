@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from procseq.eval.judge import Judge, JudgeError, _json_objects, reply_text
+from procseq.endpoint import ChatEndpoint, EndpointError, json_objects, reply_text
 from procseq.planning import Plan, Planner, corpus_plan
 from procseq.planning.parser import contradictions, parse_prompt
 
@@ -33,7 +33,7 @@ def parse_plan_reply(text: str, title: str, domain: str, num_steps: int, source:
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the answer was empty")
-    objects = _json_objects(text)
+    objects = json_objects(text)
     if not objects:
         raise ValueError(f"the answer holds no JSON object: {text[:200]!r}")
     obj = next((o for o in objects if "captions" in o), objects[0])
@@ -120,14 +120,14 @@ def local_lm_planner(path: str | Path, max_new_tokens: int = 384, device: str = 
 def endpoint_planner(url: str, model: str = "default", api_key_env: str = "OPENAI_API_KEY",
                      timeout: float = 120.0) -> LanguageModelPlanner:
     """A planner on an OpenAI-compatible ``/chat/completions`` endpoint (JSON mode asked, temperature 0)."""
-    client = Judge(url, model, api_key_env=api_key_env, timeout=timeout, max_tokens=1024)
+    client = ChatEndpoint(url, model, api_key_env=api_key_env, timeout=timeout, max_tokens=1024)
 
     def complete(prompt: str) -> str:
         try:
             return reply_text(client.request([{"role": "user", "content": prompt}]))
         except ConnectionError as err:
             raise ConnectionError(f"The planner endpoint failed: {err}") from err
-        except JudgeError as err:  # an answer that is not a chat-completions object at all: no retry helps
+        except EndpointError as err:  # an answer that is not a chat-completions object at all: no retry helps
             raise ValueError(f"The planner endpoint's answer is unusable: {err}") from err
 
     return LanguageModelPlanner(complete, f"endpoint {client.url}")
