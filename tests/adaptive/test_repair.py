@@ -13,7 +13,8 @@ from PIL import Image
 
 from procseq.data.synthetic.base import get_domain
 from procseq.models.features import PipelineFeatures
-from procseq.models.loading import EMBEDDED_DIR, load_pipeline
+from procseq.models.loading import EMBEDDED_DIR
+from procseq.pipelines.loading import load_pipeline
 from procseq.pipelines.adaptive import AdaptiveConfig, adapt_frames, average_interpolator, merged_caption
 from procseq.pipelines.adaptive_rule import CALIBRATION_FILE, Calibration, edit_lines, plan_caption
 from procseq.pipelines.insertion import lora_applied

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     from procseq.eval.adaptive import DOMAINS
     from procseq.models.features import PipelineFeatures
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path)

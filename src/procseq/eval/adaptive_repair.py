@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     from procseq.eval.runner import per_domain
     from procseq.eval.scorer import spec_from_dict
     from procseq.models.features import PipelineFeatures
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.adaptive_rule import Calibration, find_calibration
     from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator
 

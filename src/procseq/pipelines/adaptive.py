@@ -35,8 +35,8 @@ from PIL import Image
 
 from procseq.models.features import FeatureExtractor
 from procseq.conditioning.plan import Plan
-from procseq.pipelines.adaptive_rule import (LOCAL_FORMS, Calibration, calibrated_candidates, patch_distance,
-                                             plan_caption)
+from procseq.pipelines.adaptive_rule import (EPS, LOCAL_FORMS, Calibration, calibrated_candidates,
+                                             nearest_patch_distance, patch_distance, plan_caption, strip_number)
 from procseq.pipelines.insertion import Interpolator, PipelineInterpolator, average_interpolator
 from procseq.pipelines.output import SequenceOutput
 from procseq.sequence import Sequence
@@ -127,7 +127,6 @@ class Thresholds:
     tau_del: float
 
 
-EPS = 1e-6
 """Distances below this are rounding noise and count as 0 (a term that is 0 everywhere drops out)."""
 SIGMA_REL = 1e-3
 """A sequence whose ``sigma`` is below this fraction of ``mu`` has all pairs alike: no action."""
@@ -136,15 +135,6 @@ SIGMA_REL = 1e-3
 def _cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     d = 1.0 - torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1, eps=1e-12)
     return torch.where(d < EPS, torch.zeros_like(d), d)
-
-
-def nearest_patch_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean over the patches of `a` `(P, C)` of the cosine distance to their nearest patch of `b`, symmetrised."""
-    an = torch.nn.functional.normalize(a.double(), dim=-1, eps=1e-12)
-    bn = torch.nn.functional.normalize(b.double(), dim=-1, eps=1e-12)
-    d = (1.0 - an @ bn.T).clamp_min(0)
-    value = float(0.5 * (d.min(dim=1).values.mean() + d.min(dim=0).values.mean()))
-    return value if value >= EPS else 0.0
 
 
 def pair_differences(frames: SequenceABC[Image.Image], captions: SequenceABC[str], extractor: FeatureExtractor,
@@ -185,10 +175,6 @@ def renumber(captions: list[str]) -> list[str]:
     return [pattern.sub(lambda m, k=k: f"{m.group(1)}{k}{m.group(3)}", c, count=1) for k, c in enumerate(captions, 1)]
 
 
-def _strip_number(caption: str) -> str:
-    return re.sub(r"^\s*(?:step\s*)?\d+\s*[:.)-]\s*", "", caption, flags=re.IGNORECASE)
-
-
 def inserted_caption(right: str) -> str:
     """The caption of a step inserted before `right`: the first part of that step (numbering: see :func:`renumber`)."""
     return f"{right} (first part)"
@@ -197,7 +183,7 @@ def inserted_caption(right: str) -> str:
 def merged_caption(first: str, second: str) -> str:
     """The caption of the frame kept when one of two adjacent steps is deleted: both actions once each, in step
     order (`first` is the earlier step's caption, whichever frame is kept; its numbering is kept)."""
-    a, b = _strip_number(first), _strip_number(second)
+    a, b = strip_number(first), strip_number(second)
     if a == b or b in a:
         return first
     if a in b:

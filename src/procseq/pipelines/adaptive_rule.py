@@ -25,6 +25,7 @@ file beside the model, so a sequence is compared with how true processes move:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,24 @@ ALL_TERMS = TERMS4 + tuple(RELATIVE)
 LOCAL_FORMS = ("patch", "nearest")
 CALIBRATION_FILE = "adaptive_calibration.json"
 """The file name beside a model (in its folder) that the pipeline and ``procseq adapt`` read."""
+
+EPS = 1e-6
+"""Differences below this are zero (float noise between identical frames)."""
+
+
+def nearest_patch_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over the patches of `a` `(P, C)` of the cosine distance to their nearest patch of `b`, symmetrised."""
+    an = torch.nn.functional.normalize(a.double(), dim=-1, eps=1e-12)
+    bn = torch.nn.functional.normalize(b.double(), dim=-1, eps=1e-12)
+    d = (1.0 - an @ bn.T).clamp_min(0)
+    value = float(0.5 * (d.min(dim=1).values.mean() + d.min(dim=0).values.mean()))
+    return value if value >= EPS else 0.0
+
+
+def strip_number(caption: str) -> str:
+    """`caption` without a leading step number (``"3. add shading"`` -> ``"add shading"``)."""
+    return re.sub(r"^\s*(?:step\s*)?\d+\s*[:.)-]\s*", "", caption, flags=re.IGNORECASE)
+
 
 
 def _cos_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -199,7 +218,6 @@ def pair_terms(image: Any, text: torch.Tensor, order: np.ndarray | None, local: 
     pixels (`pix`, :func:`pixels`; the pixel term is 0 without them)."""
     if local not in LOCAL_FORMS:
         raise ValueError(f"local must be one of {', '.join(LOCAL_FORMS)}, got {local!r}.")
-    from procseq.pipelines.adaptive import nearest_patch_distance
 
     n = len(image.embeds)
     pairs = list(pairs) if pairs is not None else [(i, i + 1) for i in range(n - 1)]
@@ -269,10 +287,9 @@ def plan_caption(plan: SequenceABC[str] | None, left: str, right: str) -> str | 
     """The plan's step between the neighbours' steps `left` and `right` (one exactly; None when there is none)."""
     if not plan:
         return None
-    from procseq.pipelines.adaptive import _strip_number
 
-    keys = [_strip_number(c).strip().lower() for c in plan]
-    a, b = _strip_number(left).strip().lower(), _strip_number(right).strip().lower()
+    keys = [strip_number(c).strip().lower() for c in plan]
+    a, b = strip_number(left).strip().lower(), strip_number(right).strip().lower()
     if a not in keys or b not in keys:
         return None
     i, j = keys.index(a), len(keys) - 1 - keys[::-1].index(b)
