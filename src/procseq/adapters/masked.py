@@ -208,8 +208,8 @@ class MaskedLoRALinear(RoutedLoRALinear):
     def _delta(self, h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The masked up-projection; `h` ``(batch, ..., r)`` -> ``(batch, ..., out)``."""
         if self.mask == "rank":
-            return self.lora_B(h * self.row_coefficients(weights))
-        return self.lora_B(h) * self.row_coefficients(weights)
+            return self.lora_linear(self.lora_B, h * self.row_coefficients(weights))
+        return self.lora_linear(self.lora_B, h) * self.row_coefficients(weights)
 
     def domain_parameters(self, name: str) -> list[nn.Parameter]:
         """All of ``lora_B`` (privacy comes from the masks, not from freezing), and a learned mask's logits."""

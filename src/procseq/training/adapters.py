@@ -29,9 +29,10 @@ from procseq.adapters import (
     add_domain,
     add_masked_lora,
     domains,
+    clear_routing,
     load_adapters,
-    route,
     save_adapters,
+    set_routing,
     trainable_parameters,
 )
 from procseq.adapters.routing import DEFAULT_TARGET_MODULES, adapter_layers
@@ -122,18 +123,26 @@ class AdapterTrainer(Trainer):
         return trainable_parameters(model, domains(model), train_shared=not self.cfg.adapter.freeze_a)
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
-        """Flow matching with each sample routed to its domain, plus alignment when enabled."""
+        """Flow matching with each sample routed to its domain, plus alignment when enabled. The routing stays
+        set through the backward (gradient checkpointing runs the forward again there) until the next step's."""
         model = self.accelerator.unwrap_model(self.pipe.transformer)
-        with route(model, domains=[self.route_of[it["domain"]] for it in batch.items]):
-            if self.alignment is None:
-                return super().compute_loss(batch)
-            # the student pass goes through the prepared (possibly DDP-wrapped) model, so gradients sync
-            with capture_hidden_states(model, self.alignment.blocks) as student:
-                pred = self.predict(batch)
-            with self.accelerator.autocast():
-                teacher = self.alignment.teacher_states(**self.model_inputs(batch))
-            align = self.alignment.loss(dict(student), teacher, batch.t)
+        set_routing(model, domains=[self.route_of[it["domain"]] for it in batch.items])
+        if self.alignment is None:
+            return super().compute_loss(batch)
+        # the student pass goes through the prepared (possibly DDP-wrapped) model, so gradients sync
+        with capture_hidden_states(model, self.alignment.blocks) as student:
+            pred = self.predict(batch)
+        with self.accelerator.autocast():
+            teacher = self.alignment.teacher_states(**self.model_inputs(batch))
+        align = self.alignment.loss(dict(student), teacher, batch.t)
         return flow_matching_loss(pred, batch.x0, batch.noise) + align.loss
+
+    def train(self, progress: bool = True) -> TrainResult:
+        """:meth:`Trainer.train`, leaving the transformer unrouted afterwards."""
+        try:
+            return super().train(progress)
+        finally:
+            clear_routing(self.accelerator.unwrap_model(self.pipe.transformer))
 
 
 def save_adapter_model(pipe: Any, out: Path) -> None:

@@ -28,8 +28,11 @@ class ModelConfig:
     tiny: dict[str, Any] = field(default_factory=dict)
     train_text_encoders: bool = False
     tokenizer_texts: str = "synthetic"  # from scratch: "synthetic" (v1: template texts) or "corpus" (the training split)
+    dtype: str = "float32"  # the weights as loaded: "bfloat16" halves a frozen base (LoRA parameters stay float32)
 
     def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
         if self.tokenizer_texts not in ("synthetic", "corpus"):
             raise ValueError(f"model.tokenizer_texts must be 'synthetic' or 'corpus', got {self.tokenizer_texts!r}.")
 
@@ -54,11 +57,14 @@ class DataConfig:
 
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
+OPTIMIZERS = ("came", "adamw", "adamw8bit")
+SHARDING = ("none", "fsdp")
 
 
 @dataclass
 class OptimConfig:
-    """Optimizer: ``came`` (CAME, as MakeAnything and ProcessMaker use) or ``adamw``."""
+    """Optimizer: ``came`` (CAME, as MakeAnything and ProcessMaker use), ``adamw``, or ``adamw8bit``
+    (bitsandbytes' 8-bit AdamW, where installed)."""
 
     name: str = "came"
     lr: float = 2e-4
@@ -70,6 +76,8 @@ class OptimConfig:
     min_lr: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}.")
         if self.schedule not in LR_SCHEDULES:
             raise ValueError(f"optim.schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.schedule!r}.")
 
@@ -97,7 +105,8 @@ class TrainConfig:
     batch_size: int = 16
     grad_accum: int = 1
     mixed_precision: str = "no"  # "bf16" only pays off on CPUs with AMX/avx512_bf16, or GPUs
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute each transformer block in the backward (activations of one block)
+    shard: str = "none"  # "fsdp": the transformer's weights, gradients and optimizer state sharded over the processes
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -110,6 +119,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.output_dir = os.path.expanduser(self.output_dir)  # presets keep long runs in ~/.cache/procseq/runs
+        if self.shard not in SHARDING:
+            raise ValueError(f"train.shard must be one of {', '.join(SHARDING)}, got {self.shard!r}.")
 
 
 @dataclass

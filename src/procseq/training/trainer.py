@@ -76,7 +76,7 @@ class FlowBatch:
 
 
 def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weight_decay: float):
-    """CAME (``came-pytorch``) or AdamW over `params`."""
+    """CAME (``came-pytorch``), AdamW or bitsandbytes' 8-bit AdamW over `params`."""
     if name == "came":
         try:
             from came_pytorch import CAME
@@ -87,7 +87,14 @@ def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weig
         return CAME(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999, 0.9999), eps=(1e-30, 1e-16))
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {name!r}; use 'came' or 'adamw'.")
+    if name == "adamw8bit":
+        try:
+            import bitsandbytes
+        except ImportError as err:
+            raise ValueError("optim.name 'adamw8bit' needs bitsandbytes (pip install bitsandbytes, on a GPU); "
+                             "or set optim.name: came, which also keeps little state.") from err
+        return bitsandbytes.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {name!r}; use 'came', 'adamw' or 'adamw8bit'.")
 
 
 def bucketed_batches(num_frames: list[int], batch_size: int, seed: int, epoch: int,
