@@ -313,6 +313,8 @@ class RunConfig:
             section, name = key.split(".")
             if not getattr(getattr(self, section), name) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(getattr(self, section), name)}.")
+        if self.train.shard == "fsdp" and self.train.grad_accum > 1:
+            raise ValueError("train.shard: fsdp takes train.grad_accum: 1; raise train.batch_size or the processes.")
         if not 0 <= self.data.caption_dropout <= 1:
             raise ValueError(f"data.caption_dropout must be in [0, 1], got {self.data.caption_dropout}.")
         return self

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from procseq.layout import GridLayout, grid_position_ids, pack_latents
 from procseq.models.codec import encode_pixels
 from procseq.outputs import atomic_dir, write_text_atomic
-from procseq.training import checkpoints
+from procseq.training import checkpoints, sharding
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss, interpolate, sample_timesteps
 
@@ -178,6 +178,7 @@ class Trainer:
     #: Why some trainable parameters get no gradient in a step, or None if all always do: a reason switches
     #: on DDP's ``find_unused_parameters`` (subclasses set it; see the adapter and ReCraft trainers).
     unused_parameters: str | None = None
+    sharded: bool = False  #: the transformer is sharded over the processes (``train.shard: fsdp``)
 
     def __init__(self, config: RunConfig, pipe: Any, dataset: Dataset, save_fn: Callable[[Any, Path], None]):
         self.cfg, self.pipe, self.dataset, self.save_fn = config, pipe, dataset, save_fn
@@ -234,7 +235,7 @@ class Trainer:
         else:
             x0_lat = self.encode_images(torch.stack([it["grid"] for it in items]))
         b, c, h, w = x0_lat.shape
-        x0 = pack_latents(x0_lat)
+        x0 = pack_latents(x0_lat).to(self.accelerator.unwrap_model(self.pipe.transformer).dtype)  # model.dtype
         noise = self.rank_rows(torch.randn((n_global, *x0.shape[1:]), generator=g)).to(x0)
         t = self.rank_rows(sample_timesteps(n_global, t_cfg.timestep_scheme, g, t_cfg.timestep_mean,
                                             t_cfg.timestep_std, t_cfg.timestep_shift)).to(x0)
@@ -297,17 +298,21 @@ class Trainer:
             m.train()
         if t_cfg.gradient_checkpointing:
             self.pipe.transformer.enable_gradient_checkpointing()
+        self.sharded = t_cfg.shard == "fsdp" and sharding.shard_transformer(self.pipe.transformer)
         params = self.trainable_parameters(modules)
         opt = build_optimizer(params, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
-        prepared = acc.prepare(*modules, opt)
-        modules, opt = list(prepared[:-1]), prepared[-1]
+        if self.sharded:  # FSDP averages the gradients itself; its state is saved by procseq.training.sharding
+            self._sharded_state = (modules[0], opt)
+        else:
+            prepared = acc.prepare(*modules, opt)
+            modules, opt = list(prepared[:-1]), prepared[-1]
         self.pipe.transformer = modules[0]
         if cfg.model.train_text_encoders:  # FluxPipeline.encode_prompt reads text_encoder.dtype
             self.pipe.text_encoder, self.pipe.text_encoder_2 = (CallThrough(m, acc.unwrap_model(m)) for m in modules[1:3])
 
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.jsonl"
-        step = checkpoints.resume(lambda folder: acc.load_state(str(folder)), self.out, lambda: params)
+        step = checkpoints.resume(self.load_checkpoint, self.out, lambda: params)
         if acc.is_main_process:
             cfg.save_yaml(self.out / "config.yaml")
             truncate_log(log_path, step)
@@ -344,6 +349,9 @@ class Trainer:
         if acc.is_main_process:
             for m in modules:
                 m.eval()
+        if self.sharded:
+            sharding.unshard(modules[0])
+        if acc.is_main_process:
             self.pipe.transformer = acc.unwrap_model(modules[0])
             if cfg.model.train_text_encoders:
                 self.pipe.text_encoder = acc.unwrap_model(modules[1])
@@ -352,6 +360,12 @@ class Trainer:
                 self.save_fn(self.pipe, tmp)
         acc.wait_for_everyone()
         return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore model, optimizer and random state from a checkpoint folder (sharded state included)."""
+        self.accelerator.load_state(str(folder))
+        if self.sharded:
+            sharding.load_state(folder, *self._sharded_state)
 
     def checkpoint(self, step: int) -> Path:
         """Save model + optimizer state at `step` crash-safely (:mod:`procseq.training.checkpoints`); once it
@@ -363,6 +377,8 @@ class Trainer:
 
         def write(tmp: Path) -> None:
             acc.save_state(str(tmp))
+            if self.sharded:
+                sharding.save_state(tmp, *self._sharded_state, acc.is_main_process)
             if acc.is_main_process:
                 write_text_atomic(tmp / checkpoints.STATE, json.dumps({"step": step}))
 
