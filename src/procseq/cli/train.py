@@ -57,8 +57,16 @@ def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], clic
         @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                       help="Override any config value: --set section.key=VALUE (YAML value; repeatable), "
                            "e.g. --set adapter.kind=masked.")
+        @click.option("--plan-memory", is_flag=True,
+                      help="Print the GPU memory of one training step (weights, optimizer state, activations, peak "
+                           "per GPU), computed from the model's config files; loads no weights and trains nothing.")
+        @click.option("--plan-shape", default="9x336", show_default=True, metavar="FRAMESxPX",
+                      help="With --plan-memory: the training sequences, FRAMES frames of PX pixels (9x336: a 1008 px grid).")
+        @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
+                      help="With --plan-memory: the processes (GPUs) of the launch; train.shard: fsdp divides by them.")
         @functools.wraps(run)
-        def command(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+        def command(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...],
+                    plan_memory: bool, plan_shape: str, processes: int) -> None:
             from procseq.training.config import RunConfig
 
             cfg = RunConfig.from_yaml(config, overrides=overrides)
@@ -67,6 +75,11 @@ def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], clic
             if output_dir is not None:
                 cfg.train.output_dir = output_dir
             cfg.validate()
+            if plan_memory:
+                from procseq.training.memory import parse_shape, plan_training
+
+                click.echo(plan_training(cfg, name, *parse_shape(plan_shape), processes=processes).table())
+                return
             line = run(cfg)
             from procseq.distributed import process_state
 

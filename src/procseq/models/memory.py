@@ -31,6 +31,7 @@ GB = 1e9
 #: network nor access to the gated repository. FLUX.1-schnell is the same without the guidance embedding.
 FLUX_DEV_CONFIG = Path(__file__).with_name("flux_dev_configs.json")
 KNOWN_CONFIGS = {"black-forest-labs/FLUX.1-dev": {}, "black-forest-labs/FLUX.1-schnell": {"guidance_embeds": False}}
+KNOWN_TEXT_TOKENS = {"black-forest-labs/FLUX.1-dev": 512, "black-forest-labs/FLUX.1-schnell": 256}
 
 
 class LiveBytes(TorchDispatchMode):
@@ -106,6 +107,17 @@ def component_configs(model: str) -> dict[str, dict[str, Any]]:
             for name in ("transformer", "vae", "text_encoder", "text_encoder_2")}
 
 
+def text_tokens(model: str) -> int:
+    """The T5 sequence length the pipeline encodes prompts to: FLUX.1-dev 512, a folder's tokenizer_2 maximum."""
+    if model in KNOWN_TEXT_TOKENS:
+        return KNOWN_TEXT_TOKENS[model]
+    from procseq.models.loading import resolve_model
+
+    config = Path(resolve_model(model)) / "tokenizer_2" / "tokenizer_config.json"
+    length = json.loads(config.read_text()).get("model_max_length") if config.is_file() else None
+    return int(length) if isinstance(length, int) and length < 100_000 else 512
+
+
 def meta_component(name: str, config: dict[str, Any], dtype: torch.dtype) -> torch.nn.Module:
     """One component built on the meta device (no memory, no download) in `dtype`."""
     config = {k: v for k, v in config.items() if not k.startswith("_")}
@@ -174,8 +186,8 @@ class MemoryPlan:
     def table(self) -> str:
         """The plan as aligned text lines."""
         width = max(len(k) for k in [*self.rows, "peak per GPU"])
-        lines = [self.title] + [f"  {k:<{width}}  {v / GB:9.2f} GB" for k, v in self.rows.items()]
-        lines.append(f"  {'peak per GPU':<{width}}  {self.peak / GB:9.2f} GB")
+        lines = [self.title] + [f"  {k:<{width}}  {v / GB:9.3f} GB" for k, v in self.rows.items()]
+        lines.append(f"  {'peak per GPU':<{width}}  {self.peak / GB:9.3f} GB")
         lines.append("  fits: " + ", ".join(f"{g} GB {'yes' if self.fits(g) else 'no'}" for g in (24, 48, 80)))
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
@@ -192,22 +204,35 @@ def inference_peak(module: torch.nn.Module, run: Any) -> int:
 
 def plan_generation(model: str, image_tokens: int, text_tokens: int, dtype: torch.dtype, batch: int = 1,
                     cpu_offload: bool = False, known_tokens: int = 0, vae_pixels: tuple[int, int] = (1024, 1024),
-                    clip_tokens: int = 77) -> MemoryPlan:
+                    clip_tokens: int = 77, regional: bool = False) -> MemoryPlan:
     """The GPU memory of one generation: each component's weights and the peak of its forward.
 
     `image_tokens` / `text_tokens`: the transformer's sequence (``batch`` of them: 2 with true CFG);
     `known_tokens`: condition tokens whose per-layer keys/values are cached (known frames, concat mode);
-    `vae_pixels`: the decoded grid ``(height, width)``. With `cpu_offload` one component is on the GPU at
-    a time (``enable_model_cpu_offload``), else all of them stay there.
+    `vae_pixels`: the decoded grid ``(height, width)``; `regional`: a float32 ``(seq, seq)`` attention mask
+    (CookAnything's step-wise mask). With `cpu_offload` one component is on the GPU at a time
+    (``enable_model_cpu_offload``), else all of them stay there.
     """
+    extra: dict[str, int] = {}
+    from procseq.quiet import quiet_loading
+
     configs = component_configs(model)
     peaks, weights = {}, {}
     for name in ("text_encoder", "text_encoder_2", "transformer", "vae"):
-        m = meta_component(name, configs[name], dtype)
+        with quiet_loading():
+            m = meta_component(name, configs[name], dtype)
         weights[name] = tensor_bytes([*m.parameters(), *m.buffers()])
         if name == "transformer":
             kwargs = transformer_inputs(m, batch, image_tokens + known_tokens, text_tokens)
             peaks[name] = inference_peak(m, lambda: m(**kwargs))
+            c = m.config
+            if known_tokens:  # every block's keys and values of the condition tokens, kept for all steps
+                extra["known-frame K/V cache"] = ((c.num_layers + c.num_single_layers) * 2 * known_tokens * batch
+                                                  * c.num_attention_heads * c.attention_head_dim * weights[name]
+                                                  // max(1, sum(p.numel() for p in m.parameters())))
+            if regional:
+                extra["regional attention mask"] = (image_tokens + known_tokens + text_tokens) ** 2 * 4
+            peaks[name] += sum(extra.values())
         elif name == "vae":
             c = m.config.latent_channels
             z = torch.randn(1, c, vae_pixels[0] // 8, vae_pixels[1] // 8, device="meta", dtype=dtype)
@@ -224,7 +249,13 @@ def plan_generation(model: str, image_tokens: int, text_tokens: int, dtype: torc
     for name in weights:
         plan.rows[f"weights: {name}"] = weights[name]
     work = {name: peaks[name] - weights[name] for name in peaks}
-    plan.rows["activations (largest forward)"] = max(work.values())
+    largest = max(work, key=lambda n: work[n])
+    if largest == "transformer":
+        plan.rows.update(extra)
+    else:
+        plan.notes.append(", ".join(f"{k}: {v / GB:.3f} GB" for k, v in extra.items()) + " (during the transformer)")
+    plan.rows[f"activations (largest forward: {largest})"] = work[largest] - (
+        sum(extra.values()) if largest == "transformer" else 0)
     if cpu_offload:
         plan.peak = max(peaks.values())
         plan.notes.append("offload: one component on the GPU at a time; the rest in CPU memory "
@@ -232,4 +263,31 @@ def plan_generation(model: str, image_tokens: int, text_tokens: int, dtype: torc
     else:
         plan.peak = sum(weights.values()) + max(work.values())
     plan.notes.append("CUDA context (~0.5 GB) and allocator fragmentation (~5 %) not included")
+    return plan
+
+
+def plan_sequence(model: str, frames: int, frame_size: int | None = None, mode: str = "grid", known: int = 0,
+                  dtype: str = "bfloat16", cpu_offload: bool = False, cfg_batch: int = 1, history: int = 2) -> MemoryPlan:
+    """:func:`plan_generation` for one sequence as ``procseq generate`` makes it: `frames` frames of `frame_size`
+    px (default: the model's) in layout `mode` (``grid`` and ``regional``: one grid; ``frame-by-frame``: one frame
+    with `history` earlier frames as known tokens), `known` known frames, `cfg_batch` 2 with true CFG."""
+    from procseq.layout import GridLayout
+    from procseq.models.loading import ModelDefaults, resolve_model
+
+    if model not in KNOWN_CONFIGS:
+        location = Path(resolve_model(model))
+        frame_size = frame_size or ModelDefaults.from_folder(location if location.is_dir() else None).frame_size_for(frames)
+    frame_size = frame_size or ModelDefaults().frame_size_for(frames)
+    per_frame = (frame_size // 16) ** 2
+    layout = GridLayout.for_frames(frames)
+    if mode == "frame-by-frame":
+        image, known_tokens, pixels = per_frame, (history + known) * per_frame, (frame_size, frame_size)
+    else:
+        image, known_tokens = layout.rows * layout.cols * per_frame, known * per_frame
+        pixels = (layout.rows * frame_size, layout.cols * frame_size)
+    torch_dtype = getattr(torch, "bfloat16" if dtype == "auto" else dtype)
+    plan = plan_generation(model, image, text_tokens(model), torch_dtype, cfg_batch, cpu_offload, known_tokens, pixels,
+                           regional=mode == "regional")
+    plan.title = (f"generation memory plan: {model}, {frames} frames x {frame_size} px, {mode}"
+                  + (f", {known} known frames" if known else "") + f" ({plan.title.split(': ', 1)[1].split(', ', 1)[1]})")
     return plan

@@ -88,16 +88,28 @@ def optimizer_bytes(params: list[torch.nn.Parameter], name: str) -> int:
     return total
 
 
+def parse_shape(shape: str) -> tuple[int, int]:
+    """``"9x336"`` -> ``(9, 336)`` (frames, frame side in pixels); ``ValueError`` with the expected form."""
+    frames, _, px = shape.lower().partition("x")
+    if not (frames.isdigit() and px.isdigit()) or int(frames) < 1 or int(px) < 16 or int(px) % 16:
+        raise ValueError(f"--plan-shape {shape!r}: give FRAMESxPX with PX a multiple of 16, e.g. 9x336 or 4x512.")
+    return int(frames), int(px)
+
+
 def step_shapes(cfg: RunConfig, configs: dict[str, Any], frames: int, frame_size: int,
                 text_tokens: int | None = None) -> tuple[int, int]:
     """``(image_tokens, text_tokens)`` of one training sequence: a grid of `frames` frames of `frame_size`
-    pixels, 8x VAE, 2x2 packing; the T5 length FLUX.1 uses (512) or the tiny model's."""
+    pixels, 8x VAE, 2x2 packing; the model's T5 length (FLUX.1-dev: 512) unless `text_tokens` is given."""
     from procseq.layout import GridLayout
 
     layout = GridLayout.for_frames(frames)
     down = 2 ** (len(configs["vae"].get("block_out_channels", [0] * 4)) - 1) * 2
     image = layout.rows * (frame_size // down) * layout.cols * (frame_size // down)
-    text = text_tokens or (512 if cfg.model.path else cfg.model.tiny.get("t5_max_length", 32))
+    from procseq.models.memory import text_tokens as model_text_tokens
+    from procseq.models.tiny import TinyConfig
+
+    text = text_tokens or (model_text_tokens(cfg.model.path) if cfg.model.path
+                           else TinyConfig(**cfg.model.tiny).t5_max_length)
     return image, text
 
 
