@@ -24,7 +24,7 @@ class TrainGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "[base|adapter|known-frames|frame-by-frame] CONFIG [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "[base|adapter|known-frames|frame-by-frame|regional] CONFIG [OPTIONS]")
 
 
 @main.group(cls=TrainGroup)
@@ -36,6 +36,7 @@ def train() -> None:
     procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
     procseq train known-frames CONFIG   the condition LoRA for known frames (ReCraft, continuation, interpolation)
     procseq train frame-by-frame CONFIG the frame-by-frame LoRA + step embedding (Loom)
+    procseq train regional CONFIG   the regional LoRA (CookAnything's trained mode)
 
     Many processes: `torchrun --standalone --nproc_per_node N -m procseq.cli train ...` (CPUs or GPUs), or
     `accelerate launch --multi_gpu --num_processes N -m procseq.cli train ...` (GPUs).
@@ -143,6 +144,19 @@ def train_frame_by_frame(cfg: RunConfig) -> str:
 
     result = run_frame_by_frame_training(cfg)
     return trained(result, f"frame-by-frame weights: {result.model_dir}")
+
+
+@run_config_command("regional")
+def train_regional(cfg: RunConfig) -> str:
+    """Train the regional LoRA (CookAnything's trained mode: frames as regions, each driven by its step caption,
+    under the step-wise mask) on a frozen base from CONFIG (section `regional`: rank, alpha, blend, fusion,
+    per_domain). Writes OUTPUT_DIR/model/ (weights, regional.json); use it with `procseq generate --mode regional`
+    after copying it to the model's regional/ folder.
+    """
+    from procseq.training.regional import run_regional_training
+
+    result = run_regional_training(cfg, cfg.regional)
+    return trained(result, f"regional LoRA: {result.model_dir}")
 
 
 @main.command("init-tiny")

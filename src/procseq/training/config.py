@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from procseq.conditioning.lora import DEFAULT_TARGETS as CONDITION_TARGETS
 from procseq.outputs import write_text_atomic
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -46,6 +47,7 @@ class DataConfig:
     domains: list[str] | None = None
     caption_dropout: float = 0.1
     cache_latents: bool = False
+    cache_text: bool = False  # frozen text encoders: each distinct prompt encoded once, kept in CPU memory (FLUX.1-dev: 4 MB each)
     num_workers: int = 0
     balance_domains: bool = False  # every domain as many (single-domain) batches per epoch as the largest
     phrasings: int = 1  # items per sequence, one per stored phrasing (data make --wording paraphrase --phrasings K)
@@ -271,6 +273,29 @@ class FrameByFrameConfig:
 
 
 @dataclass
+class RegionalTrainConfig:
+    """The regional LoRA (``procseq train regional``; recorded in ``regional.json`` beside the weights).
+
+    Args:
+        rank, alpha, targets: the peft LoRA.
+        blend, fusion, ids: the regional settings trained under (as :class:`~procseq.pipelines.regional.RegionalConfig`).
+        per_domain: training sequences per domain (the first of the split).
+        max_tokens_per_step: T5 tokens per step caption.
+        cache_dir: where per-frame latents are cached (keyed by what they were computed from).
+    """
+
+    rank: int = 16
+    alpha: float = 16.0
+    targets: list[str] = field(default_factory=lambda: list(CONDITION_TARGETS))
+    blend: float = 0.1
+    fusion: float = 0.2
+    ids: str = "flexible"
+    per_domain: int = 300
+    max_tokens_per_step: int = 32
+    cache_dir: str = "data_cache/regional"
+
+
+@dataclass
 class RunConfig:
     """A whole training run: ``procseq train CONFIG.yaml`` reads one of these."""
 
@@ -282,6 +307,7 @@ class RunConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     known_frames: KnownFramesConfig = field(default_factory=KnownFramesConfig)
     frame_by_frame: FrameByFrameConfig = field(default_factory=FrameByFrameConfig)
+    regional: RegionalTrainConfig = field(default_factory=RegionalTrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (what :meth:`from_dict` and YAML take)."""
@@ -303,7 +329,7 @@ class RunConfig:
                     "autoencoder.steps": 0,
                     "autoencoder.batch_size": 1, "autoencoder.checkpoint_every": 1, "autoencoder.log_every": 1,
                     "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1,
-                    "frame_by_frame.rank": 1, "data.num_workers": 0, "data.phrasings": 1}
+                    "frame_by_frame.rank": 1, "regional.rank": 1, "regional.per_domain": 1, "data.num_workers": 0, "data.phrasings": 1}
         for key, low in at_least.items():
             section, name = key.split(".")
             value = getattr(getattr(self, section), name)

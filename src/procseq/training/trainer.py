@@ -203,13 +203,28 @@ class Trainer:
         return mods
 
     def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """T5 tokens, pooled CLIP vector and text ids, through FluxPipeline's encoder code."""
+        """T5 tokens, pooled CLIP vector and text ids, through FluxPipeline's encoder code. With
+        ``data.cache_text`` (frozen encoders) each distinct prompt is encoded once and kept in CPU memory."""
+        if self.cfg.data.cache_text and not self.cfg.model.train_text_encoders:
+            return self._cached_text(prompts)
         ctx = torch.enable_grad() if self.cfg.model.train_text_encoders else torch.no_grad()
         with ctx:
             return self.pipe.encode_prompt(
                 prompts, None, device=self.accelerator.device,
                 max_sequence_length=self.pipe.tokenizer_2.model_max_length,
             )
+
+    @torch.no_grad()
+    def _cached_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cache: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = self.__dict__.setdefault("_text_cache", {})
+        missing = sorted(set(prompts) - set(cache))
+        if missing:
+            embeds, pooled, ids = self.pipe.encode_prompt(missing, None, device="cpu",
+                                                          max_sequence_length=self.pipe.tokenizer_2.model_max_length)
+            cache.update({p: (embeds[i].clone(), pooled[i].clone(), ids.cpu()) for i, p in enumerate(missing)})
+        device = self.accelerator.device
+        return (torch.stack([cache[p][0] for p in prompts]).to(device),
+                torch.stack([cache[p][1] for p in prompts]).to(device), cache[prompts[0]][2].to(device))
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
