@@ -238,7 +238,7 @@ def plan_generation(model: str, image_tokens: int, text_tokens: int, dtype: torc
             z = torch.randn(1, c, vae_pixels[0] // 8, vae_pixels[1] // 8, device="meta", dtype=dtype)
             peaks[name] = inference_peak(m, lambda: m.decode(z))
         else:
-            length = clip_tokens if name == "text_encoder" else text_tokens
+            length = min(clip_tokens, m.config.max_position_embeddings) if name == "text_encoder" else text_tokens
             ids = torch.zeros(1, length, dtype=torch.long, device="meta")
             peaks[name] = inference_peak(m, lambda: m(ids))
         del m
