@@ -118,10 +118,20 @@ def text_tokens(model: str) -> int:
     return int(length) if isinstance(length, int) and length < 100_000 else 512
 
 
-def meta_component(name: str, config: dict[str, Any], dtype: torch.dtype) -> torch.nn.Module:
-    """One component built on the meta device (no memory, no download) in `dtype`."""
+def meta_component(name: str, config: dict[str, Any], dtype: torch.dtype, device: str = "meta") -> torch.nn.Module:
+    """One component built on the meta device (no memory, no download) in `dtype`; on another `device` it is built
+    there with the classes' own random initialisation, created in `dtype` (no float32 copy first)."""
     config = {k: v for k, v in config.items() if not k.startswith("_")}
-    with torch.device("meta"):
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return _build(name, config, device).to(dtype).eval().requires_grad_(False)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _build(name: str, config: dict[str, Any], device: str) -> torch.nn.Module:
+    with torch.device(device):
         if name == "transformer":
             from diffusers import FluxTransformer2DModel
 
@@ -138,7 +148,7 @@ def meta_component(name: str, config: dict[str, Any], dtype: torch.dtype) -> tor
             from transformers import T5Config, T5EncoderModel
 
             module = T5EncoderModel(T5Config(**config))
-    return module.to(dtype).eval().requires_grad_(False)
+    return module
 
 
 def tensor_bytes(tensors: Any) -> int:

@@ -58,10 +58,7 @@ def measure(folder: str, kind: str, checkpointing: bool, frames: int, frame_size
     """Bytes of peak resident memory of two training steps (model built here), beyond what was resident before."""
     import torch
 
-    from procseq.models.memory import transformer_inputs
-    from procseq.training.flow_matching import flow_matching_loss
-    from procseq.training.memory import add_trainable, step_shapes
-    from procseq.training.trainer import build_optimizer
+    from procseq.training.memory import step_shapes
 
     cfg = run_config(folder, kind, checkpointing)
     config = json.loads((Path(folder) / "transformer" / "config.json").read_text())
@@ -71,17 +68,7 @@ def measure(folder: str, kind: str, checkpointing: bool, frames: int, frame_size
 
     def steps(config: dict[str, Any], image: int, text: int) -> None:
         model = FluxTransformer2DModel.from_config(config).requires_grad_(False).train()
-        params = add_trainable(model, cfg, kind, cfg.train.batch_size)
-        if checkpointing:
-            model.enable_gradient_checkpointing()
-        opt = build_optimizer(params, cfg.optim.name, 1e-4, 0.0)
-        for _ in range(2):
-            kwargs = transformer_inputs(model, cfg.train.batch_size, image, text, device="cpu")
-            pred = model(**kwargs)[0]
-            flow_matching_loss(pred, torch.randn_like(pred), kwargs["hidden_states"]).backward()
-            del pred, kwargs
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        train_steps(model, cfg, kind, image, text, 2)
 
     torch.manual_seed(0)
     # the runtime's one-time set-up (kernel libraries, thread pools) first, on a model a few heads narrower
@@ -90,6 +77,38 @@ def measure(folder: str, kind: str, checkpointing: bool, frames: int, frame_size
     baseline = resident_bytes()
     steps(config, image, text_tokens)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+
+
+def train_steps(model: Any, cfg: Any, kind: str, image_tokens: int, text_tokens: int, steps: int,
+                device: str = "cpu") -> list[float]:
+    """`steps` training steps of trainer `kind` (adapter added as :func:`~procseq.training.memory.add_trainable`
+    adds it, gradient checkpointing per `cfg`) on random inputs; returns the seconds of each step."""
+    import time
+
+    import torch
+
+    from procseq.models.memory import transformer_inputs
+    from procseq.training.flow_matching import flow_matching_loss
+    from procseq.training.memory import add_trainable
+    from procseq.training.trainer import build_optimizer
+
+    params = add_trainable(model, cfg, kind, cfg.train.batch_size)
+    if cfg.train.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    opt = build_optimizer(params, cfg.optim.name, 1e-4, 0.0)
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        kwargs = transformer_inputs(model, cfg.train.batch_size, image_tokens, text_tokens, device=device)
+        pred = model(**kwargs)[0]
+        flow_matching_loss(pred, torch.randn_like(pred), kwargs["hidden_states"]).backward()
+        del pred, kwargs
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def resident_bytes() -> int:
