@@ -139,13 +139,13 @@ def generation(pipe: Any, device: str, args: argparse.Namespace, name: str, step
     tokens = (math.ceil(math.sqrt(frames)) * (size // 16)) ** 2
     flops = transformer_flops(flux_configs(args.tiny)["transformer"], tokens, 512) * steps
     plan = plan_sequence(FLUX, frames, size, kw.get("mode", "grid"), len(kw.get("known", {})), "bfloat16",
-                         cpu_offload=name.endswith("offload")) if not args.tiny else None
+                         cpu_offload=name.endswith("offload"))  # FLUX.1-dev's (with --tiny: only run, not compared)
     record(f"generate.{name}", {"seconds": round(seconds, 3), "steps": steps, "frames": len(out.frames[0]),
                                 "transformer_tflop": round(flops / 1e12, 1),
                                 "flop_bound_s": round(flops / (args.peak_tflops * 1e12), 3),
                                 "ratio_to_bound": round(seconds / (flops / (args.peak_tflops * 1e12)), 2),
                                 "peak_gb": round(mem.peak / GB, 2),
-                                "plan_gb": round(plan.peak / GB, 2) if plan else None})
+                                "plan_gb": round(plan.peak / GB, 2)})
 
 
 def training(pipe: Any, device: str, args: argparse.Namespace, kind: str, batch: int) -> None:
@@ -163,11 +163,11 @@ def training(pipe: Any, device: str, args: argparse.Namespace, kind: str, batch:
     image = (2 * size // 16) ** 2
     with Memory(device) as mem:
         seconds = train_steps(model, cfg, kind, image, 512, args.train_steps, device)
-    plan = plan_training(cfg, kind, frames, size) if not args.tiny else None
+    plan = plan_training(cfg, kind, frames, size)
     timed = seconds[2:] or seconds
     record(f"train.{kind}.batch{batch}", {"steps_per_s": round(len(timed) / sum(timed), 3), "image_tokens": image,
                                           "peak_gb": round(mem.peak / GB, 2),
-                                          "plan_gb": round(plan.peak / GB, 2) if plan else None})
+                                          "plan_gb": round(plan.peak / GB, 2)})
 
 
 def remove_trained(model: torch.nn.Module) -> None:

@@ -90,7 +90,7 @@ def train_steps(model: Any, cfg: Any, kind: str, image_tokens: int, text_tokens:
     from procseq.models.memory import transformer_inputs
     from procseq.training.flow_matching import flow_matching_loss
     from procseq.training.memory import add_trainable
-    from procseq.training.trainer import build_optimizer
+    from procseq.training.optimizers import build_optimizer
 
     params = add_trainable(model, cfg, kind, cfg.train.batch_size)
     if cfg.train.gradient_checkpointing:

@@ -37,6 +37,7 @@ from procseq.outputs import atomic_dir, write_text_atomic
 from procseq.training import checkpoints, sharding
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss, interpolate, sample_timesteps
+from procseq.training.optimizers import TextCache, build_optimizer
 
 
 @dataclass
@@ -73,28 +74,6 @@ class FlowBatch:
     def x_t(self) -> torch.Tensor:
         """The noised latents ``(1 - t) x0 + t noise``."""
         return interpolate(self.x0, self.noise, self.t)
-
-
-def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weight_decay: float):
-    """CAME (``came-pytorch``), AdamW or bitsandbytes' 8-bit AdamW over `params`."""
-    if name == "came":
-        try:
-            from came_pytorch import CAME
-        except ImportError as err:
-            raise ValueError("optim.name 'came' needs the CAME optimizer: pip install 'procseq[train]' "
-                             "(or set optim.name: adamw).") from err
-
-        return CAME(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999, 0.9999), eps=(1e-30, 1e-16))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw8bit":
-        try:
-            import bitsandbytes
-        except ImportError as err:
-            raise ValueError("optim.name 'adamw8bit' needs bitsandbytes (pip install bitsandbytes, on a GPU); "
-                             "or set optim.name: came, which also keeps little state.") from err
-        return bitsandbytes.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {name!r}; use 'came', 'adamw' or 'adamw8bit'.")
 
 
 def bucketed_batches(num_frames: list[int], batch_size: int, seed: int, epoch: int,
@@ -182,6 +161,8 @@ class Trainer:
 
     def __init__(self, config: RunConfig, pipe: Any, dataset: Dataset, save_fn: Callable[[Any, Path], None]):
         self.cfg, self.pipe, self.dataset, self.save_fn = config, pipe, dataset, save_fn
+        cached = config.data.cache_text and not config.model.train_text_encoders
+        self.text_cache = TextCache(pipe) if cached else None
         t = config.train
         self.out = Path(t.output_dir)
         ddp = DistributedDataParallelKwargs(find_unused_parameters=self.unused_parameters is not None)
@@ -205,26 +186,14 @@ class Trainer:
     def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """T5 tokens, pooled CLIP vector and text ids, through FluxPipeline's encoder code. With
         ``data.cache_text`` (frozen encoders) each distinct prompt is encoded once and kept in CPU memory."""
-        if self.cfg.data.cache_text and not self.cfg.model.train_text_encoders:
-            return self._cached_text(prompts)
+        if self.text_cache is not None:
+            return self.text_cache(prompts, self.accelerator.device)
         ctx = torch.enable_grad() if self.cfg.model.train_text_encoders else torch.no_grad()
         with ctx:
             return self.pipe.encode_prompt(
                 prompts, None, device=self.accelerator.device,
                 max_sequence_length=self.pipe.tokenizer_2.model_max_length,
             )
-
-    @torch.no_grad()
-    def _cached_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        cache: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = self.__dict__.setdefault("_text_cache", {})
-        missing = sorted(set(prompts) - set(cache))
-        if missing:
-            embeds, pooled, ids = self.pipe.encode_prompt(missing, None, device="cpu",
-                                                          max_sequence_length=self.pipe.tokenizer_2.model_max_length)
-            cache.update({p: (embeds[i].clone(), pooled[i].clone(), ids.cpu()) for i, p in enumerate(missing)})
-        device = self.accelerator.device
-        return (torch.stack([cache[p][0] for p in prompts]).to(device),
-                torch.stack([cache[p][1] for p in prompts]).to(device), cache[prompts[0]][2].to(device))
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
