@@ -49,3 +49,18 @@ def test_a_bf16_base_trains_float32_adapters(tiny_model_dir, corpus, tmp_path) -
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
     weights = load_file(str(tmp_path / "bf16" / "model" / "adapters.safetensors"))
     assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_sharding_refuses_a_run_that_trains_more_than_the_transformer(tiny_model_dir, tmp_path) -> None:
+    from diffusers import FluxPipeline
+
+    from procseq.training.trainer import Trainer
+    from tests.training.test_trainer import RandomGrids
+
+    cfg = RunConfig.from_dict({"model": {"path": str(tiny_model_dir), "train_text_encoders": True},
+                               "optim": {"name": "adamw"},
+                               "train": {"output_dir": str(tmp_path), "max_steps": 1, "batch_size": 2,
+                                         "shard": "fsdp"}})
+    trainer = Trainer(cfg, FluxPipeline.from_pretrained(tiny_model_dir), RandomGrids(), lambda p, d: None)
+    with pytest.raises(ValueError, match="train.shard: none"):
+        trainer.train(progress=False)

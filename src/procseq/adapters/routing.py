@@ -161,13 +161,13 @@ class RoutedLoRALinear(nn.Linear):
                 f"Routing was set for {weights.shape[0]} samples but the batch has {x.shape[0]}; route one "
                 f"domain per sample (domains=[...] of length {x.shape[0]}) or a single domain for all."
             )
-        dtype = self.compute_dtype(x)
+        dtype = self.lora_compute_dtype(x)
         h = self.lora_linear(self.lora_A, self.lora_dropout(x.to(dtype)))  # (batch, ..., rank)
         weights = weights.to(dtype).view(weights.shape[0], *([1] * (x.dim() - 2)), weights.shape[1])
         delta = self._delta(h, weights)
         return result + (delta * self.scaling).to(result.dtype)
 
-    def compute_dtype(self, x: torch.Tensor) -> torch.dtype:
+    def lora_compute_dtype(self, x: torch.Tensor) -> torch.dtype:
         """The dtype the adapter computes in: a half-precision input's own (the float32 adapter weights are cast
         to it, so no activation is upcast; their gradients stay float32), else the adapter weights' dtype."""
         return x.dtype if x.dtype in (torch.float16, torch.bfloat16) else self.lora_A.weight.dtype

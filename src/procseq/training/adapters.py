@@ -112,6 +112,17 @@ class AdapterTrainer(Trainer):
             return "the lora_B of every domain absent from the batch"
         return None
 
+    def drop_unused_gradients(self, batch: list[int]) -> None:
+        """Sharded asymmetric LoRA: the ``lora_B`` of a domain absent from the global batch gets no update, as
+        unsharded (FSDP's reduce-scatter hands it a zero gradient, which momentum would still apply)."""
+        if not self.sharded or self.cfg.adapter.kind != "asymmetric":
+            return
+        present = {self.route_of[self.dataset.domains[i]] for i in batch}
+        for layer in adapter_layers(self.accelerator.unwrap_model(self.pipe.transformer)).values():
+            for name in set(layer.domain_names) - present:
+                for p in layer.domain_parameters(name):
+                    p.grad = None
+
     def trainable_modules(self) -> list[torch.nn.Module]:
         """Only the transformer (its adapter layers) is optimised."""
         return [self.pipe.transformer]

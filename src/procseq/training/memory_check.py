@@ -125,7 +125,10 @@ def check(size: str, kind: str, checkpointing: bool, frames: int = 4, frame_size
         folder = write_config_folder(Path(root or tmp) / f"flux-{size}", size)
         cfg = run_config(str(folder), kind, checkpointing)
         plan = plan_training(cfg, kind, frames, frame_size, text_tokens=text_tokens)
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+        # a clean environment: nothing a calling process set (threads, launchers) changes what is measured
+        env = {k: os.environ[k] for k in ("PATH", "HOME", "PYTHONPATH", "HF_HUB_OFFLINE") if k in os.environ}
+        env.update(MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
         args = [sys.executable, "-m", "procseq.training.memory_check", "--measure", str(folder), kind,
                 str(int(checkpointing)), str(frames), str(frame_size), str(text_tokens)]
         proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)

@@ -282,6 +282,9 @@ class Trainer:
             m.train()
         if t_cfg.gradient_checkpointing:
             self.pipe.transformer.enable_gradient_checkpointing()
+        if t_cfg.shard == "fsdp" and len(modules) > 1:
+            raise ValueError("train.shard: fsdp shards the transformer, but this run also trains other modules "
+                             "(text encoders, a step embedding); set train.shard: none for it.")
         self.sharded = t_cfg.shard == "fsdp" and sharding.shard_transformer(self.pipe.transformer)
         params = self.trainable_parameters(modules)
         opt = build_optimizer(params, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
@@ -316,6 +319,7 @@ class Trainer:
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.optim.grad_clip:
                     acc.clip_grad_norm_(params, cfg.optim.grad_clip)
+                self.drop_unused_gradients(batch)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
             step += 1
@@ -344,6 +348,10 @@ class Trainer:
                 self.save_fn(self.pipe, tmp)
         acc.wait_for_everyone()
         return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
+
+    def drop_unused_gradients(self, batch: list[int]) -> None:
+        """Before the optimizer step on global batch `batch`: set to None the gradients a sharded run reduced
+        to zeros for weights no process used (one process or DDP leave those None, and the optimizer skips them)."""
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore model, optimizer and random state from a checkpoint folder (sharded state included)."""
