@@ -2,7 +2,7 @@
 
 ``python -m procseq.training.memory_check`` prints, for a few model sizes, the plan of
 :func:`procseq.training.memory.plan_training` and the peak measured in a fresh process: the peak resident
-memory (``ru_maxrss``) minus the resident memory before the model was built. The measured process runs
+memory (``VmHWM``) minus the resident memory before the model was built. The measured process runs
 with glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_``), so a freed tensor's pages go back to the
 system instead of lingering in malloc's heap (the CUDA allocator has no such heap either).
 """
@@ -13,7 +13,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -75,8 +74,9 @@ def measure(folder: str, kind: str, checkpointing: bool, frames: int, frame_size
     steps({**config, "num_attention_heads": 1, "attention_head_dim": 16, "axes_dims_rope": [4, 6, 6]}, 64, 8)
     gc.collect()
     baseline = resident_bytes()
+    reset_peak()
     steps(config, image, text_tokens)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    return peak_resident_bytes() - baseline
 
 
 def train_steps(model: Any, cfg: Any, kind: str, image_tokens: int, text_tokens: int, steps: int,
@@ -114,6 +114,21 @@ def train_steps(model: Any, cfg: Any, kind: str, image_tokens: int, text_tokens:
 def resident_bytes() -> int:
     """This process's resident memory now (Linux /proc)."""
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_resident_bytes() -> int:
+    """This process's peak resident memory (``VmHWM``). Not ``ru_maxrss``: Linux carries that over ``exec`` from
+    the process that started this one, so a large parent (a test session) would set it."""
+    line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def reset_peak() -> None:
+    """Start the peak resident memory afresh from now (Linux >= 4.0: ``/proc/self/clear_refs``), where allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def check(size: str, kind: str, checkpointing: bool, frames: int = 4, frame_size: int = 256,
