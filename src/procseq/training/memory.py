@@ -160,7 +160,11 @@ def plan_training(cfg: RunConfig, kind: str = "base", frames: int = 9, frame_siz
     with quiet_loading():
         cpu = sum(tensor_bytes([*meta_component(n, configs[n], dtype).parameters()])
                   for n in ("text_encoder", "text_encoder_2", "vae"))
-    plan.notes.append(f"text encoders and VAE stay in CPU memory ({cpu / GB:.1f} GB), not on the GPU")
+    if kind == "base" and cfg.model.train_text_encoders:
+        plan.notes.append(f"model.train_text_encoders: the text encoders ({cpu / GB:.1f} GB with the VAE) train on the "
+                          "GPU too; their weights, gradients and activations are not in this plan")
+    else:
+        plan.notes.append(f"text encoders and VAE stay in CPU memory ({cpu / GB:.1f} GB), not on the GPU")
     if kind in ("known-frames", "frame-by-frame"):
         plan.notes.append("the known frames' own pass is not traced: it adds about (known tokens / image tokens) of "
                           "the activations")
