@@ -1,7 +1,7 @@
 """Run each trainer for a few steps; under ``torchrun --nproc_per_node 2`` (see test_distributed.py).
 
 ``python distributed_worker.py MODEL_DIR CORPUS OUT BATCH_SIZE``: for every case (base, adapter,
-known-frames) trains to step 2, then starts again to step 3 (a resume from the step-2 checkpoint), in
+known-frames, and the adapter with its transformer sharded by FSDP and gradient checkpointing) trains to step 2, then starts again to step 3 (a resume from the step-2 checkpoint), in
 ``OUT/<case>``; writes this process's step-0 draws (noise, timesteps) to ``OUT/draws_<rank>.safetensors``;
 and runs a 7-item batch generation (a stand-in pipeline that logs to ``OUT/batch_<rank>.log``) into
 ``OUT/batch``.
@@ -15,7 +15,7 @@ from typing import Any
 
 from procseq.distributed import process_state
 
-CASES = ("base", "adapter", "known-frames")
+CASES = ("base", "adapter", "known-frames", "adapter-fsdp")
 
 
 def config(case: str, model_dir: str, corpus: str, out: str, batch_size: int, max_steps: int) -> Any:
@@ -26,7 +26,7 @@ def config(case: str, model_dir: str, corpus: str, out: str, batch_size: int, ma
     extra: dict[str, Any] = {"model": {"path": model_dir}}
     if case == "base":
         extra = {"model": {"path": model_dir, "train_text_encoders": True}, "autoencoder": {"steps": 0}}
-    elif case == "adapter":
+    elif case.startswith("adapter"):
         data["domains"] = ["clay", "sand_art"]
         extra["adapter"] = {"kind": "asymmetric", "rank": 4}
     else:
@@ -35,7 +35,8 @@ def config(case: str, model_dir: str, corpus: str, out: str, batch_size: int, ma
         **extra, "data": data,
         "optim": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 1},
         "train": {"output_dir": out, "max_steps": max_steps, "batch_size": batch_size, "checkpoint_every": 2,
-                  "log_every": 1, "seed": 1, "mixed_precision": "no"},
+                  "log_every": 1, "seed": 1, "mixed_precision": "no",
+                  **({"shard": "fsdp", "gradient_checkpointing": True} if case.endswith("fsdp") else {})},
     })
 
 
@@ -46,7 +47,7 @@ def run_case(case: str, model_dir: str, corpus: str, out: str, batch_size: int, 
         from procseq.training.run import run_training
 
         return run_training(cfg, progress=False)
-    if case == "adapter":
+    if case.startswith("adapter"):
         from procseq.training.adapters import run_adapter_training
 
         return run_adapter_training(cfg, progress=False)

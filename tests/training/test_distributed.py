@@ -1,5 +1,6 @@
 """Training on 2 real CPU processes (torchrun, gloo) equals one process on the same global batch, for
-every trainer: same losses, resume included; each process draws its own noise and timesteps."""
+every trainer and for the adapter with its transformer sharded (FSDP): same losses, resume included; each
+process draws its own noise and timesteps."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, two_pr
     single, double = losses(tmp_path / case), losses(two / case)  # the 2-process run resumed at step 2
     assert len(single) == len(double) == 3 and len(set(single)) == 3
     assert double == pytest.approx(single, rel=1e-5)
+    if case == "adapter-fsdp":  # the gathered adapter equals the one process's
+        a = load_file(str(tmp_path / case / "model" / "adapters.safetensors"))
+        b = load_file(str(two / case / "model" / "adapters.safetensors"))
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
 
 
 def test_each_process_draws_its_rows_of_the_global_draw(tiny_model_dir, two_process_run, tmp_path) -> None:
@@ -66,3 +71,11 @@ def test_batch_generation_splits_items_across_processes(two_process_run) -> None
     record = json.loads((two / "batch" / "batch.json").read_text())
     assert record["counts"] == {"done": 5, "skipped": 2, "failed": 0, "bad lines": 0} and record["processes"] == 2
     assert {r["process"] for r in record["results"] if r["status"] == "done"} == {0, 1}
+
+
+def test_the_sharded_run_checkpoints_gathered_state(two_process_run) -> None:
+    _, two = two_process_run
+    ckpt = sorted((two / "adapter-fsdp" / "checkpoints").glob("step_*"))[-1]
+    weights = load_file(str(ckpt / "sharded_model.safetensors"))
+    assert weights and all("lora_" in k for k in weights)  # the trainable weights, whole
+    assert (ckpt / "sharded_optimizer.bin").is_file()

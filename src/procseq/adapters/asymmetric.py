@@ -83,7 +83,7 @@ class AsymmetricLoRALinear(RoutedLoRALinear):
         """``sum_i w_i B_i(h)`` over the routed domains; `h` ``(batch, ..., r)`` -> ``(batch, ..., out)``."""
         delta = None
         for i in self.active:
-            term = self.lora_B[self.domain_names[i]](h) * weights[..., i:i + 1]
+            term = self.lora_linear(self.lora_B[self.domain_names[i]], h) * weights[..., i:i + 1]
             delta = term if delta is None else delta + term
         return delta if delta is not None else h.new_zeros(*h.shape[:-1], self.out_features)
 

@@ -136,7 +136,7 @@ class MaskedLoRALinear(RoutedLoRALinear):
         self.shared_rows, self.block = masked_layout(size, domain_fraction, max_domains,
                                                      "rank" if mask == "rank" else "out_features")
         first = self.shared_rows if mask == "rank" else 0  # rank: shared rows first; rows: domain rows first
-        owner = torch.zeros(max_domains, size)
+        owner = torch.zeros(max_domains, size, device=base_layer.weight.device)
         for k in range(max_domains):
             owner[k, first + k * self.block: first + (k + 1) * self.block] = 1.0
         self.register_buffer("fixed_owner", owner, persistent=False)
@@ -208,8 +208,8 @@ class MaskedLoRALinear(RoutedLoRALinear):
     def _delta(self, h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The masked up-projection; `h` ``(batch, ..., r)`` -> ``(batch, ..., out)``."""
         if self.mask == "rank":
-            return self.lora_B(h * self.row_coefficients(weights))
-        return self.lora_B(h) * self.row_coefficients(weights)
+            return self.lora_linear(self.lora_B, h * self.row_coefficients(weights))
+        return self.lora_linear(self.lora_B, h) * self.row_coefficients(weights)
 
     def domain_parameters(self, name: str) -> list[nn.Parameter]:
         """All of ``lora_B`` (privacy comes from the masks, not from freezing), and a learned mask's logits."""

@@ -16,7 +16,8 @@ The wrapper subclasses ``nn.Linear`` (exposing the base layer's ``weight``/``bia
 so that peft/diffusers can wrap it again: a plain style LoRA loaded with
 ``FluxPipeline.load_lora_weights`` *after* our adapters applies on top of them (peft's fuse, disable
 and unload leave ours in place). The wrapped layer is the attribute ``base``. Adapter parameters are
-float32 when the base is float16/bfloat16 (as peft does), else the base dtype.
+float32 when the base is float16/bfloat16 (as peft does), else the base dtype; they compute in the
+activations' dtype, so a bfloat16 model's activations are never upcast to float32.
 """
 
 from __future__ import annotations
@@ -160,11 +161,21 @@ class RoutedLoRALinear(nn.Linear):
                 f"Routing was set for {weights.shape[0]} samples but the batch has {x.shape[0]}; route one "
                 f"domain per sample (domains=[...] of length {x.shape[0]}) or a single domain for all."
             )
-        dtype = self.lora_A.weight.dtype
-        h = self.lora_A(self.lora_dropout(x.to(dtype)))  # (batch, ..., rank)
+        dtype = self.lora_compute_dtype(x)
+        h = self.lora_linear(self.lora_A, self.lora_dropout(x.to(dtype)))  # (batch, ..., rank)
         weights = weights.to(dtype).view(weights.shape[0], *([1] * (x.dim() - 2)), weights.shape[1])
         delta = self._delta(h, weights)
         return result + (delta * self.scaling).to(result.dtype)
+
+    def lora_compute_dtype(self, x: torch.Tensor) -> torch.dtype:
+        """The dtype the adapter computes in: a half-precision input's own (the float32 adapter weights are cast
+        to it, so no activation is upcast; their gradients stay float32), else the adapter weights' dtype."""
+        return x.dtype if x.dtype in (torch.float16, torch.bfloat16) else self.lora_A.weight.dtype
+
+    @staticmethod
+    def lora_linear(layer: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+        """``layer(h)`` with the layer's weight cast to ``h``'s dtype (differentiable; a no-op when they agree)."""
+        return nn.functional.linear(h, layer.weight.to(h.dtype), None if layer.bias is None else layer.bias.to(h.dtype))
 
     # -- subclass interface -------------------------------------------------------------------
     def _add_domain(self, name: str) -> None:

@@ -77,6 +77,9 @@ from procseq.sequence import MODES
                    "(each frame its own region driven by its step caption, any number of frames up to 64) or "
                    "frame-by-frame (one frame per pass, conditioned on the plan, its step caption, a step embedding "
                    "and sparse earlier frames; any number of frames).")
+@click.option("--plan-memory", is_flag=True,
+              help="Print the GPU memory of this generation (weights, activations, peak; with --cpu-offload too), "
+                   "computed from the model's config files; loads no weights and generates nothing.")
 @click.option("--plan", "plan_file", default=None, type=click.Path(path_type=Path),
               help="A plan.json (from `procseq plan`, or by hand: title, domain, captions, one per step) to generate "
                    "instead of the offline planner's; its title, domain and step count are the defaults of PROMPT, "
@@ -88,7 +91,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
              overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
              max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, mode: str,
-             plan_file: Path | None, **knobs: Any) -> None:
+             plan_file: Path | None, plan_memory: bool, **knobs: Any) -> None:
     """Generate the procedural sequence of PROMPT (the finished artifact) as frames + captions, or one per line
     of --prompts FILE.jsonl.
 
@@ -96,6 +99,12 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     """
     from procseq.models.loading import precheck
 
+    if plan_memory:
+        from procseq.models.memory import plan_sequence
+
+        click.echo(plan_sequence(model, frames, frame_size, mode, len(known_items), dtype, cpu_offload,
+                                 2 if (true_cfg_scale or 1.0) > 1 else 1).table())
+        return
     if prompts_file is not None:
         if prompt is not None:
             raise ValueError("Give either a PROMPT or --prompts FILE.jsonl, not both.")

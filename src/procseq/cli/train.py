@@ -24,7 +24,7 @@ class TrainGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "[base|adapter|known-frames|frame-by-frame] CONFIG [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "[base|adapter|known-frames|frame-by-frame|regional] CONFIG [OPTIONS]")
 
 
 @main.group(cls=TrainGroup)
@@ -36,6 +36,7 @@ def train() -> None:
     procseq train adapter CONFIG    multi-domain adapters (asymmetric / masked LoRA) on a frozen base
     procseq train known-frames CONFIG   the condition LoRA for known frames (ReCraft, continuation, interpolation)
     procseq train frame-by-frame CONFIG the frame-by-frame LoRA + step embedding (Loom)
+    procseq train regional CONFIG   the regional LoRA (CookAnything's trained mode)
 
     Many processes: `torchrun --standalone --nproc_per_node N -m procseq.cli train ...` (CPUs or GPUs), or
     `accelerate launch --multi_gpu --num_processes N -m procseq.cli train ...` (GPUs).
@@ -57,8 +58,16 @@ def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], clic
         @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                       help="Override any config value: --set section.key=VALUE (YAML value; repeatable), "
                            "e.g. --set adapter.kind=masked.")
+        @click.option("--plan-memory", is_flag=True,
+                      help="Print the GPU memory of one training step (weights, optimizer state, activations, peak "
+                           "per GPU), computed from the model's config files; loads no weights and trains nothing.")
+        @click.option("--plan-shape", default="9x336", show_default=True, metavar="FRAMESxPX",
+                      help="With --plan-memory: the training sequences, FRAMES frames of PX pixels (9x336: a 1008 px grid).")
+        @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
+                      help="With --plan-memory: the processes (GPUs) of the launch; train.shard: fsdp divides by them.")
         @functools.wraps(run)
-        def command(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...]) -> None:
+        def command(config: str, max_steps: int | None, output_dir: str | None, overrides: tuple[str, ...],
+                    plan_memory: bool, plan_shape: str, processes: int) -> None:
             from procseq.training.config import RunConfig
 
             cfg = RunConfig.from_yaml(config, overrides=overrides)
@@ -67,6 +76,11 @@ def run_config_command(name: str) -> Callable[[Callable[[RunConfig], str]], clic
             if output_dir is not None:
                 cfg.train.output_dir = output_dir
             cfg.validate()
+            if plan_memory:
+                from procseq.training.memory import parse_shape, plan_training
+
+                click.echo(plan_training(cfg, name, *parse_shape(plan_shape), processes=processes).table())
+                return
             line = run(cfg)
             from procseq.distributed import process_state
 
@@ -130,6 +144,19 @@ def train_frame_by_frame(cfg: RunConfig) -> str:
 
     result = run_frame_by_frame_training(cfg)
     return trained(result, f"frame-by-frame weights: {result.model_dir}")
+
+
+@run_config_command("regional")
+def train_regional(cfg: RunConfig) -> str:
+    """Train the regional LoRA (CookAnything's trained mode: frames as regions, each driven by its step caption,
+    under the step-wise mask) on a frozen base from CONFIG (section `regional`: rank, alpha, blend, fusion,
+    per_domain). Writes OUTPUT_DIR/model/ (weights, regional.json); use it with `procseq generate --mode regional`
+    after copying it to the model's regional/ folder.
+    """
+    from procseq.training.regional import run_regional_training
+
+    result = run_regional_training(cfg, cfg.regional)
+    return trained(result, f"regional LoRA: {result.model_dir}")
 
 
 @main.command("init-tiny")

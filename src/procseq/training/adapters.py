@@ -29,9 +29,10 @@ from procseq.adapters import (
     add_domain,
     add_masked_lora,
     domains,
+    clear_routing,
     load_adapters,
-    route,
     save_adapters,
+    set_routing,
     trainable_parameters,
 )
 from procseq.adapters.routing import DEFAULT_TARGET_MODULES, adapter_layers
@@ -111,6 +112,17 @@ class AdapterTrainer(Trainer):
             return "the lora_B of every domain absent from the batch"
         return None
 
+    def drop_unused_gradients(self, batch: list[int]) -> None:
+        """Sharded asymmetric LoRA: the ``lora_B`` of a domain absent from the global batch gets no update, as
+        unsharded (FSDP's reduce-scatter hands it a zero gradient, which momentum would still apply)."""
+        if not self.sharded or self.cfg.adapter.kind != "asymmetric":
+            return
+        present = {self.route_of[self.dataset.domains[i]] for i in batch}
+        for layer in adapter_layers(self.accelerator.unwrap_model(self.pipe.transformer)).values():
+            for name in set(layer.domain_names) - present:
+                for p in layer.domain_parameters(name):
+                    p.grad = None
+
     def trainable_modules(self) -> list[torch.nn.Module]:
         """Only the transformer (its adapter layers) is optimised."""
         return [self.pipe.transformer]
@@ -122,18 +134,26 @@ class AdapterTrainer(Trainer):
         return trainable_parameters(model, domains(model), train_shared=not self.cfg.adapter.freeze_a)
 
     def compute_loss(self, batch: FlowBatch) -> torch.Tensor:
-        """Flow matching with each sample routed to its domain, plus alignment when enabled."""
+        """Flow matching with each sample routed to its domain, plus alignment when enabled. The routing stays
+        set through the backward (gradient checkpointing runs the forward again there) until the next step's."""
         model = self.accelerator.unwrap_model(self.pipe.transformer)
-        with route(model, domains=[self.route_of[it["domain"]] for it in batch.items]):
-            if self.alignment is None:
-                return super().compute_loss(batch)
-            # the student pass goes through the prepared (possibly DDP-wrapped) model, so gradients sync
-            with capture_hidden_states(model, self.alignment.blocks) as student:
-                pred = self.predict(batch)
-            with self.accelerator.autocast():
-                teacher = self.alignment.teacher_states(**self.model_inputs(batch))
-            align = self.alignment.loss(dict(student), teacher, batch.t)
+        set_routing(model, domains=[self.route_of[it["domain"]] for it in batch.items])
+        if self.alignment is None:
+            return super().compute_loss(batch)
+        # the student pass goes through the prepared (possibly DDP-wrapped) model, so gradients sync
+        with capture_hidden_states(model, self.alignment.blocks) as student:
+            pred = self.predict(batch)
+        with self.accelerator.autocast():
+            teacher = self.alignment.teacher_states(**self.model_inputs(batch))
+        align = self.alignment.loss(dict(student), teacher, batch.t)
         return flow_matching_loss(pred, batch.x0, batch.noise) + align.loss
+
+    def train(self, progress: bool = True) -> TrainResult:
+        """:meth:`Trainer.train`, leaving the transformer unrouted afterwards."""
+        try:
+            return super().train(progress)
+        finally:
+            clear_routing(self.accelerator.unwrap_model(self.pipe.transformer))
 
 
 def save_adapter_model(pipe: Any, out: Path) -> None:

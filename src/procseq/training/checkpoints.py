@@ -102,8 +102,8 @@ def checkpoints(out: Path) -> list[Path]:
 
 
 def all_finite(params: Iterable[torch.Tensor]) -> bool:
-    """True if every tensor in `params` is free of NaN and infinity."""
-    return all(bool(torch.isfinite(p).all()) for p in params if p.is_floating_point())
+    """True if every tensor in `params` is free of NaN and infinity (a sharded tensor: this process's shard)."""
+    return all(bool(torch.isfinite(getattr(p, "_local_tensor", p)).all()) for p in params if p.is_floating_point())
 
 
 def check_finite_loss(loss: float, step: int, out: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from procseq.conditioning.lora import DEFAULT_TARGETS as CONDITION_TARGETS
 from procseq.outputs import write_text_atomic
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -28,8 +29,11 @@ class ModelConfig:
     tiny: dict[str, Any] = field(default_factory=dict)
     train_text_encoders: bool = False
     tokenizer_texts: str = "synthetic"  # from scratch: "synthetic" (v1: template texts) or "corpus" (the training split)
+    dtype: str = "float32"  # the weights as loaded: "bfloat16" halves a frozen base (LoRA parameters stay float32)
 
     def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
         if self.tokenizer_texts not in ("synthetic", "corpus"):
             raise ValueError(f"model.tokenizer_texts must be 'synthetic' or 'corpus', got {self.tokenizer_texts!r}.")
 
@@ -43,6 +47,7 @@ class DataConfig:
     domains: list[str] | None = None
     caption_dropout: float = 0.1
     cache_latents: bool = False
+    cache_text: bool = False  # frozen text encoders: each distinct prompt encoded once, kept in CPU memory (FLUX.1-dev: 4 MB each)
     num_workers: int = 0
     balance_domains: bool = False  # every domain as many (single-domain) batches per epoch as the largest
     phrasings: int = 1  # items per sequence, one per stored phrasing (data make --wording paraphrase --phrasings K)
@@ -54,11 +59,14 @@ class DataConfig:
 
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
+OPTIMIZERS = ("came", "adamw", "adamw8bit")
+SHARDING = ("none", "fsdp")
 
 
 @dataclass
 class OptimConfig:
-    """Optimizer: ``came`` (CAME, as MakeAnything and ProcessMaker use) or ``adamw``."""
+    """Optimizer: ``came`` (CAME, as MakeAnything and ProcessMaker use), ``adamw``, or ``adamw8bit``
+    (bitsandbytes' 8-bit AdamW, where installed)."""
 
     name: str = "came"
     lr: float = 2e-4
@@ -70,6 +78,8 @@ class OptimConfig:
     min_lr: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}.")
         if self.schedule not in LR_SCHEDULES:
             raise ValueError(f"optim.schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.schedule!r}.")
 
@@ -97,7 +107,8 @@ class TrainConfig:
     batch_size: int = 16
     grad_accum: int = 1
     mixed_precision: str = "no"  # "bf16" only pays off on CPUs with AMX/avx512_bf16, or GPUs
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute each transformer block in the backward (activations of one block)
+    shard: str = "none"  # "fsdp": the transformer's weights, gradients and optimizer state sharded over the processes
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -110,6 +121,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.output_dir = os.path.expanduser(self.output_dir)  # presets keep long runs in ~/.cache/procseq/runs
+        if self.shard not in SHARDING:
+            raise ValueError(f"train.shard must be one of {', '.join(SHARDING)}, got {self.shard!r}.")
 
 
 @dataclass
@@ -260,6 +273,29 @@ class FrameByFrameConfig:
 
 
 @dataclass
+class RegionalTrainConfig:
+    """The regional LoRA (``procseq train regional``; recorded in ``regional.json`` beside the weights).
+
+    Args:
+        rank, alpha, targets: the peft LoRA.
+        blend, fusion, ids: the regional settings trained under (as :class:`~procseq.pipelines.regional.RegionalConfig`).
+        per_domain: training sequences per domain (the first of the split).
+        max_tokens_per_step: T5 tokens per step caption.
+        cache_dir: where per-frame latents are cached (keyed by what they were computed from).
+    """
+
+    rank: int = 16
+    alpha: float = 16.0
+    targets: list[str] = field(default_factory=lambda: list(CONDITION_TARGETS))
+    blend: float = 0.1
+    fusion: float = 0.2
+    ids: str = "flexible"
+    per_domain: int = 300
+    max_tokens_per_step: int = 32
+    cache_dir: str = "data_cache/regional"
+
+
+@dataclass
 class RunConfig:
     """A whole training run: ``procseq train CONFIG.yaml`` reads one of these."""
 
@@ -271,6 +307,7 @@ class RunConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     known_frames: KnownFramesConfig = field(default_factory=KnownFramesConfig)
     frame_by_frame: FrameByFrameConfig = field(default_factory=FrameByFrameConfig)
+    regional: RegionalTrainConfig = field(default_factory=RegionalTrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (what :meth:`from_dict` and YAML take)."""
@@ -292,7 +329,7 @@ class RunConfig:
                     "autoencoder.steps": 0,
                     "autoencoder.batch_size": 1, "autoencoder.checkpoint_every": 1, "autoencoder.log_every": 1,
                     "autoencoder.max_frames": 1, "autoencoder.crop": 1, "adapter.rank": 1, "known_frames.rank": 1,
-                    "frame_by_frame.rank": 1, "data.num_workers": 0, "data.phrasings": 1}
+                    "frame_by_frame.rank": 1, "regional.rank": 1, "regional.per_domain": 1, "data.num_workers": 0, "data.phrasings": 1}
         for key, low in at_least.items():
             section, name = key.split(".")
             value = getattr(getattr(self, section), name)
@@ -302,6 +339,8 @@ class RunConfig:
             section, name = key.split(".")
             if not getattr(getattr(self, section), name) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(getattr(self, section), name)}.")
+        if self.train.shard == "fsdp" and self.train.grad_accum > 1:
+            raise ValueError("train.shard: fsdp takes train.grad_accum: 1; raise train.batch_size or the processes.")
         if not 0 <= self.data.caption_dropout <= 1:
             raise ValueError(f"data.caption_dropout must be in [0, 1], got {self.data.caption_dropout}.")
         return self

@@ -15,7 +15,7 @@ grid mode and the known-frames LoRA never see it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +25,13 @@ from procseq.data.dataset import GridDataset
 from procseq.attention.masks import RegionLayout, RegionMask
 from procseq.attention.processors import install_processors
 from procseq.attention.rope import region_layout
-from procseq.conditioning.lora import DEFAULT_TARGETS, add_condition_lora, lora_parameters, save_condition_lora
+from procseq.conditioning.lora import add_condition_lora, lora_parameters, save_condition_lora
 from procseq.conditioning.text import encode_steps, join_text
-from procseq.training.config import RunConfig
+from procseq.training.config import RegionalTrainConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss
 from procseq.training.trainer import FlowBatch, Trainer, TrainResult
 
 from procseq.pipelines.regional import ADAPTER, META_FILE
-
-
-@dataclass
-class RegionalTrainConfig:
-    """What the regional LoRA is trained with (recorded in ``regional.json`` beside the weights).
-
-    Args:
-        rank, alpha, targets: the peft LoRA.
-        blend, fusion, ids: the regional settings trained under (as :class:`~procseq.pipelines.regional.RegionalConfig`).
-        per_domain: training sequences per domain (the first of the split).
-        max_tokens_per_step: T5 tokens per step caption.
-        cache_dir: where per-frame latents are cached (keyed by what they were computed from).
-    """
-
-    rank: int = 16
-    alpha: float = 16.0
-    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
-    blend: float = 0.1
-    fusion: float = 0.2
-    ids: str = "flexible"
-    per_domain: int = 300
-    max_tokens_per_step: int = 32
-    cache_dir: str = "data_cache/regional"
 
 
 class RegionalDataset(GridDataset):

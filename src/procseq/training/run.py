@@ -85,13 +85,14 @@ def build_pipeline(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
         from procseq.models.loading import resolve_model
 
         path = Path(resolve_model(cfg.model.path))
-        pipe = FluxPipeline.from_pretrained(str(path), dtype=torch.float32)
+        pipe = FluxPipeline.from_pretrained(str(path), dtype=getattr(torch, cfg.model.dtype))
         meta_file = path / PROCSEQ_CONFIG
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     else:
         tiny = TinyConfig(**cfg.model.tiny)
         tokenizers = run_tokenizers(cfg, tiny)
         pipe = FluxPipeline(**build_components(tiny, (), seed=cfg.train.seed, tokenizers=tokenizers))
+        pipe.to(getattr(torch, cfg.model.dtype))
         metadata = procseq_metadata(tiny)
     if cfg.data.domains:
         metadata["domains"] = list(cfg.data.domains)

@@ -34,9 +34,10 @@ from tqdm.auto import tqdm
 from procseq.layout import GridLayout, grid_position_ids, pack_latents
 from procseq.models.codec import encode_pixels
 from procseq.outputs import atomic_dir, write_text_atomic
-from procseq.training import checkpoints
+from procseq.training import checkpoints, sharding
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss, interpolate, sample_timesteps
+from procseq.training.optimizers import TextCache, build_optimizer
 
 
 @dataclass
@@ -73,21 +74,6 @@ class FlowBatch:
     def x_t(self) -> torch.Tensor:
         """The noised latents ``(1 - t) x0 + t noise``."""
         return interpolate(self.x0, self.noise, self.t)
-
-
-def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weight_decay: float):
-    """CAME (``came-pytorch``) or AdamW over `params`."""
-    if name == "came":
-        try:
-            from came_pytorch import CAME
-        except ImportError as err:
-            raise ValueError("optim.name 'came' needs the CAME optimizer: pip install 'procseq[train]' "
-                             "(or set optim.name: adamw).") from err
-
-        return CAME(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999, 0.9999), eps=(1e-30, 1e-16))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {name!r}; use 'came' or 'adamw'.")
 
 
 def bucketed_batches(num_frames: list[int], batch_size: int, seed: int, epoch: int,
@@ -171,9 +157,12 @@ class Trainer:
     #: Why some trainable parameters get no gradient in a step, or None if all always do: a reason switches
     #: on DDP's ``find_unused_parameters`` (subclasses set it; see the adapter and ReCraft trainers).
     unused_parameters: str | None = None
+    sharded: bool = False  #: the transformer is sharded over the processes (``train.shard: fsdp``)
 
     def __init__(self, config: RunConfig, pipe: Any, dataset: Dataset, save_fn: Callable[[Any, Path], None]):
         self.cfg, self.pipe, self.dataset, self.save_fn = config, pipe, dataset, save_fn
+        cached = config.data.cache_text and not config.model.train_text_encoders
+        self.text_cache = TextCache(pipe) if cached else None
         t = config.train
         self.out = Path(t.output_dir)
         ddp = DistributedDataParallelKwargs(find_unused_parameters=self.unused_parameters is not None)
@@ -195,7 +184,10 @@ class Trainer:
         return mods
 
     def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """T5 tokens, pooled CLIP vector and text ids, through FluxPipeline's encoder code."""
+        """T5 tokens, pooled CLIP vector and text ids, through FluxPipeline's encoder code. With
+        ``data.cache_text`` (frozen encoders) each distinct prompt is encoded once and kept in CPU memory."""
+        if self.text_cache is not None:
+            return self.text_cache(prompts, self.accelerator.device)
         ctx = torch.enable_grad() if self.cfg.model.train_text_encoders else torch.no_grad()
         with ctx:
             return self.pipe.encode_prompt(
@@ -227,7 +219,7 @@ class Trainer:
         else:
             x0_lat = self.encode_images(torch.stack([it["grid"] for it in items]))
         b, c, h, w = x0_lat.shape
-        x0 = pack_latents(x0_lat)
+        x0 = pack_latents(x0_lat).to(self.accelerator.unwrap_model(self.pipe.transformer).dtype)  # model.dtype
         noise = self.rank_rows(torch.randn((n_global, *x0.shape[1:]), generator=g)).to(x0)
         t = self.rank_rows(sample_timesteps(n_global, t_cfg.timestep_scheme, g, t_cfg.timestep_mean,
                                             t_cfg.timestep_std, t_cfg.timestep_shift)).to(x0)
@@ -290,17 +282,24 @@ class Trainer:
             m.train()
         if t_cfg.gradient_checkpointing:
             self.pipe.transformer.enable_gradient_checkpointing()
+        if t_cfg.shard == "fsdp" and len(modules) > 1:
+            raise ValueError("train.shard: fsdp shards the transformer, but this run also trains other modules "
+                             "(text encoders, a step embedding); set train.shard: none for it.")
+        self.sharded = t_cfg.shard == "fsdp" and sharding.shard_transformer(self.pipe.transformer)
         params = self.trainable_parameters(modules)
         opt = build_optimizer(params, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
-        prepared = acc.prepare(*modules, opt)
-        modules, opt = list(prepared[:-1]), prepared[-1]
+        if self.sharded:  # FSDP averages the gradients itself; its state is saved by procseq.training.sharding
+            self._sharded_state = (modules[0], opt)
+        else:
+            prepared = acc.prepare(*modules, opt)
+            modules, opt = list(prepared[:-1]), prepared[-1]
         self.pipe.transformer = modules[0]
         if cfg.model.train_text_encoders:  # FluxPipeline.encode_prompt reads text_encoder.dtype
             self.pipe.text_encoder, self.pipe.text_encoder_2 = (CallThrough(m, acc.unwrap_model(m)) for m in modules[1:3])
 
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.jsonl"
-        step = checkpoints.resume(lambda folder: acc.load_state(str(folder)), self.out, lambda: params)
+        step = checkpoints.resume(self.load_checkpoint, self.out, lambda: params)
         if acc.is_main_process:
             cfg.save_yaml(self.out / "config.yaml")
             truncate_log(log_path, step)
@@ -320,6 +319,7 @@ class Trainer:
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.optim.grad_clip:
                     acc.clip_grad_norm_(params, cfg.optim.grad_clip)
+                self.drop_unused_gradients(batch)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
             step += 1
@@ -337,6 +337,9 @@ class Trainer:
         if acc.is_main_process:
             for m in modules:
                 m.eval()
+        if self.sharded:
+            sharding.unshard(modules[0])
+        if acc.is_main_process:
             self.pipe.transformer = acc.unwrap_model(modules[0])
             if cfg.model.train_text_encoders:
                 self.pipe.text_encoder = acc.unwrap_model(modules[1])
@@ -345,6 +348,16 @@ class Trainer:
                 self.save_fn(self.pipe, tmp)
         acc.wait_for_everyone()
         return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
+
+    def drop_unused_gradients(self, batch: list[int]) -> None:
+        """Before the optimizer step on global batch `batch`: set to None the gradients a sharded run reduced
+        to zeros for weights no process used (one process or DDP leave those None, and the optimizer skips them)."""
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore model, optimizer and random state from a checkpoint folder (sharded state included)."""
+        self.accelerator.load_state(str(folder))
+        if self.sharded:
+            sharding.load_state(folder, *self._sharded_state)
 
     def checkpoint(self, step: int) -> Path:
         """Save model + optimizer state at `step` crash-safely (:mod:`procseq.training.checkpoints`); once it
@@ -356,6 +369,8 @@ class Trainer:
 
         def write(tmp: Path) -> None:
             acc.save_state(str(tmp))
+            if self.sharded:
+                sharding.save_state(tmp, *self._sharded_state, acc.is_main_process)
             if acc.is_main_process:
                 write_text_atomic(tmp / checkpoints.STATE, json.dumps({"step": step}))
 
