@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import torch
 from PIL import Image
 

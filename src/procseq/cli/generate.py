@@ -124,8 +124,6 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
 
-        from procseq.conditioning.plan import Plan
-
         given, source = load_plan(plan_file), click.get_current_context().get_parameter_source
         prompt = prompt or given.title
         domain = given.domain if source("domain") == ParameterSource.DEFAULT else domain

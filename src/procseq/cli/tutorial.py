@@ -44,7 +44,7 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
              compile_model: bool, overwrite: bool) -> None:
     """Plan INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps"), draw every step, and write the
     tutorial to --out."""
-    from procseq.planning import Plan, plan_instruction
+    from procseq.planning import plan_instruction
 
     if (instruction is None) == (plan_file is None):
         raise ValueError("Give an INSTRUCTION or --plan plan.json (one of them).")

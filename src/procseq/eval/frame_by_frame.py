@@ -20,7 +20,6 @@ the spec that the instruction names) match.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path

@@ -251,7 +251,6 @@ def plan_generation(model: str, image_tokens: int, text_tokens: int, dtype: torc
             length = min(clip_tokens, m.config.max_position_embeddings) if name == "text_encoder" else text_tokens
             ids = torch.zeros(1, length, dtype=torch.long, device="meta")
             peaks[name] = inference_peak(m, lambda: m(ids))
-        del m
     plan = MemoryPlan(f"generation memory plan: {model}, {str(dtype).replace('torch.', '')}, "
                       f"{image_tokens} image + {text_tokens} text tokens x {batch}"
                       + (f", {known_tokens} known-frame tokens" if known_tokens else "")

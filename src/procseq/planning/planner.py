@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Union
 
 import numpy as np
