@@ -50,7 +50,9 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_model_dir, two_pr
     if case == "adapter-fsdp":  # the gathered adapter equals the one process's
         a = load_file(str(tmp_path / case / "model" / "adapters.safetensors"))
         b = load_file(str(two / case / "model" / "adapters.safetensors"))
-        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+        # float noise of the two reduction orders, which Adam's g / sqrt(v) amplifies where gradients are near
+        # zero: measured up to 1.2e-5 on this CPU (AMD EPYC), so 5e-5, still far below one step's update
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=5e-5) for k in a)
 
 
 def test_each_process_draws_its_rows_of_the_global_draw(tiny_model_dir, two_process_run, tmp_path) -> None:
