@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, main
+from procseq.cli.options import frame_scale_option
 
 ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--alpha", default=0.4, show_default=True, type=float,
@@ -90,13 +91,11 @@ def check_features(path: Path | None) -> None:
                                 "folder written by save_pretrained, or leave --features out.")
 
 
-def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600) -> None:
-    """frame_XX.png, sequence.json, grid.png and sequence.gif of `seq` into `out`."""
-    from procseq.layout import frames_to_grid
+def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600, frame_scale: int = 1) -> None:
+    """frame_XX.png, sequence.json, grid.png, sequence.gif and sequence.png of `seq` into `out`."""
+    from procseq.sheet import write_sequence_folder
 
-    seq.save(out, extra=extra)
-    frames_to_grid(seq.frames).save(out / "grid.png")
-    seq.frames[0].save(out / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    write_sequence_folder(seq, out, None, extra, gif_ms, frame_scale)
 
 
 def load_sequence_folder(folder: Path) -> Any:
@@ -118,7 +117,7 @@ def load_sequence_folder(folder: Path) -> Any:
 @main.command("adapt")
 @click.argument("sequence_dir", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Output folder: the adapted frame_XX.png, grid.png, sequence.gif, sequence.json.")
+              help="Output folder: the adapted frame_XX.png, grid.png, sequence.gif, sequence.json, sequence.png.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--model", "-m", default=None, help=MODEL_HELP + " Default: the one in sequence.json, else procseq-tiny.")
 @click.option("--lora", default=None, type=click.Path(path_type=Path),
@@ -129,10 +128,11 @@ def load_sequence_folder(folder: Path) -> Any:
               help="True CFG of an insertion (1 = off; the two known neighbours carry the picture).")
 @click.option("--no-insert", is_flag=True, help="Only delete.")
 @click.option("--no-delete", is_flag=True, help="Only insert.")
+@frame_scale_option
 @adaptive_options
 def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lora: Path | None, seed: int,
           steps: int | None, true_cfg_scale: float, no_insert: bool, no_delete: bool, features: Path | None,
-          interpolator: str, **knobs: Any) -> None:
+          interpolator: str, frame_scale: int = 1, **knobs: Any) -> None:
     """Adaptive steps on SEQUENCE_DIR (a folder written by `procseq generate`): insert a frame where neighbours
     differ too much, delete one where they differ too little; the decisions go into sequence.json."""
     from dataclasses import replace
@@ -160,7 +160,7 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     result = adapt_sequence(seq, load_feature_extractor(pipe, features), None if no_insert else interp, config, seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)
     with atomic_output_dir(out, overwrite) as tmp:
-        write_sequence(result, tmp, extra={})
+        write_sequence(result, tmp, extra={}, frame_scale=frame_scale)
     rec = result.meta["adaptive"]
     click.echo(f"wrote {result.num_frames} frames to {out} ({rec['inserted']} inserted, {rec['deleted']} deleted, "
                f"stopped: {rec['stopped']})")

@@ -23,7 +23,7 @@ from procseq.cli.common import (
     model_inputs,
     parse_mix,
 )
-from procseq.cli.options import report_choices, runtime_options
+from procseq.cli.options import frame_scale_option, report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
 from procseq.models.quantize import check_quantization
 from procseq.outputs import check_file_target, write_json_atomic
@@ -53,10 +53,12 @@ from procseq.sequence import MODES
                    "(torchao; pip install torchao) or nf4 (bitsandbytes, a CUDA GPU). For fitting FLUX.1-dev in "
                    "memory; no faster on the embedded model. Works in every layout and with known frames.")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
-              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json (with --prompts: one "
-                   "sub-folder per item, plus batch.json).")
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json, sequence.png (the frames "
+                   "enlarged, in reading order, captioned); with --prompts: one "
+                   "sub-folder per item, plus batch.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists (with --prompts: redo finished items).")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+@frame_scale_option
 @click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP)
 @click.option("--negative-prompt", default="", show_default=True, help="Negative prompt for --true-cfg-scale > 1.")
 @click.option("--adapters", default=None, help=ADAPTERS_HELP)
@@ -85,7 +87,7 @@ from procseq.sequence import MODES
 def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames: int, seed: int, steps: int | None,
              guidance: float | None, model: str, frame_size: int | None, dtype: str, threads: int | None,
              device: str | None, cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path,
-             overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
+             overwrite: bool, gif_ms: int, frame_scale: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
              max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, mode: str,
              plan_file: Path | None, **knobs: Any) -> None:
@@ -110,7 +112,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
                     "adapter_mix": parse_mix(adapter_mix), "mode": mode}
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
-                              gif_ms, overwrite)
+                              gif_ms, overwrite, frame_scale)
     check_quantization(quantize)  # the backend is installed (before anything loads); every layout takes it
     if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
@@ -164,7 +166,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         given = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
         plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
         extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
-        save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms)
+        save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms, frame_scale)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
 
 
@@ -189,7 +191,8 @@ def load_plan(path: Path) -> Any:
 
 
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,
-                   device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool) -> None:
+                   device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool,
+                   frame_scale: int = 1) -> None:
     """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
     from procseq.batch import check_batch_out, read_prompt_file, run_batch
     from procseq.distributed import process_state
@@ -208,7 +211,7 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
         raise ValueError(f"{prompts_file} has no valid line; write one JSON object per line with a \"prompt\".")
     report = run_batch(lambda: load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload,
                                              adapters=adapters),
-                       items, bad, out, options, str(model), gif_ms, redo=redo)
+                       items, bad, out, options, str(model), gif_ms, redo=redo, frame_scale=frame_scale)
     if main_process:
         click.echo(report.to_markdown())
         click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")

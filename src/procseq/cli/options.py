@@ -44,3 +44,14 @@ def report_choices(pipe: Any, frames: int | None = None, frame_size: int | None 
         parts.append(pipe.defaults.describe_frame_size(frames))
     if parts:
         click.echo("procseq: " + "; ".join(parts), err=True)
+
+
+FRAME_SCALE_HELP = ("Write frame_XX.png and sequence.gif enlarged this many times (nearest neighbour, 1..16; "
+                    "sequence.json records it, so the folder still loads at the model's size). grid.png is never "
+                    "enlarged; sequence.png, the readable sheet, is enlarged to at least 128 px per frame anyway.")
+
+
+def frame_scale_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--frame-scale`` (the enlargement of the written frames; :func:`procseq.sheet.write_sequence_folder`)."""
+    return click.option("--frame-scale", default=1, show_default=True, type=click.IntRange(1, 16),
+                        help=FRAME_SCALE_HELP)(f)
