@@ -24,7 +24,7 @@ SHEET_FRAME_SIDE = 128
 """The sheet enlarges frames by the smallest whole factor that makes them at least this wide."""
 MAX_SCALE = 16
 """Largest frame scale accepted (``--frame-scale``)."""
-INK, MUTED, LINE, PAPER = (20, 20, 20), (90, 90, 90), (200, 200, 200), (255, 255, 255)
+INK, LINE, PAPER = (20, 20, 20), (200, 200, 200), (255, 255, 255)
 
 
 def check_scale(scale: int, option: str = "--frame-scale") -> int:
@@ -112,7 +112,7 @@ def sequence_sheet(frames: list[Image.Image], captions: list[str], title: str = 
         sheet.paste(enlarge(frame.convert("RGB"), scale), (fx, y))
         draw.rectangle((fx - 1, y - 1, fx + frame_w, y + frame_h), outline=LINE)
         for k, line in enumerate(lines):
-            draw.text((x, y + frame_h + 6 + k * line_h), line, fill=INK if k == 0 else MUTED, font=face)
+            draw.text((x, y + frame_h + 6 + k * line_h), line, fill=INK, font=face)
     return sheet
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, main
-from procseq.cli.options import frame_scale_option
+from procseq.cli.options import frame_scale_option, loading_notice
 
 ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--alpha", default=0.4, show_default=True, type=float,
@@ -151,13 +151,18 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
                          "--no-delete forbids removing any; raise --max-frames.")
     check_output_free(out, overwrite)
     model = model or seq.meta.get("model") or "procseq-tiny"
+    loading_notice(model)
     pipe = load_pipeline(model, device="cpu", adapters="none")
     pipe.set_progress_bar_config(disable=True)
     if lora is not None:
         pipe.load_condition_lora(lora)
     interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, num_inference_steps=steps,
                                true_cfg_scale=true_cfg_scale)
-    result = adapt_sequence(seq, load_feature_extractor(pipe, features), None if no_insert else interp, config, seed)
+    from procseq.progress import show_progress
+
+    with show_progress("inserting frames", passes=None):
+        result = adapt_sequence(seq, load_feature_extractor(pipe, features), None if no_insert else interp, config,
+                                seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)
     with atomic_output_dir(out, overwrite) as tmp:
         write_sequence(result, tmp, extra={}, frame_scale=frame_scale)

@@ -23,7 +23,7 @@ from procseq.cli.common import (
     model_inputs,
     parse_mix,
 )
-from procseq.cli.options import frame_scale_option, report_choices, runtime_options
+from procseq.cli.options import frame_scale_option, loading_notice, report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
 from procseq.models.quantize import check_quantization
 from procseq.outputs import check_file_target, write_json_atomic
@@ -142,13 +142,17 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
 
     from procseq.batch import save_sequence_folder
     from procseq.models.loading import load_pipeline
+    from procseq.progress import show_progress
 
+    loading_notice(model)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters,
                          threads=threads, compile=compile_model, quantize=quantize)
+    pipe.set_progress_bar_config(disable=True)  # procseq.progress shows the plan and every pass's steps
     if lora is not None:
         pipe.load_condition_lora(lora)
     report_choices(pipe, frames, frame_size)
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    passes = frames - len(known or {}) if mode == "frame-by-frame" else 1  # adaptive insertions add passes
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=passes):
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
@@ -209,9 +213,12 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
             click.echo(f"procseq: {prompts_file}:{line}: skipped: {reason}", err=True)
     if not items:
         raise ValueError(f"{prompts_file} has no valid line; write one JSON object per line with a \"prompt\".")
+    from procseq.quiet import NORMAL, verbosity
+
     report = run_batch(lambda: load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload,
                                              adapters=adapters),
-                       items, bad, out, options, str(model), gif_ms, redo=redo, frame_scale=frame_scale)
+                       items, bad, out, options, str(model), gif_ms, redo=redo, frame_scale=frame_scale,
+                       progress=verbosity() >= NORMAL)
     if main_process:
         click.echo(report.to_markdown())
         click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")

@@ -43,7 +43,16 @@ def report_choices(pipe: Any, frames: int | None = None, frame_size: int | None 
     if frames is not None and frame_size is None and not pipe.defaults.from_config:
         parts.append(pipe.defaults.describe_frame_size(frames))
     if parts:
-        click.echo("procseq: " + "; ".join(parts), err=True)
+        from procseq.quiet import notice
+
+        notice("; ".join(parts))
+
+
+def loading_notice(model: object) -> None:
+    """One line before a model loads (seconds to minutes): which one."""
+    from procseq.quiet import notice
+
+    notice(f"loading {model} ...")
 
 
 FRAME_SCALE_HELP = ("Write frame_XX.png and sequence.gif enlarged this many times (nearest neighbour, 1..16; "

@@ -17,7 +17,7 @@ from procseq.cli.common import (
     model_inputs,
     one_line,
 )
-from procseq.cli.options import frame_scale_option, report_choices, runtime_options
+from procseq.cli.options import frame_scale_option, loading_notice, report_choices, runtime_options
 from procseq.limits import MAX_EXTEND, check_int
 from procseq.outputs import disk_full_message
 
@@ -77,6 +77,7 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
 
     from procseq.pipelines.image_to_sequence import load_recraft_pipeline
 
+    loading_notice(model)
     try:
         pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device, dtype=dtype,
                                      cpu_offload=cpu_offload, threads=threads, compile=compile_model)
@@ -87,8 +88,9 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
     pipe.set_progress_bar_config(disable=True)
     report_choices(pipe, frames, frame_size)
     from procseq.batch import save_sequence_folder
+    from procseq.progress import show_progress
 
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=None):  # --extend: a pass more each
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
                       num_inference_steps=steps, generator=generator, frame_size=frame_size)
@@ -143,11 +145,13 @@ def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames:
     pictures = [open_image(path, max_pixels) for path in images]  # every bad input fails before the model loads
     # an adapter domain the model ships (clay, sand_art for procseq-tiny) needs its adapters loaded
     adapters = None if domain is not None and base and domain not in base else "none"
+    loading_notice(model)
     pipe = load_recraft_pipeline(model, lora=lora, device=device, adapters=adapters)
     pipe.set_progress_bar_config(disable=True)
     from procseq.batch import save_sequence_folder
+    from procseq.progress import show_progress
 
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=1):
         result = pipe.continue_sequence(pictures, prompt, domain=domain, frames=frames, known_mode=mode,
                                         num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))
         settings = result.metadata[0]

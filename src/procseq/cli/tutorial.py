@@ -8,7 +8,7 @@ import click
 
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, check_sampling, check_text, main, \
     model_inputs
-from procseq.cli.options import frame_scale_option, report_choices, runtime_options
+from procseq.cli.options import frame_scale_option, loading_notice, report_choices, runtime_options
 from procseq.limits import check_float, max_frames
 from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 
@@ -75,10 +75,16 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
         from procseq.images import open_image
 
         open_image(image)  # a bad picture fails here, before the model loads
+    from procseq.progress import show_progress
+
+    loading_notice(model)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, threads=threads,
                          compile=compile_model)
+    pipe.set_progress_bar_config(disable=True)  # procseq.progress shows the plan and every pass's steps
     report_choices(pipe, plan.num_steps, frame_size)
-    with atomic_output_dir(out, overwrite, model_inputs(model, plan_file, image)) as tmp:
+    passes = plan.num_steps - (image is not None) if mode == "frame-by-frame" else None
+    inputs = model_inputs(model, plan_file, image)
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=passes):
         result = generate_tutorial(pipe, plan, mode, str(image) if image is not None else None, frame_size=frame_size,
                                    num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))
         write_tutorial(result, tmp, plan, {"seed": seed, "model": str(model),

@@ -25,6 +25,7 @@ from procseq.models.peft_detach import peft_adapters_detached
 from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
+from procseq.progress import plans_made
 from procseq.quiet import quiet_loading
 from procseq.sequence import MODES
 from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput
@@ -274,6 +275,7 @@ class ProcessPipeline(FluxPipeline):
             if p.num_steps != frames:
                 raise ValueError(f"The plan has {p.num_steps} steps but {frames} frames were asked for; "
                                  "pass one caption per frame (or frames=len(plan.captions)).")
+        plans_made(plans)  # shown by an open procseq.progress.show_progress (the command line, the app)
         return plans
 
     def prepare_known(self, known: Mapping[int, KnownImage] | KnownFrames | None, frames: int, frame_size: int,
