@@ -23,14 +23,28 @@ from procseq.cli.common import (
     model_inputs,
     parse_mix,
 )
-from procseq.cli.options import frame_scale_option, loading_notice, report_choices, runtime_options
+from procseq.cli.options import SectionedCommand, frame_scale_option, loading_notice, report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
 from procseq.models.quantize import check_quantization
 from procseq.outputs import check_file_target, write_json_atomic
 from procseq.sequence import MODES
 
 
-@main.command()
+GENERATE_SECTIONS = [
+    ("What to make", ["prompt", "prompts_file", "domain", "frames", "seed", "plan_file"]),
+    ("Layout", ["mode", "frame_size"]),
+    ("Known frames (some steps given as pictures)", ["known_items", "known_mode", "lora", "max_pixels"]),
+    ("Adaptive steps (insert / delete frames after generating)",
+     ["adaptive", "alpha", "beta", "k_add", "k_del", "max_rounds", "recompute_thresholds", "min_frames",
+      "max_frames", "interpolator", "features"]),
+    ("Output", ["out", "overwrite", "gif_ms", "frame_scale"]),
+    ("Sampling and guidance", ["steps", "guidance", "true_cfg_scale", "negative_prompt"]),
+    ("Model, adapters and machine", ["model", "adapters", "adapter_mix", "quantize", "dtype", "bf16_autocast",
+                                     "threads", "device", "cpu_offload", "compile_model"]),
+]
+
+
+@main.command(cls=SectionedCommand, sections=GENERATE_SECTIONS)
 @click.argument("prompt", required=False)
 @click.option("--prompts", "prompts_file", default=None, type=click.Path(path_type=Path),
               help="Batch mode: a JSONL file, one object per line (prompt, and optionally domain, frames, seed, steps, "
@@ -95,6 +109,13 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     of --prompts FILE.jsonl.
 
     With --known, some steps are given as pictures (any cells) and the others are generated to fit.
+
+    \b
+    Examples:
+      procseq generate "a red lego house with a yellow roof" --domain lego
+      procseq generate "a painting of a red star under a sunset sky" --mode frame-by-frame --frames 12
+      procseq generate "a red lego house" -d lego --known 0=start.png --frame-scale 4
+      procseq -q generate --prompts prompts.jsonl --out outputs/batch
     """
     from procseq.models.loading import precheck
 
