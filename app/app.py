@@ -3,15 +3,19 @@
     procseq app                      # http://127.0.0.1:7860, the embedded procseq-tiny
     procseq app --model FOLDER       # any Flux diffusers folder (or hub id with network)
 
-Tabs: **Text to sequence** and **ReCraft** (upload a picture of the finished artifact), each with the
-domain, number of frames, seed and denoising steps; a progress bar; the grid, the frames as a gallery
-with their captions, the GIF and a zip of the output folder. Only procseq's public API is imported.
+Tabs: **Text to sequence** (layout, length, adapter domains and mixes; true CFG and the negative prompt under
+"Advanced"; examples per base domain), **ReCraft** (a picture of the finished thing, previewed), **Continue / fill
+in** (the first steps and optionally the last one given as pictures), **Tutorial** (an instruction planned and
+drawn, shown in the page and downloadable) and **Adapt the last result** (adaptive steps: insert / delete frames).
+The domain is read from the prompt when left on "auto" (and shown). Every result shows the frames enlarged
+(nearest neighbour) in reading order with their captions below them, the model's serpentine grid, the GIF and a
+zip of the output folder. Only procseq's public API is imported.
 
 Limits: uploads are capped in bytes (gradio's ``max_file_size``) and checked by the input policy of
 :mod:`procseq.images` (format, pixel count before decoding); a bounded queue and one generation at a
 time (the pipelines are not thread-safe); no request can name a server path (outputs go to per-request
 folders the app owns, the oldest are deleted; gradio's own cache of uploads and results is swept every
-``cache_max_age_s``). Every refusal is a readable message in the page.
+``cache_max_age_s``). Every refusal is a readable message in the page and one line in the server log.
 """
 
 from __future__ import annotations
@@ -30,12 +34,27 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from procseq.batch import save_sequence_folder
+from procseq import Sequence, load_pipeline, load_recraft_pipeline
+from procseq.cli.common import parse_mix
 from procseq.images import open_image
-from procseq.models.loading import load_pipeline
-from procseq.pipelines.image_to_sequence import load_recraft_pipeline
+from procseq.limits import max_frames
+from procseq.pipelines.planning import instruction_domain, plan_instruction
+from procseq.progress import show_progress
+from procseq.sheet import enlarge, sequence_html, write_sequence_folder
+from procseq.tutorial import write_tutorial
 
 log = logging.getLogger("procseq.app")
+AUTO = "auto (from the prompt)"
+LAYOUTS = ["grid", "regional", "frame-by-frame"]
+EXAMPLES = {  # one prompt per base domain of procseq-tiny, in the corpus's words (the model knows these)
+    "painting": ("a painting of an orange star on the right under a sunset sky above snow, with a sun", 9),
+    "line_drawing": ("an orange ink line drawing of a house in the center with three hatching lines, a ground line "
+                     "and a bird", 9),
+    "lego": ("a LEGO stairs of eight bricks, yellow and blue rows, on a blue baseplate", 9),
+    "pixel_art": ("pixel art of an orange ghost on a black background", 9),
+    "cooking": ("three yellow cheese cooked until orange and served on a white plate with a garnish", 4),
+    "emoji": ("a surprised green square emoji wearing a brown scarf", 4),
+}
 
 
 @dataclass
@@ -47,9 +66,19 @@ class AppLimits:
     max_queue: int = 8
     concurrency: int = 1
     max_steps: int = 50
+    max_frames: int = 24
     keep_outputs: int = 32
     cache_max_age_s: int = 600
     """gradio's own copies of uploads and results (its cache) older than this are deleted, checked as often."""
+
+
+def infer_domain(prompt: str, domains: list[str]) -> str:
+    """The domain a prompt is about, among `domains` (the one place the app guesses it; procseq's planner reads
+    the words, see :func:`procseq.pipelines.planning.instruction_domain`)."""
+    try:
+        return instruction_domain(prompt, domains)
+    except ValueError:  # none of the model's domains is a corpus domain: the model's first
+        return domains[0]
 
 
 class Engine:
@@ -58,6 +87,7 @@ class Engine:
     def __init__(self, model: str = "procseq-tiny", device: str | None = None, limits: AppLimits | None = None):
         self.model, self.device, self.limits = model, device, limits or AppLimits()
         self.pipe = load_pipeline(model, device=device)
+        self.pipe.set_progress_bar_config(disable=True)
         self._recraft: Any = None
         self.lock = threading.Lock()
         self.root = Path(tempfile.mkdtemp(prefix="procseq-app-"))
@@ -72,6 +102,7 @@ class Engine:
         """The ReCraft pipeline (loaded on first use)."""
         if self._recraft is None:
             self._recraft = load_recraft_pipeline(self.model, device=self.device)
+            self._recraft.set_progress_bar_config(disable=True)
         return self._recraft
 
     def new_output_dir(self) -> Path:
@@ -83,131 +114,320 @@ class Engine:
         out.mkdir()
         return out
 
-    def check(self, domain: str, frames: float, steps: float) -> tuple[int, int]:
+    def domain(self, choice: str | None, prompt: str) -> tuple[str, str]:
+        """(domain, how it was chosen): the user's choice, or read from `prompt` on "auto"."""
+        if choice in (None, "", AUTO):
+            return infer_domain(prompt or "", self.domains), "read from the prompt"
+        if choice not in self.domains:
+            raise ValueError(f"Unknown domain {choice!r}; pick one of: {', '.join(self.domains)}.")
+        return choice, "chosen"
+
+    def check(self, frames: float, steps: float, mode: str = "grid") -> tuple[int, int]:
         """Validate the shared settings; returns (frames, steps) as ints."""
-        if domain not in self.domains:
-            raise ValueError(f"Unknown domain {domain!r}; pick one of: {', '.join(self.domains)}.")
         frames, steps = int(frames), int(steps)
-        if not 2 <= frames <= self.pipe.defaults.max_frames:
-            raise ValueError(f"Frames must be between 2 and {self.pipe.defaults.max_frames}, got {frames}.")
+        if mode not in LAYOUTS:
+            raise ValueError(f"Unknown layout {mode!r}; pick one of: {', '.join(LAYOUTS)}.")
+        top = self.pipe.defaults.max_frames if mode == "grid" else min(max_frames(mode), self.limits.max_frames)
+        if not 2 <= frames <= top:
+            raise ValueError(f"Frames must be between 2 and {top} in the {mode} layout, got {frames}"
+                             + ("; pick the regional or frame-by-frame layout for more." if mode == "grid" else "."))
         if not 1 <= steps <= self.limits.max_steps:
             raise ValueError(f"Steps must be between 1 and {self.limits.max_steps}, got {steps}.")
         return frames, steps
 
-    def finish(self, result: Any, prompt: str, domain: str, seed: int, out: Path) -> tuple[Any, ...]:
-        """Write the output folder and its zip; the values of the output components."""
-        folder = save_sequence_folder(result, prompt, domain, out / "sequence", {"seed": seed, "model": self.model})
-        archive = shutil.make_archive(str(out / "procseq-sequence"), "zip", folder)
-        frames = [upscaled(f) for f in result.frames[0]]
-        gallery = [(f, f"{i + 1}. {c}") for i, (f, c) in enumerate(zip(frames, result.captions[0]))]
-        preview = out / "preview.gif"  # the download keeps the native size; the page shows it enlarged
-        frames[0].save(preview, save_all=True, append_images=frames[1:], duration=600, loop=0)
-        seconds = result.metadata[0].get("timings_s", {}).get("total", float("nan"))
-        status = f"{len(gallery)} frames of **{domain}** in {seconds:.2f} s (seed {seed})."
-        return upscaled(result.grid[0], 288), gallery, str(preview), archive, status
-
-    def text_to_sequence(self, prompt: str, domain: str, frames: float, seed: float, steps: float) -> tuple[Any, ...]:
-        """Generate from a prompt (the "Text to sequence" tab)."""
-        frames_i, steps_i = self.check(domain, frames, steps)
-        if not (prompt or "").strip():
-            raise ValueError("Describe the finished artifact first, e.g. 'a red lego house'.")
-        with self.lock:
-            result = self.pipe(prompt, domain=domain, frames=frames_i, num_inference_steps=steps_i,
-                               generator=torch.Generator("cpu").manual_seed(int(seed)))
-        return self.finish(result, prompt, domain, int(seed), self.new_output_dir())
-
-    def recraft_sequence(self, upload: str | None, domain: str, frames: float, seed: float,
-                         steps: float) -> tuple[Any, ...]:
-        """Generate the process that ends in the uploaded picture (the "ReCraft" tab)."""
-        frames_i, steps_i = self.check(domain, frames, steps)
+    def picture(self, upload: str | None, what: str) -> Image.Image:
+        """An uploaded picture through procseq's input policy (messages name the upload, never a server path)."""
         if not upload:
-            raise ValueError("Upload a picture of the finished artifact (PNG, JPEG or WebP) first.")
+            raise ValueError(f"Upload {what} (PNG, JPEG or WebP) first.")
         path = Path(upload)
         try:
-            image = open_image(path, max_pixels=self.limits.max_pixels)
-        except (ValueError, FileNotFoundError) as err:  # the message names the upload, not the server folder
+            return open_image(path, max_pixels=self.limits.max_pixels)
+        except (ValueError, FileNotFoundError) as err:
             raise ValueError(str(err).replace(str(path), "The uploaded file")) from None
-        with self.lock:
-            pipe = self.recraft
-            result = pipe(image, domain=domain, frames=frames_i, num_inference_steps=steps_i,
-                          generator=torch.Generator("cpu").manual_seed(int(seed)))
-        return self.finish(result, f"ReCraft of {path.name}", domain, int(seed), self.new_output_dir())
+
+    def run(self, fn: Any, *args: Any, passes: int | None = 1, on_step: Any = None, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` under the lock, reporting its denoising steps to `on_step(done, total)`."""
+        with self.lock, show_progress(passes=passes, on_step=on_step, bar=False):
+            return fn(*args, **kwargs)
+
+    def finish(self, seq: Sequence, grid: Image.Image | None, seconds: float, note: str,
+               extra: dict[str, Any]) -> tuple[Any, ...]:
+        """Write the output folder and its zip; the values of the output components."""
+        out = self.new_output_dir()
+        folder = write_sequence_folder(seq, out / "sequence", grid, {"model": self.model, **extra})
+        archive = shutil.make_archive(str(out / "procseq-sequence"), "zip", folder)
+        factor = max(1, -(-192 // seq.frames[0].width))  # shown at least 192 px wide
+        big = [enlarge(f, factor) for f in seq.frames]
+        preview = out / "preview.gif"  # the download keeps the native size; the page shows it enlarged
+        big[0].save(preview, save_all=True, append_images=big[1:], duration=600, loop=0)
+        grid_image = Image.open(folder / "grid.png")
+        status = f"{seq.num_frames} frames of **{seq.domain}** ({note}) in {seconds:.2f} s."
+        return (sequence_html(seq.frames, seq.captions, seq.prompt), enlarge(grid_image, factor), str(preview),
+                archive, status, str(folder))
+
+    def from_output(self, result: Any, prompt: str, domain: str, note: str, extra: dict[str, Any]) -> tuple[Any, ...]:
+        """:meth:`finish` for a pipeline's ``SequenceOutput``."""
+        seconds = result.metadata[0].get("timings_s", {}).get("total", float("nan"))
+        seq = result.sequences([prompt], domain)[0]
+        return self.finish(seq, result.grid[0], seconds, note, extra)
+
+    def text_to_sequence(self, prompt: str, domain: str, mode: str, frames: float, seed: float, steps: float,
+                         true_cfg: float, negative: str, mix: str, on_step: Any = None) -> tuple[Any, ...]:
+        """Generate from a prompt (the "Text to sequence" tab)."""
+        if not (prompt or "").strip():
+            raise ValueError("Describe the finished artifact first, e.g. 'a red lego house'.")
+        frames_i, steps_i = self.check(frames, steps, mode)
+        weights = parse_mix(mix)
+        name, how = self.domain(domain, prompt)
+        how += f"; adapters mixed {mix.strip()}" if weights else ""
+        result = self.run(self.pipe, prompt, domain=name, frames=frames_i, num_inference_steps=steps_i, mode=mode,
+                          true_cfg_scale=float(true_cfg), negative_prompt=negative or "", adapter_weights=weights,
+                          generator=torch.Generator("cpu").manual_seed(int(seed)),
+                          passes=frames_i if mode == "frame-by-frame" else 1, on_step=on_step)
+        return self.from_output(result, prompt, name, f"{how}, {mode} layout, seed {int(seed)}",
+                                {"seed": int(seed), "mode": mode})
+
+    def recraft_sequence(self, upload: str | None, domain: str, frames: float, seed: float, steps: float,
+                         on_step: Any = None) -> tuple[Any, ...]:
+        """Generate the process that ends in the uploaded picture (the "ReCraft" tab)."""
+        frames_i, steps_i = self.check(frames, steps)
+        image = self.picture(upload, "a picture of the finished artifact")
+        name = self.domains[0] if domain in (None, "", AUTO) else self.domain(domain, "")[0]
+        result = self.run(lambda: self.recraft(image, domain=name, frames=frames_i, num_inference_steps=steps_i,
+                                               generator=torch.Generator("cpu").manual_seed(int(seed))),
+                          passes=None, on_step=on_step)
+        return self.from_output(result, f"ReCraft of {Path(upload or '').name}", name, f"ReCraft, seed {int(seed)}",
+                                {"seed": int(seed)})
+
+    def continue_sequence(self, prompt: str, domain: str, firsts: list[str] | None, last: str | None, frames: float,
+                          seed: float, steps: float, on_step: Any = None) -> tuple[Any, ...]:
+        """Continue from the first steps, or fill in between them and the last one (the "Continue" tab)."""
+        if not (prompt or "").strip():
+            raise ValueError("Describe the finished artifact first, e.g. 'a red lego house'.")
+        frames_i, steps_i = self.check(frames, steps)
+        known = {i: self.picture(p, f"first step {i + 1}") for i, p in enumerate(firsts or [])}
+        if last:
+            known[frames_i - 1] = self.picture(last, "the last step")
+        if not known:
+            raise ValueError("Upload the first step(s) and/or the last step as pictures first.")
+        if len(known) >= frames_i:
+            raise ValueError(f"{len(known)} pictures leave nothing to generate in {frames_i} frames; "
+                             "ask for more frames.")
+        name, how = self.domain(domain, prompt)
+        result = self.run(self.pipe, prompt, domain=name, frames=frames_i, num_inference_steps=steps_i, known=known,
+                          generator=torch.Generator("cpu").manual_seed(int(seed)), on_step=on_step)
+        given = ", ".join(str(i + 1) for i in sorted(known))
+        return self.from_output(result, prompt, name, f"{how}; steps {given} given", {"seed": int(seed)})
+
+    def tutorial(self, instruction: str, mode: str, count: float, seed: float, steps: float,
+                 on_step: Any = None) -> tuple[Any, ...]:
+        """Plan an instruction and draw every step (the "Tutorial" tab); the page and tutorial.html to download."""
+        if not (instruction or "").strip():
+            raise ValueError("Say what to make first, e.g. 'show how to build a blue LEGO tower in 6 steps'.")
+        plan = plan_instruction(instruction, num_steps=int(count) or None, domains=self.domains)
+        self.check(plan.num_steps, steps, mode)
+        start = time.perf_counter()
+        result = self.run(self.pipe, plan=plan, mode=mode, num_inference_steps=int(steps),
+                          generator=torch.Generator("cpu").manual_seed(int(seed)),
+                          passes=plan.num_steps if mode == "frame-by-frame" else 1, on_step=on_step)
+        out = self.new_output_dir()
+        folder = write_tutorial(result, out / "tutorial", plan, {"seed": int(seed), "model": self.model})
+        archive = shutil.make_archive(str(out / "procseq-tutorial"), "zip", folder)
+        page = sequence_html(result.frames[0], result.captions[0], plan.title)
+        status = (f"A {plan.num_steps}-step tutorial of **{plan.domain}** (read from the instruction), {mode} "
+                  f"layout, in {time.perf_counter() - start:.2f} s.")
+        return page, str(folder / "tutorial.html"), archive, status, str(folder)
+
+    def adapt(self, folder: str | None, k_add: float, k_del: float, rounds: float, interpolator: str, seed: float,
+              on_step: Any = None) -> tuple[Any, ...]:
+        """Adaptive steps on the last result: insert where neighbours differ too much, delete where too little."""
+        from procseq.cli.adapt import adaptive_config, make_interpolator
+        from procseq.models.features import load_feature_extractor
+        from procseq.pipelines.adaptive import adapt_sequence
+
+        if not folder or not Path(folder).is_dir() or self.root not in Path(folder).parents:
+            raise ValueError("Make a sequence in another tab first; this tab edits the last result.")
+        seq = Sequence.load(folder)
+        config = adaptive_config(alpha=0.4, beta=0.4, k_add=float(k_add), k_del=float(k_del),
+                                 max_rounds=int(rounds), min_frames=2, max_frames=None)
+        start = time.perf_counter()
+        with self.lock, show_progress(passes=None, on_step=on_step, bar=False):
+            interp = make_interpolator(interpolator, self.pipe, seq.prompt, seq.domain)
+            out = adapt_sequence(seq, load_feature_extractor(self.pipe, None), interp, config, int(seed))
+        rec = out.meta["adaptive"]
+        note = f"adapted: {rec['inserted']} inserted, {rec['deleted']} deleted, stopped: {rec['stopped']}"
+        return self.finish(out, None, time.perf_counter() - start, note, {})
 
 
-def upscaled(image: Image.Image, min_side: int = 192) -> Image.Image:
-    """`image` enlarged by a whole factor (nearest neighbour) to at least `min_side` pixels, for display."""
-    factor = max(1, -(-min_side // min(image.size)))
-    return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
+def readable(fn: Any, *args: Any, progress: Any = None) -> Any:
+    """``fn(*args)``; a user error becomes a message in the page and one log line, anything else a short
+    apology in the page (the traceback only in the log)."""
+    def on_step(done: int, total: int) -> None:
+        if progress is not None:
+            progress((done, total), desc="denoising", unit="steps")
 
-
-def readable(fn: Any, *args: Any) -> Any:
-    """``fn(*args)``; user errors become a message in the page, anything else a short apology (logged)."""
     try:
-        return fn(*args)
+        return fn(*args, on_step=on_step)
     except (ValueError, FileNotFoundError) as err:
-        raise gr.Error(str(err)) from None
+        message = " ".join(str(err).split())
+        log.warning("refused: %s", message)
+        raise quiet_error(message) from None
     except Exception:  # never a stack trace in the page
         log.exception("generation failed")
-        raise gr.Error("The generation failed unexpectedly; the server log has the details.") from None
+        raise quiet_error("The generation failed unexpectedly; the server log has the details.") from None
 
 
-def settings_row(engine: Engine, default_frames: int) -> list[Any]:
+def quiet_error(message: str) -> gr.Error:
+    """A ``gr.Error`` that gradio does not print a traceback for (the app logs one line itself)."""
+    try:
+        return gr.Error(message, print_exception=False)
+    except TypeError:  # gradio before print_exception
+        return gr.Error(message)
+
+
+def settings(engine: Engine, frames: int, with_domain: bool = True, auto: bool = True) -> list[Any]:
     """The domain, frames, seed and steps inputs of one tab."""
     d = engine.pipe.defaults
     with gr.Row():
-        domain = gr.Dropdown(engine.domains, value=engine.domains[0], label="Domain")
-        frames = gr.Slider(2, d.max_frames, value=min(default_frames, d.max_frames), step=1, label="Frames")
+        domain = gr.Dropdown(([AUTO] if auto else []) + engine.domains, value=AUTO if auto else engine.domains[0],
+                             label="Domain (adapter domains included)", visible=with_domain)
+        count = gr.Slider(2, max(d.max_frames, engine.limits.max_frames), value=min(frames, d.max_frames), step=1,
+                          label="Frames (steps)")
         seed = gr.Number(0, precision=0, label="Seed")
         steps = gr.Slider(1, engine.limits.max_steps, value=min(d.num_inference_steps, engine.limits.max_steps),
                           step=1, label="Denoising steps")
-    return [domain, frames, seed, steps]
+    return [domain, count, seed, steps]
+
+
+def picture_input(label: str) -> gr.File:
+    """An upload box for one picture (a file, so that procseq's input policy, not gradio, decodes it)."""
+    return gr.File(label=label, file_types=[".png", ".jpg", ".jpeg", ".webp"], type="filepath")
+
+
+def previewed(engine: Engine, upload: gr.File) -> gr.Image:
+    """A preview of `upload`, shown once procseq's input policy accepts it (a refusal is a message at once)."""
+    preview = gr.Image(label="Preview", type="pil", height=200, interactive=False)
+
+    def show(path: str | None) -> Image.Image | None:
+        if not path:
+            return None
+        return readable(lambda on_step: engine.picture(path, "a picture"))
+
+    upload.change(show, upload, preview, api_name=False)
+    return preview
 
 
 def output_panel() -> list[Any]:
-    """Status, grid, gallery, GIF and zip outputs of one tab."""
+    """The frames (enlarged, captions below, reading order), grid, GIF, zip and status outputs of one tab."""
     status = gr.Markdown()
-    with gr.Row():
-        grid = gr.Image(label="Grid (serpentine order)", type="pil", format="png", height=320)
-        gif = gr.Image(label="GIF", type="filepath", height=320)
-    gallery = gr.Gallery(label="Frames", columns=9, height=200, object_fit="contain")
-    archive = gr.File(label="Download the output folder (zip)")
-    return [grid, gallery, gif, archive, status]
+    sheet = gr.HTML(label="Frames (reading order)")
+    with gr.Accordion("The grid, the GIF and the download", open=False):
+        with gr.Row():
+            grid = gr.Image(label="Grid as the model sees it (serpentine: every other row runs right to left)",
+                            type="pil", format="png", height=288)
+            gif = gr.Image(label="GIF", type="filepath", height=288)
+        archive = gr.File(label="Download the output folder (zip: frames, grid, GIF, sequence.png, sequence.json)")
+    return [sheet, grid, gif, archive, status]
 
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The gradio Blocks of the app for `engine` (queue and limits applied)."""
-    def text_handler(prompt: str, domain: str, frames: float, seed: float, steps: float,
-                     progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
-        return readable(engine.text_to_sequence, prompt, domain, frames, seed, steps)
-
-    def recraft_handler(upload: str | None, domain: str, frames: float, seed: float, steps: float,
-                        progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
-        return readable(engine.recraft_sequence, upload, domain, frames, seed, steps)
-
-    age = engine.limits.cache_max_age_s
+    lim = engine.limits
+    age = lim.cache_max_age_s
     with gr.Blocks(title="procseq", delete_cache=(age, age)) as demo:  # gradio's cache stays bounded
+        last = gr.State(None)  # the folder of this session's last result (the Adapt tab edits it)
         gr.Markdown(f"# procseq\nThe step-by-step making of a thing, from a prompt or a picture of the finished "
                     f"thing. Model: `{engine.model}`.")
         with gr.Tab("Text to sequence"):
-            prompt = gr.Textbox(label="The finished artifact", lines=2,
-                                value="a painting of a red star on the left under a sunset sky above sand, with a sun")
-            settings = settings_row(engine, 9)
+            prompt = gr.Textbox(label="The finished artifact", lines=2, value=EXAMPLES["painting"][0])
+            layout = gr.Radio(LAYOUTS, value="grid", label="Layout: one grid (MakeAnything), a region per step "
+                              "(CookAnything) or one frame at a time (Loom; any length)")
+            domain, frames, seed, steps = settings(engine, 9)
+            with gr.Accordion("Advanced: true CFG, negative prompt, adapter mix", open=False):
+                cfg = gr.Slider(1, 10, value=engine.pipe.defaults.true_cfg_scale, step=0.5,
+                                label="True CFG scale (1 = off; > 1 doubles the compute)")
+                negative = gr.Textbox(label="Negative prompt (with true CFG > 1)")
+                mix = gr.Textbox(label="Adapter mix instead of the domain, e.g. clay=0.5,lego=0.5")
             button = gr.Button("Generate", variant="primary")
+            gr.Examples([[p, d, n] for d, (p, n) in EXAMPLES.items() if d in engine.domains],
+                        [prompt, domain, frames], label="Examples, one per base domain")
             outputs = output_panel()
-            button.click(text_handler, [prompt, *settings], outputs, api_name="generate")
+            def text_handler(prompt: str, domain: str, mode: str, frames: float, seed: float, steps: float,
+                             cfg: float, negative: str, mix: str, progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.text_to_sequence, prompt, domain, mode, frames, seed, steps, cfg, negative,
+                                mix, progress=progress)
+
+            button.click(text_handler, [prompt, domain, layout, frames, seed, steps, cfg, negative, mix], [*outputs, last],
+                         api_name="generate")
         with gr.Tab("ReCraft (from a picture)"):
-            upload = gr.File(label=f"Picture of the finished artifact (PNG, JPEG or WebP, up to "
-                                   f"{engine.limits.max_upload_mb:g} MB and {engine.limits.max_pixels / 1e6:g} "
-                                   f"megapixels)", file_types=[".png", ".jpg", ".jpeg", ".webp"], type="filepath")
-            settings = settings_row(engine, 9)
+            with gr.Row():
+                upload = picture_input(f"Picture of the finished artifact (PNG, JPEG or WebP, up to "
+                                       f"{lim.max_upload_mb:g} MB and {lim.max_pixels / 1e6:g} megapixels)")
+                previewed(engine, upload)
+            domain, frames, seed, steps = settings(engine, 9, auto=False)
             button = gr.Button("Recover the process", variant="primary")
             outputs = output_panel()
-            button.click(recraft_handler, [upload, *settings], outputs, api_name="recraft")
-        # --- To come (issue #16, design decisions 10 and 12): known-frame continuation (the first k frames
-        # uploaded, the rest generated) and tutorial mode (interleaved text and images) get their own tabs
-        # here once procseq.conditioning.frames and procseq.tutorial exist; `mode` (grid | regional |
-        # frame-by-frame) joins settings_row when the pipeline takes it.
-    demo.queue(max_size=engine.limits.max_queue, default_concurrency_limit=engine.limits.concurrency)
+            def recraft_handler(upload: str | None, domain: str, frames: float, seed: float, steps: float,
+                                progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.recraft_sequence, upload, domain, frames, seed, steps, progress=progress)
+
+            button.click(recraft_handler, [upload, domain, frames, seed, steps], [*outputs, last], api_name="recraft")
+        with gr.Tab("Continue / fill in"):
+            gr.Markdown("Give the first step(s) as pictures to continue a half-finished work, and/or the last step "
+                        "to fill in the steps between.")
+            prompt = gr.Textbox(label="The finished artifact", lines=1, value=EXAMPLES["painting"][0])
+            with gr.Row():
+                firsts = gr.File(label="First step(s), in order", file_count="multiple", type="filepath",
+                                 file_types=[".png", ".jpg", ".jpeg", ".webp"])
+                final = picture_input("Last step (optional)")
+                previewed(engine, final)
+            domain, frames, seed, steps = settings(engine, 9)
+            button = gr.Button("Generate the missing steps", variant="primary")
+            outputs = output_panel()
+            def continue_handler(prompt: str, domain: str, firsts: list[str] | None, final: str | None,
+                                 frames: float, seed: float, steps: float,
+                                 progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.continue_sequence, prompt, domain, firsts, final, frames, seed, steps,
+                                progress=progress)
+
+            button.click(continue_handler, [prompt, domain, firsts, final, frames, seed, steps], [*outputs, last], api_name="continue")
+        with gr.Tab("Tutorial"):
+            instruction = gr.Textbox(label="What to teach", value="show how to build a blue LEGO tower in 6 steps")
+            with gr.Row():
+                layout = gr.Radio(LAYOUTS, value="grid", label="Layout")
+                count = gr.Number(0, precision=0, label="Steps (0: read from the instruction)")
+                seed = gr.Number(0, precision=0, label="Seed")
+                steps = gr.Slider(1, lim.max_steps, value=min(engine.pipe.defaults.num_inference_steps,
+                                                              lim.max_steps), step=1, label="Denoising steps")
+            button = gr.Button("Write the tutorial", variant="primary")
+            status = gr.Markdown()
+            page = gr.HTML(label="Tutorial")
+            with gr.Row():
+                html_file = gr.File(label="tutorial.html (images embedded)")
+                archive = gr.File(label="The tutorial folder (zip: tutorial.md, frames, sequence.png)")
+            def tutorial_handler(instruction: str, mode: str, count: float, seed: float, steps: float,
+                                 progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.tutorial, instruction, mode, count, seed, steps, progress=progress)
+
+            button.click(tutorial_handler, [instruction, layout, count, seed, steps], [page, html_file, archive, status, last],
+                         api_name="tutorial")
+        with gr.Tab("Adapt the last result"):
+            gr.Markdown("Adaptive steps (ProcessMaker) on this session's last result: a frame is inserted where "
+                        "neighbours differ by more than mu + k_add sigma, one is removed below mu - k_del sigma.")
+            with gr.Row():
+                k_add = gr.Slider(0, 4, value=2.0, step=0.1, label="k_add (insert)")
+                k_del = gr.Slider(0, 4, value=1.5, step=0.1, label="k_del (delete)")
+                rounds = gr.Slider(1, 5, value=3, step=1, label="Rounds")
+                interpolator = gr.Radio(["model", "average"], value="model", label="Inserted frames")
+                seed = gr.Number(0, precision=0, label="Seed")
+            button = gr.Button("Adapt", variant="primary")
+            outputs = output_panel()
+            def adapt_handler(folder: str | None, k_add: float, k_del: float, rounds: float, interpolator: str,
+                              seed: float, progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.adapt, folder, k_add, k_del, rounds, interpolator, seed, progress=progress)
+
+            button.click(adapt_handler, [last, k_add, k_del, rounds, interpolator, seed], [*outputs, last], api_name="adapt")
+    demo.queue(max_size=lim.max_queue, default_concurrency_limit=lim.concurrency)
     return demo
 
 
@@ -215,6 +435,7 @@ def launch(model: str = "procseq-tiny", host: str = "127.0.0.1", port: int | Non
            limits: AppLimits | None = None, device: str | None = None, block: bool = True) -> tuple[gr.Blocks, str]:
     """Load the model, start the app on `host`:`port` (None or 0: the first free port from 7860) and return
     (app, URL); `block` serves until stopped. ``app.engine`` is the :class:`Engine`."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     engine = Engine(model, device, limits)
     demo = build_app(engine)
     demo.engine = engine

@@ -75,10 +75,10 @@ _CURRENT: ContextVar[Progress | None] = ContextVar("procseq_progress", default=N
 
 @contextmanager
 def show_progress(desc: str = "denoising", passes: int | None = None,
-                  on_step: Callable[[int, int], None] | None = None) -> Iterator[Progress]:
-    """Report the plans and denoising steps of the generations run inside the block (a bar on stderr unless the
-    verbosity is quiet or this is not rank 0; `on_step` is called either way)."""
-    progress = Progress(desc, passes, on_step, bar=verbosity() >= NORMAL)
+                  on_step: Callable[[int, int], None] | None = None, bar: bool = True) -> Iterator[Progress]:
+    """Report the plans and denoising steps of the generations run inside the block (a bar on stderr when `bar`,
+    unless the verbosity is quiet or this is not rank 0; `on_step` is called either way)."""
+    progress = Progress(desc, passes, on_step, bar=bar and verbosity() >= NORMAL)
     token = _CURRENT.set(progress)
     try:
         yield progress

@@ -116,6 +116,40 @@ def sequence_sheet(frames: list[Image.Image], captions: list[str], title: str = 
     return sheet
 
 
+def data_url(image: Image.Image) -> str:
+    """A PNG ``data:`` URL of `image` (for HTML that must stand on its own)."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def sequence_html(frames: list[Image.Image], captions: list[str], title: str = "", scale: int | None = None,
+                  columns: int | None = None) -> str:
+    """The sheet as an HTML fragment: ``<figure>`` per frame in reading order, the frame enlarged (nearest
+    neighbour, pixelated) with ``<figcaption>i. caption</figcaption>`` below it; every string escaped."""
+    import html
+
+    if len(frames) != len(captions):
+        raise ValueError(f"One caption per frame, got {len(frames)} frames and {len(captions)} captions.")
+    scale = scale or (auto_scale(frames[0].width) if frames else 1)
+    columns = columns or max(1, math.ceil(math.sqrt(len(frames))))
+    side = (frames[0].width * scale) if frames else 0
+    cell = max(side, MIN_CELL)
+    parts = ['<div class="procseq-sheet">'] + ([f"<h3>{html.escape(title)}</h3>"] if title else [])
+    parts.append(f'<div style="display:grid;grid-template-columns:repeat({columns},{cell}px);gap:12px">')
+    for i, (frame, caption) in enumerate(zip(frames, captions), 1):
+        alt = html.escape(f"Step {i}: {caption}")
+        parts.append(f'<figure style="margin:0;width:{cell}px"><img src="{data_url(enlarge(frame, scale))}" '
+                     f'alt="{alt}" width="{side}" style="image-rendering:pixelated;border:1px solid #ccc;'
+                     f'display:block;margin:0 auto"><figcaption style="font-size:14px;line-height:1.3;'
+                     f'margin-top:4px">{i}. {html.escape(caption)}</figcaption></figure>')
+    parts.append("</div></div>")
+    return "".join(parts)
+
+
 def write_sequence_folder(seq: Sequence, out: str | Path, grid: Image.Image | None = None,
                           extra: dict[str, Any] | None = None, gif_ms: int = 600, frame_scale: int = 1) -> Path:
     """Write `seq` into `out`: ``frame_XX.png`` and ``sequence.gif`` (enlarged `frame_scale` times),
@@ -135,4 +169,5 @@ def write_sequence_folder(seq: Sequence, out: str | Path, grid: Image.Image | No
     return out
 
 
-__all__ = ["auto_scale", "check_scale", "enlarge", "sequence_sheet", "write_sequence_folder", "wrap"]
+__all__ = ["auto_scale", "check_scale", "data_url", "enlarge", "sequence_html", "sequence_sheet",
+           "write_sequence_folder", "wrap"]
