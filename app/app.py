@@ -311,7 +311,8 @@ def previewed(engine: Engine, upload: gr.File) -> gr.Image:
     def show(path: str | None) -> Image.Image | None:
         if not path:
             return None
-        return readable(lambda on_step: engine.picture(path, "a picture"))
+        picture = readable(lambda on_step: engine.picture(path, "a picture"))
+        return enlarge(picture, max(1, -(-192 // max(picture.size))))  # small pictures shown enlarged
 
     upload.change(show, upload, preview, api_name=False)
     return preview
