@@ -46,7 +46,7 @@ def _engine_module() -> Any:
 
 
 _engine = _engine_module()
-AUTO, EXAMPLES, LAYOUTS = _engine.AUTO, _engine.EXAMPLES, _engine.LAYOUTS
+AUTO, BEST, EXAMPLES, LAYOUTS = _engine.AUTO, _engine.BEST, _engine.EXAMPLES, _engine.LAYOUTS
 AppLimits, Engine, infer_domain, log = _engine.AppLimits, _engine.Engine, _engine.infer_domain, _engine.log
 
 
@@ -132,8 +132,9 @@ def build_app(engine: Engine) -> gr.Blocks:
                     f"thing. Model: `{engine.model}`.")
         with gr.Tab("Text to sequence"):
             prompt = gr.Textbox(label="The finished artifact", lines=2, value=EXAMPLES["painting"][0])
-            layout = gr.Radio(LAYOUTS, value="grid", label="Layout: one grid (MakeAnything), a region per step "
-                              "(CookAnything) or one frame at a time (Loom; any length)")
+            layout = gr.Radio(LAYOUTS, value=BEST, label="Layout: one grid (MakeAnything), a region per step "
+                              "(CookAnything) or one frame at a time (Loom; any length); auto: the grid when the "
+                              "steps fit it, else frame by frame")
             domain, frames, seed, steps = settings(engine, 9)
             with gr.Accordion("Advanced: true CFG, negative prompt, adapter mix", open=False):
                 cfg = gr.Slider(1, 10, value=engine.pipe.defaults.true_cfg_scale, step=0.5,
@@ -186,7 +187,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         with gr.Tab("Tutorial"):
             instruction = gr.Textbox(label="What to teach", value="show how to build a blue LEGO tower in 6 steps")
             with gr.Row():
-                layout = gr.Radio(LAYOUTS, value="grid", label="Layout")
+                layout = gr.Radio(LAYOUTS, value=BEST, label="Layout")
                 count = gr.Number(0, precision=0, label="Steps (0: read from the instruction)")
                 seed = gr.Number(0, precision=0, label="Seed")
                 steps = gr.Slider(1, lim.max_steps, value=min(engine.pipe.defaults.num_inference_steps,

@@ -22,14 +22,16 @@ from procseq import Sequence, load_pipeline, load_recraft_pipeline
 from procseq.cli.common import parse_mix
 from procseq.images import open_image
 from procseq.limits import max_frames
-from procseq.pipelines.planning import instruction_domain, plan_instruction
+from procseq.planning import instruction_domain, plan_instruction
+from procseq.planning.vocabulary import unknown_words_note
 from procseq.progress import show_progress
 from procseq.sheet import enlarge, sequence_html, write_sequence_folder
-from procseq.tutorial import write_tutorial
+from procseq.tutorial import best_layout, write_tutorial
 
 log = logging.getLogger("procseq.app")
 AUTO = "auto (from the prompt)"
-LAYOUTS = ["grid", "regional", "frame-by-frame"]
+BEST = "auto (best for the length)"
+LAYOUTS = [BEST, "grid", "regional", "frame-by-frame"]
 EXAMPLES = {  # one prompt per base domain of procseq-tiny, in the corpus's words (the model knows these)
     "painting": ("a painting of an orange star on the right under a sunset sky above snow, with a sun", 9),
     "line_drawing": ("an orange ink line drawing of a house in the center with three hatching lines, a ground line "
@@ -58,7 +60,7 @@ class AppLimits:
 
 def infer_domain(prompt: str, domains: list[str]) -> str:
     """The domain a prompt is about, among `domains` (the one place the app guesses it; procseq's planner reads
-    the words, see :func:`procseq.pipelines.planning.instruction_domain`)."""
+    the words, see :func:`procseq.planning.instruction_domain`)."""
     try:
         return instruction_domain(prompt, domains)
     except ValueError:  # none of the model's domains is a corpus domain: the model's first
@@ -106,11 +108,16 @@ class Engine:
             raise ValueError(f"Unknown domain {choice!r}; pick one of: {', '.join(self.domains)}.")
         return choice, "chosen"
 
+    def layout(self, mode: str | None, frames: float) -> str:
+        """The layout: the user's choice, or on "auto" the best for the length (:func:`procseq.tutorial.best_layout`,
+        the choice ``procseq tutorial`` makes too)."""
+        return best_layout(int(frames), self.pipe.defaults.max_frames) if mode in (None, "", BEST) else mode
+
     def check(self, frames: float, steps: float, mode: str = "grid") -> tuple[int, int]:
         """Validate the shared settings; returns (frames, steps) as ints."""
         frames, steps = int(frames), int(steps)
-        if mode not in LAYOUTS:
-            raise ValueError(f"Unknown layout {mode!r}; pick one of: {', '.join(LAYOUTS)}.")
+        if mode not in LAYOUTS[1:]:
+            raise ValueError(f"Unknown layout {mode!r}; pick one of: {', '.join(LAYOUTS[1:])}.")
         top = self.pipe.defaults.max_frames if mode == "grid" else min(max_frames(mode), self.limits.max_frames)
         if not 2 <= frames <= top:
             raise ValueError(f"Frames must be between 2 and {top} in the {mode} layout, got {frames}"
@@ -153,6 +160,9 @@ class Engine:
         """:meth:`finish` for a pipeline's ``SequenceOutput``."""
         seconds = result.metadata[0].get("timings_s", {}).get("total", float("nan"))
         seq = result.sequences([prompt], domain)[0]
+        notes = [unknown_words_note(result.plans, self.model, domain),  # words the model cannot know, if any
+                 (result.plans[0].meta.get("note") if result.plans else None)]  # a picture it could not read
+        note += "".join(f"; {n.removeprefix('procseq: ').rstrip('.')}" for n in notes if n)
         return self.finish(seq, result.grid[0], seconds, note, extra)
 
     def text_to_sequence(self, prompt: str, domain: str, mode: str, frames: float, seed: float, steps: float,
@@ -160,6 +170,7 @@ class Engine:
         """Generate from a prompt (the "Text to sequence" tab)."""
         if not (prompt or "").strip():
             raise ValueError("Describe the finished artifact first, e.g. 'a red lego house'.")
+        mode = self.layout(mode, frames)
         frames_i, steps_i = self.check(frames, steps, mode)
         weights = parse_mix(mix)
         name, how = self.domain(domain, prompt)
@@ -209,6 +220,7 @@ class Engine:
         if not (instruction or "").strip():
             raise ValueError("Say what to make first, e.g. 'show how to build a blue LEGO tower in 6 steps'.")
         plan = plan_instruction(instruction, num_steps=int(count) or None, domains=self.domains)
+        mode = self.layout(mode, plan.num_steps)
         self.check(plan.num_steps, steps, mode)
         start = time.perf_counter()
         result = self.run(self.pipe, plan=plan, mode=mode, num_inference_steps=int(steps),

@@ -12,7 +12,7 @@ import resource
 import numpy as np
 import torch
 
-from procseq.models.loading import load_pipeline
+from procseq.pipelines.loading import load_pipeline
 
 
 def cpu_seconds() -> float:

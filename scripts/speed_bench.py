@@ -32,7 +32,8 @@ def sampling_table(runs: int, compile_model: bool, threads: int) -> None:
     from diffusers import FluxPipeline
 
     import procseq.pipelines.text_to_sequence as t2s
-    from procseq.models.loading import EMBEDDED_DIR, load_pipeline
+    from procseq.models.loading import EMBEDDED_DIR
+    from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.sampling import denoise
 
     pipe = load_pipeline(None, device="cpu", threads=threads)
@@ -115,7 +116,7 @@ def threads_once(runs: int, label: str) -> str:
     import torch
 
     from procseq.machine import available_cores
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = load_pipeline(None, device="cpu")
     pipe.set_progress_bar_config(disable=True)

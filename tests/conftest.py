@@ -47,7 +47,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_model_dir):
     """A ProcessPipeline on the micro checkpoint (CPU, float32)."""
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = load_pipeline(tiny_model_dir, device="cpu")
     pipe.set_progress_bar_config(disable=True)

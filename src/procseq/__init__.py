@@ -25,9 +25,9 @@ _EXPORTS = {
     "ProcessPipeline": "procseq.pipelines.text_to_sequence",
     "ImageToSequencePipeline": "procseq.pipelines.image_to_sequence",
     "load_recraft_pipeline": "procseq.pipelines.image_to_sequence",
-    "load_pipeline": "procseq.models.loading",
-    "Plan": "procseq.pipelines.planning",
-    "corpus_plan": "procseq.pipelines.planning",
+    "load_pipeline": "procseq.pipelines.loading",
+    "Plan": "procseq.conditioning.plan",
+    "corpus_plan": "procseq.planning",
     "KnownFrames": "procseq.conditioning.frames",
     "SequenceConditioning": "procseq.conditioning.sequence",
     "Sequence": "procseq.sequence",
@@ -37,9 +37,9 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from procseq.conditioning.frames import KnownFrames
     from procseq.conditioning.sequence import SequenceConditioning
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.image_to_sequence import ImageToSequencePipeline, load_recraft_pipeline
-    from procseq.pipelines.planning import Plan, corpus_plan
+    from procseq.planning import Plan, corpus_plan
     from procseq.pipelines.text_to_sequence import ProcessPipeline
     from procseq.pipelines.output import SequenceOutput
     from procseq.sequence import Sequence

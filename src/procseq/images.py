@@ -17,6 +17,8 @@ to do, raised before anything is written.
 
 from __future__ import annotations
 
+import base64
+import io
 import warnings
 from pathlib import Path
 
@@ -122,4 +124,11 @@ def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> Ima
     return prepare_image(open_image(path, max_pixels), size)
 
 
-__all__ = ["FORMATS", "MAX_PIXELS", "load_image", "open_image", "prepare_image", "square_pad", "to_rgb"]
+def image_data_url(image: Image.Image) -> str:
+    """A PNG ``data:`` URL of `image`, as chat-completions endpoints accept in ``image_url``."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+__all__ = ["FORMATS", "MAX_PIXELS", "image_data_url", "load_image", "open_image", "prepare_image", "square_pad", "to_rgb"]

@@ -88,6 +88,22 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def available_memory(meminfo: str | Path = "/proc/meminfo") -> int:
+    """Bytes that new allocations can take now: ``MemAvailable`` (free pages plus the page cache the kernel can
+    drop), not ``MemFree``, which a busy page cache keeps near zero; free pages from ``sysconf`` where there is
+    no ``/proc/meminfo``, else 8 GiB."""
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
 def detect(with_cuda: bool = True) -> MachineInfo:
     """Probe this machine (cheap: CPU flags, affinity, load average; CUDA only when torch is importable)."""
     name, flags = cpu_flags()
@@ -110,15 +126,6 @@ def prefer_passive_openmp() -> None:
     threads made 2-thread forwards 14.6x slower than 1 thread (BENCHMARKS.md).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def transformer_params(location: str | Path) -> int | None:
-    """Parameter count of a Flux folder's transformer, read from its safetensors headers (None if unknown)."""
-    from procseq.models.headers import tensor_count
-
-    folder = Path(location) / "transformer"
-    total = sum(tensor_count(f) for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
-    return total or None
 
 
 def choose_dtype(requested: str, params: int | None, device: str, info: MachineInfo) -> Choice:
@@ -169,4 +176,5 @@ def apply_threads(choice: Choice) -> None:
 
 
 __all__ = ["Choice", "DTYPE_NAMES", "LARGE_MODEL_PARAMS", "MachineInfo", "apply_threads", "available_cores",
-           "choose_dtype", "choose_threads", "cpu_flags", "detect", "prefer_passive_openmp", "transformer_params"]
+           "available_memory",
+           "choose_dtype", "choose_threads", "cpu_flags", "detect", "prefer_passive_openmp"]

@@ -18,7 +18,8 @@ from procseq.adapters import (
     export_domain,
     save_adapters,
 )
-from procseq.models.loading import ADAPTERS_FILE, load_pipeline
+from procseq.models.loading import ADAPTERS_FILE
+from procseq.pipelines.loading import load_pipeline
 
 
 def installed(tiny_model_dir, tmp_path, kind: str):

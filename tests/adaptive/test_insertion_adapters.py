@@ -8,7 +8,7 @@ from diffusers import FluxTransformer2DModel
 
 from procseq.adapters import AsymmetricLoRAConfig, adapter_layers, add_asymmetric_lora, route, save_adapters
 from procseq.cli.adapt import make_interpolator
-from procseq.models.loading import load_pipeline
+from procseq.pipelines.loading import load_pipeline
 from tests.adapters.micro import randomize_adapters
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from procseq.models.features import FeatureExtractor, ImageFeatures, LocalVisionFeatures, PipelineFeatures
-from procseq.pipelines.adaptive import AdaptiveConfig, PipelineInterpolator, adapt_output
+from procseq.pipelines.adaptive import AdaptiveConfig, PipelineInterpolator, adapt_frames, adapt_output
 
 from .conftest import FakeExtractor, frame
 
@@ -60,3 +60,34 @@ def test_a_local_dinov2_plugs_in(tiny_pipe, tmp_path) -> None:
         LocalVisionFeatures(tmp_path)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         LocalVisionFeatures(tmp_path / "nope")
+
+
+def test_clip_global_and_dinov2_local_combine(tiny_pipe, tiny_model_dir, tmp_path) -> None:
+    import shutil
+
+    from transformers import (BitImageProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel, Dinov2Config,
+                              Dinov2Model)
+
+    from procseq.models.features import CombinedFeatures, load_feature_extractor
+
+    torch.manual_seed(0)
+    clip, dino = tmp_path / "clip", tmp_path / "dino"
+    text = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                vocab_size=tiny_pipe.tokenizer.vocab_size, max_position_embeddings=77)
+    vision = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24, image_size=16,
+                  patch_size=8)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(clip)
+    CLIPImageProcessor(do_resize=False, do_center_crop=False, crop_size={"height": 16, "width": 16}).save_pretrained(clip)
+    for f in (tiny_model_dir / "tokenizer").iterdir():
+        shutil.copy(f, clip / f.name)
+    Dinov2Model(Dinov2Config(hidden_size=12, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                             image_size=16, patch_size=4)).save_pretrained(dino)
+    BitImageProcessor(do_resize=False, do_center_crop=False, crop_size={"height": 16, "width": 16}).save_pretrained(dino)
+    ex = load_feature_extractor(tiny_pipe, global_path=clip, local_path=dino)
+    assert isinstance(ex, CombinedFeatures)
+    feats = ex.image_features([frame(1, 16), frame(6, 16)])
+    assert feats.embeds.shape == (2, 8) and feats.patches.shape == (2, 16, 12)  # CLIP projection, DINO 4x4 patches
+    assert ex.text_features(["add shading", "wash the sky"]).shape == (2, 8)  # CLIP's own text tower
+    res = adapt_frames([frame(v, 16) for v in (0, 1, 2, 4)], ["a", "b", "c", "d"], ex, None,
+                       AdaptiveConfig(insert=False))
+    assert set(res.record["rounds"][0]["pairs"][0]) >= {"global", "local", "semantic"}

@@ -67,6 +67,8 @@ def test_bench(tiny_model_dir, tmp_path) -> None:
     assert record["runs"] == 2 and record["min_s"] <= record["median_s"] <= record["max_s"]
     assert record["peak_rss_mb"] > 0 and record["achieved_tflops"] > 0 and record["peak_tflops"] > 0
     assert record["transformer_tflop_per_generation"] > 0
+    assert 0 < record["transformer_cpu_s_per_generation"] <= record["median_cpu_s"]  # CPU seconds beside wall time
+    assert record["achieved_tflops_per_core"] > 0 and record["peak_tflops_per_core"] > 0
     assert invoke("bench", "--model", tiny_model_dir, "--runs", "0").exit_code == 2
 
 

@@ -17,7 +17,9 @@ import torch
 from diffusers import DiffusionPipeline, FluxPipeline
 from diffusers.utils import BaseOutput
 
-from procseq.models.loading import EMBEDDED_DIR, load_pipeline
+from procseq.models.loading import EMBEDDED_DIR
+
+from procseq.pipelines.loading import load_pipeline
 from procseq.models.pipeline_index import PIPELINE_CLASS, PIPELINE_FILE
 from procseq.pipelines.output import SequenceOutput
 from procseq.pipelines.text_to_sequence import ProcessPipeline

@@ -11,7 +11,8 @@ from diffusers import FluxPipeline
 
 from procseq.data.synthetic.base import domains_with_role
 from procseq.domain_prompt import with_domain
-from procseq.models.loading import EMBEDDED_DIR, load_pipeline, resolve_model
+from procseq.models.loading import EMBEDDED_DIR, resolve_model
+from procseq.pipelines.loading import load_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,7 @@ def test_save_pretrained_round_trip(tiny_pipe, tmp_path, kind) -> None:
     from diffusers import FluxPipeline
     from PIL import Image
 
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = lora_pipe(tiny_pipe, tmp_path, kind)
     red = np.zeros((16, 16, 3), np.uint8)
@@ -111,7 +111,10 @@ def test_save_pretrained_round_trip(tiny_pipe, tmp_path, kind) -> None:
     assert again.adapter_domains == (["clay"] if kind == "adapters" else [])
     after = again(**call, **{**kw, "generator": gen(1)})
     assert (after.metadata[0].get("condition_lora") is not None) == (kind == "condition")
-    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(before.frames[0], after.frames[0]))
+    # the same frames, within one level of rounding (float summation order varies from run to run on this CPU:
+    # measured flaky at exact equality on main, 1 run in 4)
+    assert all(np.abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).max() <= 1
+               for x, y in zip(before.frames[0], after.frames[0]))
     stock = FluxPipeline.from_pretrained(tmp_path / "saved")  # the base components load in stock diffusers
     stock.set_progress_bar_config(disable=True)
     plain = again("a red circle", domain="painting", frames=4, num_inference_steps=2, true_cfg_scale=1.0,
@@ -168,7 +171,7 @@ def test_save_pretrained_keeps_a_user_lora_loaded(tiny_pipe, tmp_path, caplog) -
 
 def test_save_pretrained_keeps_the_shipped_loras_it_has_not_loaded_yet(tmp_path) -> None:
     """procseq's LoRAs load on first use; a saved copy of the embedded model must still carry them."""
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = load_pipeline("procseq-tiny", device="cpu")
     shipped = {lora["folder"]: lora for lora in pipe.procseq_loras()}

@@ -13,9 +13,10 @@ from procseq.machine import (
     cpu_flags,
     detect,
     prefer_passive_openmp,
-    transformer_params,
 )
-from procseq.models.loading import ModelDefaults, load_pipeline
+from procseq.models.headers import transformer_params
+from procseq.models.loading import ModelDefaults
+from procseq.pipelines.loading import load_pipeline
 
 AMX = MachineInfo(cpu="Xeon", cores=2, load=0.0, cpu_bf16=True, cpu_amx=True)
 PLAIN = MachineInfo(cpu="EPYC", cores=2, load=0.0, cpu_bf16=False, cpu_amx=False)
@@ -103,3 +104,12 @@ def test_compile_is_opt_in(tiny_model_dir) -> None:
         assert load_pipeline(tiny_model_dir, device="cpu", threads=1, compile=True).transformer._compiled_call_impl
     finally:
         torch.set_num_threads(before)
+
+
+def test_available_memory_reads_mem_available_not_free(tmp_path) -> None:
+    from procseq.machine import available_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:          100000 kB\nMemAvailable:    7000000 kB\n")
+    assert available_memory(meminfo) == 7000000 * 1024  # the page cache counts as available
+    assert available_memory(tmp_path / "missing") > 0  # falls back to free pages

@@ -9,7 +9,8 @@ from diffusers import FluxPipeline
 from transformers import CLIPTokenizer, T5TokenizerFast
 
 from procseq.layout import frames_to_grid
-from procseq.models.loading import ModelDefaults, load_pipeline, resolve_model
+from procseq.models.loading import ModelDefaults, resolve_model
+from procseq.pipelines.loading import load_pipeline
 from procseq.models.tiny import build_clip_tokenizer, build_t5_tokenizer
 from tests.conftest import TEXTS
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from procseq.cli import main
 from procseq.distributed import check_launch
-from procseq.pipelines.planning import Plan
+from procseq.planning import Plan
 from procseq.progress import denoise_step, plans_made, show_progress
 from procseq.quiet import ENV, NORMAL, QUIET, VERBOSE, notice, verbosity
 

@@ -22,7 +22,7 @@ def test_missing_backend_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real(name, *a))
     with pytest.raises(ValueError, match="pip install torchao"):
         check_quantization("int8")
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     with pytest.raises(ValueError, match="pip install torchao"):  # before anything loads
         load_pipeline("procseq-tiny", quantize="int8")
@@ -40,7 +40,7 @@ def test_int8_config_targets_the_transformer() -> None:
 @pytest.fixture(scope="module")
 def quantized(tiny_model_dir):
     pytest.importorskip("torchao")
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     before = torch.get_num_threads()
     try:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import FluxPipeline
 
+from procseq.attention.masks import RegionLayout, RegionMask
 from procseq.layout import GridLayout, grid_position_ids
 from procseq.pipelines.sampling import can_batch_cfg, denoise, flux_timesteps
 
@@ -57,12 +58,40 @@ def test_batching_needs_matching_text(tiny_pipe) -> None:
     calls = []
     handle = tiny_pipe.transformer.register_forward_hook(lambda m, a, k, o: calls.append(k["hidden_states"].shape[0]),
                                                          with_kwargs=True)
-    try:  # different lengths: falls back to two passes; attention kwargs: not batched unless forced
+    region = RegionMask(RegionLayout.consecutive(cond.prompt_embeds.shape[1], [(0, 2)], latents.shape[1]))
+    try:  # different lengths: two passes; a regional mask (the negative text has no step spans): two passes
         run(tiny_pipe, latents, ids, cond, negative=short, true_cfg_scale=2.0)
+        run(tiny_pipe, latents, ids, cond, negative=neg, true_cfg_scale=2.0,
+            joint_attention_kwargs=region.attention_kwargs(0.0))
+        calls_apart = list(calls)
+        calls.clear()  # other attention state (known-frame K/V, the step embedding) broadcasts: one batched pass
         run(tiny_pipe, latents, ids, cond, negative=neg, true_cfg_scale=2.0, joint_attention_kwargs={"scale": 1.0})
     finally:
         handle.remove()
-    assert calls == [1] * 16
+    assert calls_apart == [1] * 16 and calls == [2] * 4
+
+
+@pytest.mark.parametrize("case", ["known-concat", "known-inplace"])
+def test_batched_cfg_with_known_frames_equals_two_passes(tiny_pipe, monkeypatch, case: str) -> None:
+    """True CFG runs both branches in one batch with known frames too (their K/V broadcast), with the same output.
+    (Frame by frame and regional keep two passes: their step text makes the negative branch's text shorter.)"""
+    import procseq.pipelines.sampling as sampling
+    from PIL import Image
+
+    kwargs = dict(prompt="a red circle", domain="painting", frames=4, num_inference_steps=2, true_cfg_scale=2.0,
+                  output_type="latent")  # compared before decoding: a float difference would flip a pixel level
+    kwargs.update(known={3: Image.new("RGB", (16, 16), (200, 30, 30))}, known_mode=case.split("-")[1])
+    calls = []
+    handle = tiny_pipe.transformer.register_forward_hook(lambda m, a, k, o: calls.append(k["hidden_states"].shape[0]),
+                                                         with_kwargs=True)
+    try:
+        batched = tiny_pipe(**kwargs, generator=gen(3)).images
+        assert 2 in calls  # the two branches went through together
+        monkeypatch.setattr(sampling, "can_batch_cfg", lambda *a: False)
+        apart = tiny_pipe(**kwargs, generator=gen(3)).images
+    finally:
+        handle.remove()
+    torch.testing.assert_close(batched, apart, atol=1e-5, rtol=1e-4)
 
 
 def test_text_padding_longest(tiny_model_dir, tiny_pipe) -> None:

@@ -6,7 +6,9 @@ import json
 
 import torch
 
-from procseq.models.loading import load_pipeline, resolve_model
+from procseq.models.loading import resolve_model
+
+from procseq.pipelines.loading import load_pipeline
 from procseq.pipelines import frame_by_frame as fbf
 
 

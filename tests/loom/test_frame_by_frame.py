@@ -11,7 +11,7 @@ from PIL import Image
 
 from procseq.cli import main
 from procseq.pipelines import frame_by_frame as fbf
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.pipelines.output import SequenceOutput
 
 

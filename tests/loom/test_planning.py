@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from procseq.cli import main
-from procseq.pipelines.llm_planner import load_planner, local_lm_planner, parse_plan_reply
-from procseq.pipelines.planning import Plan, instruction_domain, instruction_steps, instruction_title, plan_instruction
+from procseq.planning.llm import load_planner, local_lm_planner, parse_plan_reply
+from procseq.planning import Plan, instruction_domain, instruction_steps, instruction_title, plan_instruction
 
 
 @pytest.mark.parametrize("text, domain, steps", [
@@ -84,3 +84,15 @@ def test_cli_plan_then_generate_with_it(tmp_path, tiny_model_dir, fake_endpoint)
     url, _ = fake_endpoint(["nonsense"])
     r = runner.invoke(main, ["plan", "a lego tower", "--planner", url, "--out", str(tmp_path / "bad.json")])
     assert r.exit_code == 2 and "no valid plan" in r.output and not (tmp_path / "bad.json").exists()
+
+
+def test_endpoint_planner_rejects_captions_that_contradict_the_prompt(fake_endpoint) -> None:
+    wrong = json.dumps({"title": "a red star", "captions": ["sketch a circle", "fill the circle with flat blue paint"]})
+    right = json.dumps({"title": "a red star", "captions": ["sketch the star", "fill the star with flat red paint"]})
+    url, endpoint = fake_endpoint([wrong, right])
+    plan = load_planner(url)("a painting of a red star", "painting", 2)
+    assert plan.captions[1] == "fill the star with flat red paint" and len(endpoint.requests) == 2
+    assert "contradict" in endpoint.requests[1]["messages"][0]["content"]
+    url, endpoint = fake_endpoint([wrong])
+    with pytest.raises(ValueError, match="no valid plan in two tries.*contradict"):
+        load_planner(url)("a painting of a red star", "painting", 2)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from procseq.conditioning.history import StepEmbedding
 from procseq.conditioning.lora import add_condition_lora
 from procseq.pipelines import frame_by_frame as fbf
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.training.config import RunConfig
 from procseq.training.frame_by_frame import FrameByFrameTrainer, FrameDataset, save_weights
 
@@ -47,7 +47,7 @@ def test_batches_cover_every_history_position(tiny_model_dir, tmp_path) -> None:
 
 
 def test_training_moves_only_lora_and_embedding_and_loads(tiny_model_dir, tmp_path) -> None:
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     tiny_pipe = load_pipeline(tiny_model_dir, device="cpu")  # its own: peft layers stay after an adapter is deleted
     tiny_pipe.set_progress_bar_config(disable=True)

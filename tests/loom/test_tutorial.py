@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from procseq.cli import main
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.tutorial import generate_tutorial, render_html, write_tutorial
 
 

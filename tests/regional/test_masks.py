@@ -96,3 +96,23 @@ def test_known_frame_keys_are_read_through_the_mask(setup) -> None:
     assert with_known.shape == without.shape and not torch.allclose(with_known, without)
     with pytest.raises(ValueError, match="between 0 and 1"):
         mask.attention_kwargs(1.5)
+
+
+@pytest.mark.parametrize("text_tokens,extra", [(None, 0), (None, 6), (9, 0), (9, 4)])
+def test_group_by_group_attention_equals_the_dense_mask(text_tokens, extra: int) -> None:
+    """The regional pass computed per step group gives what one dense masked attention gives (conditional branch,
+    a negative branch with its own text length, known-frame keys appended)."""
+    from procseq.attention.masks import RegionLayout, RegionMask
+    from procseq.attention.processors import ProcseqAttnProcessor
+
+    layout = RegionLayout.consecutive(14, [(3, 5), (5, 9), (9, 10), (12, 14)], tokens_per_frame=4)
+    mask = RegionMask(layout)
+    t = layout.text_tokens if text_tokens is None else text_tokens
+    g = torch.Generator().manual_seed(0)
+    lq = t + layout.image_tokens
+    q = torch.randn(2, lq, 2, 8, generator=g)
+    k, v = (torch.randn(2, lq + extra, 2, 8, generator=g) for _ in range(2))
+    proc = ProcseqAttnProcessor("x")
+    dense = proc.attend(q, k, v, mask.for_attention(lq, lq + extra, q.device))
+    grouped = proc.attend_groups(q, k, v, mask.groups(lq, lq + extra, q.device))
+    assert torch.allclose(dense, grouped, atol=1e-5)

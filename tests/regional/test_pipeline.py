@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from procseq.pipelines.planning import Plan
+from procseq.conditioning.plan import Plan
 from procseq.pipelines.regional import RegionalConfig, check_regional_frames
 from procseq.pipelines.output import SequenceOutput
 
@@ -95,7 +95,7 @@ def test_adapters_route_in_regional_mode(tiny_pipe) -> None:
 
 
 def test_sixteen_steps_end_to_end_with_the_shipped_model() -> None:
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipe = load_pipeline("procseq-tiny", device="cpu")
     pipe.set_progress_bar_config(disable=True)

@@ -26,7 +26,8 @@ from procseq.outputs import (
     remove_stale_temps,
     write_json_atomic,
 )
-from procseq.pipelines.planning import Plan, instruction_steps
+from procseq.conditioning.plan import Plan
+from procseq.planning.planner import instruction_steps
 from procseq.tutorial import markdown_text, render_markdown
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -160,8 +161,8 @@ def test_outputs_get_the_users_umask(tmp_path) -> None:
 
 
 def test_the_endpoint_deadline_bounds_the_whole_request_and_reading_is_linear() -> None:
-    from procseq.eval.judge import JudgeError, _json_objects
-    from procseq.pipelines.llm_planner import endpoint_planner
+    from procseq.endpoint import EndpointError, json_objects
+    from procseq.planning.llm import endpoint_planner
     from tests.reliability.hostile_inputs import endpoint_url
 
     planner = endpoint_planner(endpoint_url() + "/b/trickle/v1", timeout=1.0)
@@ -172,8 +173,8 @@ def test_the_endpoint_deadline_bounds_the_whole_request_and_reading_is_linear() 
     start = time.process_time()
     for text in ('{"captions": ["a", ' * 16_000, '{"a": "' * 50_000, "{" + "x" * 300_000, '{"a": 1} ' * 30_000):
         try:
-            _json_objects(text)
-        except JudgeError:
+            json_objects(text)
+        except EndpointError:
             pass
     assert time.process_time() - start < 5  # the quadratic reader took 59 s on the first one
     assert endpoint_planner(endpoint_url() + "/b/good/v1")("a red house", "painting", 3).captions == \

@@ -25,6 +25,7 @@ the image keys; every query may read them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -93,6 +94,51 @@ def region_mask(layout: RegionLayout, text_tokens: int | None = None, extra_keys
     return mask
 
 
+@dataclass(frozen=True)
+class RegionGroups:
+    """The regional mask as gather indices, for attention computed group by group (linear in the frames).
+
+    Every token belongs to the shared group (the plan text; all text in a branch without step spans) or to one
+    step group ``k`` (step text ``k`` and region ``k``). A step group's queries read its own keys and the shared
+    keys; the shared queries read the shared keys only: exactly :func:`region_mask`.
+
+    Args:
+        shared: positions of the shared keys ``(S,)``: shared text, then the extra (known-frame) keys.
+        shared_queries: positions of the shared queries ``(Sq,)`` (the shared text).
+        members: ``(G, M)`` positions of each step group's tokens, padded to the largest group with position 0.
+        valid: ``(G, M)`` True where `members` is a real token.
+    """
+
+    shared: torch.Tensor
+    shared_queries: torch.Tensor
+    members: torch.Tensor
+    valid: torch.Tensor
+
+
+def region_groups(layout: RegionLayout, text_tokens: int | None = None, extra_keys: int = 0) -> RegionGroups:
+    """The :class:`RegionGroups` of the mask :func:`region_mask` builds for the same arguments."""
+    t = layout.text_tokens if text_tokens is None else text_tokens
+    n = layout.image_tokens
+    groups: list[list[int]] = [[] for _ in layout.regions]
+    step_text = t == layout.text_tokens
+    in_step = torch.zeros(t, dtype=torch.bool)
+    if step_text:
+        for k, (s, e) in enumerate(layout.step_spans):
+            groups[k].extend(range(s, e))
+            in_step[s:e] = True
+    for k, (s, e) in enumerate(layout.regions):
+        groups[k].extend(range(t + s, t + e))
+    shared_text = torch.arange(t)[~in_step]
+    width = max(len(g) for g in groups)
+    members = torch.zeros(len(groups), width, dtype=torch.long)
+    valid = torch.zeros(len(groups), width, dtype=torch.bool)
+    for k, g in enumerate(groups):
+        members[k, :len(g)] = torch.tensor(g, dtype=torch.long)
+        valid[k, :len(g)] = True
+    shared = torch.cat([shared_text, torch.arange(t + n, t + n + extra_keys)])
+    return RegionGroups(shared, shared_text, members, valid)
+
+
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A boolean mask as an additive one: 0 where attention is allowed, ``-inf`` where it is blocked."""
     return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, float("-inf"))
@@ -107,10 +153,13 @@ class RegionMask:
 
     Args:
         layout: the token layout.
+        grouped: compute the masked attention group by group (:class:`RegionGroups`, linear in the frames);
+            False: one dense masked attention (the same result; kept for the speed comparison).
     """
 
     layout: RegionLayout
-    _masks: dict[tuple[int, int, str], torch.Tensor] = field(default_factory=dict, repr=False)
+    grouped: bool = True
+    _masks: dict[tuple[int, int, str], Any] = field(default_factory=dict, repr=False)
 
     def for_attention(self, query_tokens: int, key_tokens: int, device: torch.device) -> torch.Tensor:
         """The mask ``(1, 1, query_tokens, key_tokens)`` for a pass of `query_tokens` (text + image) queries."""
@@ -124,6 +173,18 @@ class RegionMask:
             self._masks[key] = mask[None, None].to(device)
         return self._masks[key]
 
+    def groups(self, query_tokens: int, key_tokens: int, device: torch.device) -> RegionGroups:
+        """The mask of :meth:`for_attention` as :class:`RegionGroups` (kept for the rest of the call)."""
+        text = query_tokens - self.layout.image_tokens
+        if text < 0 or key_tokens < query_tokens:
+            raise ValueError(f"A pass of {query_tokens} queries and {key_tokens} keys does not hold the "
+                             f"{self.layout.image_tokens} image tokens of this region layout.")
+        key = (query_tokens, key_tokens, f"groups-{device}")
+        if key not in self._masks:
+            g = region_groups(self.layout, text, key_tokens - query_tokens)
+            self._masks[key] = RegionGroups(*(x.to(device) for x in (g.shared, g.shared_queries, g.members, g.valid)))
+        return self._masks[key]
+
     def attention_kwargs(self, blend: float = 0.0) -> dict[str, object]:
         """The ``joint_attention_kwargs`` that hand this mask (and the global-pass share `blend`) to the processors."""
         if not 0.0 <= blend <= 1.0:
@@ -131,4 +192,4 @@ class RegionMask:
         return {"region_mask": self, "region_blend": float(blend)}
 
 
-__all__ = ["RegionLayout", "RegionMask", "additive_mask", "region_mask"]
+__all__ = ["RegionGroups", "RegionLayout", "RegionMask", "additive_mask", "region_groups", "region_mask"]

@@ -38,9 +38,12 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor, _get_qkv_projections
 
-from procseq.attention.masks import RegionMask
+from procseq.attention.masks import RegionGroups, RegionMask
 
 ConditionPhase = Literal["record", "use"]
+CONDITION_ADAPTER = "known_frames"
+"""The peft adapter name of the condition LoRA (:mod:`procseq.conditioning.lora`), the one LoRA the condition pass
+switches."""
 
 
 @dataclass
@@ -120,11 +123,13 @@ class ProcseqAttnProcessor(FluxAttnProcessor):
 
         if region_mask is None:
             out = self.attend(query, key, value, attention_mask)
+        elif attention_mask is None and region_mask.grouped:  # group by group: linear in the frames (the same result as the dense mask)
+            out = self.attend_groups(query, key, value, region_mask.groups(query.shape[1], key.shape[1], query.device))
         else:
             mask = region_mask.for_attention(query.shape[1], key.shape[1], query.device)
             out = self.attend(query, key, value, mask if attention_mask is None else mask & attention_mask.bool())
-            if region_blend > 0:  # z = a * z_global + (1 - a) * z_regional
-                out = region_blend * self.attend(query, key, value, attention_mask) + (1 - region_blend) * out
+        if region_mask is not None and region_blend > 0:  # z = a * z_global + (1 - a) * z_regional
+            out = region_blend * self.attend(query, key, value, attention_mask) + (1 - region_blend) * out
         out = out.flatten(2, 3).to(query.dtype)
         if encoder_hidden_states is None:
             return out
@@ -137,6 +142,34 @@ class ProcseqAttnProcessor(FluxAttnProcessor):
         """Scaled dot-product attention `(batch, seq, heads, head_dim)` through diffusers' dispatcher."""
         return dispatch_attention_fn(query, key, value, attn_mask=mask, backend=self._attention_backend,
                                      parallel_config=self._parallel_config)
+
+
+    def attend_groups(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      groups: RegionGroups) -> torch.Tensor:
+        """Attention under a regional mask, one small attention per step group instead of one dense masked
+        ``L x L`` attention: each step group's queries read its own keys and the shared keys, the shared queries
+        the shared keys (:class:`~procseq.attention.masks.RegionGroups`). `query` ``(B, Lq, H, D)``, `key` and
+        `value` ``(B, Lk, H, D)`` -> ``(B, Lq, H, D)``."""
+        b, heads, dim = query.shape[0], query.shape[2], query.shape[3]
+        n_groups, width = groups.members.shape
+        shared_k, shared_v = key[:, groups.shared], value[:, groups.shared]  # (B, S, H, D)
+
+        def per_group(x: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+            own = x[:, groups.members]  # (B, G, M, H, D)
+            both = torch.cat([shared[:, None].expand(-1, n_groups, -1, -1, -1), own], dim=2)
+            return both.flatten(0, 1)  # (B * G, S + M, H, D)
+
+        keep = torch.cat([groups.valid.new_ones(n_groups, groups.shared.numel()), groups.valid], dim=1)
+        mask = keep[:, None, None, :].repeat(b, 1, 1, 1)  # (B * G, 1, 1, S + M): padding keys blocked
+        out_groups = self.attend(query[:, groups.members].flatten(0, 1), per_group(key, shared_k),
+                                 per_group(value, shared_v), mask).unflatten(0, (b, n_groups))
+        out = query.new_zeros(b, query.shape[1], heads, dim)
+        positions = groups.members[groups.valid]
+        out[:, positions] = out_groups[:, groups.valid].to(out.dtype)
+        if groups.shared_queries.numel():
+            out[:, groups.shared_queries] = self.attend(query[:, groups.shared_queries], shared_k, shared_v,
+                                                        None).to(out.dtype)
+        return out
 
 
 def install_processors(transformer: FluxTransformer2DModel) -> None:
@@ -241,9 +274,7 @@ def run_condition_pass(
     install_processors(transformer)
     b = tokens.shape[0]
     store = ConditionKV()
-    from procseq.conditioning.lora import ADAPTER_NAME  # conditioning imports this module
-
-    with adapters_enabled(transformer, lora, names=(ADAPTER_NAME,)):
+    with adapters_enabled(transformer, lora, names=(CONDITION_ADAPTER,)):
         transformer(
             hidden_states=tokens, timestep=tokens.new_zeros(b), guidance=guidance,
             pooled_projections=pooled.expand(b, -1) if pooled.shape[0] == 1 else pooled,
@@ -255,6 +286,7 @@ def run_condition_pass(
 
 
 __all__ = [
+    "CONDITION_ADAPTER",
     "ConditionKV",
     "ProcseqAttnProcessor",
     "adapters_enabled",

@@ -30,9 +30,26 @@ ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Adaptive steps: never fewer frames than this (at least 2)."),
     click.option("--max-frames", default=None, type=int,
                  help="Adaptive steps: never more frames than this (default: twice the input's)."),
-    click.option("--interpolator", default="model", show_default=True, type=click.Choice(["model", "average"]),
-                 help="Adaptive steps: how an inserted frame is made: generated from both neighbours (known frames "
-                      "0 and 2 of a 3-frame generation), or their pixel average (no model call)."),
+    click.option("--interpolator", default="auto", show_default=True,
+                 type=click.Choice(["auto", "average", "model"]),
+                 help="Adaptive steps: how an inserted frame is made: the neighbours' pixel average (no model call), "
+                      "or generated from both neighbours (known frames 0 and 2 of a 3-frame generation; procseq-tiny "
+                      "v2 has no two-reference model, so this is the base model in place); auto: the one the "
+                      "calibration found better on the domain's training sequences (else the average)."),
+    click.option("--rule", default="calibrated", show_default=True, type=click.Choice(["calibrated", "sequence"]),
+                 help="Adaptive steps: thresholds from the training split's ground truth (the calibration beside the "
+                      "model; --k-add/--k-del/--alpha/--beta then do not apply) or from the sequence's own "
+                      "mu +/- k sigma (ProcessMaker's rule). A domain the calibration lacks uses the latter."),
+    click.option("--calibration", default=None, type=click.Path(path_type=Path),
+                 help="Adaptive steps: a calibration JSON (default: adaptive_calibration.json in the model folder)."),
+    click.option("--local-form", default="patch", show_default=True, type=click.Choice(["patch", "nearest"]),
+                 help="Adaptive steps (sequence rule): the local term as position-aligned patch distance or as "
+                      "nearest-patch distance."),
+    click.option("--global-features", default=None, type=click.Path(path_type=Path),
+                 help="Adaptive steps: a LOCAL CLIP folder for the global term only (ProcessMaker: CLIP global, "
+                      "DINO local; with --local-features)."),
+    click.option("--local-features", default=None, type=click.Path(path_type=Path),
+                 help="Adaptive steps: a LOCAL DINOv2 (or CLIP) folder for the local term only (patch tokens)."),
     click.option("--features", default=None, type=click.Path(path_type=Path),
                  help="Adaptive steps: a LOCAL CLIP or DINOv2 folder for the image features (default: the "
                       "model's own VAE encoder and CLIP text encoder)."),
@@ -47,7 +64,8 @@ def adaptive_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_rounds: int, min_frames: int,
-                    max_frames: int | None, recompute_thresholds: bool = False, **_: Any) -> Any:
+                    max_frames: int | None, recompute_thresholds: bool = False, local_form: str = "patch",
+                    **_: Any) -> Any:
     """The :class:`~procseq.pipelines.adaptive.AdaptiveConfig` of the options (checked: ``ValueError`` on bad values)."""
     from procseq.limits import MAX_PLAN_STEPS, check_float
     from procseq.pipelines.adaptive import AdaptiveConfig
@@ -59,11 +77,39 @@ def adaptive_config(alpha: float, beta: float, k_add: float, k_del: float, max_r
     if max_frames is not None and max_frames > MAX_PLAN_STEPS:
         raise ValueError(f"--max-frames must be at most {MAX_PLAN_STEPS}, got {max_frames}.")
     return AdaptiveConfig(alpha=alpha, beta=beta, k_add=k_add, k_del=k_del, max_rounds=max_rounds,
-                          min_frames=min_frames, max_frames=max_frames, recompute=recompute_thresholds)
+                          min_frames=min_frames, max_frames=max_frames, recompute=recompute_thresholds,
+                          local=local_form)
 
 
-def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwargs: Any) -> Any:
-    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average.
+def with_calibration(config: Any, pipe: Any, features: Path | None, rule: str = "calibrated",
+                     calibration: Path | None = None, **_: Any) -> Any:
+    """`config` with the training calibration for ``--rule calibrated`` (the model folder's, or `calibration`).
+
+    A calibration measured with the model's own features does not apply to ``--features`` (other units): then
+    the sequence rule is used and a note says so.
+    """
+    from dataclasses import replace
+
+    from procseq.pipelines.adaptive_rule import Calibration, find_calibration
+
+    if rule != "calibrated":
+        return config
+    path = calibration or find_calibration(pipe.model_folder)
+    if path is None:
+        click.echo("note: the model has no adaptive calibration; using the sequence rule (mu +/- k sigma).", err=True)
+        return config
+    cal = Calibration.load(path)
+    if features is not None and cal.extractor == "model":
+        click.echo(f"note: {path} was calibrated on the model's own features, not --features; using the sequence "
+                   "rule (mu +/- k sigma).", err=True)
+        return config
+    return replace(config, calibration=cal)
+
+
+def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, calibration: Any = None,
+                      **call_kwargs: Any) -> Any:
+    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average; ``auto``:
+    the one `calibration` chose for `domain` (the average without one).
 
     The model insertion runs on `pipe` itself with its multi-domain adapters (if any) switched off for the
     call, i.e. the base model and its condition LoRA, as the condition LoRA was trained (no second copy).
@@ -71,6 +117,9 @@ def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwa
     from procseq.adapters import adapter_layers, disabled
     from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
 
+    if kind == "auto":
+        known = calibration is not None and domain in calibration.domains
+        kind = calibration.domains[domain].insertion if known else "average"
     if kind == "average":
         return average_interpolator
     interpolate = PipelineInterpolator(pipe, prompt, domain, allow_unseen=True, **call_kwargs)
@@ -84,11 +133,13 @@ def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, **call_kwa
     return base_model_interpolator
 
 
-def check_features(path: Path | None) -> None:
-    """Refuse a --features folder that is not a local checkpoint (before any model loads)."""
-    if path is not None and not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a local CLIP/DINOv2 checkpoint folder (no config.json); pass a "
-                                "folder written by save_pretrained, or leave --features out.")
+def check_features(*paths: Path | None) -> None:
+    """Refuse a --features/--global-features/--local-features folder that is not a local checkpoint (before any
+    model loads)."""
+    for path in paths:
+        if path is not None and not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a local CLIP/DINOv2 checkpoint folder (no config.json); pass a "
+                                    "folder written by save_pretrained, or leave the option out.")
 
 
 def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600, frame_scale: int = 1) -> None:
@@ -132,17 +183,22 @@ def load_sequence_folder(folder: Path) -> Any:
 @adaptive_options
 def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lora: Path | None, seed: int,
           steps: int | None, true_cfg_scale: float, no_insert: bool, no_delete: bool, features: Path | None,
-          interpolator: str, frame_scale: int = 1, **knobs: Any) -> None:
+          interpolator: str, rule: str, calibration: Path | None, global_features: Path | None,
+          local_features: Path | None, frame_scale: int = 1, **knobs: Any) -> None:
     """Adaptive steps on SEQUENCE_DIR (a folder written by `procseq generate`): insert a frame where neighbours
     differ too much, delete one where they differ too little; the decisions go into sequence.json."""
     from dataclasses import replace
 
     from procseq.models.features import load_feature_extractor
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.adaptive import adapt_sequence
+    from procseq.pipelines.adaptive_rule import edit_lines
 
     config = replace(adaptive_config(**knobs), insert=not no_insert, delete=not no_delete)
-    check_features(features)
+    check_features(features, global_features, local_features)
+    if calibration is not None and not Path(calibration).is_file():
+        raise FileNotFoundError(f"--calibration {calibration} does not exist; pass a file written by "
+                                "python -m procseq.eval.adaptive_calibration, or leave it out.")
     seq = load_sequence_folder(sequence_dir)
     if seq.num_frames < 2:
         raise ValueError(f"{sequence_dir} holds {seq.num_frames} frame; adaptive steps need at least 2.")
@@ -156,16 +212,20 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     pipe.set_progress_bar_config(disable=True)
     if lora is not None:
         pipe.load_condition_lora(lora)
-    interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, num_inference_steps=steps,
-                               true_cfg_scale=true_cfg_scale)
+    other_features = features or global_features or local_features
+    config = with_calibration(config, pipe, other_features, rule, calibration)
+    interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, config.calibration,
+                               num_inference_steps=steps, true_cfg_scale=true_cfg_scale)
+    extractor = load_feature_extractor(pipe, features, global_features, local_features)
     from procseq.progress import show_progress
 
     with show_progress("inserting frames", passes=None):
-        result = adapt_sequence(seq, load_feature_extractor(pipe, features), None if no_insert else interp, config,
-                                seed)
+        result = adapt_sequence(seq, extractor, None if no_insert else interp, config, seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)
     with atomic_output_dir(out, overwrite) as tmp:
         write_sequence(result, tmp, extra={}, frame_scale=frame_scale)
     rec = result.meta["adaptive"]
+    for line in edit_lines(rec):
+        click.echo(line)
     click.echo(f"wrote {result.num_frames} frames to {out} ({rec['inserted']} inserted, {rec['deleted']} deleted, "
                f"stopped: {rec['stopped']})")

@@ -77,7 +77,7 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
             if model is not None:
                 import torch
 
-                from procseq.models.loading import load_pipeline
+                from procseq.pipelines.loading import load_pipeline
 
                 mix = parse_mix(adapter_mix)
                 pipe = load_pipeline(model, adapters=adapters, dtype=dtype, threads=threads, device=device,

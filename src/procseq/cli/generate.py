@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, make_interpolator
+from procseq.cli.adapt import adaptive_config, adaptive_options, check_features, make_interpolator, with_calibration
 from procseq.cli.common import (
     ADAPTERS_HELP,
     CFG_HELP,
@@ -138,7 +138,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
 
-        from procseq.pipelines.planning import Plan
+        from procseq.conditioning.plan import Plan
 
         given, source = load_plan(plan_file), click.get_current_context().get_parameter_source
         prompt = prompt or given.title
@@ -153,7 +153,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     plan = load_plan_file(plan_file, frames)
     known = parse_known(known_items, frames, max_pixels)  # every bad picture fails here, before the model loads
     config = adaptive_config(**knobs) if adaptive else None
-    check_features(features)
+    check_features(features, knobs.get("global_features"), knobs.get("local_features"))
     inputs = model_inputs(model, adapters, lora, features, *(i.split("=", 1)[1] for i in known_items),
                           *([plan_file] if plan_file else []))
     check_output_free(out, overwrite, inputs)
@@ -162,7 +162,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     import torch
 
     from procseq.batch import save_sequence_folder
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.progress import show_progress
 
     loading_notice(model)
@@ -183,20 +183,29 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         if config is not None:
             from procseq.models.features import load_feature_extractor
             from procseq.pipelines.adaptive import adapt_output
+            from procseq.pipelines.adaptive_rule import edit_lines
 
-            interp = make_interpolator(interpolator, pipe, prompt, domain, num_inference_steps=steps,
-                                       true_cfg_scale=1.0)
-            result = adapt_output(result, load_feature_extractor(pipe, features), [interp], config, seed)
+            paths = (features, knobs.get("global_features"), knobs.get("local_features"))
+            config = with_calibration(config, pipe, next((p for p in paths if p), None), **knobs)
+            interp = make_interpolator(interpolator, pipe, prompt, domain, config.calibration,
+                                       num_inference_steps=steps, true_cfg_scale=1.0)
+            result = adapt_output(result, load_feature_extractor(pipe, *paths), [interp], config, seed)
+            for line in edit_lines(result.metadata[0]["adaptive"]):
+                click.echo(line)
         record = result.metadata[0].pop("adaptive", None)
         given = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
         plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
         extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
         save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms, frame_scale)
+    from procseq.planning.vocabulary import unknown_words_note
+
+    if note := unknown_words_note(result.plans, model, domain):
+        click.echo(note, err=True)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({result.metadata[0]['timings_s']['total']:.2f} s)")
 
 
 def load_plan_file(path: Path | None, frames: int) -> Any:
-    """The ``--plan`` file as a :class:`~procseq.pipelines.planning.Plan` (None without one); its steps must equal `frames`."""
+    """The ``--plan`` file as a :class:`~procseq.conditioning.plan.Plan` (None without one); its steps must equal `frames`."""
     if path is None:
         return None
     plan = load_plan(path)
@@ -208,7 +217,7 @@ def load_plan_file(path: Path | None, frames: int) -> Any:
 
 def load_plan(path: Path) -> Any:
     """``--plan FILE`` read and checked (a missing path, a folder, a FIFO, bad JSON: one line naming the file)."""
-    from procseq.pipelines.planning import Plan
+    from procseq.conditioning.plan import Plan
 
     if not Path(path).exists():
         raise FileNotFoundError(f"--plan {path} does not exist; pass a plan.json (title, domain, captions).")
@@ -221,7 +230,7 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
     """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
     from procseq.batch import check_batch_out, read_prompt_file, run_batch
     from procseq.distributed import process_state
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     check_batch_out(out)  # on every process, before anything is written or loaded
     items, bad = read_prompt_file(prompts_file, defaults)
@@ -282,7 +291,7 @@ def samples(model: str, data: Path, split: str, domains: str | None, index: int,
     from procseq.data.dataset import draw_montage, load_split
     from procseq.eval import render_spec
     from procseq.eval.runner import per_domain
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     if index < 0:
         raise ValueError(f"--index must be >= 0, got {index}.")
@@ -340,7 +349,7 @@ def bench_cmd(model: str, prompt: str, domain: str, frames: int, steps: int | No
 
     from procseq.eval.bench import bench, compare_settings, matmul_peak_tflops, timings_markdown
     from procseq.machine import detect
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     info = detect()
     pipe = load_pipeline(model, dtype=dtype, device=device or "cpu", cpu_offload=cpu_offload, threads=threads,

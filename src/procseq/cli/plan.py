@@ -30,8 +30,8 @@ def plan(instruction: str, out: Path, domain: str | None, frames: int | None, pl
          planner_timeout: float, overwrite: bool) -> None:
     """Write the step plan of INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps") to --out."""
     from procseq.outputs import write_json_atomic
-    from procseq.pipelines.llm_planner import load_planner
-    from procseq.pipelines.planning import plan_instruction
+    from procseq.planning.llm import load_planner
+    from procseq.planning import plan_instruction
 
     from procseq.limits import MAX_PLAN_STEPS, check_float, check_int
     from procseq.outputs import check_file_target
@@ -47,6 +47,11 @@ def plan(instruction: str, out: Path, domain: str | None, frames: int | None, pl
         raise ValueError(f"{out} is a folder; --out names the plan's JSON file, e.g. {out / 'plan.json'}.")
     result = plan_instruction(instruction, load_planner(planner, planner_model, planner_timeout), domain,
                               frames)
+    from procseq.planning.vocabulary import unknown_words, unknown_words_note
+
+    result.meta["unknown_words"] = unknown_words(result.title)  # against procseq-tiny's words (the corpus's)
+    if note := unknown_words_note([result], "procseq-tiny", result.domain):
+        click.echo(note, err=True)
     write_json_atomic(out, result.to_dict())
     click.echo(f"wrote a {result.num_steps}-step {result.domain} plan to {out}")
 

@@ -97,6 +97,8 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
         settings = result.metadata[0]
         save_sequence_folder(result, settings["prompt"], settings["domain"], tmp,
                              {"seed": seed, "model": str(model), "input": str(image)}, gif_ms, frame_scale)
+    if result.plans and result.plans[0].meta.get("note"):  # the picture could not be read for the captions
+        click.echo(result.plans[0].meta["note"], err=True)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({settings['timings_s']['total']:.2f} s)")
 
 
@@ -157,4 +159,6 @@ def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames:
         settings = result.metadata[0]
         save_sequence_folder(result, prompt, settings["domain"], tmp,
                              {"seed": seed, "model": str(model), "inputs": [str(p) for p in images]}, gif_ms, frame_scale)
+    if result.plans and result.plans[0].meta.get("note"):  # the picture could not be read for the captions
+        click.echo(result.plans[0].meta["note"], err=True)
     click.echo(f"wrote {len(result.frames[0])} frames to {out} ({settings['timings_s']['total']:.2f} s)")

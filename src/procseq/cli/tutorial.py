@@ -23,10 +23,9 @@ from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 @click.option("--domain", "-d", default=None, help="Process domain (default: read from the instruction).")
 @click.option("--frames", "-n", default=None, type=int,
               help="Number of steps (default: read from the instruction, else the domain's own).")
-@click.option("--mode", default="frame-by-frame", show_default=True,
-              type=click.Choice(["grid", "regional", "frame-by-frame"]),
-              help="Layout: frame-by-frame (any number of steps), regional (up to 64) or one grid (up to the model's "
-                   "maximum).")
+@click.option("--mode", default=None, type=click.Choice(["grid", "regional", "frame-by-frame"]),
+              help="Layout: one grid (up to the model's maximum), regional (up to 64) or frame-by-frame (any number of "
+                   "steps). Default: the layout BENCHMARKS measures best for the length (the grid when it fits).")
 @click.option("--image", default=None, type=click.Path(path_type=Path),
               help="A picture of the finished thing: the tutorial ends in it (ReCraft in grid mode, the known last "
                    "frame in the other modes); captions from the plan.")
@@ -40,13 +39,13 @@ from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @frame_scale_option
 def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain: str | None, frames: int | None,
-             mode: str, image: Path | None, planner: str, planner_model: str, planner_timeout: float, seed: int,
-             steps: int | None, model: str,
+             mode: str | None, image: Path | None, planner: str, planner_model: str, planner_timeout: float,
+             seed: int, steps: int | None, model: str,
              frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
              compile_model: bool, overwrite: bool, frame_scale: int) -> None:
     """Plan INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps"), draw every step, and write the
     tutorial to --out."""
-    from procseq.pipelines.planning import plan_instruction
+    from procseq.planning import Plan, plan_instruction
 
     if (instruction is None) == (plan_file is None):
         raise ValueError("Give an INSTRUCTION or --plan plan.json (one of them).")
@@ -61,14 +60,14 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
 
         plan = load_plan(plan_file)
     else:
-        from procseq.pipelines.llm_planner import load_planner
+        from procseq.planning.llm import load_planner
 
         plan = plan_instruction(check_text(instruction or "", "instruction"),
                                 load_planner(planner, planner_model, planner_timeout),
                                 domain, frames)
     import torch
 
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.tutorial import generate_tutorial, write_tutorial
 
     if image is not None:
@@ -82,6 +81,10 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
                          compile=compile_model)
     pipe.set_progress_bar_config(disable=True)  # procseq.progress shows the plan and every pass's steps
     report_choices(pipe, plan.num_steps, frame_size)
+    if mode is None:
+        from procseq.tutorial import best_layout
+
+        mode = best_layout(plan.num_steps, pipe.defaults.max_frames)
     passes = plan.num_steps - (image is not None) if mode == "frame-by-frame" else None
     inputs = model_inputs(model, plan_file, image)
     with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=passes):
@@ -90,4 +93,8 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
         write_tutorial(result, tmp, plan, {"seed": seed, "model": str(model),
                                            **({"image": str(image)} if image is not None else {})},
                        frame_scale=frame_scale)
+    from procseq.planning.vocabulary import unknown_words_note
+
+    if note := unknown_words_note(result.plans, model, plan.domain):
+        click.echo(note, err=True)
     click.echo(f"wrote a {plan.num_steps}-step tutorial to {out}/tutorial.html")

@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-ADAPTER_NAME = "known_frames"
+from procseq.attention.processors import CONDITION_ADAPTER
+
+ADAPTER_NAME = CONDITION_ADAPTER
 LORA_DIRS = ("known_frames", "recraft")
 LORA_FILE = "pytorch_lora_weights.safetensors"
 LORA_METAS = ("known_frames.json", "recraft.json")

@@ -10,8 +10,8 @@ import torch
 from procseq.conditioning.frames import KnownFrames, KnownMode
 from procseq.conditioning.text import StepText
 from procseq.layout import GridLayout
-from procseq.pipelines.planning import Plan
-from procseq.pipelines.sampling import TextConditioning
+from procseq.conditioning.plan import Plan
+from procseq.conditioning.text import TextConditioning
 
 
 @dataclass

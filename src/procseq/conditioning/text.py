@@ -19,6 +19,28 @@ import torch
 
 
 @dataclass
+class TextConditioning:
+    """Encoded prompt: T5 tokens ``(B, L, D)``, their ids ``(L, 3)``, pooled CLIP vector ``(B, P)``."""
+
+    prompt_embeds: torch.Tensor
+    pooled_prompt_embeds: torch.Tensor
+    text_ids: torch.Tensor
+
+    @classmethod
+    def from_embeds(cls, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor,
+                    device: torch.device | str, dtype: torch.dtype) -> TextConditioning:
+        """Given encodings (``prompt_embeds`` ``(B, L, D)``, ``pooled_prompt_embeds`` ``(B, P)``) with the zero text ids
+        FluxPipeline gives them."""
+        if prompt_embeds.ndim != 3 or pooled_prompt_embeds.ndim != 2 \
+                or prompt_embeds.shape[0] != pooled_prompt_embeds.shape[0]:
+            raise ValueError(f"prompt_embeds must be (batch, tokens, dim) and pooled_prompt_embeds (batch, dim) with the "
+                             f"same batch; got {tuple(prompt_embeds.shape)} and {tuple(pooled_prompt_embeds.shape)}.")
+        embeds = prompt_embeds.to(device=device, dtype=dtype)
+        return cls(embeds, pooled_prompt_embeds.to(device=device, dtype=dtype),
+                   torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype))
+
+
+@dataclass
 class StepText:
     """Step captions encoded by T5 and concatenated without padding.
 
@@ -131,4 +153,4 @@ def join_text(plan_embeds: torch.Tensor, steps: StepText) -> tuple[torch.Tensor,
     return embeds, plan_embeds.new_zeros(embeds.shape[1], 3), spans
 
 
-__all__ = ["StepText", "encode_steps", "encode_whole", "fuse_steps", "join_text"]
+__all__ = ["StepText", "TextConditioning", "encode_steps", "encode_whole", "fuse_steps", "join_text"]

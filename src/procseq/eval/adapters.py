@@ -97,7 +97,7 @@ def evaluate_method(runs: Path, data: Path, method: str, n: int, batch: int = 16
     from tqdm import tqdm
 
     from procseq.data.dataset import load_split
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     pipes: dict[str | None, Any] = {}
     for split in splits:

@@ -31,7 +31,7 @@ import torch
 from procseq.eval.metrics import aggregate, score_sequence
 from procseq.outputs import write_json_atomic, write_text_atomic
 from procseq.pipelines.frame_by_frame import FrameByFrameOptions, generate_frame_by_frame
-from procseq.pipelines.planning import Plan, plan_instruction
+from procseq.planning import Plan, plan_instruction
 
 BASE_DOMAINS = ("painting", "line_drawing", "lego", "pixel_art", "cooking", "emoji")
 ABLATIONS: dict[str, FrameByFrameOptions] = {
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     lengths = [int(x) for x in args.lengths.split(",")]
     domains = args.domains.split(",")
     if args.what == "example":
-        from procseq.models.loading import load_pipeline
+        from procseq.pipelines.loading import load_pipeline
 
         pipe = load_pipeline(args.model, device="cpu")
         pipe.set_progress_bar_config(disable=True)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             "".join(f"| {k} | {r['n']} | {r['domain']:.3f} | {r['steps']:.3f} | {r['attributes']:.3f} | "
                     f"{r['all_attributes']:.3f} |\n" for k, r in results.items())
     else:
-        from procseq.models.loading import load_pipeline
+        from procseq.pipelines.loading import load_pipeline
 
         pipe = load_pipeline(args.model, device="cpu")
         pipe.set_progress_bar_config(disable=True)

@@ -2,35 +2,20 @@
 
 Follows the MakeAnything appendix evaluation: a vision-language model sees the prompt and the
 frames in order and rates **Accuracy**, **Coherence** and **Usability** from 1 to 5, answering in
-JSON. The rubric below is our wording of those three criteria. Only the standard library is used:
-frames go as base64 PNG data URLs, the API key comes from an environment variable (none is sent
-when it is unset, for local servers). Synthetic data is scored with ground truth instead
+JSON. The rubric below is our wording of those three criteria. Frames go as base64 PNG data URLs through
+:class:`procseq.endpoint.ChatEndpoint` (standard library only). Synthetic data is scored with ground truth instead
 (:mod:`procseq.eval.metrics`); a judge's opinion is never the only evidence.
 """
 
 from __future__ import annotations
 
-import base64
-import http.client
-import io
-import json
-import os
 import re
-import threading
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from PIL import Image
-
-from procseq.jsonio import MAX_DEPTH, check_strings, loads, nesting_depth
+from procseq.endpoint import ChatEndpoint, EndpointError, chat_completions_url, json_objects, reply_text
+from procseq.images import image_data_url
 from procseq.sequence import Sequence
-
-MAX_REPLY_BYTES = 2 * 1024 * 1024
-"""Largest endpoint answer read (a plan of 256 steps is under 100 KB); a longer one is refused."""
-MAX_JSON_TRIES = 32
-"""How many ``{`` of a reply are tried as the start of its JSON object (keeps reading linear in its length)."""
 
 RUBRIC = """You are an expert evaluator of procedural image sequences: images that show, step by step, \
 how an artifact is made (a painting, a drawing, a LEGO build, a dish, a sculpture...).
@@ -54,8 +39,8 @@ Answer with JSON only, no other text, exactly in this form:
 CRITERIA = ("Accuracy", "Coherence", "Usability")
 
 
-class JudgeError(ValueError):
-    """The judge's reply could not be read as the rubric's JSON."""
+JudgeError = EndpointError
+"""The judge's reply could not be read as the rubric's JSON (the endpoint's error type)."""
 
 
 @dataclass
@@ -90,29 +75,6 @@ def _rating(name: str, value: Any, text: str) -> int:
     return int(value)
 
 
-def _json_objects(text: str) -> list[dict[str, Any]]:
-    """The JSON objects in a reply (prose and code fences around them allowed): at most :data:`MAX_JSON_TRIES`
-    starting ``{`` are tried, each object is skipped over once found (linear time), and a reply nested deeper
-    than :data:`~procseq.jsonio.MAX_DEPTH` is refused (``JudgeError``), never a ``RecursionError``."""
-    if nesting_depth(text) > MAX_DEPTH:
-        raise JudgeError(f"The reply is nested more than {MAX_DEPTH} levels deep; it is not the JSON asked for.")
-    decoder = json.JSONDecoder()
-    found: list[dict[str, Any]] = []
-    start, tries = text.find("{"), 0
-    while start >= 0 and tries < MAX_JSON_TRIES:
-        tries += 1
-        try:
-            obj, end = decoder.raw_decode(text, start)
-        except (json.JSONDecodeError, RecursionError):
-            start = text.find("{", start + 1)
-            continue
-        if isinstance(obj, dict):
-            check_strings(obj, "The reply")
-            found.append(obj)
-        start = text.find("{", end)
-    return found
-
-
 def parse_judgement(text: str) -> JudgeScore:
     """Read the rubric JSON out of a judge reply (code fences and surrounding prose are tolerated).
 
@@ -121,7 +83,7 @@ def parse_judgement(text: str) -> JudgeScore:
     """
     if not isinstance(text, str) or not text.strip():
         raise JudgeError("The judge returned an empty reply; expected JSON with Accuracy, Coherence, Usability.")
-    for obj in _json_objects(text):
+    for obj in json_objects(text):
         keys = {k.lower(): v for k, v in obj.items() if isinstance(k, str)}
         if all(c.lower() in keys for c in CRITERIA):
             a, c, u = (_rating(c, keys[c.lower()], text) for c in CRITERIA)
@@ -131,13 +93,6 @@ def parse_judgement(text: str) -> JudgeScore:
         "The judge's reply has no JSON object with Accuracy, Coherence and Usability (1-5); use a "
         f"model that follows JSON instructions. Reply was: {text[:300]!r}"
     )
-
-
-def image_data_url(image: Image.Image) -> str:
-    """A PNG ``data:`` URL of `image`, as chat-completions endpoints accept in ``image_url``."""
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def build_messages(sequence: Sequence) -> list[dict[str, Any]]:
@@ -150,104 +105,9 @@ def build_messages(sequence: Sequence) -> list[dict[str, Any]]:
     return [{"role": "system", "content": RUBRIC}, {"role": "user", "content": content}]
 
 
-def chat_completions_url(url: str) -> str:
-    """``url`` itself if it ends in ``/chat/completions``, else ``url + "/chat/completions"``."""
-    url = url.rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"Judge URL {url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1).")
-    return url if url.endswith("/chat/completions") else url + "/chat/completions"
-
-
-def reply_text(response: dict[str, Any]) -> str:
-    """The assistant text of a chat-completions response (string or list-of-parts content)."""
-    try:
-        content = response["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError) as err:
-        raise JudgeError(
-            f"Not a chat-completions response (no choices[0].message.content): {str(response)[:300]}"
-        ) from err
-    if isinstance(content, list):
-        content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    if not isinstance(content, str):
-        raise JudgeError(f"The judge's message content is not text: {content!r}"[:300])
-    return content
-
-
-class Judge:
-    """Rate sequences with a VLM behind an OpenAI-compatible ``/chat/completions`` endpoint.
-
-    Args:
-        url: the endpoint, or its base (``http://host:port/v1``).
-        model: the model name sent in the request.
-        api_key_env: environment variable holding the API key (no header when unset).
-        timeout: seconds per request.
-        temperature: sampling temperature (0 for repeatable ratings).
-        max_tokens: reply length limit.
-    """
-
-    def __init__(self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 temperature: float = 0.0, max_tokens: int = 300):
-        self.url = chat_completions_url(url)
-        self.model = model
-        self.api_key_env = api_key_env
-        self.timeout = timeout
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-
-    def request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """POST a chat-completions request and return the decoded JSON response.
-
-        `timeout` bounds the whole request (connecting, a server that trickles its answer byte by byte, reading),
-        the answer is read up to :data:`MAX_REPLY_BYTES`; every network failure is a ``ConnectionError`` and an
-        answer that is not a JSON object is a ``JudgeError``, each with one line that says what to check.
-        """
-        box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                box["value"] = self._request(messages)
-            except BaseException as err:  # handed to the caller's thread
-                box["error"] = err
-
-        worker = threading.Thread(target=work, daemon=True, name="procseq-endpoint")
-        worker.start()
-        worker.join(self.timeout)
-        if worker.is_alive():  # left to die with the process: a daemon thread on a socket with a timeout
-            raise ConnectionError(f"The endpoint {self.url} did not finish answering within {self.timeout:g} s; "
-                                  "check the server, or use a faster model.")
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    def _request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                data = resp.read(MAX_REPLY_BYTES + 1)
-        except urllib.error.HTTPError as e:
-            try:
-                detail = " ".join(e.read(300).decode("utf-8", errors="replace").split())
-            except (OSError, http.client.HTTPException):
-                detail = ""
-            hint = f" Set ${self.api_key_env} to a valid API key." if e.code in (401, 403) else ""
-            raise ConnectionError(f"The endpoint {self.url} answered HTTP {e.code}: {detail}{hint}") from e
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-            reason = getattr(e, "reason", None) or e
-            raise ConnectionError(f"Cannot reach the endpoint {self.url} ({type(e).__name__}: {reason}); check the "
-                                  "URL and that the server runs.") from e
-        if len(data) > MAX_REPLY_BYTES:
-            raise JudgeError(f"The endpoint {self.url} answered more than {MAX_REPLY_BYTES} bytes; it is not a "
-                             "chat-completions answer.")
-        try:
-            return loads(data.decode("utf-8", errors="replace"), f"The answer of {self.url}", dict)
-        except ValueError as e:
-            raise JudgeError(f"{e} (a chat-completions endpoint answers one JSON object)") from None
+class Judge(ChatEndpoint):
+    """Rate sequences with a VLM behind an OpenAI-compatible ``/chat/completions`` endpoint
+    (:class:`~procseq.endpoint.ChatEndpoint`: url, model, api_key_env, timeout, temperature, max_tokens)."""
 
     def __call__(self, sequence: Sequence) -> JudgeScore:
         """Rate one sequence."""
@@ -255,4 +115,4 @@ class Judge:
 
 
 __all__ = ["CRITERIA", "RUBRIC", "Judge", "JudgeError", "JudgeScore", "build_messages", "chat_completions_url",
-           "image_data_url", "parse_judgement", "reply_text"]
+           "parse_judgement", "reply_text"]

@@ -116,7 +116,7 @@ def run_variant(name: str, spec: str, records: list[dict[str, Any]], out: Path, 
     from procseq.pipelines.image_to_sequence import load_recraft_pipeline
 
     if spec == "text":
-        from procseq.models.loading import load_pipeline
+        from procseq.pipelines.loading import load_pipeline
 
         pipe = load_pipeline(model, adapters="none", device="cpu")
 

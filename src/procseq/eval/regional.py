@@ -77,7 +77,7 @@ def run_variant(variant: str, records: list[dict[str, Any]], out: Path, model: s
                 true_cfg_scale: float | None) -> dict[str, Any]:
     """Generate and score one variant on `records`; returns its summary (also written to ``out/NAME/summary.json``)."""
     from procseq.eval.runner import evaluate_records
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.regional import RegionalConfig
 
     name, mode, options, lora = parse_variant(variant)

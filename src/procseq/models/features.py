@@ -157,10 +157,42 @@ class LocalVisionFeatures:
         return out.float().cpu()
 
 
-def load_feature_extractor(pipe: Any, path: str | Path | None = None) -> FeatureExtractor:
-    """The extractor adaptive steps use: the pipeline's own encoders, or CLIP/DINOv2 from local `path`."""
+class CombinedFeatures:
+    """ProcessMaker's pairing: the global term from one extractor (CLIP), the local term from another (DINOv2's
+    patch tokens), the semantic term from `text` (default: the global one's text features).
+
+    Args:
+        global_from, local_from: extractors whose ``embeds`` / ``patches`` are taken.
+        text: where captions go (default `global_from`).
+    """
+
+    def __init__(self, global_from: FeatureExtractor, local_from: FeatureExtractor, text: FeatureExtractor | None = None):
+        self.global_from, self.local_from, self.text = global_from, local_from, text or global_from
+
+    def image_features(self, frames: SequenceABC[Image.Image]) -> ImageFeatures:
+        """Global embeddings of one extractor, patch features of the other."""
+        return ImageFeatures(embeds=self.global_from.image_features(frames).embeds,
+                             patches=self.local_from.image_features(frames).patches)
+
+    def text_features(self, texts: SequenceABC[str]) -> torch.Tensor:
+        """The text extractor's embeddings."""
+        return self.text.text_features(texts)
+
+
+def load_feature_extractor(pipe: Any, path: str | Path | None = None, global_path: str | Path | None = None,
+                           local_path: str | Path | None = None) -> FeatureExtractor:
+    """The extractor adaptive steps use: the pipeline's own encoders, or CLIP/DINOv2 from local `path` (both
+    terms), or the global term from `global_path` (e.g. CLIP) and the local term from `local_path` (e.g. DINOv2),
+    each falling back to `path` or the pipeline's own. Captions: CLIP's text tower where one is given, else the
+    pipeline's CLIP text encoder."""
     own = PipelineFeatures(pipe)
-    return own if path is None else LocalVisionFeatures(path, text_fallback=own)
+    base = own if path is None else LocalVisionFeatures(path, text_fallback=own)
+    if global_path is None and local_path is None:
+        return base
+    glob = base if global_path is None else LocalVisionFeatures(global_path, text_fallback=own)
+    loc = base if local_path is None else LocalVisionFeatures(local_path, text_fallback=own)
+    text = next((e for e in (glob, loc, base) if isinstance(e, LocalVisionFeatures) and e.is_clip), own)
+    return CombinedFeatures(glob, loc, text)
 
 
-__all__ = ["FeatureExtractor", "ImageFeatures", "LocalVisionFeatures", "PipelineFeatures", "load_feature_extractor"]
+__all__ = ["CombinedFeatures", "FeatureExtractor", "ImageFeatures", "LocalVisionFeatures", "PipelineFeatures", "load_feature_extractor"]

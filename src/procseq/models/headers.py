@@ -31,6 +31,13 @@ def tensor_count(path: str | Path) -> int:
     return sum(math.prod(entry["shape"]) for key, entry in safetensors_header(path).items() if key != "__metadata__")
 
 
+def transformer_params(location: str | Path) -> int | None:
+    """Parameter count of a Flux folder's transformer, read from its safetensors headers (None if unknown)."""
+    folder = Path(location) / "transformer"
+    total = sum(tensor_count(f) for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
+    return total or None
+
+
 def adapter_domains(path: str | Path) -> list[str]:
     """The domains of a procseq adapter file, from its header (``[]`` if it is not one)."""
     header = safetensors_header(path)

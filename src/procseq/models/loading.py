@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from procseq.domain_prompt import domain_prompts
-from procseq.machine import Choice, choose_dtype, choose_threads, detect, transformer_params
+from procseq.machine import Choice, choose_dtype, detect
+from procseq.models.headers import transformer_params
 
-if TYPE_CHECKING:  # torch and diffusers load only when a pipeline does (a fast command line)
+if TYPE_CHECKING:  # torch loads only when a pipeline does (a fast command line)
     import torch
-
-    from procseq.pipelines.text_to_sequence import ProcessPipeline
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded" / "procseq-tiny"
 EMBEDDED_NAME = "procseq-tiny"
@@ -214,70 +213,3 @@ def torch_dtype(dtype: "str | torch.dtype", location: str | Path, device: str) -
     params = transformer_params(location) if Path(location).is_dir() else None
     choice = choose_dtype(name, params, device, detect())
     return getattr(torch, choice.value), choice
-
-
-def load_pipeline(
-    model: str | Path | None = None,
-    dtype: "str | torch.dtype" = "auto",
-    device: "str | torch.device | None" = None,
-    cpu_offload: bool = False,
-    adapters: str | Path | None = None,
-    pipeline_class: type | None = None,
-    threads: int | None = None,
-    compile: bool = False,
-    quantize: str = "none",
-) -> "ProcessPipeline":
-    """Load a :class:`ProcessPipeline` from any Flux diffusers checkpoint.
-
-    The dtype and thread count chosen (and why) are in ``pipe.machine_choices``.
-
-    Args:
-        model: None or ``"procseq-tiny"`` (embedded), a local folder, or a hub id.
-        dtype: weights dtype (``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype, or ``"auto"``: the faster
-            for this model on this machine, :func:`procseq.machine.choose_dtype`).
-        device: where to run (default: CUDA if available, else CPU). Ignored with `cpu_offload`.
-        cpu_offload: ``enable_model_cpu_offload`` (each component moves to the GPU only while it runs).
-        adapters: a procseq multi-domain adapter file (``procseq train adapter``) to load, ``"none"`` for
-            none; default: the folder's installed ``adapters/adapters.safetensors`` when there is one
-            (the embedded model ships the asymmetric LoRA of its adapter domains).
-        pipeline_class: a :class:`ProcessPipeline` subclass to instantiate instead.
-        threads: torch intra-op threads (default: ``OMP_NUM_THREADS`` if set, else every available core).
-        compile: ``torch.compile`` the transformer in place (static shapes). The first generation of each shape
-            pays the compilation (minutes on a 2-core CPU), so it pays only for many generations (``procseq eval``).
-        quantize: ``"int8"`` (torchao) or ``"nf4"`` (bitsandbytes): the transformer's weights quantized while it
-            loads, through diffusers' ``quantization_config`` (:mod:`procseq.models.quantize`); ``"none"`` (default).
-    """
-    import torch
-
-    from procseq.machine import apply_threads
-    from procseq.quiet import quiet_loading
-
-    with quiet_loading():
-        from procseq.pipelines.text_to_sequence import ProcessPipeline
-
-    from procseq.models.quantize import check_quantization, quantization_config
-
-    check_device(device, cpu_offload)
-    check_quantization(quantize)
-    location = resolve_model(model)
-    adapter_file = resolve_adapters(location, adapters)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    weights_dtype, dtype_choice = torch_dtype(dtype, location, "cuda" if cpu_offload else str(device))
-    thread_choice = choose_threads(threads, detect(with_cuda=False))
-    apply_threads(thread_choice)
-    try:
-        with quiet_loading():
-            pipe = (pipeline_class or ProcessPipeline).from_pretrained(
-                location, dtype=weights_dtype, adapters=adapter_file or "none",
-                **({"quantization_config": quantization_config(quantize)} if quantize != "none" else {}))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-        raise ValueError(f"Could not load a Flux pipeline from {location}: {err}") from err
-    if cpu_offload:
-        pipe.enable_model_cpu_offload()
-    else:
-        pipe.to(device)
-    if compile:
-        pipe.transformer.compile(dynamic=False)
-    pipe.machine_choices = {"dtype": dtype_choice, "threads": thread_choice}
-    pipe.set_progress_bar_config(disable=None)
-    return pipe

@@ -1,33 +1,31 @@
-"""Adaptive steps (ProcessMaker stage 2): insert a frame where neighbours differ too much, delete one where too little.
+"""Adaptive steps (ProcessMaker stage 2): insert a frame where a step is missing, delete one that repeats.
 
-A window slides over adjacent frame pairs ``(i, i+1)`` (stride 1) and reads three differences from a
-pluggable :class:`~procseq.models.features.FeatureExtractor`:
+A window slides over adjacent frame pairs ``(i, i+1)`` and reads differences from a pluggable
+:class:`~procseq.models.features.FeatureExtractor`: **global** (cosine distance of the two frames' image
+embeddings), **local** (per patch position, ``local="patch"``, or nearest-patch, ``"nearest"``) and
+**semantic** (cosine distance of the two step captions' text embeddings). Two rules decide:
 
-- **global** ``g_i``: cosine distance of the two frames' image embeddings;
-- **local** ``l_i``: mean nearest-patch cosine distance of their patch features (symmetrised);
-- **semantic** ``s_i``: cosine distance of the two step captions' text embeddings.
+- ``rule: calibrated`` (when ``config.calibration`` knows the sequence's domain): thresholds measured on the
+  training split's ground truth, see :mod:`procseq.pipelines.adaptive_rule`;
+- ``rule: sequence`` (ProcessMaker's own statistics): each term divided by its mean over the sequence's
+  pairs, ``D = alpha g + beta l + (1 - alpha - beta) s``, ``tau_add = mu + k_add sigma``,
+  ``tau_del = mu - k_del sigma`` over the sequence's ``D``.
 
-Each term is divided by its mean over the sequence's pairs (so the three are on one scale) and combined,
-``D_i = alpha * g_i + beta * l_i + (1 - alpha - beta) * s_i``. The thresholds come from the sequence's own
-statistics: ``tau_add = mu + k_add * sigma`` and ``tau_del = mu - k_del * sigma`` (mean and population
-standard deviation of ``D``). A pair above ``tau_add`` gets a frame inserted between its frames, generated
-from both neighbours through the known-frames mechanism (a 3-frame generation with cells 0 and 2 known,
-DESIGN.md #10); a pair below ``tau_del`` loses its later frame (its earlier one when the later is the
-finished artifact). Rounds repeat until nothing changes (a fixed point), a state repeats, or the round
-budget is spent (``record["stopped"]``: ``fixed_point``, ``frame_limit`` when the only actions left would
-leave the frame range, ``cycle`` or ``budget``); the frame count never leaves ``[min_frames, max_frames]``. Captions follow the frames
-(an inserted step is the first part of the step after it; a deleted step's caption merges into the one
-kept; ``Step N:`` numbering is renumbered), the plan is updated, and every decision (what, where, the
-three differences, the thresholds) is recorded. In the record, a round's ``pairs`` and each action's
-``between`` / ``pair`` / ``index`` count frames of the sequence as that round started (an insertion's
-``index`` is the frame it went before); ``origin`` maps every output frame to its input frame.
+A pair above ``tau_add`` gets a frame inserted between its frames (an :data:`Interpolator`: the model from
+both neighbours through known frames, DESIGN.md #10, or their average), captioned with the plan's step
+between the neighbours' steps when the plan has one; a pair below ``tau_del`` loses its later frame (its
+earlier one when the later is the finished artifact) and the kept frame's caption holds both steps in step
+order. Rounds repeat until a fixed point, a repeated state, or the budget (``record["stopped"]``); the frame
+count stays in ``[min_frames, max_frames]``; ``Step N:`` numbering is renumbered. Every edit is recorded
+with its values, thresholds, rule and a one-line reason; a round's ``pairs`` and an action's ``between`` /
+``pair`` / ``index`` count frames of that round's input; ``origin`` maps every output frame to its input.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence as SequenceABC
+from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -36,12 +34,13 @@ import torch
 from PIL import Image
 
 from procseq.models.features import FeatureExtractor
-from procseq.pipelines.planning import Plan
-from procseq.sequence import Sequence
+from procseq.conditioning.plan import Plan
+from procseq.pipelines.adaptive_rule import (EPS, LOCAL_FORMS, Calibration, calibrated_candidates,
+                                             nearest_patch_distance, patch_distance, plan_caption, strip_number)
+from procseq.pipelines.insertion import Interpolator, PipelineInterpolator, average_interpolator
 from procseq.pipelines.output import SequenceOutput
+from procseq.sequence import Sequence
 
-Interpolator = Callable[[Image.Image, Image.Image, list[str], int], Image.Image]
-"""``(left, right, [left caption, new caption, right caption], seed) -> the frame between them``."""
 
 TERMS = ("global", "local", "semantic")
 
@@ -58,6 +57,9 @@ class AdaptiveConfig:
         insert, delete: allow insertions / deletions.
         recompute: recompute the term scales and the thresholds at every round (False: the input sequence's
             hold for every round, so a fixed point is reached once no pair crosses them).
+        local: the local term's form: ``"patch"`` (position-aligned patch distance) or ``"nearest"`` (nearest patch).
+        calibration: thresholds from the training split (:mod:`procseq.pipelines.adaptive_rule`): a sequence of a
+            domain it knows is judged by them (``rule: calibrated``), any other by its own ``mu`` and ``sigma``.
     """
 
     alpha: float = 0.4
@@ -70,6 +72,8 @@ class AdaptiveConfig:
     insert: bool = True
     delete: bool = True
     recompute: bool = False
+    local: str = "patch"
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta"):
@@ -83,6 +87,8 @@ class AdaptiveConfig:
             raise ValueError(f"k_add and k_del must be >= 0, got {self.k_add} and {self.k_del}.")
         if isinstance(self.max_rounds, bool) or not isinstance(self.max_rounds, int) or self.max_rounds < 1:
             raise ValueError(f"max_rounds (the round budget) must be a whole number >= 1, got {self.max_rounds!r}.")
+        if self.local not in LOCAL_FORMS:
+            raise ValueError(f"local must be one of {', '.join(LOCAL_FORMS)}, got {self.local!r}.")
         if self.min_frames < 2:
             raise ValueError(f"min_frames must be at least 2 (a process has a start and an end), got {self.min_frames}.")
         if self.max_frames is not None and self.max_frames < max(2, self.min_frames):
@@ -121,7 +127,6 @@ class Thresholds:
     tau_del: float
 
 
-EPS = 1e-6
 """Distances below this are rounding noise and count as 0 (a term that is 0 everywhere drops out)."""
 SIGMA_REL = 1e-3
 """A sequence whose ``sigma`` is below this fraction of ``mu`` has all pairs alike: no action."""
@@ -132,18 +137,9 @@ def _cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(d < EPS, torch.zeros_like(d), d)
 
 
-def nearest_patch_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean over the patches of `a` `(P, C)` of the cosine distance to their nearest patch of `b`, symmetrised."""
-    an = torch.nn.functional.normalize(a.double(), dim=-1, eps=1e-12)
-    bn = torch.nn.functional.normalize(b.double(), dim=-1, eps=1e-12)
-    d = (1.0 - an @ bn.T).clamp_min(0)
-    value = float(0.5 * (d.min(dim=1).values.mean() + d.min(dim=0).values.mean()))
-    return value if value >= EPS else 0.0
-
-
 def pair_differences(frames: SequenceABC[Image.Image], captions: SequenceABC[str], extractor: FeatureExtractor,
-                     weights: tuple[float, float, float], scales: tuple[float, float, float] | None = None
-                     ) -> PairDifferences:
+                     weights: tuple[float, float, float], scales: tuple[float, float, float] | None = None,
+                     local: str = "patch") -> PairDifferences:
     """Global, local and semantic differences of adjacent pairs and their weighted combination ``D``.
 
     Each term is divided by its scale before weighting: `scales` when given (the input sequence's, so
@@ -155,7 +151,9 @@ def pair_differences(frames: SequenceABC[Image.Image], captions: SequenceABC[str
     image = extractor.image_features(frames)
     text = extractor.text_features(captions)
     g = _cosine_distance(image.embeds[:-1], image.embeds[1:]).numpy()
-    loc = np.array([nearest_patch_distance(image.patches[i], image.patches[i + 1]) for i in range(len(frames) - 1)])
+    dist = nearest_patch_distance if local == "nearest" else patch_distance
+    loc = np.array([dist(image.patches[i], image.patches[i + 1]) for i in range(len(frames) - 1)])
+    loc[loc < EPS] = 0.0
     s = _cosine_distance(text[:-1], text[1:]).numpy()
     scales = scales or (float(g.mean()), float(loc.mean()), float(s.mean()))
     combined = np.zeros(len(g))
@@ -177,21 +175,20 @@ def renumber(captions: list[str]) -> list[str]:
     return [pattern.sub(lambda m, k=k: f"{m.group(1)}{k}{m.group(3)}", c, count=1) for k, c in enumerate(captions, 1)]
 
 
-def _strip_number(caption: str) -> str:
-    return re.sub(r"^\s*(?:step\s*)?\d+\s*[:.)-]\s*", "", caption, flags=re.IGNORECASE)
-
-
 def inserted_caption(right: str) -> str:
     """The caption of a step inserted before `right`: the first part of that step (numbering: see :func:`renumber`)."""
     return f"{right} (first part)"
 
 
-def merged_caption(kept: str, removed: str) -> str:
-    """The caption kept when a step is deleted: the two actions, once each."""
-    a, b = _strip_number(kept), _strip_number(removed)
+def merged_caption(first: str, second: str) -> str:
+    """The caption of the frame kept when one of two adjacent steps is deleted: both actions once each, in step
+    order (`first` is the earlier step's caption, whichever frame is kept; its numbering is kept)."""
+    a, b = strip_number(first), strip_number(second)
     if a == b or b in a:
-        return kept
-    return f"{kept}; {b}"
+        return first
+    if a in b:
+        return first.replace(a, b) if a else second
+    return f"{first}; {b}"
 
 
 @dataclass
@@ -217,9 +214,14 @@ def candidates(diff: PairDifferences, th: Thresholds, config: AdaptiveConfig) ->
 def plan_round(diff: PairDifferences, th: Thresholds, n: int, config: AdaptiveConfig, max_frames: int
                ) -> list[_Action]:
     """This round's non-overlapping actions, strongest first, within the frame-count limits."""
+    return select(candidates(diff, th, config), n, config, max_frames)
+
+
+def select(actions: list[_Action], n: int, config: AdaptiveConfig, max_frames: int) -> list[_Action]:
+    """Non-overlapping `actions`, strongest first, within the frame-count limits (in pair order)."""
     used: set[int] = set()
     count, chosen = n, []
-    for a in sorted(candidates(diff, th, config), key=lambda a: -a.score):
+    for a in sorted(actions, key=lambda a: -a.score):
         frames = {a.pair, a.pair + 1}
         if frames & used:
             continue
@@ -248,8 +250,8 @@ class AdaptResult:
 
 
 def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], extractor: FeatureExtractor,
-                 interpolate: Interpolator | None, config: AdaptiveConfig | None = None, seed: int = 0
-                 ) -> AdaptResult:
+                 interpolate: Interpolator | None, config: AdaptiveConfig | None = None, seed: int = 0,
+                 domain: str | None = None, plan: SequenceABC[str] | None = None) -> AdaptResult:
     """Run adaptive steps on one sequence of frames and captions.
 
     Args:
@@ -258,6 +260,8 @@ def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], e
         interpolate: generates the frame between two neighbours (required when insertion is on).
         config: thresholds, weights, budget (default :class:`AdaptiveConfig`).
         seed: base seed of the insertions (each gets ``seed + 1000 * round + position``).
+        domain: the sequence's domain (the calibrated rule needs it).
+        plan: the plan's captions; an inserted step takes the plan's step between its neighbours' steps.
     """
     config = config or AdaptiveConfig()
     frames, captions = list(frames), list(captions)
@@ -277,16 +281,26 @@ def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], e
     next_id, seen = len(frames), {tuple(ids)}
     rounds, stopped = [], "budget"
     scales, th = None, None
+    calibrated = config.calibration is not None and domain in config.calibration.domains
     for r in range(config.max_rounds):
-        diff = pair_differences(frames, captions, extractor, config.weights, None if config.recompute else scales)
-        if th is None or config.recompute:
-            scales, th = diff.scales, thresholds(diff.combined, config.k_add, config.k_del)
-        actions = plan_round(diff, th, len(frames), config, max_frames)
+        if calibrated:
+            actions, found, info, why = _calibrated_round(frames, captions, origin, extractor, config, str(domain),
+                                                          max_frames)
+        else:
+            diff = pair_differences(frames, captions, extractor, config.weights,
+                                    None if config.recompute else scales, config.local)
+            if th is None or config.recompute:
+                scales, th = diff.scales, thresholds(diff.combined, config.k_add, config.k_del)
+            actions, found = plan_round(diff, th, len(frames), config, max_frames), bool(candidates(diff, th, config))
+            info = {"thresholds": asdict(th), "scales": dict(zip(TERMS, diff.scales)),
+                    "pairs": [diff.pair(i) for i in range(len(diff.combined))]}
+            why = {i: _sequence_reason(diff, th, i) for i in range(len(diff.combined))}
         before, done = len(frames), []
         for a in reversed(actions):  # right to left: indices to the left stay valid
             i = a.pair
             if a.op == "insert":
-                new_caption = inserted_caption(captions[i + 1])
+                from_plan = plan_caption(plan, captions[i], captions[i + 1])
+                new_caption = from_plan or inserted_caption(captions[i + 1])
                 frame = interpolate(frames[i], frames[i + 1], [captions[i], new_caption, captions[i + 1]],
                                     seed + 1000 * r + i)
                 frames.insert(i + 1, frame.convert("RGB").resize(frames[i].size) if frame.size != frames[i].size
@@ -295,26 +309,32 @@ def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], e
                 origin.insert(i + 1, None)
                 ids.insert(i + 1, next_id)
                 next_id += 1
-                done.append({"op": "insert", "between": [i, i + 1], "index": i + 1, **diff.pair(i)})
+                done.append({"op": "insert", "between": [i, i + 1], "index": i + 1, **why[i],
+                             "caption": new_caption, "caption_from": "plan" if from_plan else "right neighbour"})
             else:
                 j = i + 1 if i + 1 < len(frames) - 1 else i  # keep the finished artifact
                 keep = i if j == i + 1 else i + 1
-                captions[keep] = merged_caption(captions[keep], captions[j])
-                done.append({"op": "delete", "pair": [i, i + 1], "index": j, **diff.pair(i)})
+                captions[keep] = merged_caption(captions[i], captions[i + 1])
+                done.append({"op": "delete", "pair": [i, i + 1], "index": j, **why[i], "caption": captions[keep]})
                 del frames[j], captions[j], origin[j], ids[j]
-        rounds.append({"round": r, "num_frames_before": before,
-                       "thresholds": asdict(th), "scales": dict(zip(TERMS, diff.scales)),
-                       "pairs": [diff.pair(i) for i in range(len(diff.combined))],
+        rounds.append({"round": r, "num_frames_before": before, **info,
                        "actions": sorted(done, key=lambda d: d["index"])})
         if not done:
-            stopped = "frame_limit" if candidates(diff, th, config) else "fixed_point"
+            stopped = "frame_limit" if found else "fixed_point"
             break
         if tuple(ids) in seen:
             stopped = "cycle"
             break
         seen.add(tuple(ids))
     captions = renumber(captions)
-    record = {"settings": {**asdict(replace(config, max_frames=max_frames))}, "rounds": rounds, "stopped": stopped,
+    if interpolate is not None and hasattr(interpolate, "describe"):
+        insertion = interpolate.describe()
+    else:
+        insertion = {"kind": getattr(interpolate, "__name__", type(interpolate).__name__)} if interpolate else None
+    settings = asdict(replace(config, max_frames=max_frames, calibration=None))
+    settings["calibration"] = config.calibration.source if config.calibration is not None else None
+    record = {"settings": settings, "rule": "calibrated" if calibrated else "sequence", "domain": domain,
+              "insertion": insertion, "rounds": rounds, "stopped": stopped,
               "num_frames_in": num_in, "num_frames_out": len(frames), "origin": origin,
               "inserted": sum(d["op"] == "insert" for rd in rounds for d in rd["actions"]),
               "deleted": sum(d["op"] == "delete" for rd in rounds for d in rd["actions"]),
@@ -322,36 +342,30 @@ def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], e
     return AdaptResult(frames, captions, origin, record)
 
 
-class PipelineInterpolator:
-    """Insertion through the known-frames mechanism: a 3-frame generation with cells 0 and 2 known.
-
-    Args:
-        pipe: a :class:`~procseq.pipelines.text_to_sequence.ProcessPipeline` (its condition LoRA loads on use).
-        prompt, domain: the sequence's prompt and domain.
-        call_kwargs: more pipeline arguments (``num_inference_steps``, ``true_cfg_scale``, ``adapter_weights``...).
-    """
-
-    def __init__(self, pipe: Any, prompt: str, domain: str, **call_kwargs: Any):
-        self.pipe, self.prompt, self.domain, self.call_kwargs = pipe, prompt, domain, call_kwargs
-
-    def __call__(self, left: Image.Image, right: Image.Image, captions: list[str], seed: int) -> Image.Image:
-        """The middle frame of ``pipe(prompt, frames=3, known={0: left, 2: right})``."""
-        out = self.pipe(self.prompt, domain=self.domain, frames=3, frame_size=left.size[0],
-                        known={0: left, 2: right}, captions=captions,
-                        generator=torch.Generator("cpu").manual_seed(seed), **self.call_kwargs)
-        return out.frames[0][1]
+def _sequence_reason(diff: PairDifferences, th: Thresholds, i: int) -> dict[str, Any]:
+    """Why pair `i` was acted on under the sequence's own statistics (the values, the thresholds, one line)."""
+    d = diff.combined[i]
+    reason = f"D {d:.3f} > tau_add {th.tau_add:.3f}" if d > th.tau_add else f"D {d:.3f} < tau_del {th.tau_del:.3f}"
+    return {**diff.pair(i), "rule": "sequence", "tau_add": th.tau_add, "tau_del": th.tau_del, "reason": reason}
 
 
-def average_interpolator(left: Image.Image, right: Image.Image, captions: list[str], seed: int) -> Image.Image:
-    """A model-free insertion: the pixel average of the two neighbours (a baseline, and a fallback)."""
-    return Image.blend(left.convert("RGB"), right.convert("RGB"), 0.5)
+def _calibrated_round(frames: list[Image.Image], captions: list[str], origin: list[int | None],
+                      extractor: FeatureExtractor, config: AdaptiveConfig, domain: str, max_frames: int
+                      ) -> tuple[list[_Action], bool, dict[str, Any], dict[int, dict[str, Any]]]:
+    """One round under the training calibration: actions, whether any pair crossed, round info, per-pair reasons."""
+    assert config.calibration is not None
+    found, info, why = calibrated_candidates(frames, captions, origin, extractor, config.calibration, domain,
+                                             config.insert, config.delete)
+    actions = [_Action(op, i, score) for op, i, score in found]
+    return select(actions, len(frames), config, max_frames), bool(found), info, why
 
 
 def adapt_sequence(sequence: Sequence, extractor: FeatureExtractor, interpolate: Interpolator | None,
                    config: AdaptiveConfig | None = None, seed: int = 0) -> Sequence:
     """A :class:`Sequence` after adaptive steps; ``meta["adaptive"]`` holds the record, ``meta["plan"]`` the plan."""
-    result = adapt_frames(sequence.frames, sequence.captions, extractor, interpolate, config, seed)
     old = sequence.meta.get("plan") if isinstance(sequence.meta.get("plan"), dict) else None
+    result = adapt_frames(sequence.frames, sequence.captions, extractor, interpolate, config, seed,
+                          domain=sequence.domain, plan=(old or {}).get("captions"))
     plan = updated_plan(Plan.from_dict(old) if old else Plan(sequence.prompt, sequence.domain, sequence.captions),
                         result.captions)
     meta = {**sequence.meta, "adaptive": result.record, "plan": plan.to_dict()}
@@ -376,12 +390,14 @@ def adapt_output(output: SequenceOutput, extractor: FeatureExtractor,
         raise ValueError(f"Pass one interpolator per sequence ({len(output.frames)}), got {len(interpolators)}.")
     frames, captions, grids, metadata, plans = [], [], [], [], []
     for k, (f, c, m) in enumerate(zip(output.frames, output.captions, output.metadata)):
-        result = adapt_frames(f, c, extractor, interpolators[k], config, seed)
+        plan = output.plans[k] if output.plans else None
+        domain = plan.domain if plan is not None else m.get("domain")
+        result = adapt_frames(f, c, extractor, interpolators[k], config, seed, domain=domain,
+                              plan=plan.captions if plan is not None else None)
         frames.append(result.frames)
         captions.append(result.captions)
         grids.append(frames_to_grid(result.frames))
         metadata.append({**m, "frames": len(result.frames), "adaptive": result.record})
-        plan = output.plans[k] if output.plans else None
         plans.append(updated_plan(plan, result.captions) if plan is not None else None)
     return SequenceOutput(images=grids, frames=frames, captions=captions, metadata=metadata,
                           plans=plans if output.plans else None)

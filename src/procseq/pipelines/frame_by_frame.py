@@ -44,11 +44,11 @@ from procseq.conditioning.history import (
     select_history,
 )
 from procseq.conditioning.lora import LORA_FILE, load_condition_lora
-from procseq.conditioning.text import StepText, encode_steps
+from procseq.conditioning.text import StepText, TextConditioning, encode_steps
 from procseq.layout import GridLayout, frames_to_grid, unpack_latents
 from procseq.models.codec import decode_latents
-from procseq.pipelines.planning import Plan, Planner, corpus_plan
-from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
+from procseq.planning import Plan, Planner, corpus_plan
+from procseq.pipelines.sampling import denoise, flux_timesteps
 from procseq.pipelines.output import SequenceOutput
 
 ADAPTER_NAME = "frame_by_frame"

@@ -17,9 +17,11 @@ import torch
 from PIL import Image
 
 from procseq.conditioning.frames import KNOWN_MODES, KnownImage, KnownMode
-from procseq.images import MAX_PIXELS, load_image, prepare_image
+from procseq.images import MAX_PIXELS, load_image, open_image, prepare_image
 from procseq.layout import frames_to_grid
-from procseq.pipelines.planning import Planner, corpus_plan, make_plan
+from procseq.planning import Planner, corpus_plan, make_plan
+from procseq.planning.parser import parse_prompt
+from procseq.planning.reader import picture_planner
 from procseq.pipelines.text_to_sequence import ProcessPipeline
 from procseq.pipelines.output import SequenceOutput
 
@@ -44,6 +46,11 @@ def _frame(image: KnownImage, frame_size: int, max_pixels: int) -> Image.Image:
     if isinstance(image, Image.Image):
         return prepare_image(image, frame_size)
     raise TypeError(f"image must be a PIL image or a file path, got {type(image).__name__}.")
+
+
+def _picture(image: KnownImage, max_pixels: int) -> Image.Image:
+    """The picture at its own size (the plan is read from it before it is resized to a frame)."""
+    return image if isinstance(image, Image.Image) else open_image(image, max_pixels)
 
 
 class ImageToSequencePipeline(ProcessPipeline):
@@ -116,6 +123,8 @@ class ImageToSequencePipeline(ProcessPipeline):
         self.check_sequence_inputs([text or domain], domain, frames, frame_size)
         t0 = time.perf_counter()
         final = _frame(image, frame_size, max_pixels)
+        if planner is corpus_plan:  # the captions describe the picture where the corpus checker can read it
+            planner = picture_planner(_picture(image, max_pixels), domain, frames - 1, frames, corpus_plan)
         common: dict[str, Any] = dict(prompt=text or domain, domain=domain, frames=frames, known_mode=mode,
                                       cache_condition=cache_condition, frame_size=frame_size,
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -141,13 +150,18 @@ class ImageToSequencePipeline(ProcessPipeline):
         """Continuation: `images` are the first steps (cells ``0..k-1``); the remaining frames are generated."""
         if not images:
             raise ValueError("Give at least one image: the first step(s) of the process.")
-        return ProcessPipeline.__call__(self, prompt, domain=domain or self.default_domain, frames=frames,
-                                        known=dict(enumerate(images)), **kwargs)
+        domain = domain or self.default_domain
+        if not {"plan", "captions", "planner"} & set(kwargs):  # the plan: the prompt's values, the rest as pictured
+            last = _picture(images[-1], kwargs.get("max_pixels", MAX_PIXELS))
+            kwargs["planner"] = picture_planner(last, domain, len(images) - 1, frames, corpus_plan,
+                                                asked=parse_prompt(domain, prompt))
+        return ProcessPipeline.__call__(self, prompt, domain=domain, frames=frames, known=dict(enumerate(images)),
+                                        **kwargs)
 
 
 def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | None = None, use_lora: bool = True,
                           adapters: str | Path | None = "none", **kwargs: Any) -> ImageToSequencePipeline:
-    """:func:`procseq.models.loading.load_pipeline` as an :class:`ImageToSequencePipeline`, with its condition LoRA.
+    """:func:`procseq.pipelines.loading.load_pipeline` as an :class:`ImageToSequencePipeline`, with its condition LoRA.
 
     Args:
         model: as for ``load_pipeline`` (default: the embedded procseq-tiny).
@@ -158,7 +172,7 @@ def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | No
         kwargs: passed to ``load_pipeline`` (dtype, device, cpu_offload).
     """
     from procseq.conditioning.lora import default_condition_lora
-    from procseq.models.loading import load_pipeline
+    from procseq.pipelines.loading import load_pipeline
 
     # Known frames work on the base model's domains: the multi-domain adapters of procseq.adapters stay off
     # unless asked for (an adapter domain).

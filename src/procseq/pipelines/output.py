@@ -38,7 +38,7 @@ class SequenceOutput(BaseOutput):
         frames: per sequence, its frames in process order (PIL images, or an array / tensor per sequence).
         captions: per sequence, its step captions.
         metadata: per sequence, settings and timings (JSON-serialisable).
-        plans: per sequence, the :class:`~procseq.pipelines.planning.Plan` the frames were made from.
+        plans: per sequence, the :class:`~procseq.conditioning.plan.Plan` the frames were made from.
         latents: the final packed latents, for ``output_type="latent"``.
     """
 
@@ -70,10 +70,15 @@ class SequenceOutput(BaseOutput):
 
     def sequences(self, prompts: list[str], domain: str) -> list[Sequence]:
         """View the output as :class:`~procseq.sequence.Sequence` objects (one per prompt); metadata goes to
-        ``meta["settings"]``."""
+        ``meta["settings"]``, and the words of the prompt the model cannot know (the plan's ``unknown_words``, when
+        recorded) to ``meta["unknown_words"]``."""
+        frames = self.frames or []
+        plans = self.plans or [None] * len(frames)
         return [
-            Sequence(frames=f, captions=c, prompt=p, domain=domain, meta={"settings": dict(m)})
-            for f, c, p, m in zip(self.frames or [], self.captions or [], prompts, self.metadata or [])
+            Sequence(frames=f, captions=c, prompt=p, domain=domain,
+                     meta={"settings": dict(m), **({"unknown_words": list(plan.meta["unknown_words"])}
+                                                   if plan is not None and "unknown_words" in plan.meta else {})})
+            for f, c, p, m, plan in zip(frames, self.captions or [], prompts, self.metadata or [], plans)
         ]
 
     def to_dict(self) -> dict[str, Any]:

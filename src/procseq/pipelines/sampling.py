@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
+from procseq.conditioning.text import TextConditioning
 from procseq.progress import denoise_step
 from procseq.quiet import quiet_loading
 
 with quiet_loading():  # the Flux pipeline module imports image processors procseq never uses
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
-
-
-@dataclass
-class TextConditioning:
-    """Encoded prompt: T5 tokens ``(B, L, D)``, their ids ``(L, 3)``, pooled CLIP vector ``(B, P)``."""
-
-    prompt_embeds: torch.Tensor
-    pooled_prompt_embeds: torch.Tensor
-    text_ids: torch.Tensor
-
-    @classmethod
-    def from_embeds(cls, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor,
-                    device: torch.device | str, dtype: torch.dtype) -> TextConditioning:
-        """Given encodings (``prompt_embeds`` ``(B, L, D)``, ``pooled_prompt_embeds`` ``(B, P)``) with the zero text ids
-        FluxPipeline gives them."""
-        if prompt_embeds.ndim != 3 or pooled_prompt_embeds.ndim != 2 \
-                or prompt_embeds.shape[0] != pooled_prompt_embeds.shape[0]:
-            raise ValueError(f"prompt_embeds must be (batch, tokens, dim) and pooled_prompt_embeds (batch, dim) with the "
-                             f"same batch; got {tuple(prompt_embeds.shape)} and {tuple(pooled_prompt_embeds.shape)}.")
-        embeds = prompt_embeds.to(device=device, dtype=dtype)
-        return cls(embeds, pooled_prompt_embeds.to(device=device, dtype=dtype),
-                   torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype))
 
 
 def flux_timesteps(
@@ -93,19 +71,18 @@ def denoise(
     With true CFG (`negative` given, ``true_cfg_scale > 1``) both branches run in **one** forward of
     batch ``2B`` when `batch_cfg` allows it (equal to two passes up to float rounding); two passes
     otherwise (bit-for-bit FluxPipeline). ``batch_cfg=None`` batches when it is safe: the two text
-    encodings have the same shape and ids, and there are no `joint_attention_kwargs` (whose tensors
-    may be sized for batch ``B``). ``True`` batches whenever the shapes allow it, ``False`` never.
+    encodings have the same shape and ids, and no regional mask is in `joint_attention_kwargs` (the negative
+    branch's text has no step spans, so it needs a mask of its own); known-frame K/V and the step embedding
+    broadcast to the doubled batch. ``True`` batches whenever the shapes allow it, ``False`` never.
     """
     guidance = None
     if transformer.config.guidance_embeds:
         guidance = torch.full([1], guidance_scale or 0.0, device=latents.device, dtype=torch.float32)
         guidance = guidance.expand(latents.shape[0])
     do_true_cfg = negative is not None and true_cfg_scale > 1
-    batched = False
-    if do_true_cfg and batch_cfg is not False:
-        batched = can_batch_cfg(cond, negative) and (batch_cfg is True or not joint_attention_kwargs)
+    batchable = do_true_cfg and batch_cfg is not False and can_batch_cfg(cond, negative)
     both = None
-    if batched:
+    if batchable:
         both = TextConditioning(torch.cat([cond.prompt_embeds, negative.prompt_embeds]),
                                 torch.cat([cond.pooled_prompt_embeds, negative.pooled_prompt_embeds]), cond.text_ids)
     amp = torch.autocast(latents.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
@@ -126,7 +103,8 @@ def denoise(
         if before_step is not None:
             latents = before_step(i, latents)
         timestep = t.expand(latents.shape[0]).to(latents.dtype)
-        if batched:
+        batched = batchable and (batch_cfg is True or "region_mask" not in (joint_attention_kwargs or {}))
+        if batched:  # (before_step may have just set this step's attention state)
             noise_pred, neg_pred = velocity(both, torch.cat([latents, latents]), timestep.repeat(2)).chunk(2)
         else:
             noise_pred = velocity(cond, latents, timestep)

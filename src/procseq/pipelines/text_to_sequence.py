@@ -22,9 +22,10 @@ from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
 from procseq.models.peft_detach import peft_adapters_detached
-from procseq.pipelines.planning import Plan, Planner, corpus_plan, make_plan
+from procseq.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
-from procseq.pipelines.sampling import TextConditioning, denoise, flux_timesteps
+from procseq.conditioning.text import TextConditioning
+from procseq.pipelines.sampling import denoise, flux_timesteps
 from procseq.progress import plans_made
 from procseq.quiet import quiet_loading
 from procseq.sequence import MODES
@@ -54,6 +55,9 @@ class ProcessPipeline(FluxPipeline):
     _condition_lora: dict[str, Any] | None = None
     auto_condition_lora: bool = True
     """Load the model's own condition LoRA on the first call with known frames (False: run without one)."""
+    batch_cfg: bool | None = None
+    """True CFG's two branches in one batch (:func:`~procseq.pipelines.sampling.denoise`): None where it is safe
+    (the default), False for two passes (bit for bit FluxPipeline's loop; the speed comparison)."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> Any:
@@ -260,6 +264,20 @@ class ProcessPipeline(FluxPipeline):
                              f"height={sizes['height'] * layout.rows} and width={sizes['height'] * layout.cols}.")
         return next(iter(sizes.values()))
 
+    def note_unknown_words(self, plans: list[Plan], prompts: list[str]) -> None:
+        """For a model that reads only the corpus's words (procseq-tiny), record in each plan's
+        ``meta["unknown_words"]`` the words of its prompt the model cannot know (DESIGN.md #16); a model with real
+        text encoders records nothing."""
+        from procseq.planning.vocabulary import corpus_words, reports_unknown_words, tokenizer_words, unknown_words
+
+        if not reports_unknown_words(self.defaults):
+            for plan in plans:
+                plan.meta.pop("unknown_words", None)
+            return
+        known = corpus_words() | tokenizer_words(self.tokenizer)
+        for plan, prompt in zip(plans, prompts):
+            plan.meta["unknown_words"] = unknown_words(prompt, known)
+
     def make_plans(self, prompts: list[str], domain: str, frames: int, plan: Plan | list[Plan] | None,
                    captions: list[str] | None, planner: Planner) -> list[Plan]:
         """One plan per prompt, before anything is encoded: given, from `captions`, or from `planner`."""
@@ -275,6 +293,7 @@ class ProcessPipeline(FluxPipeline):
             if p.num_steps != frames:
                 raise ValueError(f"The plan has {p.num_steps} steps but {frames} frames were asked for; "
                                  "pass one caption per frame (or frames=len(plan.captions)).")
+        self.note_unknown_words(plans, prompts)
         plans_made(plans)  # shown by an open procseq.progress.show_progress (the command line, the app)
         return plans
 
@@ -491,7 +510,7 @@ class ProcessPipeline(FluxPipeline):
                     def before(_i: int, lat: torch.Tensor) -> torch.Tensor:
                         branch()
                         return lat
-            t_condition = time.perf_counter()
+            t_condition, cpu_condition = time.perf_counter(), time.process_time()
 
             def after(i: int, t: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
                 bar.update()
@@ -505,10 +524,10 @@ class ProcessPipeline(FluxPipeline):
                     self.transformer, self.scheduler, latents, cond.img_ids, cond.text, timesteps,
                     guidance_scale=guidance_scale, negative=cond.negative, true_cfg_scale=true_cfg_scale,
                     joint_attention_kwargs=attention or None, autocast_dtype=autocast_dtype, before_step=before,
-                    after_step=after,
+                    after_step=after, batch_cfg=self.batch_cfg,
                 )
             latents = cond.finish(latents)
-        t_denoise = time.perf_counter()
+        t_denoise, cpu_denoise = time.perf_counter(), time.process_time()
         settings: dict[str, Any] = {
             "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [cond.layout.rows, cond.layout.cols],
             "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
@@ -528,6 +547,7 @@ class ProcessPipeline(FluxPipeline):
         if cond.known is not None:
             frame_lists = [cond.known.paste(f) for f in frame_lists]
         t_end = time.perf_counter()
+        settings["cpu_s"] = {"denoise": cpu_denoise - cpu_condition}  # this process's CPU time (all threads)
         settings["timings_s"] = {"encode": t_encode - t0, "condition": t_condition - t_encode,
                                  "denoise": t_denoise - t_condition, "decode": t_end - t_denoise, "total": t_end - t0}
         out = SequenceOutput(images=grids, frames=frame_lists, captions=[p.captions for p in plans],

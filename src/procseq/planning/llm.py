@@ -1,10 +1,11 @@
 """Language-model planners: a local causal LM (a folder, through ``transformers``) or any OpenAI-compatible
 endpoint (a URL) writes the plan as JSON.
 
-Both plug into :func:`procseq.pipelines.planning.plan_instruction` as a :data:`~procseq.pipelines.planning.Planner`
+Both plug into :func:`procseq.planning.plan_instruction` as a :data:`~procseq.planning.Planner`
 ``(title, domain, num_steps) -> Plan``. The model is asked for ``{"title": ..., "captions": [...]}`` with exactly
 ``num_steps`` captions; the answer is parsed and validated (:func:`parse_plan_reply`); a bad answer is asked for
-once more, with what was wrong, and a second bad answer is a ``ValueError`` that says so. The domain stays the
+once more, with what was wrong (a caption contradicting a value the prompt names is wrong too), and a second bad
+answer is a ``ValueError`` that says so. The domain stays the
 explicit argument (DESIGN.md #7): a domain in the answer is ignored.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from procseq.eval.judge import Judge, JudgeError, _json_objects, reply_text
-from procseq.pipelines.planning import Plan, Planner, corpus_plan
+from procseq.endpoint import ChatEndpoint, EndpointError, json_objects, reply_text
+from procseq.planning import Plan, Planner, corpus_plan
+from procseq.planning.parser import contradictions, parse_prompt
 
 PLANNER_PROMPT = """You plan step-by-step tutorials that show how something is made. Write the plan for: {title}
 Domain: {domain}. Write exactly {num_steps} steps, first step first, each a short imperative caption in the \
@@ -31,7 +33,7 @@ def parse_plan_reply(text: str, title: str, domain: str, num_steps: int, source:
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the answer was empty")
-    objects = _json_objects(text)
+    objects = json_objects(text)
     if not objects:
         raise ValueError(f"the answer holds no JSON object: {text[:200]!r}")
     obj = next((o for o in objects if "captions" in o), objects[0])
@@ -62,16 +64,24 @@ class LanguageModelPlanner:
         return PLANNER_PROMPT.format(title=title, domain=domain, num_steps=num_steps, examples=examples)
 
     def __call__(self, title: str, domain: str, num_steps: int) -> Plan:
-        """Ask for the plan; on a bad answer ask once more; then ``ValueError``."""
+        """Ask for the plan; on a bad answer (no valid JSON plan, or captions that contradict the values the prompt
+        names, :func:`~procseq.planning.parser.contradictions`) ask once more; then ``ValueError``."""
         prompt = self.prompt(title, domain, num_steps)
+        asked = parse_prompt(domain, title)
         problem = ""
         for attempt in range(2):
             text = self.complete(prompt if attempt == 0 else
                                  f"{prompt}\nYour previous answer was not usable ({problem}). Answer with the JSON only.")
             try:
-                return parse_plan_reply(text, title, domain, num_steps, self.source)
+                plan = parse_plan_reply(text, title, domain, num_steps, self.source)
             except ValueError as err:
                 problem = str(err)
+                continue
+            wrong = contradictions(domain, asked, plan.captions)
+            if not wrong:
+                plan.meta["asked"] = asked
+                return plan
+            problem = "its captions contradict the request: " + "; ".join(wrong)
         raise ValueError(f"The planner {self.source} gave no valid plan in two tries (last problem: {problem}); "
                          "use a model that follows JSON instructions, or the offline planner (--planner corpus).")
 
@@ -110,14 +120,14 @@ def local_lm_planner(path: str | Path, max_new_tokens: int = 384, device: str = 
 def endpoint_planner(url: str, model: str = "default", api_key_env: str = "OPENAI_API_KEY",
                      timeout: float = 120.0) -> LanguageModelPlanner:
     """A planner on an OpenAI-compatible ``/chat/completions`` endpoint (JSON mode asked, temperature 0)."""
-    client = Judge(url, model, api_key_env=api_key_env, timeout=timeout, max_tokens=1024)
+    client = ChatEndpoint(url, model, api_key_env=api_key_env, timeout=timeout, max_tokens=1024)
 
     def complete(prompt: str) -> str:
         try:
             return reply_text(client.request([{"role": "user", "content": prompt}]))
         except ConnectionError as err:
             raise ConnectionError(f"The planner endpoint failed: {err}") from err
-        except JudgeError as err:  # an answer that is not a chat-completions object at all: no retry helps
+        except EndpointError as err:  # an answer that is not a chat-completions object at all: no retry helps
             raise ValueError(f"The planner endpoint's answer is unusable: {err}") from err
 
     return LanguageModelPlanner(complete, f"endpoint {client.url}")

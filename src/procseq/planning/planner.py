@@ -1,10 +1,10 @@
 """Instruction -> :class:`Plan` (title, domain, one caption per step), before anything is encoded.
 
 Every mode starts from a plan (DESIGN.md #9): the step captions are inputs, written before any frame
-exists. The offline default, :func:`corpus_plan`, writes the steps in the corpus's own caption
-language: it draws the domain's specs (attributes -> prompt + captions, no rendering), takes the one
-whose prompt shares the most words and word pairs with the instruction, and stretches or merges its
-captions to the number of steps asked for. Domains the corpus does not know get a generic template
+exists. The offline default, :func:`corpus_plan`, reads the prompt into the domain's own attributes
+(:mod:`procseq.planning.parser`), chooses the attributes the prompt does not name the way the corpus does
+and writes the captions with the domain's caption grammar (:mod:`procseq.planning.writer`), so no caption
+contradicts the prompt (DESIGN.md #16). Domains the corpus does not know get a generic template
 (:func:`template_plan`). Any callable ``(prompt, domain, num_steps) -> Plan | list[str]`` plugs in.
 """
 
@@ -12,85 +12,19 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Union
 
 import numpy as np
 
-PlannerResult = Union["Plan", list[str]]
+from procseq.conditioning.plan import Plan
+
+PlannerResult = Union[Plan, list[str]]
 Planner = Callable[[str, str, int], PlannerResult]
 
 SPECS_PER_DOMAIN = 600
 GENERIC_STAGES = ("start", "build up the main form", "refine", "finish")
-
-
-@dataclass
-class Plan:
-    """The whole step plan of one sequence, made before any frame.
-
-    Args:
-        title: what is being made (the instruction or prompt, as given).
-        domain: the process domain (explicit, never parsed from a caption).
-        captions: one caption per step, first step first.
-        source: which planner wrote it (``"corpus"``, ``"template"``, ``"user"``...).
-    """
-
-    title: str
-    domain: str
-    captions: list[str]
-    source: str = "user"
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.captions:
-            raise ValueError("A plan needs at least one step caption.")
-        if any(not isinstance(c, str) or not c.strip() for c in self.captions):
-            raise ValueError("Every step caption of a plan must be non-empty text.")
-
-    @property
-    def num_steps(self) -> int:
-        """Number of steps (frames)."""
-        return len(self.captions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable (the ``plan.json`` format)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Plan:
-        """Inverse of :meth:`to_dict`; ``ValueError`` naming what is missing."""
-        from procseq.jsonio import check_fields
-        from procseq.limits import MAX_PLAN_STEPS
-
-        if not isinstance(d, dict):
-            raise ValueError("A plan must be a JSON object with title, domain and captions.")
-        check_fields(d, {"title": str, "domain": str, "captions": list, "source": str, "meta": dict}, "The plan",
-                     required=("title", "domain", "captions"))
-        if not all(isinstance(c, str) for c in d["captions"]):
-            raise ValueError("A plan's captions must be a list of text, one per step.")
-        if not 1 <= len(d["captions"]) <= MAX_PLAN_STEPS:
-            raise ValueError(f"A plan has 1 to {MAX_PLAN_STEPS} step captions; this one has {len(d['captions'])}.")
-        return cls(str(d["title"]), str(d["domain"]), [str(c) for c in d["captions"]], str(d.get("source", "user")),
-                   dict(d.get("meta", {})))
-
-    def save(self, path: str | Path) -> Path:
-        """Write the plan as JSON (editable by hand)."""
-        from procseq.outputs import write_json_atomic
-
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Plan:
-        """Read a plan written by :meth:`save` (or by hand)."""
-        from procseq.jsonio import read_json
-
-        try:
-            return cls.from_dict(read_json(path))
-        except ValueError as err:
-            where = "" if str(path) in str(err) else f"{path}: "
-            raise ValueError(f"{where}{err} Fix or rewrite the plan.") from None
 
 
 def resample_captions(captions: list[str], num_steps: int) -> list[str]:
@@ -150,22 +84,32 @@ def template_plan(prompt: str, domain: str, num_steps: int) -> Plan:
 
 
 def corpus_plan(prompt: str, domain: str, num_steps: int) -> Plan:
-    """The offline planner: the domain's own caption language, attributes taken from the closest corpus spec."""
+    """The offline planner: the prompt's own values (:func:`~procseq.planning.parser.parse_prompt`), the others
+    chosen as the corpus does, written in the domain's caption grammar; a generic plan for other domains."""
     from procseq.data.synthetic import REGISTRY
+    from procseq.planning.parser import parse_prompt
 
     if domain not in REGISTRY:
         return template_plan(prompt, domain, num_steps)
-    query = _words(prompt)
-    specs = _domain_specs(domain, num_steps)
-    best = max(range(len(specs)), key=lambda i: (_overlap(query, list(specs[i][0])), -i))
-    captions = resample_captions(list(specs[best][1]), num_steps)
-    return Plan(prompt, domain, captions, source="corpus",
-                meta={"matched_prompt": specs[best][2], "attributes": _scalars(specs[best][3])})
+    return attribute_plan(prompt, domain, num_steps, parse_prompt(domain, prompt))
 
 
-def _scalars(attributes: dict[str, Any]) -> dict[str, Any]:
-    """The attributes an instruction can state (text and whole numbers; no layouts or random draws)."""
-    return {k: v for k, v in attributes.items() if isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))}
+def attribute_plan(title: str, domain: str, num_steps: int, asked: dict[str, Any], source: str = "corpus",
+                   seed_text: str | None = None) -> Plan:
+    """The plan of a corpus domain from the attribute values `asked` (from a prompt or a picture): the other
+    values chosen as the corpus does (seeded by `seed_text`, default `title`) and recorded in
+    ``meta["chosen"]``, the named ones in ``meta["asked"]``; captions in the domain's own grammar."""
+    from procseq.data.synthetic import REGISTRY
+    from procseq.planning.writer import complete_attributes, num_stages, scalars, write_captions
+
+    if num_steps < 1:
+        raise ValueError(f"A plan needs at least one step, got {num_steps}.")
+    stages = num_stages(REGISTRY[domain], num_steps, asked)
+    attrs, chosen = complete_attributes(domain, asked, stages, seed_text if seed_text is not None else title)
+    captions = write_captions(domain, attrs, stages, num_steps)
+    corpus_prompt = REGISTRY[domain].describe(attrs, stages)[0]  # the corpus's own wording of these attributes
+    return Plan(title, domain, captions, source=source, meta={"attributes": scalars(attrs), "asked": dict(asked),
+                                                               "chosen": chosen, "matched_prompt": corpus_prompt})
 
 
 def make_plan(planner: Planner, prompt: str, domain: str, num_steps: int) -> Plan:
@@ -234,6 +178,19 @@ def instruction_title(instruction: str) -> str:
     return re.sub(r"\s+", " ", text) or instruction.strip()
 
 
+def natural_steps(domain: str, prompt: str) -> int:
+    """The step count a prompt implies: a stretching domain's named count (``"twelve bricks"``: 13 steps), else the
+    domain's own number of frames (9 for a domain the corpus does not know)."""
+    from procseq.data.synthetic import REGISTRY
+    from procseq.planning.parser import parse_prompt
+    from procseq.planning.writer import num_stages
+
+    if domain not in REGISTRY:
+        return 9
+    d = REGISTRY[domain]
+    return num_stages(d, d.num_frames, parse_prompt(domain, prompt)) if d.stretches else d.num_frames
+
+
 def plan_instruction(instruction: str, planner: Planner | None = None, domain: str | None = None,
                      num_steps: int | None = None, domains: list[str] | None = None) -> Plan:
     """An instruction (``"show how to build a blue LEGO tower in 12 steps"``) -> :class:`Plan`.
@@ -248,9 +205,7 @@ def plan_instruction(instruction: str, planner: Planner | None = None, domain: s
     if num_steps is None:
         num_steps = instruction_steps(instruction)
     if num_steps is None:
-        from procseq.data.synthetic import REGISTRY
-
-        num_steps = REGISTRY[domain].num_frames if domain in REGISTRY else 9
+        num_steps = natural_steps(domain, instruction_title(instruction))
     from procseq.limits import MAX_PLAN_STEPS, check_int
 
     check_int(num_steps, "The number of steps", 1, MAX_PLAN_STEPS)
@@ -259,5 +214,5 @@ def plan_instruction(instruction: str, planner: Planner | None = None, domain: s
     return plan
 
 
-__all__ = ["DOMAIN_WORDS", "Plan", "Planner", "corpus_plan", "instruction_domain", "instruction_steps",
-           "instruction_title", "make_plan", "plan_instruction", "resample_captions", "template_plan"]
+__all__ = ["DOMAIN_WORDS", "Plan", "Planner", "attribute_plan", "corpus_plan", "instruction_domain", "instruction_steps",
+           "instruction_title", "make_plan", "natural_steps", "plan_instruction", "resample_captions", "template_plan"]
