@@ -6,7 +6,7 @@ OUT ?= outputs/demo
 # torch is pinned to the CPU build this machine carries; elsewhere any torch >= 2.4 works.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test test-all app test-app test-browser clean
+.PHONY: install demo test test-all app test-app chromium test-browser app-screenshot clean
 
 # $(call make_venv,FOLDER,EXTRAS): a virtualenv with the pinned torch and procseq[EXTRAS] (editable)
 define make_venv
@@ -25,7 +25,7 @@ install: $(BIN)/procseq  ## create the virtualenv and install procseq
 demo: install  ## generate a 9-frame sequence with the embedded model, then ReCraft its last frame back into a process
 	$(BIN)/procseq generate "a painting of a red star on the left under a sunset sky above sand, with a sun" --domain painting --frames 9 --seed 0 --out $(OUT) --overwrite
 	$(BIN)/procseq recraft $(OUT)/frame_08.png --domain painting --frames 9 --seed 0 --out $(OUT)-recraft --overwrite
-	@echo "demo outputs: $(OUT)/ and $(OUT)-recraft/: grid.png, frame_XX.png, sequence.gif, sequence.json"
+	@echo "demo outputs: $(OUT)/ and $(OUT)-recraft/: sequence.png (readable), grid.png, frame_XX.png, sequence.gif, sequence.json"
 
 test: install  ## fast offline tests (CI)
 	$(BIN)/python -m pytest -q
@@ -33,23 +33,32 @@ test: install  ## fast offline tests (CI)
 test-all: install  ## include slow tests
 	$(BIN)/python -m pytest -q -m ""
 
-# The web app (app/, `procseq app`) has its own virtualenv: gradio pins pillow < 13, the core does not.
-APP_VENV ?= .venv-app
-APP_BIN := $(APP_VENV)/bin
-comma := ,
+# The web app (app/, `procseq app`) lives in the same virtualenv: `make app` after `make demo` adds only gradio (and
+# its dependencies; gradio caps pillow below 13, the core needs only pillow >= 10, so pip settles on a 12.x).
+$(BIN)/gradio: $(BIN)/procseq
+	$(BIN)/pip install -q -e ".[app,test]"
 
-$(APP_BIN)/gradio: pyproject.toml
-	$(call make_venv,$(APP_VENV),app$(comma)test)
+app: $(BIN)/gradio  ## start the web app on http://127.0.0.1:7860
+	$(BIN)/procseq app
 
-app: $(APP_BIN)/gradio  ## start the web app on http://127.0.0.1:7860
-	$(APP_BIN)/procseq app
+test-app: $(BIN)/gradio  ## the web app driven through gradio_client on loopback
+	$(BIN)/python -m pytest -q tests/app
 
-test-app: $(APP_BIN)/gradio  ## the web app driven through gradio_client on loopback
-	$(APP_BIN)/python -m pytest -q tests/app
+# The browser test: Debian's chromium driven by playwright (never `playwright install`); screenshots go to
+# $(SCREENSHOTS) (ignored by git). Only `make app-screenshot` rewrites the README's docs/app.png.
+SCREENSHOTS ?= outputs/screenshots
 
-test-browser: $(APP_BIN)/gradio  ## the web app in headless chromium (installs Debian's chromium); writes docs/app.png
+$(BIN)/playwright: $(BIN)/gradio
+	$(BIN)/pip install -q -e ".[app,browser,test]"
+
+chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
-	PROCSEQ_SCREENSHOT=docs/app.png $(APP_BIN)/python -m pytest -q -m browser tests/app
+
+test-browser: $(BIN)/playwright chromium  ## every tab of the app in headless chromium; screenshots in $(SCREENSHOTS)/
+	PROCSEQ_SCREENSHOT_DIR=$(SCREENSHOTS) $(BIN)/python -m pytest -q -m browser tests/app
+
+app-screenshot: test-browser  ## refresh docs/app.png (the README's picture of the app) from the browser test
+	cp $(SCREENSHOTS)/text-to-sequence.png docs/app.png
 
 clean:
-	rm -rf $(VENV) $(APP_VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache

@@ -3,217 +3,224 @@
     procseq app                      # http://127.0.0.1:7860, the embedded procseq-tiny
     procseq app --model FOLDER       # any Flux diffusers folder (or hub id with network)
 
-Tabs: **Text to sequence** and **ReCraft** (upload a picture of the finished artifact), each with the
-domain, number of frames, seed and denoising steps; a progress bar; the grid, the frames as a gallery
-with their captions, the GIF and a zip of the output folder. Only procseq's public API is imported.
+Tabs: **Text to sequence** (layout, length, adapter domains and mixes; true CFG and the negative prompt under
+"Advanced"; examples per base domain), **ReCraft** (a picture of the finished thing, previewed), **Continue / fill
+in** (the first steps and optionally the last one given as pictures), **Tutorial** (an instruction planned and
+drawn, shown in the page and downloadable) and **Adapt the last result** (adaptive steps: insert / delete frames).
+The domain is read from the prompt when left on "auto" (and shown). Every result shows the frames enlarged
+(nearest neighbour) in reading order with their captions below them, the model's serpentine grid, the GIF and a
+zip of the output folder. Only procseq's public API is imported.
 
 Limits: uploads are capped in bytes (gradio's ``max_file_size``) and checked by the input policy of
 :mod:`procseq.images` (format, pixel count before decoding); a bounded queue and one generation at a
 time (the pipelines are not thread-safe); no request can name a server path (outputs go to per-request
 folders the app owns, the oldest are deleted; gradio's own cache of uploads and results is swept every
-``cache_max_age_s``). Every refusal is a readable message in the page.
+``cache_max_age_s``). Every refusal is a readable message in the page and one line in the server log.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
-import tempfile
-import threading
-import time
-import uuid
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import torch
 from PIL import Image
 
-from procseq.batch import save_sequence_folder
-from procseq.images import open_image
-from procseq.pipelines.loading import load_pipeline
-from procseq.pipelines.image_to_sequence import load_recraft_pipeline
-from procseq.planning.vocabulary import unknown_words_note
-from procseq.tutorial import best_layout
-
-log = logging.getLogger("procseq.app")
+from procseq.sheet import enlarge
 
 
-@dataclass
-class AppLimits:
-    """What one request may ask for and how many may wait."""
-
-    max_upload_mb: float = 10.0
-    max_pixels: int = 16_000_000
-    max_queue: int = 8
-    concurrency: int = 1
-    max_steps: int = 50
-    keep_outputs: int = 32
-    cache_max_age_s: int = 600
-    """gradio's own copies of uploads and results (its cache) older than this are deleted, checked as often."""
+def _engine_module() -> Any:
+    """``app/engine.py``, the gradio-free half of the app (loaded by path: ``app/`` is not a package)."""
+    name = "procseq_web_engine"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("engine.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
-class Engine:
-    """The loaded pipelines (ReCraft on first use), a lock around them, and the folder of outputs."""
-
-    def __init__(self, model: str = "procseq-tiny", device: str | None = None, limits: AppLimits | None = None):
-        self.model, self.device, self.limits = model, device, limits or AppLimits()
-        self.pipe = load_pipeline(model, device=device)
-        self._recraft: Any = None
-        self.lock = threading.Lock()
-        self.root = Path(tempfile.mkdtemp(prefix="procseq-app-"))
-
-    @property
-    def domains(self) -> list[str]:
-        """The domains the model (and its adapters) know."""
-        return list(self.pipe.known_domains) or ["painting"]
-
-    @property
-    def recraft(self) -> Any:
-        """The ReCraft pipeline (loaded on first use)."""
-        if self._recraft is None:
-            self._recraft = load_recraft_pipeline(self.model, device=self.device)
-        return self._recraft
-
-    def new_output_dir(self) -> Path:
-        """A fresh folder for one request's files; the oldest beyond ``keep_outputs`` are deleted."""
-        old = sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime)
-        for p in old[: max(0, len(old) - self.limits.keep_outputs + 1)]:
-            shutil.rmtree(p, ignore_errors=True)
-        out = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        out.mkdir()
-        return out
-
-    def check(self, domain: str, frames: float, steps: float) -> tuple[int, int]:
-        """Validate the shared settings; returns (frames, steps) as ints."""
-        if domain not in self.domains:
-            raise ValueError(f"Unknown domain {domain!r}; pick one of: {', '.join(self.domains)}.")
-        frames, steps = int(frames), int(steps)
-        if not 2 <= frames <= self.pipe.defaults.max_frames:
-            raise ValueError(f"Frames must be between 2 and {self.pipe.defaults.max_frames}, got {frames}.")
-        if not 1 <= steps <= self.limits.max_steps:
-            raise ValueError(f"Steps must be between 1 and {self.limits.max_steps}, got {steps}.")
-        return frames, steps
-
-    def finish(self, result: Any, prompt: str, domain: str, seed: int, out: Path) -> tuple[Any, ...]:
-        """Write the output folder and its zip; the values of the output components."""
-        folder = save_sequence_folder(result, prompt, domain, out / "sequence", {"seed": seed, "model": self.model})
-        archive = shutil.make_archive(str(out / "procseq-sequence"), "zip", folder)
-        frames = [upscaled(f) for f in result.frames[0]]
-        gallery = [(f, f"{i + 1}. {c}") for i, (f, c) in enumerate(zip(frames, result.captions[0]))]
-        preview = out / "preview.gif"  # the download keeps the native size; the page shows it enlarged
-        frames[0].save(preview, save_all=True, append_images=frames[1:], duration=600, loop=0)
-        seconds = result.metadata[0].get("timings_s", {}).get("total", float("nan"))
-        status = f"{len(gallery)} frames of **{domain}** in {seconds:.2f} s (seed {seed})."
-        notes = [unknown_words_note(result.plans, self.model, domain),
-                 (result.plans[0].meta.get("note") if result.plans else None)]
-        status += "".join(f" {n.removeprefix('procseq: ')}." for n in notes if n)
-        return upscaled(result.grid[0], 288), gallery, str(preview), archive, status
-
-    def text_to_sequence(self, prompt: str, domain: str, frames: float, seed: float, steps: float) -> tuple[Any, ...]:
-        """Generate from a prompt (the "Text to sequence" tab)."""
-        frames_i, steps_i = self.check(domain, frames, steps)
-        if not (prompt or "").strip():
-            raise ValueError("Describe the finished artifact first, e.g. 'a red lego house'.")
-        with self.lock:
-            result = self.pipe(prompt, domain=domain, frames=frames_i, num_inference_steps=steps_i,
-                               mode=best_layout(frames_i, self.pipe.defaults.max_frames),
-                               generator=torch.Generator("cpu").manual_seed(int(seed)))
-        return self.finish(result, prompt, domain, int(seed), self.new_output_dir())
-
-    def recraft_sequence(self, upload: str | None, domain: str, frames: float, seed: float,
-                         steps: float) -> tuple[Any, ...]:
-        """Generate the process that ends in the uploaded picture (the "ReCraft" tab)."""
-        frames_i, steps_i = self.check(domain, frames, steps)
-        if not upload:
-            raise ValueError("Upload a picture of the finished artifact (PNG, JPEG or WebP) first.")
-        path = Path(upload)
-        try:
-            image = open_image(path, max_pixels=self.limits.max_pixels)
-        except (ValueError, FileNotFoundError) as err:  # the message names the upload, not the server folder
-            raise ValueError(str(err).replace(str(path), "The uploaded file")) from None
-        with self.lock:
-            pipe = self.recraft
-            result = pipe(image, domain=domain, frames=frames_i, num_inference_steps=steps_i,
-                          generator=torch.Generator("cpu").manual_seed(int(seed)))
-        return self.finish(result, f"ReCraft of {path.name}", domain, int(seed), self.new_output_dir())
+_engine = _engine_module()
+AUTO, BEST, EXAMPLES, LAYOUTS = _engine.AUTO, _engine.BEST, _engine.EXAMPLES, _engine.LAYOUTS
+AppLimits, Engine, infer_domain, log = _engine.AppLimits, _engine.Engine, _engine.infer_domain, _engine.log
 
 
-def upscaled(image: Image.Image, min_side: int = 192) -> Image.Image:
-    """`image` enlarged by a whole factor (nearest neighbour) to at least `min_side` pixels, for display."""
-    factor = max(1, -(-min_side // min(image.size)))
-    return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
+def readable(fn: Any, *args: Any, progress: Any = None) -> Any:
+    """``fn(*args)``; a user error becomes a message in the page and one log line, anything else a short
+    apology in the page (the traceback only in the log)."""
+    def on_step(done: int, total: int) -> None:
+        if progress is not None:
+            progress((done, total), desc="denoising", unit="steps")
 
-
-def readable(fn: Any, *args: Any) -> Any:
-    """``fn(*args)``; user errors become a message in the page, anything else a short apology (logged)."""
     try:
-        return fn(*args)
+        return fn(*args, on_step=on_step)
     except (ValueError, FileNotFoundError) as err:
-        raise gr.Error(str(err)) from None
+        message = " ".join(str(err).split())
+        log.warning("refused: %s", message)
+        raise quiet_error(message) from None
     except Exception:  # never a stack trace in the page
         log.exception("generation failed")
-        raise gr.Error("The generation failed unexpectedly; the server log has the details.") from None
+        raise quiet_error("The generation failed unexpectedly; the server log has the details.") from None
 
 
-def settings_row(engine: Engine, default_frames: int) -> list[Any]:
+def quiet_error(message: str) -> gr.Error:
+    """A ``gr.Error`` that gradio does not print a traceback for (the app logs one line itself)."""
+    try:
+        return gr.Error(message, print_exception=False)
+    except TypeError:  # gradio before print_exception
+        return gr.Error(message)
+
+
+def settings(engine: Engine, frames: int, with_domain: bool = True, auto: bool = True) -> list[Any]:
     """The domain, frames, seed and steps inputs of one tab."""
     d = engine.pipe.defaults
     with gr.Row():
-        domain = gr.Dropdown(engine.domains, value=engine.domains[0], label="Domain")
-        frames = gr.Slider(2, d.max_frames, value=min(default_frames, d.max_frames), step=1, label="Frames")
+        domain = gr.Dropdown(([AUTO] if auto else []) + engine.domains, value=AUTO if auto else engine.domains[0],
+                             label="Domain (adapter domains included)", visible=with_domain)
+        count = gr.Slider(2, max(d.max_frames, engine.limits.max_frames), value=min(frames, d.max_frames), step=1,
+                          label="Frames (steps)")
         seed = gr.Number(0, precision=0, label="Seed")
         steps = gr.Slider(1, engine.limits.max_steps, value=min(d.num_inference_steps, engine.limits.max_steps),
                           step=1, label="Denoising steps")
-    return [domain, frames, seed, steps]
+    return [domain, count, seed, steps]
+
+
+def picture_input(label: str) -> gr.File:
+    """An upload box for one picture (a file, so that procseq's input policy, not gradio, decodes it)."""
+    return gr.File(label=label, file_types=[".png", ".jpg", ".jpeg", ".webp"], type="filepath")
+
+
+def previewed(engine: Engine, upload: gr.File) -> gr.Image:
+    """A preview of `upload`, shown once procseq's input policy accepts it (a refusal is a message at once)."""
+    preview = gr.Image(label="Preview", type="pil", height=200, interactive=False)
+
+    def show(path: str | None) -> Image.Image | None:
+        if not path:
+            return None
+        picture = readable(lambda on_step: engine.picture(path, "a picture"))
+        return enlarge(picture, max(1, -(-192 // max(picture.size))))  # small pictures shown enlarged
+
+    upload.change(show, upload, preview, api_name=False)
+    return preview
 
 
 def output_panel() -> list[Any]:
-    """Status, grid, gallery, GIF and zip outputs of one tab."""
+    """The frames (enlarged, captions below, reading order), grid, GIF, zip and status outputs of one tab."""
     status = gr.Markdown()
-    with gr.Row():
-        grid = gr.Image(label="Grid (serpentine order)", type="pil", format="png", height=320)
-        gif = gr.Image(label="GIF", type="filepath", height=320)
-    gallery = gr.Gallery(label="Frames", columns=9, height=200, object_fit="contain")
-    archive = gr.File(label="Download the output folder (zip)")
-    return [grid, gallery, gif, archive, status]
+    sheet = gr.HTML(label="Frames (reading order)")
+    with gr.Accordion("The grid, the GIF and the download", open=False):
+        with gr.Row():
+            grid = gr.Image(label="Grid as the model sees it (serpentine: every other row runs right to left)",
+                            type="pil", format="png", height=288)
+            gif = gr.Image(label="GIF", type="filepath", height=288)
+        archive = gr.File(label="Download the output folder (zip: frames, grid, GIF, sequence.png, sequence.json)")
+    return [sheet, grid, gif, archive, status]
 
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The gradio Blocks of the app for `engine` (queue and limits applied)."""
-    def text_handler(prompt: str, domain: str, frames: float, seed: float, steps: float,
-                     progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
-        return readable(engine.text_to_sequence, prompt, domain, frames, seed, steps)
-
-    def recraft_handler(upload: str | None, domain: str, frames: float, seed: float, steps: float,
-                        progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
-        return readable(engine.recraft_sequence, upload, domain, frames, seed, steps)
-
-    age = engine.limits.cache_max_age_s
+    lim = engine.limits
+    age = lim.cache_max_age_s
     with gr.Blocks(title="procseq", delete_cache=(age, age)) as demo:  # gradio's cache stays bounded
+        last = gr.State(None)  # the folder of this session's last result (the Adapt tab edits it)
         gr.Markdown(f"# procseq\nThe step-by-step making of a thing, from a prompt or a picture of the finished "
                     f"thing. Model: `{engine.model}`.")
         with gr.Tab("Text to sequence"):
-            prompt = gr.Textbox(label="The finished artifact", lines=2,
-                                value="a painting of a red star on the left under a sunset sky above sand, with a sun")
-            settings = settings_row(engine, 9)
+            prompt = gr.Textbox(label="The finished artifact", lines=2, value=EXAMPLES["painting"][0])
+            layout = gr.Radio(LAYOUTS, value=BEST, label="Layout: one grid (MakeAnything), a region per step "
+                              "(CookAnything) or one frame at a time (Loom; any length); auto: the grid when the "
+                              "steps fit it, else frame by frame")
+            domain, frames, seed, steps = settings(engine, 9)
+            with gr.Accordion("Advanced: true CFG, negative prompt, adapter mix", open=False):
+                cfg = gr.Slider(1, 10, value=engine.pipe.defaults.true_cfg_scale, step=0.5,
+                                label="True CFG scale (1 = off; > 1 doubles the compute)")
+                negative = gr.Textbox(label="Negative prompt (with true CFG > 1)")
+                mix = gr.Textbox(label="Adapter mix instead of the domain, e.g. clay=0.5,lego=0.5")
             button = gr.Button("Generate", variant="primary")
+            gr.Examples([[p, d, n] for d, (p, n) in EXAMPLES.items() if d in engine.domains],
+                        [prompt, domain, frames], label="Examples, one per base domain")
             outputs = output_panel()
-            button.click(text_handler, [prompt, *settings], outputs, api_name="generate")
+            def text_handler(prompt: str, domain: str, mode: str, frames: float, seed: float, steps: float,
+                             cfg: float, negative: str, mix: str, progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.text_to_sequence, prompt, domain, mode, frames, seed, steps, cfg, negative,
+                                mix, progress=progress)
+
+            button.click(text_handler, [prompt, domain, layout, frames, seed, steps, cfg, negative, mix], [*outputs, last],
+                         api_name="generate")
         with gr.Tab("ReCraft (from a picture)"):
-            upload = gr.File(label=f"Picture of the finished artifact (PNG, JPEG or WebP, up to "
-                                   f"{engine.limits.max_upload_mb:g} MB and {engine.limits.max_pixels / 1e6:g} "
-                                   f"megapixels)", file_types=[".png", ".jpg", ".jpeg", ".webp"], type="filepath")
-            settings = settings_row(engine, 9)
+            with gr.Row():
+                upload = picture_input(f"Picture of the finished artifact (PNG, JPEG or WebP, up to "
+                                       f"{lim.max_upload_mb:g} MB and {lim.max_pixels / 1e6:g} megapixels)")
+                previewed(engine, upload)
+            domain, frames, seed, steps = settings(engine, 9, auto=False)
             button = gr.Button("Recover the process", variant="primary")
             outputs = output_panel()
-            button.click(recraft_handler, [upload, *settings], outputs, api_name="recraft")
-        # --- To come (issue #16, design decisions 10 and 12): known-frame continuation (the first k frames
-        # uploaded, the rest generated) and tutorial mode (interleaved text and images) get their own tabs
-        # here once procseq.conditioning.frames and procseq.tutorial exist; `mode` (grid | regional |
-        # frame-by-frame) joins settings_row when the pipeline takes it.
-    demo.queue(max_size=engine.limits.max_queue, default_concurrency_limit=engine.limits.concurrency)
+            def recraft_handler(upload: str | None, domain: str, frames: float, seed: float, steps: float,
+                                progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.recraft_sequence, upload, domain, frames, seed, steps, progress=progress)
+
+            button.click(recraft_handler, [upload, domain, frames, seed, steps], [*outputs, last], api_name="recraft")
+        with gr.Tab("Continue / fill in"):
+            gr.Markdown("Give the first step(s) as pictures to continue a half-finished work, and/or the last step "
+                        "to fill in the steps between.")
+            prompt = gr.Textbox(label="The finished artifact", lines=1, value=EXAMPLES["painting"][0])
+            with gr.Row():
+                firsts = gr.File(label="First step(s), in order", file_count="multiple", type="filepath",
+                                 file_types=[".png", ".jpg", ".jpeg", ".webp"])
+                final = picture_input("Last step (optional)")
+                previewed(engine, final)
+            domain, frames, seed, steps = settings(engine, 9)
+            button = gr.Button("Generate the missing steps", variant="primary")
+            outputs = output_panel()
+            def continue_handler(prompt: str, domain: str, firsts: list[str] | None, final: str | None,
+                                 frames: float, seed: float, steps: float,
+                                 progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.continue_sequence, prompt, domain, firsts, final, frames, seed, steps,
+                                progress=progress)
+
+            button.click(continue_handler, [prompt, domain, firsts, final, frames, seed, steps], [*outputs, last], api_name="continue")
+        with gr.Tab("Tutorial"):
+            instruction = gr.Textbox(label="What to teach", value="show how to build a blue LEGO tower in 6 steps")
+            with gr.Row():
+                layout = gr.Radio(LAYOUTS, value=BEST, label="Layout")
+                count = gr.Number(0, precision=0, label="Steps (0: read from the instruction)")
+                seed = gr.Number(0, precision=0, label="Seed")
+                steps = gr.Slider(1, lim.max_steps, value=min(engine.pipe.defaults.num_inference_steps,
+                                                              lim.max_steps), step=1, label="Denoising steps")
+            button = gr.Button("Write the tutorial", variant="primary")
+            status = gr.Markdown()
+            page = gr.HTML(label="Tutorial")
+            with gr.Row():
+                html_file = gr.File(label="tutorial.html (images embedded)")
+                archive = gr.File(label="The tutorial folder (zip: tutorial.md, frames, sequence.png)")
+            def tutorial_handler(instruction: str, mode: str, count: float, seed: float, steps: float,
+                                 progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.tutorial, instruction, mode, count, seed, steps, progress=progress)
+
+            button.click(tutorial_handler, [instruction, layout, count, seed, steps], [page, html_file, archive, status, last],
+                         api_name="tutorial")
+        with gr.Tab("Adapt the last result"):
+            gr.Markdown("Adaptive steps (ProcessMaker) on this session's last result: a frame is inserted where "
+                        "neighbours differ by more than mu + k_add sigma, one is removed below mu - k_del sigma.")
+            with gr.Row():
+                k_add = gr.Slider(0, 4, value=2.0, step=0.1, label="k_add (insert)")
+                k_del = gr.Slider(0, 4, value=1.5, step=0.1, label="k_del (delete)")
+                rounds = gr.Slider(1, 5, value=3, step=1, label="Rounds")
+                interpolator = gr.Radio(["model", "average"], value="model", label="Inserted frames")
+                seed = gr.Number(0, precision=0, label="Seed")
+            button = gr.Button("Adapt", variant="primary")
+            outputs = output_panel()
+            def adapt_handler(folder: str | None, k_add: float, k_del: float, rounds: float, interpolator: str,
+                              seed: float, progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.adapt, folder, k_add, k_del, rounds, interpolator, seed, progress=progress)
+
+            button.click(adapt_handler, [last, k_add, k_del, rounds, interpolator, seed], [*outputs, last], api_name="adapt")
+    demo.queue(max_size=lim.max_queue, default_concurrency_limit=lim.concurrency)
     return demo
 
 
@@ -221,6 +228,7 @@ def launch(model: str = "procseq-tiny", host: str = "127.0.0.1", port: int | Non
            limits: AppLimits | None = None, device: str | None = None, block: bool = True) -> tuple[gr.Blocks, str]:
     """Load the model, start the app on `host`:`port` (None or 0: the first free port from 7860) and return
     (app, URL); `block` serves until stopped. ``app.engine`` is the :class:`Engine`."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     engine = Engine(model, device, limits)
     demo = build_app(engine)
     demo.engine = engine

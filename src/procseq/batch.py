@@ -217,17 +217,18 @@ def check_batch_out(out: str | Path) -> None:
 
 
 def save_sequence_folder(result: SequenceOutput, prompt: str, domain: str, out: Path,
-                         extra: dict[str, Any], gif_ms: int = 600) -> Path:
+                         extra: dict[str, Any], gif_ms: int = 600, frame_scale: int = 1) -> Path:
     """Write the first sequence of `result` into `out`: ``frame_XX.png``, ``grid.png``, ``sequence.gif``,
-    ``sequence.json`` (with `extra`); what ``procseq generate`` writes."""
+    ``sequence.json`` (with `extra`) and the readable ``sequence.png``; what every generating command writes
+    (:func:`procseq.sheet.write_sequence_folder`)."""
+    from procseq.sheet import write_sequence_folder
+
     seq = result.sequences([prompt], domain)[0]
-    seq.save(out, extra=extra)
-    result.grid[0].save(out / "grid.png")
-    seq.frames[0].save(out / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
-    return out
+    return write_sequence_folder(seq, out, result.grid[0], extra, gif_ms, frame_scale)
 
 
-def generate_item(pipe: Any, item: BatchItem, out: Path, options: dict[str, Any], model: str, gif_ms: int) -> None:
+def generate_item(pipe: Any, item: BatchItem, out: Path, options: dict[str, Any], model: str, gif_ms: int,
+                  frame_scale: int = 1) -> None:
     """Generate one item into ``out/<name>`` atomically (``options``: frame_size, autocast_dtype)."""
     import torch
 
@@ -241,7 +242,7 @@ def generate_item(pipe: Any, item: BatchItem, out: Path, options: dict[str, Any]
                       mode=s.get("mode", "grid"),
                       generator=torch.Generator("cpu").manual_seed(s["seed"]), **options)
         save_sequence_folder(result, s["prompt"], s["domain"], tmp,
-                             {"seed": s["seed"], "model": model, "batch_item": s}, gif_ms)
+                             {"seed": s["seed"], "model": model, "batch_item": s}, gif_ms, frame_scale)
 
 
 def remove_partial(out: Path) -> int:
@@ -265,7 +266,7 @@ def _item_error(err: Exception) -> str:
 
 def run_batch(load: Callable[[], Any], items: list[BatchItem], bad_lines: list[tuple[int, str]], out: str | Path,
               options: dict[str, Any] | None = None, model: str = "procseq-tiny", gif_ms: int = 600,
-              redo: bool = False, progress: bool = True) -> BatchReport:
+              redo: bool = False, progress: bool = True, frame_scale: int = 1) -> BatchReport:
     """Generate every unfinished item into ``out/<name>``, split across the launch's processes.
 
     Args:
@@ -273,6 +274,7 @@ def run_batch(load: Callable[[], Any], items: list[BatchItem], bad_lines: list[t
         items, bad_lines: from :func:`read_prompt_file`.
         options: extra pipeline keyword arguments for every item (``frame_size``, ``autocast_dtype``).
         redo: regenerate finished items too.
+        frame_scale: enlargement of the written frames (:func:`procseq.sheet.write_sequence_folder`).
     Returns the :class:`BatchReport` (complete on the main process, which also writes ``out/batch.json``).
     """
     from accelerate.utils import gather_object
@@ -300,7 +302,7 @@ def run_batch(load: Callable[[], Any], items: list[BatchItem], bad_lines: list[t
         for item in tqdm(mine, desc=desc, unit="item", disable=not progress, position=state.process_index):
             t0 = time.perf_counter()
             try:
-                generate_item(pipe, item, out, options or {}, model, gif_ms)
+                generate_item(pipe, item, out, options or {}, model, gif_ms, frame_scale)
                 results.append(ItemResult(item.name, item.line, "done", time.perf_counter() - t0,
                                           process=state.process_index))
             except Exception as err:  # one item's failure never aborts the batch (a full disk does)

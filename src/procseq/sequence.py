@@ -45,11 +45,17 @@ class Sequence:
         """Number of frames (steps) in the sequence."""
         return len(self.frames)
 
-    def save(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``frame_XX.png`` files and ``sequence.json`` into `out_dir` (created if needed)."""
+    def save(self, out_dir: str | Path, extra: dict[str, Any] | None = None, frame_scale: int = 1) -> Path:
+        """Write ``frame_XX.png`` files and ``sequence.json`` into `out_dir` (created if needed).
+
+        `frame_scale` > 1 writes the frames enlarged that many times (nearest neighbour) and records it as
+        ``frame_scale`` in ``sequence.json``, so :meth:`load` gives back the frames at their own size.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for i, frame in enumerate(self.frames):
+            if frame_scale > 1:
+                frame = frame.resize((frame.width * frame_scale, frame.height * frame_scale), Image.Resampling.NEAREST)
             frame.save(out / f"frame_{i:02d}.png")
         record = {
             "prompt": self.prompt,
@@ -59,6 +65,9 @@ class Sequence:
             **self.meta,
             **(extra or {}),
         }
+        record.pop("frame_scale", None)
+        if frame_scale > 1:
+            record["frame_scale"] = frame_scale
         write_json_atomic(out / "sequence.json", record)
         return out
 
@@ -81,6 +90,9 @@ class Sequence:
             if not 1 <= n <= 1024:
                 raise ValueError(f"num_frames={n}")
             captions, prompt, domain = list(record.pop("captions")), record.pop("prompt"), record.pop("domain")
+            scale = record.pop("frame_scale", 1)
+            if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 64:
+                raise ValueError(f"frame_scale={scale!r}")
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
             raise ValueError(f"{meta_path} is not a valid procseq sequence.json ({type(err).__name__}: {err}).") from err
         frames = []
@@ -90,9 +102,15 @@ class Sequence:
                 raise FileNotFoundError(f"{path} is missing (sequence.json says {n} frames).")
             try:
                 with Image.open(path) as im:
-                    frames.append(im.convert("RGB"))
+                    frame = im.convert("RGB")
             except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError, truncated data
                 raise ValueError(f"{path} is not a readable image ({err}).") from err
+            if scale > 1:  # written enlarged (``frame_scale``): back to the frame's own size, exactly
+                if frame.width % scale or frame.height % scale:
+                    raise ValueError(f"{path} is {frame.width}x{frame.height}, not a multiple of the frame_scale "
+                                     f"{scale} that {meta_path} records; regenerate the sequence.")
+                frame = frame.resize((frame.width // scale, frame.height // scale), Image.Resampling.NEAREST)
+            frames.append(frame)
         return cls(frames=frames, captions=captions, prompt=prompt, domain=domain, meta=record)
 
 

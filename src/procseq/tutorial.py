@@ -81,10 +81,11 @@ def render_html(title: str, captions: list[str], frames: list[Image.Image], note
 
 
 def write_tutorial(output: SequenceOutput, out: str | Path, plan: Plan | None = None,
-                   extra: dict[str, Any] | None = None, gif_ms: int = 600) -> Path:
+                   extra: dict[str, Any] | None = None, gif_ms: int = 600, frame_scale: int = 1) -> Path:
     """Write the first sequence of `output` as a tutorial folder into `out` (see the module docstring).
 
-    `plan` gives the title (default: the output's own plan); `extra` goes into ``sequence.json``.
+    `plan` gives the title (default: the output's own plan); `extra` goes into ``sequence.json``; `frame_scale`
+    enlarges the written frames (:func:`procseq.sheet.write_sequence_folder`).
     """
     from procseq.batch import save_sequence_folder
 
@@ -96,7 +97,8 @@ def write_tutorial(output: SequenceOutput, out: str | Path, plan: Plan | None = 
     out.mkdir(parents=True, exist_ok=True)
     meta = output.metadata[0] if output.metadata else {}
     note = f"{plan.domain.replace('_', ' ')}, {len(frames)} steps, {meta.get('mode', 'grid')} mode (procseq)"
-    save_sequence_folder(output, plan.title, plan.domain, out, {"plan": plan.to_dict(), **(extra or {})}, gif_ms)
+    save_sequence_folder(output, plan.title, plan.domain, out, {"plan": plan.to_dict(), **(extra or {})}, gif_ms,
+                         frame_scale)
     names = [f"frame_{i:02d}.png" for i in range(len(frames))]
     (out / "tutorial.md").write_text(render_markdown(plan.title, captions, names, note), encoding="utf-8")
     (out / "tutorial.html").write_text(render_html(plan.title, captions, frames, note), encoding="utf-8")

@@ -23,7 +23,7 @@ def test_generate_writes_the_sequence(tiny_model_dir, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir())
     assert names == [".procseq-output", "frame_00.png", "frame_01.png", "frame_02.png", "frame_03.png", "grid.png",
-                     "sequence.gif", "sequence.json"]
+                     "sequence.gif", "sequence.json", "sequence.png"]
     record = json.loads((out / "sequence.json").read_text())
     assert record["prompt"] == "a red circle" and record["domain"] == "painting" and record["seed"] == 5
     assert len(record["captions"]) == 4 and record["settings"]["num_inference_steps"] == 2

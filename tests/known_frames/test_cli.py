@@ -25,7 +25,7 @@ def test_recraft_writes_the_sequence(tiny_model_dir, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir())
     assert names == [".procseq-output"] + [f"frame_{i:02d}.png" for i in range(6)] + ["grid.png", "sequence.gif",
-                                                                                      "sequence.json"]
+                                                                                      "sequence.json", "sequence.png"]
     record = json.loads((out / "sequence.json").read_text())
     assert record["domain"] == "painting" and record["num_frames"] == 6 and record["settings"]["extend"] == 2
     with Image.open(out / "frame_05.png") as last:

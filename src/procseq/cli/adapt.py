@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, main
+from procseq.cli.options import frame_scale_option
 
 ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--alpha", default=0.4, show_default=True, type=float,
@@ -140,13 +141,11 @@ def check_features(*paths: Path | None) -> None:
                                     "folder written by save_pretrained, or leave the option out.")
 
 
-def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600) -> None:
-    """frame_XX.png, sequence.json, grid.png and sequence.gif of `seq` into `out`."""
-    from procseq.layout import frames_to_grid
+def write_sequence(seq: Any, out: Path, extra: dict[str, Any], gif_ms: int = 600, frame_scale: int = 1) -> None:
+    """frame_XX.png, sequence.json, grid.png, sequence.gif and sequence.png of `seq` into `out`."""
+    from procseq.sheet import write_sequence_folder
 
-    seq.save(out, extra=extra)
-    frames_to_grid(seq.frames).save(out / "grid.png")
-    seq.frames[0].save(out / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+    write_sequence_folder(seq, out, None, extra, gif_ms, frame_scale)
 
 
 def load_sequence_folder(folder: Path) -> Any:
@@ -168,7 +167,7 @@ def load_sequence_folder(folder: Path) -> Any:
 @main.command("adapt")
 @click.argument("sequence_dir", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Output folder: the adapted frame_XX.png, grid.png, sequence.gif, sequence.json.")
+              help="Output folder: the adapted frame_XX.png, grid.png, sequence.gif, sequence.json, sequence.png.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--model", "-m", default=None, help=MODEL_HELP + " Default: the one in sequence.json, else procseq-tiny.")
 @click.option("--lora", default=None, type=click.Path(path_type=Path),
@@ -179,11 +178,12 @@ def load_sequence_folder(folder: Path) -> Any:
               help="True CFG of an insertion (1 = off; the two known neighbours carry the picture).")
 @click.option("--no-insert", is_flag=True, help="Only delete.")
 @click.option("--no-delete", is_flag=True, help="Only insert.")
+@frame_scale_option
 @adaptive_options
 def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lora: Path | None, seed: int,
           steps: int | None, true_cfg_scale: float, no_insert: bool, no_delete: bool, features: Path | None,
           interpolator: str, rule: str, calibration: Path | None, global_features: Path | None,
-          local_features: Path | None, **knobs: Any) -> None:
+          local_features: Path | None, frame_scale: int = 1, **knobs: Any) -> None:
     """Adaptive steps on SEQUENCE_DIR (a folder written by `procseq generate`): insert a frame where neighbours
     differ too much, delete one where they differ too little; the decisions go into sequence.json."""
     from dataclasses import replace
@@ -215,10 +215,13 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     interp = make_interpolator(interpolator, pipe, seq.prompt, seq.domain, config.calibration,
                                num_inference_steps=steps, true_cfg_scale=true_cfg_scale)
     extractor = load_feature_extractor(pipe, features, global_features, local_features)
-    result = adapt_sequence(seq, extractor, None if no_insert else interp, config, seed)
+    from procseq.progress import show_progress
+
+    with show_progress("inserting frames", passes=None):
+        result = adapt_sequence(seq, extractor, None if no_insert else interp, config, seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)
     with atomic_output_dir(out, overwrite) as tmp:
-        write_sequence(result, tmp, extra={})
+        write_sequence(result, tmp, extra={}, frame_scale=frame_scale)
     rec = result.meta["adaptive"]
     for line in edit_lines(rec):
         click.echo(line)

@@ -44,7 +44,8 @@ def load_app_module(path: Path = APP_FILE) -> ModuleType:
 @click.option("--concurrency", default=1, show_default=True, type=int, help="Generations run at once.")
 def app_cmd(model: str, host: str, port: int, device: str | None, max_upload_mb: float, max_pixels: int,
             max_queue: int, concurrency: int) -> None:
-    """Start the web app (text to sequence, ReCraft upload) and print its URL; Ctrl+C stops it."""
+    """Start the web app and print its URL; Ctrl+C stops it. Tabs: text to sequence (every layout, adapter mixes,
+    true CFG), ReCraft from a picture, continue / fill in between known frames, tutorial, adapt the last result."""
     if min(max_upload_mb, max_pixels, max_queue, concurrency) <= 0:
         raise ValueError("--max-upload-mb, --max-pixels, --max-queue and --concurrency must be positive.")
     web = load_app_module()

@@ -100,9 +100,38 @@ def check_finite(value: float | None, option: str, minimum: float | None = None)
 
 
 @click.group(cls=ProcseqGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars or notices: only results and errors (also: PROCSEQ_VERBOSITY=quiet).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Every caption of the plan, and the libraries' own loading bars and warnings "
+                   "(also: PROCSEQ_VERBOSITY=verbose).")
 @click.version_option(package_name="procseq")
-def main() -> None:
-    """procseq: procedural sequences (the step-by-step making of things) on the FLUX.1 transformer."""
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
+    """procseq: procedural sequences (the step-by-step making of things) on the FLUX.1 transformer.
+
+    Slow commands show the plan and a progress bar on stderr; under torchrun only rank 0 prints.
+    """
+    import os
+
+    from procseq.distributed import check_launch
+    from procseq.quiet import ENV, QUIET, VERBOSE, set_verbosity, verbosity
+
+    if quiet and verbose:
+        raise ValueError("Pass --quiet or --verbose, not both.")
+    previous = os.environ.get(ENV)
+    if quiet or verbose:
+        set_verbosity(QUIET if quiet else VERBOSE)
+
+        def restore() -> None:  # the level holds for this run (and its child processes), not after it
+            if previous is None:
+                os.environ.pop(ENV, None)
+            else:
+                os.environ[ENV] = previous
+
+        ctx.call_on_close(restore)
+    verbosity(strict=True)  # a bad PROCSEQ_VERBOSITY is one line, before anything runs
+    check_launch()
 
 
 MODEL_HELP = ("Flux checkpoint: 'procseq-tiny' (embedded, default), a local diffusers folder, "

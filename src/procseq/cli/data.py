@@ -21,7 +21,12 @@ def data() -> None:
 @data.command("make")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Corpus folder to create.")
 @click.option("--per-domain", default=1000, show_default=True, type=int,
-              help="Training sequences per base domain (adapter domains keep their planned sizes).")
+              help="Training sequences per base domain. The adapter domains (clay: 300, sand_art: 40) keep their "
+                   "planned sizes, on purpose: the adapter experiments need them small and imbalanced (one with "
+                   "<= 50 sequences); set them with --adapter-size. Origami is never trained on (test splits only).")
+@click.option("--adapter-size", "adapter_sizes", multiple=True, metavar="DOMAIN=N",
+              help="Training sequences of an adapter domain instead of its planned size, e.g. --adapter-size "
+                   "clay=1000 (repeatable).")
 @click.option("--test-per-domain", default=None, type=int, help="Sequences per domain in each test split "
               "(default: per-domain / 10).")
 @click.option("--frame-size", default=32, show_default=True, type=int, help="Frame side in pixels (multiple of 8, >= 32).")
@@ -41,18 +46,22 @@ def data() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes that render sequences (the corpus is the same file for file with any number).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def data_make(out: Path, per_domain: int, test_per_domain: int | None, frame_size: int, seed: int,
-              lengths: str, wording: str, phrasings: int, workers: int, overwrite: bool) -> None:
+def data_make(out: Path, per_domain: int, adapter_sizes: tuple[str, ...], test_per_domain: int | None,
+              frame_size: int, seed: int, lengths: str, wording: str, phrasings: int, workers: int,
+              overwrite: bool) -> None:
     """Render the synthetic corpus: train, test-seen, test-compositional (+ test-length, test-paraphrase)
     as images + metadata.jsonl; datasets.load_dataset(OUT) loads every split by name."""
     from procseq.data.dataset import make_corpus
+    from procseq.quiet import NORMAL, verbosity
 
     check_workers(workers)
+    sizes = parse_adapter_sizes(adapter_sizes)
     check_output_free(out, overwrite)
 
     manifest = make_corpus(out, per_domain=per_domain, frame_size=frame_size, seed=seed,
                            test_per_domain=test_per_domain, overwrite=overwrite, lengths=lengths,
-                           wording=wording, phrasings=phrasings, workers=workers)
+                           wording=wording, phrasings=phrasings, workers=workers, adapter_sizes=sizes,
+                           progress=verbosity() >= NORMAL)
     click.echo(f"wrote {out}: " + json.dumps(manifest.get("counts", {})))
 
 
@@ -66,6 +75,20 @@ def data_montage(out: Path, frame_size: int, seed: int) -> None:
     from procseq.data.dataset import montage
 
     click.echo(f"wrote {montage(out, frame_size=frame_size, seed=seed)}")
+
+
+def parse_adapter_sizes(items: tuple[str, ...]) -> dict[str, int] | None:
+    """``("clay=1000",)`` -> ``{"clay": 1000}``; only adapter domains, counts >= 1 (``ValueError`` otherwise)."""
+    from procseq.data.synthetic.base import domains_with_role
+
+    adapters, sizes = domains_with_role("adapter"), {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in adapters or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"Bad --adapter-size {item!r}; use DOMAIN=N with DOMAIN one of {', '.join(adapters)} "
+                             "and N >= 1, e.g. --adapter-size clay=1000.")
+        sizes[name] = int(value)
+    return sizes or None
 
 
 def check_workers(workers: int) -> None:

@@ -23,14 +23,28 @@ from procseq.cli.common import (
     model_inputs,
     parse_mix,
 )
-from procseq.cli.options import report_choices, runtime_options
+from procseq.cli.options import SectionedCommand, frame_scale_option, loading_notice, report_choices, runtime_options
 from procseq.data.synthetic.base import SPLITS
 from procseq.models.quantize import check_quantization
 from procseq.outputs import check_file_target, write_json_atomic
 from procseq.sequence import MODES
 
 
-@main.command()
+GENERATE_SECTIONS = [
+    ("What to make", ["prompt", "prompts_file", "domain", "frames", "seed", "plan_file"]),
+    ("Layout", ["mode", "frame_size"]),
+    ("Known frames (some steps given as pictures)", ["known_items", "known_mode", "lora", "max_pixels"]),
+    ("Adaptive steps (insert / delete frames after generating)",
+     ["adaptive", "alpha", "beta", "k_add", "k_del", "max_rounds", "recompute_thresholds", "min_frames",
+      "max_frames", "interpolator", "features"]),
+    ("Output", ["out", "overwrite", "gif_ms", "frame_scale"]),
+    ("Sampling and guidance", ["steps", "guidance", "true_cfg_scale", "negative_prompt"]),
+    ("Model, adapters and machine", ["model", "adapters", "adapter_mix", "quantize", "dtype", "bf16_autocast",
+                                     "threads", "device", "cpu_offload", "compile_model"]),
+]
+
+
+@main.command(cls=SectionedCommand, sections=GENERATE_SECTIONS)
 @click.argument("prompt", required=False)
 @click.option("--prompts", "prompts_file", default=None, type=click.Path(path_type=Path),
               help="Batch mode: a JSONL file, one object per line (prompt, and optionally domain, frames, seed, steps, "
@@ -53,10 +67,12 @@ from procseq.sequence import MODES
                    "(torchao; pip install torchao) or nf4 (bitsandbytes, a CUDA GPU). For fitting FLUX.1-dev in "
                    "memory; no faster on the embedded model. Works in every layout and with known frames.")
 @click.option("--out", "-o", default="outputs/sequence", show_default=True, type=click.Path(path_type=Path),
-              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json (with --prompts: one "
-                   "sub-folder per item, plus batch.json).")
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json, sequence.png (the frames "
+                   "enlarged, in reading order, captioned); with --prompts: one "
+                   "sub-folder per item, plus batch.json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists (with --prompts: redo finished items).")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+@frame_scale_option
 @click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP)
 @click.option("--negative-prompt", default="", show_default=True, help="Negative prompt for --true-cfg-scale > 1.")
 @click.option("--adapters", default=None, help=ADAPTERS_HELP)
@@ -88,7 +104,7 @@ from procseq.sequence import MODES
 def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames: int, seed: int, steps: int | None,
              guidance: float | None, model: str, frame_size: int | None, dtype: str, threads: int | None,
              device: str | None, cpu_offload: bool, compile_model: bool, bf16_autocast: bool, quantize: str, out: Path,
-             overwrite: bool, gif_ms: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
+             overwrite: bool, gif_ms: int, frame_scale: int, true_cfg_scale: float | None, negative_prompt: str, adapters: str | None,
              adapter_mix: str | None, known_items: tuple[str, ...], known_mode: str | None, lora: Path | None,
              max_pixels: int, adaptive: bool, features: Path | None, interpolator: str, mode: str,
              plan_file: Path | None, plan_memory: bool, **knobs: Any) -> None:
@@ -96,6 +112,13 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
     of --prompts FILE.jsonl.
 
     With --known, some steps are given as pictures (any cells) and the others are generated to fit.
+
+    \b
+    Examples:
+      procseq generate "a red lego house with a yellow roof" --domain lego
+      procseq generate "a painting of a red star under a sunset sky" --mode frame-by-frame --frames 12
+      procseq generate "a red lego house" -d lego --known 0=start.png --frame-scale 4
+      procseq -q generate --prompts prompts.jsonl --out outputs/batch
     """
     from procseq.models.loading import precheck
 
@@ -119,7 +142,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
                     "adapter_mix": parse_mix(adapter_mix), "mode": mode}
         options = {"frame_size": frame_size, "autocast_dtype": torch.bfloat16 if bf16_autocast else None}
         return generate_batch(prompts_file, out, defaults, options, model, dtype, device, cpu_offload, adapters,
-                              gif_ms, overwrite)
+                              gif_ms, overwrite, frame_scale)
     check_quantization(quantize)  # the backend is installed (before anything loads); every layout takes it
     if plan_file is not None:  # the plan's title, domain, step count as defaults
         from click.core import ParameterSource
@@ -147,13 +170,17 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
 
     from procseq.batch import save_sequence_folder
     from procseq.pipelines.loading import load_pipeline
+    from procseq.progress import show_progress
 
+    loading_notice(model)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, adapters=adapters,
                          threads=threads, compile=compile_model, quantize=quantize)
+    pipe.set_progress_bar_config(disable=True)  # procseq.progress shows the plan and every pass's steps
     if lora is not None:
         pipe.load_condition_lora(lora)
     report_choices(pipe, frames, frame_size)
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    passes = frames - len(known or {}) if mode == "frame-by-frame" else 1  # adaptive insertions add passes
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=passes):
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(prompt, domain=domain, frames=frames, frame_size=frame_size, num_inference_steps=steps,
                       guidance_scale=guidance, generator=generator, adapter_weights=mix,
@@ -176,7 +203,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
         given = {"known_inputs": {str(k): v for k, v in (i.split("=", 1) for i in known_items)}} if known else {}
         plan = {"plan": result.plans[0].to_dict()} if record is not None and result.plans else {}
         extra = {"seed": seed, "model": str(model), **given, **({"adaptive": record, **plan} if record is not None else {})}
-        save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms)
+        save_sequence_folder(result, prompt, domain, tmp, extra, gif_ms, frame_scale)
     from procseq.planning.vocabulary import unknown_words_note
 
     if note := unknown_words_note(result.plans, model, domain):
@@ -205,7 +232,8 @@ def load_plan(path: Path) -> Any:
 
 
 def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict, model: str, dtype: str,
-                   device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool) -> None:
+                   device: str | None, cpu_offload: bool, adapters: str | None, gif_ms: int, redo: bool,
+                   frame_scale: int = 1) -> None:
     """``procseq generate --prompts FILE``: bad lines to stderr, the items, the summary table (main process)."""
     from procseq.batch import check_batch_out, read_prompt_file, run_batch
     from procseq.distributed import process_state
@@ -222,9 +250,12 @@ def generate_batch(prompts_file: Path, out: Path, defaults: dict, options: dict,
             click.echo(f"procseq: {prompts_file}:{line}: skipped: {reason}", err=True)
     if not items:
         raise ValueError(f"{prompts_file} has no valid line; write one JSON object per line with a \"prompt\".")
+    from procseq.quiet import NORMAL, verbosity
+
     report = run_batch(lambda: load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload,
                                              adapters=adapters),
-                       items, bad, out, options, str(model), gif_ms, redo=redo)
+                       items, bad, out, options, str(model), gif_ms, redo=redo, frame_scale=frame_scale,
+                       progress=verbosity() >= NORMAL)
     if main_process:
         click.echo(report.to_markdown())
         click.echo(f"wrote {out}/ ({report.counts['done']} generated, {report.counts['skipped']} already there)")

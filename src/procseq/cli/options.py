@@ -43,4 +43,48 @@ def report_choices(pipe: Any, frames: int | None = None, frame_size: int | None 
     if frames is not None and frame_size is None and not pipe.defaults.from_config:
         parts.append(pipe.defaults.describe_frame_size(frames))
     if parts:
-        click.echo("procseq: " + "; ".join(parts), err=True)
+        from procseq.quiet import notice
+
+        notice("; ".join(parts))
+
+
+def loading_notice(model: object) -> None:
+    """One line before a model loads (seconds to minutes): which one."""
+    from procseq.quiet import notice
+
+    notice(f"loading {model} ...")
+
+
+FRAME_SCALE_HELP = ("Write frame_XX.png and sequence.gif enlarged this many times (nearest neighbour, 1..16; "
+                    "sequence.json records it, so the folder still loads at the model's size). grid.png is never "
+                    "enlarged; sequence.png, the readable sheet, is enlarged to at least 128 px per frame anyway.")
+
+
+def frame_scale_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--frame-scale`` (the enlargement of the written frames; :func:`procseq.sheet.write_sequence_folder`)."""
+    return click.option("--frame-scale", default=1, show_default=True, type=click.IntRange(1, 16),
+                        help=FRAME_SCALE_HELP)(f)
+
+
+class SectionedCommand(click.Command):
+    """A click command whose ``--help`` lists its options in titled sections (plain click, no extra package).
+
+    ``sections``: ``[(title, [parameter names])]`` in order; options not named go under "Other options"."""
+
+    def __init__(self, *args: Any, sections: list[tuple[str, list[str]]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.sections = sections or []
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx) if isinstance(p, click.Option)}
+        placed: set[str | None] = set()
+        for title, names in self.sections:
+            rows = [records[n] for n in names if records.get(n) is not None]
+            placed.update(names)
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        rest = [r for name, r in records.items() if name not in placed and r is not None]
+        if rest:
+            with formatter.section("Other options"):
+                formatter.write_dl(rest)

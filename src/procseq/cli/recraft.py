@@ -17,7 +17,7 @@ from procseq.cli.common import (
     model_inputs,
     one_line,
 )
-from procseq.cli.options import report_choices, runtime_options
+from procseq.cli.options import frame_scale_option, loading_notice, report_choices, runtime_options
 from procseq.limits import MAX_EXTEND, check_int
 from procseq.outputs import disk_full_message
 
@@ -43,14 +43,16 @@ from procseq.outputs import disk_full_message
               help="Refuse larger input images (checked before decoding).")
 @runtime_options()
 @click.option("--out", "-o", default="outputs/recraft", show_default=True, type=click.Path(path_type=Path),
-              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json, sequence.png (the frames "
+                   "enlarged, in reading order, captioned).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+@frame_scale_option
 def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: str | None, seed: int,
             steps: int | None, mode: str | None, model: str, lora: Path | None, no_lora: bool, max_pixels: int,
             frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
             compile_model: bool,
-            out: Path, overwrite: bool, gif_ms: int) -> None:
+            out: Path, overwrite: bool, gif_ms: int, frame_scale: int) -> None:
     """ReCraft: the step-by-step process that made IMAGE (PNG/JPEG/WebP of the finished artifact).
 
     The picture is padded to a square with white and resized to the model's frame size; it is the
@@ -75,6 +77,7 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
 
     from procseq.pipelines.image_to_sequence import load_recraft_pipeline
 
+    loading_notice(model)
     try:
         pipe = load_recraft_pipeline(model, lora=lora, use_lora=not no_lora, device=device, dtype=dtype,
                                      cpu_offload=cpu_offload, threads=threads, compile=compile_model)
@@ -84,18 +87,19 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
         raise ValueError(f"Could not load the condition LoRA {lora}: {one_line(err)}") from err
     pipe.set_progress_bar_config(disable=True)
     report_choices(pipe, frames, frame_size)
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    from procseq.batch import save_sequence_folder
+    from procseq.progress import show_progress
+
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=None):  # --extend: a pass more each
         generator = torch.Generator("cpu").manual_seed(seed)
         result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
                       num_inference_steps=steps, generator=generator, frame_size=frame_size)
         settings = result.metadata[0]
-        seq = result.sequences([settings["prompt"]], settings["domain"])[0]
-        seq.save(tmp, extra={"seed": seed, "model": str(model), "input": str(image)})
-        result.grid[0].save(tmp / "grid.png")
-        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+        save_sequence_folder(result, settings["prompt"], settings["domain"], tmp,
+                             {"seed": seed, "model": str(model), "input": str(image)}, gif_ms, frame_scale)
     if result.plans and result.plans[0].meta.get("note"):  # the picture could not be read for the captions
         click.echo(result.plans[0].meta["note"], err=True)
-    click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")
+    click.echo(f"wrote {len(result.frames[0])} frames to {out} ({settings['timings_s']['total']:.2f} s)")
 
 
 @main.command("continue")
@@ -116,12 +120,14 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
               help="Refuse larger input images (checked before decoding).")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--out", "-o", default="outputs/continue", show_default=True, type=click.Path(path_type=Path),
-              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json.")
+              help="Output folder: grid.png, frame_XX.png, sequence.gif, sequence.json, sequence.png (the frames "
+                   "enlarged, in reading order, captioned).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--gif-ms", default=600, show_default=True, type=int, help="Milliseconds per frame in sequence.gif.")
+@frame_scale_option
 def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames: int, seed: int, steps: int | None,
               mode: str | None, model: str, lora: Path | None, max_pixels: int, device: str | None, out: Path,
-              overwrite: bool, gif_ms: int) -> None:
+              overwrite: bool, gif_ms: int, frame_scale: int) -> None:
     """Continue a half-finished work: IMAGES are its first steps, in order; the rest of the process is generated."""
     import torch
 
@@ -141,16 +147,18 @@ def continue_(images: tuple[Path, ...], prompt: str, domain: str | None, frames:
     pictures = [open_image(path, max_pixels) for path in images]  # every bad input fails before the model loads
     # an adapter domain the model ships (clay, sand_art for procseq-tiny) needs its adapters loaded
     adapters = None if domain is not None and base and domain not in base else "none"
+    loading_notice(model)
     pipe = load_recraft_pipeline(model, lora=lora, device=device, adapters=adapters)
     pipe.set_progress_bar_config(disable=True)
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    from procseq.batch import save_sequence_folder
+    from procseq.progress import show_progress
+
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=1):
         result = pipe.continue_sequence(pictures, prompt, domain=domain, frames=frames, known_mode=mode,
                                         num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))
         settings = result.metadata[0]
-        seq = result.sequences([prompt], settings["domain"])[0]
-        seq.save(tmp, extra={"seed": seed, "model": str(model), "inputs": [str(p) for p in images]})
-        result.grid[0].save(tmp / "grid.png")
-        seq.frames[0].save(tmp / "sequence.gif", save_all=True, append_images=seq.frames[1:], duration=gif_ms, loop=0)
+        save_sequence_folder(result, prompt, settings["domain"], tmp,
+                             {"seed": seed, "model": str(model), "inputs": [str(p) for p in images]}, gif_ms, frame_scale)
     if result.plans and result.plans[0].meta.get("note"):  # the picture could not be read for the captions
         click.echo(result.plans[0].meta["note"], err=True)
-    click.echo(f"wrote {len(seq.frames)} frames to {out} ({settings['timings_s']['total']:.2f} s)")
+    click.echo(f"wrote {len(result.frames[0])} frames to {out} ({settings['timings_s']['total']:.2f} s)")

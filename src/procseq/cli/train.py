@@ -26,6 +26,24 @@ class TrainGroup(click.Group):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "[base|adapter|known-frames|frame-by-frame|regional] CONFIG [OPTIONS]")
 
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The presets CONFIG may name, each with the first line of its file's comment."""
+        with formatter.section("Presets (CONFIG may be one of these names)"):
+            formatter.write_dl(preset_rows())
+        super().format_epilog(ctx, formatter)
+
+
+def preset_rows() -> list[tuple[str, str]]:
+    """``(name, summary)`` of every shipped preset (the summary: its YAML's first comment line)."""
+    from procseq.training.config import PRESET_DIR, presets
+
+    rows = []
+    for name in presets():
+        lines = (PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()
+        comment = next((line.lstrip("# ").strip() for line in lines if line.startswith("#")), "")
+        rows.append((name, comment))
+    return rows
+
 
 @main.group(cls=TrainGroup)
 def train() -> None:

@@ -8,7 +8,7 @@ import click
 
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, check_sampling, check_text, main, \
     model_inputs
-from procseq.cli.options import report_choices, runtime_options
+from procseq.cli.options import frame_scale_option, loading_notice, report_choices, runtime_options
 from procseq.limits import check_float, max_frames
 from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 
@@ -17,7 +17,7 @@ from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 @click.argument("instruction", required=False)
 @click.option("--out", "-o", default="outputs/tutorial", show_default=True, type=click.Path(path_type=Path),
               help="Output folder: tutorial.md, tutorial.html (images embedded), frame_XX.png, grid.png, sequence.gif, "
-                   "sequence.json.")
+                   "sequence.png, sequence.json.")
 @click.option("--plan", "plan_file", default=None, type=click.Path(path_type=Path),
               help="Use this plan.json (from `procseq plan`) instead of planning INSTRUCTION.")
 @click.option("--domain", "-d", default=None, help="Process domain (default: read from the instruction).")
@@ -37,11 +37,12 @@ from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
 @runtime_options()
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@frame_scale_option
 def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain: str | None, frames: int | None,
              mode: str | None, image: Path | None, planner: str, planner_model: str, planner_timeout: float,
              seed: int, steps: int | None, model: str,
              frame_size: int | None, dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
-             compile_model: bool, overwrite: bool) -> None:
+             compile_model: bool, overwrite: bool, frame_scale: int) -> None:
     """Plan INSTRUCTION (e.g. "show how to build a blue LEGO tower in 12 steps"), draw every step, and write the
     tutorial to --out."""
     from procseq.planning import plan_instruction
@@ -73,18 +74,25 @@ def tutorial(instruction: str | None, out: Path, plan_file: Path | None, domain:
         from procseq.images import open_image
 
         open_image(image)  # a bad picture fails here, before the model loads
+    from procseq.progress import show_progress
+
+    loading_notice(model)
     pipe = load_pipeline(model, dtype=dtype, device=device, cpu_offload=cpu_offload, threads=threads,
                          compile=compile_model)
+    pipe.set_progress_bar_config(disable=True)  # procseq.progress shows the plan and every pass's steps
     report_choices(pipe, plan.num_steps, frame_size)
     if mode is None:
         from procseq.tutorial import best_layout
 
         mode = best_layout(plan.num_steps, pipe.defaults.max_frames)
-    with atomic_output_dir(out, overwrite, model_inputs(model, plan_file, image)) as tmp:
+    passes = plan.num_steps - (image is not None) if mode == "frame-by-frame" else None
+    inputs = model_inputs(model, plan_file, image)
+    with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=passes):
         result = generate_tutorial(pipe, plan, mode, str(image) if image is not None else None, frame_size=frame_size,
                                    num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed))
         write_tutorial(result, tmp, plan, {"seed": seed, "model": str(model),
-                                           **({"image": str(image)} if image is not None else {})})
+                                           **({"image": str(image)} if image is not None else {})},
+                       frame_scale=frame_scale)
     from procseq.planning.vocabulary import unknown_words_note
 
     if note := unknown_words_note(result.plans, model, plan.domain):

@@ -10,6 +10,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
 from procseq.conditioning.text import TextConditioning
+from procseq.progress import denoise_step
 from procseq.quiet import quiet_loading
 
 with quiet_loading():  # the Flux pipeline module imports image processors procseq never uses
@@ -111,6 +112,7 @@ def denoise(
         if neg_pred is not None:
             noise_pred = neg_pred + true_cfg_scale * (noise_pred - neg_pred)
         latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        denoise_step(i, len(timesteps))  # the caller's progress bar, if one is open (procseq.progress)
         if callback is not None:
             callback(i)
         if after_step is not None:

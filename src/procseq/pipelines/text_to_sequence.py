@@ -26,6 +26,7 @@ from procseq.planning import Plan, Planner, corpus_plan, make_plan
 from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
 from procseq.conditioning.text import TextConditioning
 from procseq.pipelines.sampling import denoise, flux_timesteps
+from procseq.progress import plans_made
 from procseq.quiet import quiet_loading
 from procseq.sequence import MODES
 from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput
@@ -293,6 +294,7 @@ class ProcessPipeline(FluxPipeline):
                 raise ValueError(f"The plan has {p.num_steps} steps but {frames} frames were asked for; "
                                  "pass one caption per frame (or frames=len(plan.captions)).")
         self.note_unknown_words(plans, prompts)
+        plans_made(plans)  # shown by an open procseq.progress.show_progress (the command line, the app)
         return plans
 
     def prepare_known(self, known: Mapping[int, KnownImage] | KnownFrames | None, frames: int, frame_size: int,
