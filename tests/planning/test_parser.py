@@ -108,3 +108,18 @@ def test_contradictions_are_found() -> None:
         "shape: the captions say 'circle', the prompt 'star'", "color: the captions say 'blue', the prompt 'red'"]
     assert contradictions("lego", parse_prompt("lego", "blue and green rows"),
                           ["lay out the gray baseplate", "place the first brick, red, on the baseplate"])
+
+
+def test_a_colour_the_domain_cannot_draw_is_reported_not_replaced_silently() -> None:
+    from procseq.planning import corpus_plan
+    from procseq.planning.vocabulary import unknown_words_note
+
+    plan = corpus_plan("build me a little tower out of green lego bricks on a white plate", "lego", 9)
+    assert plan.meta["not_drawn"] == ["white"]  # LEGO baseplates are green, gray or blue
+    note = unknown_words_note([plan], "procseq-tiny", "lego")
+    assert note is not None and '"white"' in note and "\n" not in note
+    # colours the plan draws, synonyms and colours implied by the food are not reported
+    for domain, prompt in [("lego", "a LEGO pyramid of eight bricks, blue and green rows, on a gray baseplate"),
+                           ("painting", "a crimson circle in the middle"),
+                           ("cooking", "three yellow cheese cooked until orange and served on a white plate")]:
+        assert "not_drawn" not in corpus_plan(prompt, domain, 9).meta

@@ -237,6 +237,27 @@ def parse_prompt(domain: str, text: str) -> dict[str, Any]:
     return {k: v for k, v in parser(tokens(text)).items() if v is not None}
 
 
+OTHER_COLORS = ("white", "black", "gray", "silver", "beige", "cyan", "turquoise", "teal", "maroon")
+"""Colour words outside the corpus palette (:data:`~procseq.data.synthetic.draw.COLORS`), for
+:func:`unplaced_colors`."""
+
+
+def unplaced_colors(domain: str, text: str, described: str) -> list[str]:
+    """The colour words of `text` that `described` (the plan's own wording of every value it draws: the corpus
+    prompt of its attributes and its captions) never names: ``"a green LEGO tower on a white plate"`` ->
+    ``["white"]`` (LEGO baseplates are green, gray or blue). What the plan cannot draw as asked is reported
+    instead of silently replaced. Empty for a domain without a parser."""
+    if domain not in PARSERS:
+        return []
+    lexicon_ = {**colors(), **{c: (c,) for c in OTHER_COLORS}}
+    drawn = {value for _, _, value in find(tokens(described), lexicon_)}
+    out: list[str] = []
+    for _, _, value in find(tokens(text), lexicon_):
+        if value not in drawn and value not in out:
+            out.append(value)
+    return out
+
+
 SLOT_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "painting": {"color": ("color",), "shape": ("shape",), "where": ("position",), "sky": ("sky",),
                  "ground": ("ground",)},
@@ -306,5 +327,5 @@ def lexicon_words() -> set[str]:
     return {w for phrase in [*matched, *SPELLING, *NUMBERS] for w in phrase.split()}
 
 
-__all__ = ["SLOT_KEYS", "contradictions", "count_before", "find", "lexicon_words", "named_attributes", "parse_prompt",
+__all__ = ["OTHER_COLORS", "unplaced_colors", "SLOT_KEYS", "contradictions", "count_before", "find", "lexicon_words", "named_attributes", "parse_prompt",
            "prompt_values", "tokens"]

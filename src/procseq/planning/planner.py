@@ -86,11 +86,16 @@ def corpus_plan(prompt: str, domain: str, num_steps: int) -> Plan:
     """The offline planner: the prompt's own values (:func:`~procseq.planning.parser.parse_prompt`), the others
     chosen as the corpus does, written in the domain's caption grammar; a generic plan for other domains."""
     from procseq.data.synthetic import REGISTRY
-    from procseq.planning.parser import parse_prompt
+    from procseq.planning.parser import parse_prompt, unplaced_colors
 
     if domain not in REGISTRY:
         return template_plan(prompt, domain, num_steps)
-    return attribute_plan(prompt, domain, num_steps, parse_prompt(domain, prompt))
+    asked = parse_prompt(domain, prompt)
+    plan = attribute_plan(prompt, domain, num_steps, asked)
+    described = " ".join([plan.meta["matched_prompt"], *plan.captions])
+    if unplaced := unplaced_colors(domain, prompt, described):  # named, but not a value this domain draws
+        plan.meta["not_drawn"] = unplaced
+    return plan
 
 
 def attribute_plan(title: str, domain: str, num_steps: int, asked: dict[str, Any], source: str = "corpus",

@@ -78,13 +78,21 @@ def unknown_words_line(model: str, words: list[str], domain: str) -> str:
 
 
 def unknown_words_note(plans: list[Any] | None, model: Any, domain: str) -> str | None:
-    """The CLI's one line for the first plan's recorded ``unknown_words`` (None when there are none)."""
+    """The CLI's lines for the first plan: its recorded ``unknown_words`` and the colours it names that the
+    domain cannot draw as asked (``not_drawn``); None when there is nothing to say."""
     from pathlib import Path
 
-    words = plans[0].meta.get("unknown_words") if plans else None
-    if not words:
-        return None
-    return unknown_words_line(Path(str(model or "procseq-tiny")).name, list(words), domain)
+    from procseq.domain_prompt import domain_phrase
+
+    meta = plans[0].meta if plans else {}
+    lines = []
+    if meta.get("unknown_words"):
+        lines.append(unknown_words_line(Path(str(model or "procseq-tiny")).name, list(meta["unknown_words"]), domain))
+    if meta.get("not_drawn"):
+        named = ", ".join(f'"{w}"' for w in meta["not_drawn"])
+        lines.append(f"procseq: the plan has no place for {named} in a {domain_phrase(domain)} process (not one of "
+                     "its values); the captions use the domain's own")
+    return "\n".join(lines) or None
 
 
 __all__ = ["corpus_words", "reports_unknown_words", "tokenizer_words", "unknown_words", "unknown_words_line", "unknown_words_note"]
