@@ -149,3 +149,19 @@ def test_auto_insertion_is_the_one_the_training_split_chose(shipped) -> None:
         assert isinstance(got, PipelineInterpolator) == (c.insertion == "model")
     assert make_interpolator("auto", pipe, "a thing", "clay", cal) is average_interpolator  # not calibrated
     assert make_interpolator("auto", pipe, "a thing", "lego", None) is average_interpolator
+
+
+def test_adapt_never_replaces_its_own_input(tmp_path) -> None:
+    """``adapt SEQ --out SEQ --overwrite`` (or a folder holding it) is refused before any work; SEQ is untouched."""
+    from procseq.cli import main
+    from procseq.sequence import Sequence
+
+    frames, captions = truth("painting", 0)
+    Sequence(frames, captions, "a painting", "painting").save(tmp_path / "seq")
+    (tmp_path / "seq" / ".procseq-output").write_text("written by procseq\n")  # even a folder procseq wrote
+    before = {p.name: p.read_bytes() for p in (tmp_path / "seq").iterdir()}
+    for out in (tmp_path / "seq", tmp_path):
+        result = CliRunner().invoke(main, ["adapt", str(tmp_path / "seq"), "--out", str(out), "--overwrite",
+                                           "--interpolator", "average"])
+        assert result.exit_code != 0 and "would replace the input" in result.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "seq").iterdir()} == before

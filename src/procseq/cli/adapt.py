@@ -204,7 +204,8 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     if config.max_frames is not None and seq.num_frames > config.max_frames and no_delete:
         raise ValueError(f"The sequence has {seq.num_frames} frames, more than --max-frames {config.max_frames}, and "
                          "--no-delete forbids removing any; raise --max-frames.")
-    check_output_free(out, overwrite)
+    inputs = [sequence_dir, lora, calibration, global_features, local_features]  # never replaced by the output
+    check_output_free(out, overwrite, inputs)
     model = model or seq.meta.get("model") or "procseq-tiny"
     pipe = load_pipeline(model, device="cpu", adapters="none")
     pipe.set_progress_bar_config(disable=True)
@@ -220,7 +221,7 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     with show_progress("inserting frames", passes=None):
         result = adapt_sequence(seq, extractor, None if no_insert else interp, config, seed)
     result.meta["adaptive"]["source"] = str(sequence_dir)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
         write_sequence(result, tmp, extra={}, frame_scale=frame_scale)
     rec = result.meta["adaptive"]
     for line in edit_lines(rec):
