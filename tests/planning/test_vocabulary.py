@@ -63,3 +63,11 @@ def test_tutorial_defaults_to_the_best_measured_layout(tmp_path, tiny_model_dir)
                                   "--model", str(tiny_model_dir), "--out", str(tmp_path / "t")])
     assert r.exit_code == 0, r.output
     assert "5 steps, grid mode" in (tmp_path / "t" / "tutorial.md").read_text()
+
+
+def test_the_shipped_vocabulary_is_the_corpus_s() -> None:
+    from procseq.planning.vocabulary import compute_corpus_words, corpus_words
+
+    assert corpus_words() == compute_corpus_words(), (
+        "the corpus changed: rewrite the shipped vocabulary with "
+        "python -c 'from procseq.planning.vocabulary import write_corpus_words; write_corpus_words()'")
