@@ -12,9 +12,9 @@ Names are imported on first use, so ``import procseq`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from procseq.lazy import lazy_exports
 from procseq.machine import prefer_passive_openmp
 
 prefer_passive_openmp()  # before torch loads: OpenMP threads sleep instead of spinning on a shared machine
@@ -45,16 +45,7 @@ if TYPE_CHECKING:
     from procseq.sequence import Sequence
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'procseq' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

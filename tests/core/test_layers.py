@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "procseq"
 LAYERS: dict[str, int] = {
     # base helpers
     **dict.fromkeys(["layout", "sequence", "images", "outputs", "machine", "quiet", "distributed", "domain_prompt",
-                     "jsonio", "limits", "cards", "endpoint", "progress", "sheet"], 0),
+                     "jsonio", "limits", "cards", "endpoint", "progress", "sheet", "lazy"], 0),
     **dict.fromkeys(["data", "models", "attention", "adapters"], 1),
     "conditioning": 2,
     **dict.fromkeys(["planning", "layouts"], 3),

@@ -5,8 +5,9 @@ Names load on first use, so reading a :class:`~procseq.conditioning.plan.Plan` d
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from procseq.lazy import lazy_exports
 
 _EXPORTS = {
     "KNOWN_MODES": "procseq.conditioning.frames", "KnownFrames": "procseq.conditioning.frames",
@@ -20,12 +21,7 @@ if TYPE_CHECKING:
     from procseq.conditioning.sequence import SequenceConditioning
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'procseq.conditioning' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["KNOWN_MODES", "KnownFrames", "KnownMode", "Plan", "SequenceConditioning", "check_known_indices"]
