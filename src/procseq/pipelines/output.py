@@ -64,10 +64,6 @@ class SequenceOutput(BaseOutput):
         return SequenceOutput(images=conv(self.images), frames=[conv(f) for f in self.frames or []],
                               captions=self.captions, metadata=self.metadata, plans=self.plans)
 
-    def as_numpy(self) -> SequenceOutput:
-        """The same output with frames and grids as float32 arrays in [0, 1] (``output_type="np"``)."""
-        return self.converted("np")
-
     def sequences(self, prompts: list[str], domain: str) -> list[Sequence]:
         """View the output as :class:`~procseq.sequence.Sequence` objects (one per prompt); metadata goes to
         ``meta["settings"]``, and the words of the prompt the model cannot know (the plan's ``unknown_words``, when
