@@ -117,7 +117,7 @@ def test_adapt_cli_prints_and_records_each_edit(shipped, tmp_path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["adapt", str(tmp_path / "seq"), "--out", str(out), "--interpolator", "average"])
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()  # the results; notices go to stderr
     assert len(lines) == 2 and lines[0].startswith("round 1: inserted a frame between frames 4 and 5: D_add")
     assert "calibrated rule" in lines[0] and "1 inserted, 0 deleted" in lines[1]
     record = json.loads((out / "sequence.json").read_text())

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from procseq.cli.common import MODEL_HELP, atomic_output_dir, check_output_free, main
-from procseq.cli.options import frame_scale_option
+from procseq.cli.options import frame_scale_option, loading_notice
 
 ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--alpha", default=0.4, show_default=True, type=float,
@@ -207,6 +207,7 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     inputs = [sequence_dir, lora, calibration, global_features, local_features]  # never replaced by the output
     check_output_free(out, overwrite, inputs)
     model = model or seq.meta.get("model") or "procseq-tiny"
+    loading_notice(model)
     pipe = load_pipeline(model, device="cpu", adapters="none")
     pipe.set_progress_bar_config(disable=True)
     if lora is not None:
