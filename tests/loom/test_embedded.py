@@ -9,7 +9,7 @@ import torch
 from procseq.models.loading import resolve_model
 
 from procseq.pipelines.loading import load_pipeline
-from procseq.pipelines import frame_by_frame as fbf
+from procseq.layouts import frame_by_frame as fbf
 
 
 def test_shipped_weights_load_and_run() -> None:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from procseq.cli import main
-from procseq.pipelines import frame_by_frame as fbf
+from procseq.layouts import frame_by_frame as fbf
 from procseq.conditioning.plan import Plan
 from procseq.pipelines.output import SequenceOutput
 
@@ -70,8 +70,8 @@ def test_ablation_switches_and_errors(tiny_pipe) -> None:
     caps = [f"step {i}" for i in range(5)]
     for options in (fbf.FrameByFrameOptions(history="none"), fbf.FrameByFrameOptions(history="all"),
                     fbf.FrameByFrameOptions(k=4, step_caption=False)):
-        out = fbf.generate_frame_by_frame(tiny_pipe, plan=Plan("t", "lego", caps), num_inference_steps=1,
-                                          options=options)
+        out = tiny_pipe(plan=Plan("t", "lego", caps), num_inference_steps=1, mode="frame-by-frame",
+                        frame_by_frame=options)
         assert len(out.frames[0]) == 5
     assert out.metadata[0]["history_frames"][4] == [0, 1, 2, 3]  # k=4 at t=4: every earlier frame
     with pytest.raises(ValueError, match="Unknown mode"):

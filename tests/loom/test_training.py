@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from procseq.conditioning.history import StepEmbedding
 from procseq.conditioning.lora import add_condition_lora
-from procseq.pipelines import frame_by_frame as fbf
+from procseq.layouts import frame_by_frame as fbf
 from procseq.conditioning.plan import Plan
 from procseq.training.config import RunConfig
 from procseq.training.frame_by_frame import FrameByFrameTrainer, FrameDataset, save_weights
@@ -66,10 +66,11 @@ def test_training_moves_only_lora_and_embedding_and_loads(tiny_model_dir, tmp_pa
     grid_before = tiny_pipe("a tower", domain="lego", frames=4, num_inference_steps=1,
                             generator=torch.Generator().manual_seed(0)).grid[0].tobytes()
     plan = Plan("a blue lego tower", "lego", [f"place brick {i}" for i in range(5)])
-    plain = fbf.generate_frame_by_frame(tiny_pipe, plan=plan, num_inference_steps=1,
-                                        generator=torch.Generator().manual_seed(0))
-    out = fbf.generate_frame_by_frame(tiny_pipe, plan=plan, num_inference_steps=1, weights=folder,
-                                      generator=torch.Generator().manual_seed(0))
+    plain = tiny_pipe(plan=plan, num_inference_steps=1, mode="frame-by-frame",
+                      generator=torch.Generator().manual_seed(0))
+    out = tiny_pipe(plan=plan, num_inference_steps=1, mode="frame-by-frame",
+                    frame_by_frame=fbf.FrameByFrameOptions(weights=str(folder)),
+                    generator=torch.Generator().manual_seed(0))
     grid_after = tiny_pipe("a tower", domain="lego", frames=4, num_inference_steps=1,
                            generator=torch.Generator().manual_seed(0)).grid[0].tobytes()
     assert out.metadata[0]["frame_by_frame_weights"] == str(folder) and out.metadata[0]["step_embedding"]

@@ -10,7 +10,7 @@ from diffusers import FluxPipeline
 from safetensors.torch import load_file
 
 from procseq.attention.processors import install_processors
-from procseq.pipelines.regional import RegionalConfig, load_regional_lora
+from procseq.layouts.regional import RegionalConfig, load_regional_lora
 from procseq.training.config import RunConfig
 from procseq.training.regional import RegionalDataset, RegionalTrainConfig, RegionalTrainer, add_regional_lora
 from procseq.conditioning.lora import save_condition_lora

@@ -78,13 +78,13 @@ class ProcseqFolderMixin:
         frame-by-frame folder with its step embedding): the condition LoRA (``known_frames/``), the regional
         LoRA (``regional/``) and the frame-by-frame weights (``frame_by_frame/``). What :meth:`save_pretrained`
         writes beside the base model."""
-        from procseq.pipelines.frame_by_frame import ADAPTER_NAME as FRAME_BY_FRAME_ADAPTER
-        from procseq.pipelines.frame_by_frame import WEIGHTS_DIR as FRAME_BY_FRAME_DIR
-        from procseq.pipelines.frame_by_frame import default_weights as default_frame_by_frame
-        from procseq.pipelines.regional import ADAPTER as REGIONAL_ADAPTER
-        from procseq.pipelines.regional import LORA_DIR as REGIONAL_DIR
-        from procseq.pipelines.regional import META_FILE as REGIONAL_META
-        from procseq.pipelines.regional import default_regional_lora
+        from procseq.layouts.frame_by_frame import ADAPTER_NAME as FRAME_BY_FRAME_ADAPTER
+        from procseq.layouts.frame_by_frame import WEIGHTS_DIR as FRAME_BY_FRAME_DIR
+        from procseq.layouts.frame_by_frame import default_weights as default_frame_by_frame
+        from procseq.layouts.regional import ADAPTER as REGIONAL_ADAPTER
+        from procseq.layouts.regional import LORA_DIR as REGIONAL_DIR
+        from procseq.layouts.regional import META_FILE as REGIONAL_META
+        from procseq.layouts.regional import default_regional_lora
 
         kinds = [("known_frames", CONDITION_ADAPTER, LORA_METAS[0], self._condition_lora,
                   default_condition_lora(self.model_folder)),

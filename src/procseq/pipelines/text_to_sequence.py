@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from procseq.adapters.routing import adapter_layers, route, unrouted
-from procseq.attention.processors import ConditionKV, adapters_enabled
-from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode, check_known_indices
+from procseq.attention.processors import adapters_enabled
+from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode
 from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
 from procseq.conditioning.lora import default_condition_lora, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
-from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
+from procseq.conditioning.text import StepText, TextConditioning, encode_steps
+from procseq.layout import GridLayout
+from procseq.layouts import FrameByFrame, FrameByFrameOptions, Grid, Layout, RegionalConfig, make_layout
+from procseq.layouts.base import LayoutInputs, Sampler
+from procseq.layouts.one_pass import OnePassLayout
+from procseq.layouts.regional import REGIONAL_MAX_FRAMES
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
+from procseq.pipelines.folder import ProcseqFolderMixin
+from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput
 from procseq.planning import Plan, Planner, corpus_plan, make_plan
-from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
-from procseq.conditioning.text import TextConditioning
-from procseq.pipelines.sampling import denoise, flux_timesteps
 from procseq.progress import plans_made
 from procseq.quiet import quiet_loading
 from procseq.sequence import MODES
-from procseq.pipelines.folder import ProcseqFolderMixin
-from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput
 
 with quiet_loading():  # transformers' torchvision notices for image processors procseq never uses
     from diffusers import FluxPipeline
@@ -54,7 +58,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
     auto_condition_lora: bool = True
     """Load the model's own condition LoRA on the first call with known frames (False: run without one)."""
     batch_cfg: bool | None = None
-    """True CFG's two branches in one batch (:func:`~procseq.pipelines.sampling.denoise`): None where it is safe
+    """True CFG's two branches in one batch (:func:`~procseq.layouts.sampling.denoise`): None where it is safe
     (the default), False for two passes (bit for bit FluxPipeline's loop; the speed comparison)."""
 
     @property
@@ -289,9 +293,10 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         return_dict: bool = True,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
-        mode: str = "grid",
+        mode: str | Layout = "grid",
         regional: RegionalConfig | None = None,
         *,
+        frame_by_frame: FrameByFrameOptions | None = None,
         prompt_2: str | list[str] | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -333,11 +338,13 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step, as in diffusers;
                 the tensors are `callback_on_step_end_tensor_inputs` (``"latents"``), and a returned
                 ``"latents"`` replaces them.
-            mode: the layout (DESIGN.md #12): ``"grid"`` (the serpentine grid, MakeAnything), ``"regional"`` (each
+            mode: the layout (DESIGN.md #12, #14): ``"grid"`` (the serpentine grid, MakeAnything), ``"regional"`` (each
                 frame its own region driven by its step caption, any number of frames; CookAnything,
-                :mod:`procseq.pipelines.regional`) or ``"frame-by-frame"`` (one frame per pass, any number of frames;
-                Loom, :mod:`procseq.pipelines.frame_by_frame`).
-            regional: the regional mode's settings (:class:`~procseq.pipelines.regional.RegionalConfig`).
+                :mod:`procseq.layouts.regional`) or ``"frame-by-frame"`` (one frame per pass, any number of frames;
+                Loom, :mod:`procseq.layouts.frame_by_frame`), or a :class:`~procseq.layouts.base.Layout` object.
+            regional: the regional layout's settings (:class:`~procseq.layouts.regional.RegionalConfig`).
+            frame_by_frame: the frame-by-frame layout's (:class:`~procseq.layouts.frame_by_frame.FrameByFrameOptions`:
+                history, ablation switches, a weights folder).
             prompt_2: the text for T5 (FluxPipeline's meaning; default: `prompt`).
             height, width: the size of the output grid (``images``), as in FluxPipeline: the frames are
                 ``height / rows`` pixels square (rounded down to the model's multiple) in the layout's grid of
@@ -350,14 +357,18 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         Returns:
             :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
         """
-        # 1. Check inputs that need no model state, and expand the batch (num_images_per_prompt)
-        if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
+        # 1. Check the inputs that need no model state; expand the batch (num_images_per_prompt)
+        layout = make_layout(mode, regional if regional is not None else frame_by_frame)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
-        if prompt_embeds is not None and (pooled_prompt_embeds is None or mode != "grid"):
+        if output_type == "latent" and not isinstance(layout, OnePassLayout):
+            raise ValueError(f"output_type='latent' needs a one-pass layout (grid, regional), not {layout.name}.")
+        if prompt_embeds is not None and (pooled_prompt_embeds is None or not layout.reads_prompt_embeds):
             raise ValueError("prompt_embeds needs pooled_prompt_embeds too, and works in the grid layout; "
                              "pass prompt instead for mode='regional' or 'frame-by-frame'.")
+        unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
+        if unknown_inputs:
+            raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'latents', got {sorted(unknown_inputs)}.")
         if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
                 or not 1 <= num_images_per_prompt <= 64:
             raise ValueError(f"num_images_per_prompt must be an integer in 1..64, got {num_images_per_prompt!r}.")
@@ -367,38 +378,30 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         if prompt_embeds is not None and num_images_per_prompt > 1:
             prompt_embeds = prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
             pooled_prompt_embeds = pooled_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
-        first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
-        if prompt is None and prompt_embeds is not None:  # the text is given encoded: the prompt only names the plan
-            title = first_plan.title if first_plan else (domain or "painting")
-            prompt = [p.title for p in plan] if isinstance(plan, list) else [title] * prompt_embeds.shape[0]
-        if frame_size is None and (height is not None or width is not None):
-            frames = frames or (first_plan.num_steps if first_plan else len(captions) if captions else 9)
-            frame_size = self.frame_size_for_grid(frames, height, width)
-        if mode == "frame-by-frame":
-            from procseq.pipelines.frame_by_frame import generate_frame_by_frame
 
-            return generate_frame_by_frame(
-                self, prompt, domain, frames, frame_size, num_inference_steps, guidance_scale, negative_prompt,
-                true_cfg_scale, generator, max_sequence_length, captions, plan, planner, known, adapter_weights,
-                allow_unseen, max_pixels, autocast_dtype, output_type, return_dict)
-        unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
-        if unknown_inputs:
-            raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'latents', got {sorted(unknown_inputs)}.")
+        # 2. Resolve the request against the model's defaults
+        first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
         if prompt is None:
-            if first_plan is None:
+            if first_plan is None and prompt_embeds is None:
                 raise ValueError("Pass a prompt (or a plan).")
-            prompt = [p.title for p in plan] if isinstance(plan, list) else first_plan.title
-        if domain is None:
-            domain = first_plan.domain if first_plan else "painting"
+            title = first_plan.title if first_plan else (domain or "painting")
+            count = prompt_embeds.shape[0] if prompt_embeds is not None else 1
+            prompt = [p.title for p in plan] if isinstance(plan, list) else [title] * count
+        domain = domain or (first_plan.domain if first_plan else "painting")
         frames = frames or (first_plan.num_steps if first_plan else len(captions) if captions else 9)
+        if frame_size is None and (height is not None or width is not None):
+            frame_size = self.frame_size_for_grid(frames, height, width)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         d = self.defaults
-        frame_size = frame_size or d.frame_size_for(frames)
-        steps = num_inference_steps or d.num_inference_steps
+        frame_size = frame_size or layout.frame_size(d, frames)
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
         true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
+        negatives = None if true_cfg_scale <= 1 or negative_prompt is None else (
+            [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt))
+        if negatives is not None and len(negatives) != len(prompts):
+            raise ValueError(f"Got {len(negatives)} negative prompts for {len(prompts)} prompts; pass one per prompt.")
         encoded = d.model_prompts(prompts, domain, frames)  # what the model reads (procseq.domain_prompt)
         encoded_2 = d.model_prompts([prompt_2] * len(prompts) if isinstance(prompt_2, str) else list(prompt_2),
                                     domain, frames) if prompt_2 is not None else None
@@ -407,104 +410,96 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         if prompt_embeds is not None and prompt_embeds.shape[0] != len(prompts):
             raise ValueError(f"prompt_embeds holds {prompt_embeds.shape[0]} prompts but {len(prompts)} prompts or "
                              "plans were given; pass one of each.")
-        max_sequence_length = max_sequence_length or self.text_length(
-            encoded + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
+        max_sequence_length = max_sequence_length or self.text_length(encoded + (negatives or []))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,
-                                   max_frames=REGIONAL_MAX_FRAMES if mode == "regional" else None)
-        if mode == "regional":
-            check_regional_frames(self, frames, frame_size, max_sequence_length * (frames + 1))
+                                   max_frames=None if isinstance(layout, Grid) else layout.max_frames)
+        layout.check(self, frames, frame_size, max_sequence_length)
+
+        # 3. Plan: one per sequence, before anything is encoded
         plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
-        if (known is not None and self._condition_lora is None and self.auto_condition_lora
-                and default_condition_lora(self.model_folder)):
-            self.load_condition_lora()
-        if known_mode is None and known is not None:
-            indices = known.indices if isinstance(known, KnownFrames) else check_known_indices(known.keys(), frames)
-            known_mode = self.default_known_mode(indices, frames)
-        known_mode = known_mode or self.default_known_mode()
-        if known_mode not in KNOWN_MODES:
-            raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
-        if mode == "regional":
-            out = generate_regional(self, encoded, plans, domain, frames, frame_size, steps, guidance_scale,
-                                    true_cfg_scale, negative_prompt, max_sequence_length, generator, latents, known,
-                                    known_mode, joint_attention_kwargs, autocast_dtype, adapter_weights, max_pixels,
-                                    output_type, callback_on_step_end, regional)
-            return out if return_dict else (out.images,)
 
-        t0 = time.perf_counter()
-        text = None if prompt_embeds is None else TextConditioning.from_embeds(
-            prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype)
-        cond = self.prepare_conditioning(encoded, plans, frames, frame_size, max_sequence_length, negative_prompt,
-                                         true_cfg_scale, known, known_mode, max_pixels, joint_attention_kwargs,
-                                         text=text, prompts_2=encoded_2)
-        device = self._execution_device
-        height, width = cond.layout.grid_size(frame_size)
-        latents, _ = self.prepare_latents(len(prompts), self.transformer.config.in_channels // 4, height, width,
-                                          cond.text.prompt_embeds.dtype, device, generator, latents)
-        timesteps = flux_timesteps(self.scheduler, steps, latents.shape[1], device)
-        t_encode = time.perf_counter()
+        # 4. Known frames and how they condition
+        known_frames = self.prepare_known(known, frames, frame_size, max_pixels)
+        known_mode = self.resolve_known_mode(known_frames, known_mode, frames)
 
-        with self.progress_bar(total=len(timesteps)) as bar, self.adapter_routing(domain, adapter_weights):
-            attention = dict(cond.joint_attention_kwargs)
-            before = cond.before_step()
-            if cond.known is not None and known_mode == "concat":
-                branch_pooled = self.encode_text([""] * len(prompts), max_sequence_length).pooled_prompt_embeds
-                kv = ConditionKV()
-
-                def branch() -> None:
-                    assert cond.known is not None
-                    kv.kv.update(cond.known.condition(self.transformer, cond.layout, branch_pooled,
-                                                      self.guidance(guidance_scale)).kv)
-
-                attention.update(kv.attention_kwargs("use"))
-                if cache_condition:
-                    branch()
-                else:  # recomputed before every step (the same output, for the speed comparison)
-                    def before(_i: int, lat: torch.Tensor) -> torch.Tensor:
-                        branch()
-                        return lat
-            t_condition, cpu_condition = time.perf_counter(), time.process_time()
-
+        # 5. Prepare the layout, denoise, decode: group by group (a layout may run its sequences apart)
+        inputs = LayoutInputs(plans=plans, prompts=encoded, frames=frames, frame_tokens=frame_size // (
+            self.vae_scale_factor * 2), frame_size=frame_size, max_sequence_length=max_sequence_length,
+            step_tokens=d.step_tokens, known=known_frames, known_mode=known_mode, negative_prompts=negatives,
+            text=None if prompt_embeds is None else TextConditioning.from_embeds(
+                prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype),
+            prompts_2=encoded_2, joint_attention_kwargs=dict(joint_attention_kwargs or {}))
+        steps = num_inference_steps or d.num_inference_steps
+        gens = Sampler(steps, guidance_scale, generator=generator).generators(len(prompts))
+        results, timings = [], {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
+        cpu_denoise = 0.0
+        with self.progress_bar(total=steps * (frames if isinstance(layout, FrameByFrame) else 1) * len(prompts)
+                               ) as bar, self.adapter_routing(domain, adapter_weights):
             def after(i: int, t: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
                 bar.update()
                 if callback_on_step_end is None:
                     return lat
-                out = callback_on_step_end(self, i, t, {"latents": lat}) or {}
-                return out.get("latents", lat)
+                return (callback_on_step_end(self, i, t, {"latents": lat}) or {}).get("latents", lat)
 
-            with self.main_pass_lora(cond):
-                latents = denoise(
-                    self.transformer, self.scheduler, latents, cond.img_ids, cond.text, timesteps,
-                    guidance_scale=guidance_scale, negative=cond.negative, true_cfg_scale=true_cfg_scale,
-                    joint_attention_kwargs=attention or None, autocast_dtype=autocast_dtype, before_step=before,
-                    after_step=after, batch_cfg=self.batch_cfg,
-                )
-            latents = cond.finish(latents)
-        t_denoise, cpu_denoise = time.perf_counter(), time.process_time()
+            for group in layout.groups(inputs):
+                t0 = time.perf_counter()
+                part = _select(inputs, group)
+                cond = layout.prepare(self, part, self._execution_device, self.transformer.dtype)
+                t1, c1 = time.perf_counter(), time.process_time()
+                sampler = Sampler(steps, guidance_scale, true_cfg_scale, [gens[i] for i in group] if isinstance(
+                    generator, list) else generator, None if latents is None else latents[group], autocast_dtype,
+                    self.batch_cfg, after, cache_condition)
+                out_latents = layout.denoise(self, cond, sampler)
+                t2 = time.perf_counter()
+                cpu_denoise += time.process_time() - c1
+                decoded = None if output_type == "latent" else layout.decode(self, out_latents, cond)
+                timings["encode"] += t1 - t0
+                timings["denoise"] += t2 - t1
+                timings["decode"] += time.perf_counter() - t2
+                results.append((cond, out_latents, decoded))
+        self.maybe_free_model_hooks()
+
+        # 6. Output: the same SequenceOutput in every layout
+        cond = results[0][0]
         settings: dict[str, Any] = {
-            "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [cond.layout.rows, cond.layout.cols],
+            **({} if isinstance(layout, Grid) else {"mode": layout.name}),
+            "domain": domain, "frames": frames, "frame_size": frame_size, **layout.settings(self, cond),
             "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
             **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
-            **({"known_frames": list(cond.known.indices), "known_mode": known_mode,
-                "condition_lora": (self._condition_lora or {}).get("path")} if cond.known is not None else {}),
+            **({"known_frames": list(known_frames.indices), "known_mode": known_mode,
+                "condition_lora": (self._condition_lora or {}).get("path")} if known_frames is not None else {}),
+            "cpu_s": {"denoise": cpu_denoise},  # this process's CPU time (all threads)
+            "timings_s": {**timings, "total": sum(timings.values()), **cond.layout_state.get("timings", {})},
         }
+        captions_out = [p.captions for p in plans]
         if output_type == "latent":
-            self.maybe_free_model_hooks()
-            settings["timings_s"] = {"encode": t_encode - t0, "denoise": t_denoise - t_encode}
-            out = SequenceOutput(images=latents, frames=[], captions=[p.captions for p in plans],
-                                 metadata=[dict(settings) for _ in prompts], plans=plans, latents=latents)
-            return out if return_dict else (latents,)
-        grids = self.decode_grid(latents, height, width)
-        self.maybe_free_model_hooks()
-        frame_lists = [grid_to_frames(g, frames, cond.layout.rows, cond.layout.cols) for g in grids]
-        if cond.known is not None:
-            frame_lists = [cond.known.paste(f) for f in frame_lists]
-        t_end = time.perf_counter()
-        settings["cpu_s"] = {"denoise": cpu_denoise - cpu_condition}  # this process's CPU time (all threads)
-        settings["timings_s"] = {"encode": t_encode - t0, "condition": t_condition - t_encode,
-                                 "denoise": t_denoise - t_condition, "decode": t_end - t_denoise, "total": t_end - t0}
-        out = SequenceOutput(images=grids, frames=frame_lists, captions=[p.captions for p in plans],
-                             metadata=[dict(settings) for _ in prompts], plans=plans).converted(output_type)
+            stacked = torch.cat([r[1] for r in results])
+            out = SequenceOutput(images=stacked, frames=[], captions=captions_out,
+                                 metadata=[dict(settings) for _ in prompts], plans=plans, latents=stacked)
+            return out if return_dict else (stacked,)
+        frame_lists = [f for r in results for f in r[2][0]]
+        grids = [g for r in results for g in r[2][1]]
+        out = SequenceOutput(images=grids, frames=frame_lists, captions=captions_out,
+                             metadata=[json.loads(json.dumps(settings)) for _ in prompts], plans=plans
+                             ).converted(output_type)
         return out if return_dict else (out.images,)
+
+    def resolve_known_mode(self, known: KnownFrames | None, known_mode: KnownMode | None, frames: int) -> KnownMode:
+        """How the known frames condition: the given mode, else the default for these cells (loading the model's
+        condition LoRA on the first call with known frames, :attr:`auto_condition_lora`)."""
+        if (known is not None and self._condition_lora is None and self.auto_condition_lora
+                and default_condition_lora(self.model_folder)):
+            self.load_condition_lora()
+        if known_mode is None:
+            known_mode = self.default_known_mode(known.indices if known is not None else None, frames)
+        if known_mode not in KNOWN_MODES:
+            raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
+        return known_mode
+
+    def encode_steps(self, captions: list[str], max_tokens_per_step: int, whole: bool = False,
+                     pad: bool = False) -> StepText:
+        """One plan's step captions, each encoded alone by T5 (:func:`procseq.conditioning.text.encode_steps`)."""
+        return encode_steps(self, captions, max_tokens_per_step, whole=whole, pad=pad)
 
     def guidance(self, guidance_scale: float) -> torch.Tensor | None:
         """The guidance vector ``(1,)`` for guidance-distilled checkpoints, else None."""
@@ -522,33 +517,6 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
                         or (cond.known_mode == "concat" and meta.get("mode") == "concat" and bool(meta.get("main_lora"))))
         return adapters_enabled(self.transformer, on, names=(CONDITION_ADAPTER,))
 
-    def prepare_conditioning(self, prompts: list[str], plans: list[Plan], frames: int, frame_size: int,
-                             max_sequence_length: int, negative_prompt: str | list[str] | None, true_cfg_scale: float,
-                             known: Mapping[int, KnownImage] | KnownFrames | None, known_mode: KnownMode,
-                             max_pixels: int | None, joint_attention_kwargs: dict[str, Any] | None,
-                             text: TextConditioning | None = None, prompts_2: list[str] | None = None
-                             ) -> SequenceConditioning:
-        """Plans -> :class:`SequenceConditioning` (text encodings, ids, known frames, attention state); `text`: the
-        prompts already encoded (``prompt_embeds``), `prompts_2`: T5's own text."""
-        layout = GridLayout.for_frames(frames)
-        frame_tokens = frame_size // (self.vae_scale_factor * 2)
-        known_frames = self.prepare_known(known, frames, frame_size, max_pixels)
-        if known_frames is not None and known_frames.frame_tokens != frame_tokens:
-            raise ValueError(f"The known frames were encoded at {known_frames.frame_tokens * self.vae_scale_factor * 2}"
-                             f" px but the frames are {frame_size} px; encode them at the frame size.")
-        if text is None:
-            text = (self.encode_text(prompts, max_sequence_length) if prompts_2 is None
-                    else self.encode_text(prompts, max_sequence_length, prompts_2))
-        negative = None
-        if true_cfg_scale > 1 and negative_prompt is not None:
-            neg = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-            negative = self.encode_text(neg, max_sequence_length)
-        img_ids = grid_position_ids(layout, frame_tokens).to(device=self._execution_device,
-                                                             dtype=text.prompt_embeds.dtype)
-        return SequenceConditioning(plans=plans, layout=layout, frame_size=frame_size, frame_tokens=frame_tokens,
-                                    text=text, img_ids=img_ids, negative=negative, known=known_frames,
-                                    known_mode=known_mode, joint_attention_kwargs=dict(joint_attention_kwargs or {}))
-
     def decode_grid(self, latents: torch.Tensor, height: int, width: int) -> list:
         """Packed latents ``(B, seq, 4C)`` -> grid images (PIL), as FluxPipeline decodes."""
         latents = self._unpack_latents(latents, height, width, self.vae_scale_factor)
@@ -565,6 +533,21 @@ def register_with_diffusers() -> None:
 
 
 register_with_diffusers()
+
+
+def _select(inputs: LayoutInputs, group: list[int]) -> LayoutInputs:
+    """The sequences `group` of a request (all of it when the group is the whole batch)."""
+    if group == list(range(inputs.batch)):
+        return inputs
+    pick = (lambda xs: None if xs is None else [xs[i] for i in group])
+    known = inputs.known
+    if known is not None and known.latents.shape[0] > 1:
+        known = replace(known, latents=known.latents[group])
+    text = inputs.text
+    if text is not None:
+        text = TextConditioning(text.prompt_embeds[group], text.pooled_prompt_embeds[group], text.text_ids)
+    return replace(inputs, plans=pick(inputs.plans), prompts=pick(inputs.prompts), known=known,
+                   negative_prompts=pick(inputs.negative_prompts), text=text, prompts_2=pick(inputs.prompts_2))
 
 
 def _repeat(value: Any, n: int) -> Any:

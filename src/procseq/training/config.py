@@ -278,7 +278,7 @@ class RegionalTrainConfig:
 
     Args:
         rank, alpha, targets: the peft LoRA.
-        blend, fusion, ids: the regional settings trained under (as :class:`~procseq.pipelines.regional.RegionalConfig`).
+        blend, fusion, ids: the regional settings trained under (as :class:`~procseq.layouts.regional.RegionalConfig`).
         per_domain: training sequences per domain (the first of the split).
         max_tokens_per_step: T5 tokens per step caption.
         cache_dir: where per-frame latents are cached (keyed by what they were computed from).

@@ -2,7 +2,7 @@
 
 Each batch trains one frame ``t`` of every sequence (drawn from ``(seed, step)``, as every random draw of
 :class:`procseq.training.trainer.Trainer`), exactly as the frame-by-frame mode generates it
-(:mod:`procseq.pipelines.frame_by_frame`): its own tokens at the last cell of an ``h + 1`` grid, the text
+(:mod:`procseq.layouts.frame_by_frame`): its own tokens at the last cell of an ``h + 1`` grid, the text
 "title + step caption", the step embedding at its progress, and its history as clean known frames in the
 t = 0 condition pass (each with its own step embedding). The history is Loom's sparse sampling with ``K``
 drawn from ``k_choices`` and the **rotation offset** drawn in ``0..t-1``
@@ -35,7 +35,7 @@ from procseq.conditioning.history import (
 from procseq.conditioning.lora import add_condition_lora, lora_parameters, save_condition_lora
 from procseq.conditioning.text import encode_steps
 from procseq.layout import pack_latents
-from procseq.pipelines.frame_by_frame import ADAPTER_NAME, META_FILE, frame_layout, pad_captions
+from procseq.layouts.frame_by_frame import ADAPTER_NAME, META_FILE, frame_layout, pad_captions
 from procseq.training.config import FrameByFrameConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss, sample_timesteps
 from procseq.training.known_frames import cache_frame_latents, cache_key, group_rows
@@ -164,7 +164,7 @@ def weights_meta(fc: FrameByFrameConfig) -> dict[str, Any]:
 
 def save_weights(transformer: Any, embedding: StepEmbedding, out: Path, fc: FrameByFrameConfig) -> Path:
     """Write ``pytorch_lora_weights.safetensors`` (peft names), ``step_embedding.safetensors`` and
-    ``frame_by_frame.json`` into `out` (the folder :func:`procseq.pipelines.frame_by_frame.load_weights` reads)."""
+    ``frame_by_frame.json`` into `out` (the folder :func:`procseq.layouts.frame_by_frame.load_weights` reads)."""
     save_condition_lora(transformer, out, weights_meta(fc), adapter_name=ADAPTER_NAME, meta_name=META_FILE)
     save_step_embedding(embedding, Path(out) / EMBEDDING_FILE)
     return Path(out)

@@ -2,14 +2,14 @@
 
 The base model learnt serpentine grids driven by a prompt; the regional mode shows it frames one after
 another, each driven by its own step caption, with the step-wise mask and flexible ids
-(:mod:`procseq.pipelines.regional`). This trainer fits one peft LoRA (adapter ``"regional"``, diffusers naming)
+(:mod:`procseq.layouts.regional`). This trainer fits one peft LoRA (adapter ``"regional"``, diffusers naming)
 to exactly that input: every frame of a corpus sequence encoded alone by the VAE
 (:func:`procseq.training.known_frames.cache_frame_latents`), laid out as regions, the plan text (the prompt)
 followed by the fused step captions, the regional mask blended with the global pass as at inference. The
 loop, resume and logging are :class:`procseq.training.trainer.Trainer`'s; caption dropout drops the prompt
 and the step captions together (the empty prompt is the negative CFG branch, as at inference).
 
-The LoRA is only active inside a regional generation (:func:`procseq.pipelines.regional.regional_lora_active`):
+The LoRA is only active inside a regional generation (:func:`procseq.layouts.regional.regional_lora_active`):
 grid mode and the known-frames LoRA never see it.
 """
 
@@ -31,7 +31,7 @@ from procseq.training.config import RegionalTrainConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss
 from procseq.training.trainer import FlowBatch, Trainer, TrainResult
 
-from procseq.pipelines.regional import ADAPTER, META_FILE
+from procseq.layouts.regional import ADAPTER, META_FILE
 
 
 class RegionalDataset(GridDataset):
@@ -69,7 +69,7 @@ class RegionalTrainer(Trainer):
 
     def make_batch(self, step: int, indices: list[int]) -> FlowBatch:
         """The base batch (noise, t and caption dropout from (seed, step)) with the regional layout's ids."""
-        from procseq.pipelines.regional import regional_ids
+        from procseq.layouts.regional import regional_ids
 
         base = super().make_batch(step, indices)
         n = int(base.items[0]["num_frames"])
