@@ -1,7 +1,7 @@
 """The adapter experiment (BENCHMARKS.md, issues #5 and #15): every way of adding clay and sand_art to the
 frozen base, scored on the corpus with 95% bootstrap intervals.
 
-Each *method* is an adapter run of ``scripts/adapters_experiment.sh train`` (``RUNS/<run>/model/
+Each *method* is an adapter run of ``experiments/adapters_experiment.sh train`` (``RUNS/<run>/model/
 adapters.safetensors``) and a routing per domain; origami, which no adapter saw, shows what each
 method does for an unseen domain. Every method generates the same records with the same seeds
 (:func:`procseq.eval.runner.record_seed`), so differences between two methods are *paired*: their
@@ -109,7 +109,7 @@ def evaluate_method(runs: Path, data: Path, method: str, n: int, batch: int = 16
             run, mix = route
             file = None if run is None else runs / run / "model" / "adapters.safetensors"
             if file is not None and not file.is_file():
-                raise FileNotFoundError(f"No adapter file {file}; train it first: scripts/adapters_experiment.sh "
+                raise FileNotFoundError(f"No adapter file {file}; train it first: experiments/adapters_experiment.sh "
                                         f"train {run}")
             if run not in pipes:
                 pipes[run] = load_pipeline("procseq-tiny", dtype="float32", device="cpu",

@@ -1,7 +1,7 @@
 """Masked flow-matching loss of a condition LoRA on training batches of one kind of known set, with the LoRA
 and without it (the diagnostic behind BENCHMARKS "Known frames at any cells"):
 
-    python scripts/known_frames_loss.py LORA_DIR_OR_CHECKPOINT_MODEL_SAFETENSORS last [--main-lora]
+    python experiments/known_frames_loss.py LORA_DIR_OR_CHECKPOINT_MODEL_SAFETENSORS last [--main-lora]
 
 Uses the `known_frames` preset's corpus and the cache `procseq train known-frames` built; 3 batches of 16
 9-frame sequences (dataset rows 8000-8015), the known set drawn as in training with only KIND weighted.

@@ -1,6 +1,6 @@
 """Issue 30's measurements, each variant run in turn in one process (CPU seconds; the load hits all alike).
 
-    OMP_NUM_THREADS=1 python scripts/speed_states.py --rounds 3            # states, CFG batching, cost per frame
+    OMP_NUM_THREADS=1 python experiments/speed_states.py --rounds 3            # states, CFG batching, cost per frame
 
 1. ProcessPipeline / stock FluxPipeline on the same work (9-frame grid, the text the model reads, no true CFG):
    fresh without adapters, with the shipped adapters loaded but not routed (a base domain), and after a

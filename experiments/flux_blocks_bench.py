@@ -1,10 +1,10 @@
 """FLUX.1-dev-shaped transformer with a few blocks and random weights: seconds and memory per block in each dtype,
 extrapolated to the full model (19 double + 38 single blocks). Runs as is on a CPU or a GPU; no download.
 
-    python scripts/flux_blocks_bench.py                         # 1 double + 1 single block, 352-px 3x3 grid
-    python scripts/flux_blocks_bench.py --frame-size 512 --frames 4 --dtypes float32,bfloat16 --device cuda
-    python scripts/flux_blocks_bench.py --save runs/flux-1+1    # also write the checkpoint (diffusers folder)
-    python scripts/flux_blocks_bench.py --dtypes bfloat16,int8  # int8: bf16 with weight-only int8 block linears
+    python experiments/flux_blocks_bench.py                         # 1 double + 1 single block, 352-px 3x3 grid
+    python experiments/flux_blocks_bench.py --frame-size 512 --frames 4 --dtypes float32,bfloat16 --device cuda
+    python experiments/flux_blocks_bench.py --save runs/flux-1+1    # also write the checkpoint (diffusers folder)
+    python experiments/flux_blocks_bench.py --dtypes bfloat16,int8  # int8: bf16 with weight-only int8 block linears
 
 Token counts follow procseq's grids: a 3x3 grid of 352-px frames is 1056x1056 px -> 66x66 = 4356 image tokens
 (VAE 8x, 2x2 patches), plus 512 T5 tokens (FluxPipeline's default) or --text-tokens.

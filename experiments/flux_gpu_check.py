@@ -11,19 +11,19 @@ What it measures (JSON to --out, one line per figure to stdout):
      peak memory against `procseq train --plan-memory` (asymmetric LoRA and the peft known-frames LoRA).
 
 On a fresh GPU machine without network (torch, transformers, peft, accelerate and safetensors installed; diffusers
-and came-pytorch not), carry the wheels in wheels/ beside the repository (as scripts/gpu_v2.sh does; made where
+and came-pytorch not), carry the wheels in wheels/ beside the repository (as experiments/gpu_v2.sh does; made where
 there is network: pip download diffusers==0.42.1 came-pytorch==0.1.3 --no-deps -d wheels, plus any of click,
 pyyaml, pillow the machine lacks) and run from the repository root:
 
     pip install --no-index --no-deps --target /tmp/site wheels/*.whl      # e.g. wheels/diffusers-0.42.1-*.whl
-    PYTHONPATH=/tmp/site:src python scripts/flux_gpu_check.py --out "$OUT/flux_gpu.json"
+    PYTHONPATH=/tmp/site:src python experiments/flux_gpu_check.py --out "$OUT/flux_gpu.json"
 
 It needs about 40 GB of GPU memory and 40 GB of CPU memory (for the offload part); estimated 5 to 8 minutes on an
 H100 (not yet run: give it a 600 s limit; --skip cublas,offload shortens it).
 No weights are downloaded: every component is built from FLUX.1-dev's config (shipped in procseq) with random
 values, and the tokenizers are procseq-tiny's. The logic runs on a CPU with a FLUX-shaped model of a few blocks:
 
-    PYTHONPATH=src python scripts/flux_gpu_check.py --tiny --device cpu
+    PYTHONPATH=src python experiments/flux_gpu_check.py --tiny --device cpu
 """
 
 from __future__ import annotations

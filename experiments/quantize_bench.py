@@ -1,7 +1,7 @@
 """Quantization on the embedded model: CPU seconds per 9-frame sequence, fp32 vs torchao int8 (diffusers'
 quantization_config), variants run in turn in one process. Needs torchao (pip install torchao).
 
-    OMP_NUM_THREADS=1 python scripts/quantize_bench.py [--rounds 3]
+    OMP_NUM_THREADS=1 python experiments/quantize_bench.py [--rounds 3]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Regional mode: CPU seconds per sequence with the masked pass computed group by group (the default) against
 one dense masked attention, variants run in turn in one process on the embedded model.
 
-    OMP_NUM_THREADS=1 python scripts/regional_speed.py --frames 16 32 64 --rounds 2
+    OMP_NUM_THREADS=1 python experiments/regional_speed.py --frames 16 32 64 --rounds 2
 """
 
 from __future__ import annotations

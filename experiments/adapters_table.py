@@ -49,7 +49,7 @@ print("asymmetric LoRA with origami routed to the mix clay=0.5,sand_art=0.5:\n")
 print(compare_markdown({f"{split}": load_report(OUT / "eval" / "asymmetric-mix" / split / "report.json")
                         for split in ("test-seen", "test-compositional")}))
 
-if (OUT / "eval" / "asymmetric-balanced").is_dir():  # scripts/adapters_experiment.sh balanced
+if (OUT / "eval" / "asymmetric-balanced").is_dir():  # experiments/adapters_experiment.sh balanced
     print("\nfollow-up, domain-balanced batches (data.balance_domains):\n")
     print("| method | trainable parameters | training time (s) |\n|---|---|---|")
     for run in ("lora-balanced", "asymmetric-balanced"):

@@ -2,7 +2,7 @@
 # The LoRAs a procseq-tiny folder ships, measured as BENCHMARKS' sections measure them (issue 12: "every figure
 # describes what ships"). The records come from v1's corpus (data_cache/corpus: 9 and 4 frames), so a v1 folder and
 # a v2 folder are scored on the same sequences with the same seeds.
-# Usage: scripts/v2_lora_eval.sh [MODEL] [OUT]   (defaults: procseq-tiny, ~/.cache/procseq/eval/loras)
+# Usage: experiments/v2_lora_eval.sh [MODEL] [OUT]   (defaults: procseq-tiny, ~/.cache/procseq/eval/loras)
 # Two jobs at a time, one thread each (2-core machine). Each job writes a markdown table into its folder and its
 # output into OUT/<job>.log.
 set -euo pipefail

@@ -4,9 +4,9 @@
 #   procseq data make --out data_cache/corpus --per-domain 2000 --test-per-domain 100        (v1, for the v1 comparison)
 #   procseq data make --out ~/.cache/procseq/corpus-v2 --per-domain 2000 --test-per-domain 100 \
 #       --lengths any --wording paraphrase --phrasings 3
-# Usage: scripts/v2_eval.sh [MODEL] [OUT]   (defaults: procseq-tiny, ~/.cache/procseq/eval/v2)
+# Usage: experiments/v2_eval.sh [MODEL] [OUT]   (defaults: procseq-tiny, ~/.cache/procseq/eval/v2)
 # Two jobs at a time, one thread each (2-core machine); default sampling (the model's steps and true CFG).
-# Then: python scripts/v2_summary.py OUT   (the tables, per length and per domain)
+# Then: python experiments/v2_summary.py OUT   (the tables, per length and per domain)
 set -euo pipefail
 MODEL=${1:-procseq-tiny}
 OUT=${2:-$HOME/.cache/procseq/eval/v2}

@@ -1,8 +1,8 @@
 """Issue 17's speed table: every setting timed interleaved in one process (a shared machine's load hits all alike).
 
-    OMP_NUM_THREADS=1 python scripts/speed_bench.py --runs 10            # in-process sampling settings
-    python scripts/speed_bench.py --cli 5                                # fresh-process CLI wall times instead
-    python scripts/speed_bench.py --wait-policy 6                        # 1 vs 2 threads, OpenMP spin vs sleep
+    OMP_NUM_THREADS=1 python experiments/speed_bench.py --runs 10            # in-process sampling settings
+    python experiments/speed_bench.py --cli 5                                # fresh-process CLI wall times instead
+    python experiments/speed_bench.py --wait-policy 6                        # 1 vs 2 threads, OpenMP spin vs sleep
 
 Settings (9 frames, procseq-tiny, true CFG 2, seed per run):
 

@@ -1,6 +1,6 @@
-"""The tables of BENCHMARKS.md "procseq-tiny v2" from the output of scripts/v2_eval.sh.
+"""The tables of BENCHMARKS.md "procseq-tiny v2" from the output of experiments/v2_eval.sh.
 
-    python scripts/v2_summary.py ~/.cache/procseq/eval/v2
+    python experiments/v2_summary.py ~/.cache/procseq/eval/v2
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Latency and concurrency of the web app (BENCHMARKS.md: web app), against a server started with `procseq app`.
 
     procseq app --port 7870 &                       # in one shell (the app's virtualenv: make app)
-    python scripts/app_load.py http://127.0.0.1:7870/ SERVER_PID [CLIENTS]
+    python experiments/app_load.py http://127.0.0.1:7870/ SERVER_PID [CLIENTS]
 
 Prints (1) five sequential generations through the page's API (gradio_client, same request as the
 CLI's default generate: 9 frames, seed 0, the model's steps): client wall time and the pipeline time

@@ -1,6 +1,6 @@
 """How often a model leaves the last real step of a sequence blank, per length (the v2 diagnosis, BENCHMARKS.md).
 
-    python scripts/blank_last_frames.py ~/.cache/procseq/eval/v2/v1-test-compositional ...
+    python experiments/blank_last_frames.py ~/.cache/procseq/eval/v2/v1-test-compositional ...
 
 Reads `procseq eval` output folders (sequences/<id>/frame_XX.png + sequence.json with the spec). A last
 frame counts as blank when it is nearly uniform (pixel standard deviation < 8 of 255) while the true last

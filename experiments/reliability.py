@@ -1,6 +1,6 @@
 """Run the hostile-user suite of issue #10 and print its counts (the RELIABILITY section of BENCHMARKS.md).
 
-    OMP_NUM_THREADS=1 python scripts/reliability.py [--json-out FILE] [-k SUBSTRING] [--family F] [--src DIR]
+    OMP_NUM_THREADS=1 python experiments/reliability.py [--json-out FILE] [-k SUBSTRING] [--family F] [--src DIR]
 
 --src runs the same cases against another procseq source tree (e.g. an older commit exported with
 `git archive`), for before/after counts.

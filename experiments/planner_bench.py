@@ -12,7 +12,7 @@ For n test-compositional specs of each domain (``generate(domain, seed, split="t
   the spec over the attributes a prompt can state, next to the checker's own ceiling (the same attributes read
   with the true spec, as the corpus checker does).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python scripts/planner_bench.py --n 50 [--domains painting lego] [--json out.json]
+    PYTHONPATH=src OMP_NUM_THREADS=1 python experiments/planner_bench.py --n 50 [--domains painting lego] [--json out.json]
         [--planner-file old_planning.py --no-recraft] [--generated runs/eval/SEQUENCES]
 """
 

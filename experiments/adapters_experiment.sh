@@ -6,10 +6,10 @@
 # and, for 200 test sequences per domain and split, a second copy with bigger test splits (same seed,
 # same training data and held-out combinations):
 #   procseq data make --out runs/corpus200 --per-domain 2000 --test-per-domain 200
-# Usage: scripts/adapters_experiment.sh train [METHOD...]     (default: every method, one at a time)
-#        scripts/adapters_experiment.sh eval N DOMAINS [METHOD...]  (python -m procseq.eval.adapters; N per domain
+# Usage: experiments/adapters_experiment.sh train [METHOD...]     (default: every method, one at a time)
+#        experiments/adapters_experiment.sh eval N DOMAINS [METHOD...]  (python -m procseq.eval.adapters; N per domain
 #                                                              and split, DOMAINS e.g. clay,sand_art)
-#        scripts/adapters_experiment.sh table                 (the BENCHMARKS.md tables with 95% intervals)
+#        experiments/adapters_experiment.sh table                 (the BENCHMARKS.md tables with 95% intervals)
 # Environment: STEPS (default 100), OUT (default runs/adapters-exp2), DATA (default runs/corpus200).
 # Training resumes from the newest checkpoint; an evaluation keeps the scores it already has.
 # The first version of this experiment (issue #5, 800 steps, n = 50) is `git show 6d31901:scripts/adapters_experiment.sh`.

@@ -6,7 +6,7 @@ split with ``pipe(prompt, domain, frames, mode=MODE, planner=PLANNER)``, where P
 ``procseq.planning.corpus_plan`` or the ``corpus_plan`` of a planner module file (an earlier version, e.g.
 ``git show 665cf77:src/procseq/pipelines/planning.py > /tmp/old_planning.py``).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python scripts/planner_quality.py --data CORPUS --split test-compositional \
+    PYTHONPATH=src OMP_NUM_THREADS=1 python experiments/planner_quality.py --data CORPUS --split test-compositional \
         --n 5 --mode frame-by-frame --out runs/planner-quality/new [--planner-file /tmp/old_planning.py]
 """
 
