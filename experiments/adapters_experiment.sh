@@ -7,7 +7,7 @@
 # same training data and held-out combinations):
 #   procseq data make --out runs/corpus200 --per-domain 2000 --test-per-domain 200
 # Usage: experiments/adapters_experiment.sh train [METHOD...]     (default: every method, one at a time)
-#        experiments/adapters_experiment.sh eval N DOMAINS [METHOD...]  (python -m procseq.eval.adapters; N per domain
+#        experiments/adapters_experiment.sh eval N DOMAINS [METHOD...]  (python -m experiments.adapters; N per domain
 #                                                              and split, DOMAINS e.g. clay,sand_art)
 #        experiments/adapters_experiment.sh table                 (the BENCHMARKS.md tables with 95% intervals)
 # Environment: STEPS (default 100), OUT (default runs/adapters-exp2), DATA (default runs/corpus200).
@@ -40,8 +40,8 @@ train_one() {
 case "${1:-}" in
   train) shift; for m in "${@:-${METHODS[@]}}"; do train_one "$m"; done ;;
   eval) N=${2:?N per domain and split}; D=${3:?domains}; shift 3
-        python -m procseq.eval.adapters run --runs "$OUT" --data "$DATA" --n "$N" --domains "$D" \
+        python -m experiments.adapters run --runs "$OUT" --data "$DATA" --n "$N" --domains "$D" \
           ${1:+--methods "$(IFS=,; echo "$*")"} ;;
-  table) python -m procseq.eval.adapters table --runs "$OUT" ;;
+  table) python -m experiments.adapters table --runs "$OUT" ;;
   *) echo "usage: $0 train [METHOD...] | eval N DOMAINS [METHOD...] | table" >&2; exit 2 ;;
 esac

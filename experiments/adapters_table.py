@@ -1,5 +1,5 @@
 """Print the BENCHMARKS.md tables of the first adapter experiment (issue 5) from runs/adapters-exp
-(`git show 6d31901:scripts/adapters_experiment.sh`; the second is `python -m procseq.eval.adapters table`)."""
+(`git show 6d31901:scripts/adapters_experiment.sh`; the second is `python -m experiments.adapters table`)."""
 
 from __future__ import annotations
 

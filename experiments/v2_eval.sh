@@ -24,7 +24,7 @@ wait
 ev --data "$V2" --split test-paraphrase --out "$OUT/test-paraphrase" &
 ev --data "$V2" --split test-length --domains painting,line_drawing,lego,pixel_art --out "$OUT/test-length" &
 wait
-python -m procseq.eval.domain --model "$MODEL" --data "$V2" --n 20 --domains "$BASE" --out "$OUT/domain" > "$OUT/domain.txt" &
+python -m experiments.domain --model "$MODEL" --data "$V2" --n 20 --domains "$BASE" --out "$OUT/domain" > "$OUT/domain.txt" &
 procseq eval --baseline retrieval --data "$V2" --split test-paraphrase --n "$N" --domains "$BASE" --overwrite \
     --out "$OUT/retrieval-test-paraphrase" > /dev/null &
 wait

@@ -17,12 +17,12 @@ procseq eval --model "$MODEL" --domains clay,sand_art --data "$V1" --split test-
     --out "$OUT/adapters" > "$OUT/adapters.log" 2>&1 &
 # known frames (issue 11): ReCraft through the shipped condition LoRA (its default), continuation and interpolation
 # in place without a LoRA (theirs)
-python -m procseq.eval.known_frames --model "$MODEL" --data "$V1" --out "$OUT/known" --n "$N" \
+python -m experiments.known_frames --model "$MODEL" --data "$V1" --out "$OUT/known" --n "$N" \
     --variant shipped=concat:default --variant inplace=inplace:none > "$OUT/known.log" 2>&1 &
 wait
 # regional mode (issue 13), with and without the shipped regional LoRA, beside the grid
-python -m procseq.eval.regional --model "$MODEL" --data "$V1" --out "$OUT/regional" --n "$N" --variant grid=grid \
+python -m experiments.regional --model "$MODEL" --data "$V1" --out "$OUT/regional" --n "$N" --variant grid=grid \
     --variant regional-trained=regional:lora=shipped > "$OUT/regional.log" 2>&1 &
 # frame by frame (issue 14) beside the grid and regional, the same specs
-python -m procseq.eval.frame_by_frame compare --model "$MODEL" --out "$OUT/fbf" --n 2 --lengths 4,9,12,16 > "$OUT/fbf.log" 2>&1 &
+python -m experiments.frame_by_frame compare --model "$MODEL" --out "$OUT/fbf" --n 2 --lengths 4,9,12,16 > "$OUT/fbf.log" 2>&1 &
 wait

@@ -1,10 +1,10 @@
 """Frame-by-frame measurement (issue 14): modes compared, Loom's ablation, time per frame, the planner.
 
-    python -m procseq.eval.frame_by_frame compare  --out runs/eval-fbf/compare --n 3 --lengths 4,9,12,16
-    python -m procseq.eval.frame_by_frame ablation --out runs/eval-fbf/ablation --n 2
-    python -m procseq.eval.frame_by_frame timing   --out runs/eval-fbf/timing --lengths 4,8,16,32
-    python -m procseq.eval.frame_by_frame planner  --out runs/eval-fbf/planner --n 20
-    python -m procseq.eval.frame_by_frame example  --out docs/frame_by_frame.png   # the README figure
+    python -m experiments.frame_by_frame compare  --out runs/eval-fbf/compare --n 3 --lengths 4,9,12,16
+    python -m experiments.frame_by_frame ablation --out runs/eval-fbf/ablation --n 2
+    python -m experiments.frame_by_frame timing   --out runs/eval-fbf/timing --lengths 4,8,16,32
+    python -m experiments.frame_by_frame planner  --out runs/eval-fbf/planner --n 20
+    python -m experiments.frame_by_frame example  --out docs/frame_by_frame.png   # the README figure
 
 Specs are drawn fresh from the corpus generators (``split``, ``test-compositional`` by default), the first `n`
 seeds per domain and length the domain renders; every mode gets the same spec, the same seed and the spec's
@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
+from experiments.common import BASE_DOMAINS
 from procseq.eval.metrics import aggregate, score_sequence
 from procseq.outputs import write_json_atomic, write_text_atomic
 from procseq.pipelines.frame_by_frame import FrameByFrameOptions, generate_frame_by_frame
 from procseq.planning import Plan, plan_instruction
 
-BASE_DOMAINS = ("painting", "line_drawing", "lego", "pixel_art", "cooking", "emoji")
 ABLATIONS: dict[str, FrameByFrameOptions] = {
     "full (K=2)": FrameByFrameOptions(),
     "no step embedding": FrameByFrameOptions(step_embedding=False),
@@ -174,7 +174,7 @@ def example_figure(pipe: Any, out: Path, seed: int = 0, scale: int = 2) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """The command line (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m procseq.eval.frame_by_frame", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.frame_by_frame", description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["compare", "ablation", "timing", "planner", "example"])
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--model", default=None, help="Flux folder (default: procseq-tiny)")

@@ -1,6 +1,6 @@
 """Known-frames measurement: ReCraft, continuation and interpolation against the true processes.
 
-    python -m procseq.eval.known_frames --out runs/eval-known --n 10 \\
+    python -m experiments.known_frames --out runs/eval-known --n 10 \\
         --variant new=concat:src/procseq/embedded/procseq-tiny/known_frames --variant inplace=inplace:none \\
         --variant text=text
 
@@ -32,10 +32,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from experiments.common import SPLITS, add_common_arguments
+from procseq.data.dataset import load_truth
 from procseq.eval.metrics import _step_features, domain_of, psnr, ssim, to_array, values_equal
-from procseq.eval.recraft import load_truth
-
-SPLITS = ("test-seen", "test-compositional")
 TASKS = ("recraft", "continue", "interpolate")
 CONTINUE_KNOWN = 3
 
@@ -195,7 +194,6 @@ def example_figure(out: Path, data: Path, model: str | None, domains: list[str],
 def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     from procseq.data.dataset import load_split
-    from procseq.eval.recraft import add_common_arguments
     from procseq.eval.runner import per_domain
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,9 +1,10 @@
-"""ReCraft measurement: the true final frame in, the generated process scored against the true process.
+"""ReCraft (MakeAnything's image-to-process): the true last frame in, the generated process scored against the
+true process; variants of the known-frames LoRA and the cached-vs-uncached condition branch.
 
-    python -m procseq.eval.recraft --out runs/eval-recraft --n 10 \\
+    python -m experiments.last_frame --out runs/eval-recraft --n 10 \\
         --variant concat=concat:src/procseq/embedded/procseq-tiny/known_frames \\
         --variant inplace=inplace:runs/recraft-inplace/model --variant text=text
-    python -m procseq.eval.recraft --out runs/eval-recraft --example docs/recraft.png   # the README figure
+    python -m experiments.last_frame --out runs/eval-recraft --example docs/recraft.png   # the README figure
 
 For every record of test-seen and test-compositional (the first `n` per domain), the record's true
 final frame is given to ReCraft and the N-1 earlier frames are generated. Metrics (over the
@@ -11,9 +12,9 @@ final frame is given to ReCraft and the N-1 earlier frames are generated. Metric
 
 - **step acc**: generated frame i is closer to true frame i than to every other (different) true frame;
 - **PSNR / SSIM**: fidelity of generated frame i to true frame i;
-- **attribute agreement**: for every generated frame i and every attribute the domain's checker
-  expects already in its final state at step i (drawn, with its final value), whether the value read
-  from the generated frame equals the value read from the input picture.
+- **attribute agreement** (:func:`procseq.eval.metrics.attribute_agreement`): for every generated frame i and
+  every attribute the domain's checker expects already in its final state at step i (drawn, with its final
+  value), whether the value read from the generated frame equals the value read from the input picture.
 
 A ``text`` variant runs the plain text-to-sequence model on the record's full prompt (a reference
 with more information than ReCraft gets). The cached-vs-uncached speed of the condition branch is
@@ -34,34 +35,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from procseq.eval.metrics import domain_of, to_array, values_equal
+from experiments.common import SPLITS, add_common_arguments
+from procseq.data.dataset import load_truth
+from procseq.eval.metrics import attribute_agreement
 from procseq.eval.runner import evaluate_records, per_domain, record_id
 from procseq.outputs import write_json_atomic, write_text_atomic
 from procseq.sequence import Sequence
-
-SPLITS = ("test-seen", "test-compositional")
-
-
-def attribute_agreement(frames: list[Any], spec: Any) -> tuple[int, int]:
-    """(hits, checks) of the attributes of generated frames ``0..n-2`` that must already show their final
-    value, against the values read from the input (the last frame)."""
-    dom = domain_of(spec)
-    size = int(spec.frame_size)
-    arrays = [to_array(f, size) for f in frames]
-    n = len(arrays)
-    final_expected = dom.expected(spec, n - 1)
-    target = dom.read(arrays[-1], spec)
-    hits = checks = 0
-    for i in range(n - 1):
-        expected = dom.expected(spec, i)
-        keys = [k for k, v in expected.items() if v is not None and values_equal(v, final_expected.get(k))]
-        if not keys:
-            continue
-        read = dom.read(arrays[i], spec)
-        for k in keys:
-            checks += 1
-            hits += int(read.get(k) is not None and values_equal(read.get(k), target.get(k)))
-    return hits, checks
 
 
 def summarise(folders: list[Path]) -> dict[str, Any]:
@@ -90,24 +69,6 @@ def summarise(folders: list[Path]) -> dict[str, Any]:
 
     return {"domains": {d: agg(r) for d, r in sorted(rows.items())},
             "overall": agg([r for v in rows.values() for r in v])}
-
-
-def load_truth(record: Mapping[str, Any]) -> list[Image.Image]:
-    """A corpus record's true frames (RGB)."""
-    out = []
-    for path in record["frame_paths"]:
-        with Image.open(path) as im:
-            out.append(im.convert("RGB"))
-    return out
-
-
-def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    """The options every known-frame measurement takes: --out, --data, --model, --n, --domains."""
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--data", default="data_cache/corpus", type=Path)
-    p.add_argument("--model", default=None)
-    p.add_argument("--n", default=10, type=int, help="records per domain and split")
-    p.add_argument("--domains", default="painting,line_drawing,lego,pixel_art,cooking,emoji")
 
 
 def run_variant(name: str, spec: str, records: list[dict[str, Any]], out: Path, model: str | None,
@@ -258,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         report["cache_speedup"] = cache_speedup(args.model, concat_lora, image, rec["domain"], int(rec["num_frames"]),
                                                 args.speed_runs, args.steps)
         print("cache speed-up: " + json.dumps(report["cache_speedup"]), flush=True)
-    write_json_atomic(args.out / "recraft.json", report)
+    write_json_atomic(args.out / "recraft.json", report)  # the file name of earlier runs
     text = markdown(results) if results else ""
     if results:
         text += "\n\n" + "\n\n".join(f"{s}:\n\n" + domain_markdown(results, s) for s in SPLITS)

@@ -7,8 +7,8 @@ method does for an unseen domain. Every method generates the same records with t
 (:func:`procseq.eval.runner.record_seed`), so differences between two methods are *paired*: their
 intervals come from resampling records, keeping each record's two scores together.
 
-    python -m procseq.eval.adapters run --runs runs/adapters-exp2 --data runs/corpus200 --n 200
-    python -m procseq.eval.adapters table --runs runs/adapters-exp2
+    python -m experiments.adapters run --runs runs/adapters-exp2 --data runs/corpus200 --n 200
+    python -m experiments.adapters table --runs runs/adapters-exp2
 
 Scores are the shipped scorer's (:func:`procseq.eval.metrics.score_sequence`) on frames generated in
 batches and kept in memory; one JSON line per sequence goes to ``RUNS/eval/<method>/<split>/<domain>.jsonl``
@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.common import SPLITS
 from procseq.eval.metrics import METRICS, score_sequence
 from procseq.eval.runner import record_seed
 from procseq.eval.scorer import spec_from_dict
@@ -47,7 +48,6 @@ METHODS: dict[str, tuple[str, dict[str, Route]]] = {
     "masked-rows-learned": ("masked LoRA, output rows learned", {"*": ("masked-rows-learned", None)}),
 }
 DOMAINS = ("clay", "sand_art", "origami")
-SPLITS = ("test-seen", "test-compositional")
 PRIMARY = ("attribute_acc", "step_acc")
 
 
@@ -230,8 +230,8 @@ def training_table(runs: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m procseq.eval.adapters run|table``."""
-    parser = argparse.ArgumentParser(prog="python -m procseq.eval.adapters", description=__doc__.split("\n")[0])
+    """``python -m experiments.adapters run|table``."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.adapters", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="generate and score (resumable)")
     run.add_argument("--runs", type=Path, default=Path("runs/adapters-exp2"))

@@ -1,6 +1,6 @@
 """Does ``--domain`` decide the process? Right domain vs a wrong one on prompts that do not name it (issue 12).
 
-    python -m procseq.eval.domain --model procseq-tiny --data ~/.cache/procseq/corpus-v2 --n 20 --out runs/eval-domain
+    python -m experiments.domain --model procseq-tiny --data ~/.cache/procseq/corpus-v2 --n 20 --out runs/eval-domain
 
 For every record of the split (``test-paraphrase`` by default) whose prompt does not name its domain
 (:func:`names_domain`), the model generates twice from the same prompt and seed: once with the record's

@@ -1,6 +1,6 @@
 """Adaptive steps on constructed cases from the corpus ground truth (issue 15).
 
-    python -m procseq.eval.adaptive --data data_cache/corpus --out runs/eval-adaptive --n 20
+    python -m experiments.adaptive --data data_cache/corpus --out runs/eval-adaptive --n 20
 
 Every record (the first `n` per base domain of test-seen) gives three cases, built from its true frames:
 
@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from experiments.common import DOMAINS
 from procseq.pipelines.adaptive import AdaptiveConfig, adapt_frames
 
 CASES = ("drop", "duplicate", "clean")
-DOMAINS = "painting,line_drawing,lego,pixel_art,cooking,emoji"
 ABLATIONS: dict[str, tuple[float, float]] = {
     "full": (0.4, 0.4), "no global": (0.0, 0.4 / 0.6), "no local": (0.4 / 0.6, 0.0), "no semantic": (0.5, 0.5),
 }
@@ -151,7 +151,7 @@ def _nan(value: float | None) -> float:
 def load_cases(data: Path, split: str, n: int, domains: list[str]) -> list[dict[str, Any]]:
     """The constructed cases of the first `n` records per domain."""
     from procseq.data.dataset import load_split
-    from procseq.eval.known_frames import load_truth
+    from procseq.data.dataset import load_truth
     from procseq.eval.runner import per_domain
 
     out = []

@@ -1,6 +1,6 @@
 """Does adaptive steps repair a sequence? The cases a user meets, on true and generated sequences (issue 27).
 
-    python -m procseq.eval.adaptive_repair --data data_cache/corpus --split test-compositional --n 5 \
+    python -m experiments.adaptive_repair --data data_cache/corpus --split test-compositional --n 5 \
         --out runs/adaptive-repair
 
 For each record (the first `n` per base domain of the split) and each source (``truth``: its true frames and
@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from procseq.eval.adaptive import DOMAINS, construct
+from experiments.adaptive import construct
+from experiments.common import DOMAINS
 from procseq.pipelines.adaptive import AdaptiveConfig, adapt_frames
 
 
@@ -89,7 +90,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     from procseq.data.dataset import load_split
-    from procseq.eval.recraft import load_truth
+    from procseq.data.dataset import load_truth
     from procseq.eval.runner import per_domain
     from procseq.eval.scorer import spec_from_dict
     from procseq.models.features import PipelineFeatures

@@ -1,6 +1,6 @@
 """Regional-mode measurement (issue 13): grid vs regional (training-free, trained) and the ablations.
 
-    python -m procseq.eval.regional --out runs/eval-regional --n 10 --split test-compositional \\
+    python -m experiments.regional --out runs/eval-regional --n 10 --split test-compositional \\
         --variant grid=grid --variant regional=regional --variant no-mask=regional:mask=0 \\
         --variant a0=regional:blend=0 --variant grid-ids=regional:ids=grid --variant no-fusion=regional:fusion=0
 
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from procseq.eval.recraft import add_common_arguments
+from experiments.common import add_common_arguments
 from procseq.eval.runner import per_domain
 
 REPEAT_THRESHOLD = 2.0
