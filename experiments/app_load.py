@@ -1,4 +1,4 @@
-"""Latency and concurrency of the web app (BENCHMARKS.md: web app), against a server started with `procseq app`.
+"""Latency and concurrency of the web app (BENCHMARKS.md, "Speed": web app), against a server started with `procseq app`.
 
     procseq app --port 7870 &                       # in one shell (the app's virtualenv: make app)
     python experiments/app_load.py http://127.0.0.1:7870/ SERVER_PID [CLIENTS]

@@ -1,6 +1,6 @@
 """Write a prompt file for `procseq generate --prompts`: N test-compositional prompts of the base domains.
 
-    python experiments/batch_prompts.py N OUT.jsonl     (BENCHMARKS.md: batch generation)
+    python experiments/batch_prompts.py N OUT.jsonl     (BENCHMARKS.md, "Speed": batch generation)
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Masked flow-matching loss of a condition LoRA on training batches of one kind of known set, with the LoRA
-and without it (the diagnostic behind BENCHMARKS "Known frames at any cells"):
+and without it (the diagnostic behind docs/history/known-frames-issue-11.md):
 
     python experiments/known_frames_loss.py LORA_DIR_OR_CHECKPOINT_MODEL_SAFETENSORS last [--main-lora]
 

@@ -1,5 +1,5 @@
 """Overfit one batch of last-cell ReCraft training with the known-frames trainer (40 AdamW steps, lr 1e-3):
-the check that its loop learns (BENCHMARKS "Known frames at any cells"). Run from the repository root after
+the check that its loop learns (docs/history/known-frames-issue-11.md). Run from the repository root after
 `procseq train known-frames` has built its caches:  python experiments/known_frames_overfit.py
 """
 import torch

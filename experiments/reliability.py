@@ -1,4 +1,4 @@
-"""Run the hostile-user suite of issue #10 and print its counts (the RELIABILITY section of BENCHMARKS.md).
+"""Run the hostile-user suite of issue #10 and print its counts (BENCHMARKS.md, "Reliability").
 
     OMP_NUM_THREADS=1 python experiments/reliability.py [--json-out FILE] [-k SUBSTRING] [--family F] [--src DIR]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #12's targets, measured on a v2 model: every figure of BENCHMARKS.md "procseq-tiny v2".
+# Issue #12's targets, measured on a v2 model: every figure of BENCHMARKS.md "Quality per layout".
 # Needs both corpora:
 #   procseq data make --out data_cache/corpus --per-domain 2000 --test-per-domain 100        (v1, for the v1 comparison)
 #   procseq data make --out ~/.cache/procseq/corpus-v2 --per-domain 2000 --test-per-domain 100 \

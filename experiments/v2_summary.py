@@ -1,4 +1,4 @@
-"""The tables of BENCHMARKS.md "procseq-tiny v2" from the output of experiments/v2_eval.sh.
+"""The tables of BENCHMARKS.md "Quality per layout" from the output of experiments/v2_eval.sh.
 
     python experiments/v2_summary.py ~/.cache/procseq/eval/v2
 """
