@@ -14,6 +14,7 @@
 # Training resumes from the newest checkpoint; an evaluation keeps the scores it already has.
 # The first version of this experiment (issue #5, 800 steps, n = 50) is `git show 6d31901:scripts/adapters_experiment.sh`.
 set -euo pipefail
+export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"   # python -m experiments.X from any folder
 OUT=${OUT:-runs/adapters-exp2}
 STEPS=${STEPS:-100}
 DATA=${DATA:-runs/corpus200}

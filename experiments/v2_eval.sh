@@ -8,6 +8,7 @@
 # Two jobs at a time, one thread each (2-core machine); default sampling (the model's steps and true CFG).
 # Then: python experiments/v2_summary.py OUT   (the tables, per length and per domain)
 set -euo pipefail
+export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"   # python -m experiments.X from any folder
 MODEL=${1:-procseq-tiny}
 OUT=${2:-$HOME/.cache/procseq/eval/v2}
 V1=${V1:-data_cache/corpus}

@@ -6,6 +6,7 @@
 # Two jobs at a time, one thread each (2-core machine). Each job writes a markdown table into its folder and its
 # output into OUT/<job>.log.
 set -euo pipefail
+export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"   # python -m experiments.X from any folder
 MODEL=${1:-procseq-tiny}
 OUT=${2:-$HOME/.cache/procseq/eval/loras}
 N=${N:-10}
