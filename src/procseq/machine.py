@@ -4,7 +4,7 @@ Nothing here imports torch at module level, so the command line can call :func:`
 before torch loads. Every choice comes with the reason it was made, which ``procseq bench`` prints.
 
 Measured on a 2-core Intel Xeon (Sapphire Rapids class, avx512_bf16 + AMX) shared with other jobs
-(BENCHMARKS.md, "Speed on the machine it runs on"):
+(docs/history/speed-issue-17.md):
 
 - OpenMP's default busy-waiting made 2 threads 14.6x *slower* than 1 on a loaded machine; with
   ``OMP_WAIT_POLICY=PASSIVE`` 2 threads were faster than 1. procseq therefore asks for passive waiting

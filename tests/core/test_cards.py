@@ -25,7 +25,7 @@ def test_embedded_model_has_a_card_with_scores() -> None:
     card = (EMBEDDED_DIR / "README.md").read_text()
     meta = header(card)
     assert meta["library_name"] == "diffusers" and meta["license"] == "apache-2.0"
-    assert "## Scores" in card and "scripts/v2_eval.sh" in card  # every figure with its command
+    assert "## Scores" in card and "experiments/v2_eval.sh" in card  # every figure with its command
 
 
 def test_saved_folder_gets_a_card(tiny_pipe, tmp_path) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from procseq.conditioning.plan import Plan
 from procseq.layouts import LAYOUTS, FrameByFrame, FrameByFrameOptions, Grid, Regional, make_layout
-from procseq.layouts.base import LayoutInputs
+from procseq.layouts.base import Draws, LayoutInputs
 
 CAPTIONS = ["sketch the outline", "fill the red circle", "add the blue sky", "paint the sun"]
 
@@ -80,8 +80,9 @@ def test_training_batch_uses_the_sampling_conditioning(step_text_pipe, mode: str
     known = KnownFrames((n - 1,), lat[:, [n - 1]])
     inputs = LayoutInputs(plans=plans, prompts=["a red circle"], frames=n, frame_tokens=ft, max_sequence_length=16,
                           step_tokens=8, known=known, known_mode="inplace")
-    batch = layout.training_example(step_text_pipe, inputs, lat, torch.Generator().manual_seed(0),
-                                    lambda b: torch.rand(b))
+    draws = Draws(torch.Generator().manual_seed(0), [torch.Generator().manual_seed(1)],
+                  lambda g: float(torch.rand(1, generator=g)))
+    batch = layout.training_example(step_text_pipe, inputs, lat, draws)
     cond = layout.prepare(step_text_pipe, inputs, "cpu", torch.float32)
     assert torch.equal(batch.text.prompt_embeds, cond.text.prompt_embeds)
     assert torch.equal(batch.img_ids, cond.img_ids)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from procseq.eval.adapters import (
+from experiments.adapters import (
     bootstrap_interval, main, method_route, paired_difference, score_file, tables,
 )
 

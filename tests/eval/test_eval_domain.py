@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from procseq.data.synthetic.base import generate
-from procseq.eval.domain import compare_domains, names_domain, unnamed_records, wrong_domain
+from experiments.domain import compare_domains, names_domain, unnamed_records, wrong_domain
 
 
 def test_names_domain_reads_words_not_substrings() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from procseq.data.synthetic import generate
-from procseq.eval.recraft import attribute_agreement
+from procseq.eval.metrics import attribute_agreement
 
 
 @pytest.mark.parametrize("domain", ["painting", "lego", "emoji"])

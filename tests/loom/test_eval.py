@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from procseq.eval.frame_by_frame import draw_specs, planner_accuracy, score_runs, table, timing
+from experiments.frame_by_frame import draw_specs, planner_accuracy, score_runs, table, timing
 from procseq.layouts.frame_by_frame import FrameByFrameOptions
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from procseq.eval.regional import parse_variant
+from experiments.regional import parse_variant
 
 
 def test_variants_parse() -> None:

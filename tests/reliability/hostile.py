@@ -9,7 +9,7 @@ Every case runs in a fresh folder holding files the user cares about, through cl
 * ``lost``: a file that existed before the command is gone or changed (goal: never).
 * ``partial``: a failed command left an output or a temporary ``.*.tmp-*`` / ``.*.old-*`` entry behind.
 
-``python scripts/reliability.py`` runs them all and prints the counts; ``tests/reliability/test_hostile.py``
+``python experiments/reliability.py`` runs them all and prints the counts; ``tests/reliability/test_hostile.py``
 asserts every case is ``ok`` or ``clean`` with nothing lost or partial.
 """
 

@@ -1,5 +1,5 @@
 """Every hostile case of tests/reliability/hostile.py: ok or one clean line, nothing lost, nothing half-written
-(`python scripts/reliability.py` prints the same cases as counts for BENCHMARKS.md)."""
+(`python experiments/reliability.py` prints the same cases as counts for BENCHMARKS.md)."""
 
 from __future__ import annotations
 

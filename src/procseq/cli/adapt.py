@@ -197,7 +197,7 @@ def adapt(sequence_dir: Path, out: Path, overwrite: bool, model: str | None, lor
     check_features(features, global_features, local_features)
     if calibration is not None and not Path(calibration).is_file():
         raise FileNotFoundError(f"--calibration {calibration} does not exist; pass a file written by "
-                                "python -m procseq.eval.adaptive_calibration, or leave it out.")
+                                "python -m experiments.adaptive_calibration (in a procseq checkout), or leave it out.")
     seq = load_sequence_folder(sequence_dir)
     if seq.num_frames < 2:
         raise ValueError(f"{sequence_dir} holds {seq.num_frames} frame; adaptive steps need at least 2.")

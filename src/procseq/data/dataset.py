@@ -240,6 +240,14 @@ def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:
     return rows
 
 
+def load_truth(record: dict[str, Any]) -> list[Image.Image]:
+    """A corpus record's true frames (RGB), from the ``frame_paths`` :func:`load_split` adds."""
+    out = []
+    for path in record["frame_paths"]:
+        with Image.open(path) as im:
+            out.append(im.convert("RGB"))
+    return out
+
 def inside(root: Path, relative: str | Path) -> Path:
     """``root / relative``, refused (ValueError) if `relative` is absolute or climbs out with ``..``:
     corpus metadata names files, and reading them must not reach anywhere else. (A lexical check, cheap
@@ -342,4 +350,4 @@ def montage(out_path: str | Path, frame_size: int = 32, seed: int = 0, scale: in
                         out_path, scale)
 
 
-__all__ = ["LENGTH_MODES", "WORDINGS", "GridDataset", "paraphrase_row", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "make_corpus", "montage", "sequence_seed"]
+__all__ = ["LENGTH_MODES", "WORDINGS", "GridDataset", "paraphrase_row", "check_length_mode", "corpus_counts", "sequence_length", "draw_montage", "load_split", "load_truth", "make_corpus", "montage", "sequence_seed"]

@@ -1,7 +1,7 @@
 """Calibrate adaptive steps' thresholds on the TRAINING split's ground truth (never on a test split).
 
-    python -m procseq.eval.adaptive_calibration --data data_cache/corpus --n 40 \
-        --out src/procseq/embedded/procseq-tiny/adaptive_calibration.json
+    python -m experiments.adaptive_calibration --data data_cache/corpus --n 40 \
+        --out src/procseq/embedded/procseq-tiny/adaptive_calibration.json   (from the repository root)
 
 With ``--n-insertion m`` (default 10) each domain also gets the insertion (the neighbours' average or the model
 from both neighbours) that filled the dropped step of its first m training sequences right more often.
@@ -21,8 +21,6 @@ side: test captions with unseen attribute combinations move the order term away 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +69,7 @@ def _order_loo(texts: list[torch.Tensor], captions: list[list[str]], gap: int) -
 
 def domain_terms(records: list[dict[str, Any]], extractor: Any, local: str) -> list[dict[str, Any]]:
     """Per sequence: raw terms of its adjacent pairs and of its pairs one step apart."""
-    from procseq.eval.recraft import load_truth
+    from procseq.data.dataset import load_truth
 
     feats, texts, pix = [], [], []
     for record in records:
@@ -141,7 +139,7 @@ def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None
     """How often each insertion fills a dropped training step right (step ``1 + index % (n - 2)`` of each record;
     the filled frame nearer that true step than any other): ``{"average": rate, "model": rate}``."""
     from procseq.eval.metrics import score_sequence
-    from procseq.eval.recraft import load_truth
+    from procseq.data.dataset import load_truth
     from procseq.eval.scorer import spec_from_dict
     from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator
 
@@ -185,32 +183,3 @@ def calibrate(data: str | Path, extractor: Any, n: int = 40, domains: list[str] 
                                                    "del_fraction": del_fraction, "margin": margin,
                                                    "n_insertion": n_insertion if pipe is not None else 0})
 
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line (see the module docstring)."""
-    from procseq.eval.adaptive import DOMAINS
-    from procseq.models.features import PipelineFeatures
-    from procseq.pipelines.loading import load_pipeline
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--data", default="data_cache/corpus", type=Path)
-    p.add_argument("--model", default=None)
-    p.add_argument("--n", default=40, type=int, help="training sequences per domain")
-    p.add_argument("--domains", default=DOMAINS)
-    p.add_argument("--local", default="patch", choices=("patch", "nearest"))
-    p.add_argument("--n-insertion", default=10, type=int,
-                   help="training sequences per domain that choose the insertion (average or model; 0: average)")
-    p.add_argument("--clean-rate", default=0.02, type=float, help="at most this share of clean sequences edited")
-    args = p.parse_args(argv)
-    pipe = load_pipeline(args.model, device="cpu", adapters="none")
-    pipe.set_progress_bar_config(disable=True)
-    cal = calibrate(args.data, PipelineFeatures(pipe), args.n, args.domains.split(","), args.local, args.clean_rate,
-                    pipe=pipe if args.n_insertion else None, n_insertion=args.n_insertion)
-    cal.source["command"] = "python -m procseq.eval.adaptive_calibration " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    print(f"wrote {cal.save(args.out)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -264,7 +264,30 @@ def aggregate(scores: SequenceABC[SequenceScore]) -> dict[str, Any]:
     }
 
 
+def attribute_agreement(frames: list[Any], spec: Any) -> tuple[int, int]:
+    """(hits, checks) of the attributes of frames ``0..n-2`` that must already show their final value, against
+    the values read from the last frame (the known frame of ReCraft: the input picture)."""
+    dom = domain_of(spec)
+    size = int(spec.frame_size)
+    arrays = [to_array(f, size) for f in frames]
+    n = len(arrays)
+    final_expected = dom.expected(spec, n - 1)
+    target = dom.read(arrays[-1], spec)
+    hits = checks = 0
+    for i in range(n - 1):
+        expected = dom.expected(spec, i)
+        keys = [k for k, v in expected.items() if v is not None and values_equal(v, final_expected.get(k))]
+        if not keys:
+            continue
+        read = dom.read(arrays[i], spec)
+        for k in keys:
+            checks += 1
+            hits += int(read.get(k) is not None and values_equal(read.get(k), target.get(k)))
+    return hits, checks
+
+
 __all__ = [
+    "attribute_agreement",
     "METRICS",
     "PSNR_CAP",
     "FrameScore",
@@ -278,3 +301,4 @@ __all__ = [
     "to_array",
     "values_equal",
 ]
+

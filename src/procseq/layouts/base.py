@@ -119,6 +119,29 @@ class Sampler:
 
 
 @dataclass
+class Draws:
+    """The random draws of one training batch, independent of how the batch is split over processes or layouts.
+
+    Args:
+        shared: the same on every process: what the whole batch shares (a frame index, a history size, a known set).
+        items: one generator per sequence, seeded from its place in the global batch: its noise and its time.
+        timestep: draws one time in [0, 1] from a generator (the run's timestep scheme).
+    """
+
+    shared: torch.Generator
+    items: list[torch.Generator]
+    timestep: Callable[[torch.Generator], float]
+
+    def noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Gaussian noise ``(B, *shape)``, each sequence's from its own generator."""
+        return torch.stack([torch.randn(shape, generator=g) for g in self.items]).to(like)
+
+    def times(self, like: torch.Tensor) -> torch.Tensor:
+        """One time per sequence ``(B,)``."""
+        return torch.tensor([float(self.timestep(g)) for g in self.items]).to(like)
+
+
+@dataclass
 class LayoutBatch:
     """One training batch in a layout's token order: the model inputs at ``x_t`` and the flow-matching target.
 
@@ -239,10 +262,10 @@ class Layout(ABC):
 
     @abstractmethod
     def training_example(self, encoder: TextEncoder, inputs: LayoutInputs, frame_latents: torch.Tensor,
-                         generator: torch.Generator, timesteps: Callable[[int], torch.Tensor]) -> LayoutBatch:
+                         draws: Draws, blank: torch.Tensor | None = None) -> LayoutBatch:
         """A training batch: `frame_latents` ``(B, n, C, h, w)`` (each frame encoded alone) arranged as this layout
-        feeds them, the text of `inputs` (caption dropout already applied to its plans and prompts), noise and
-        times drawn from `generator` (``timesteps(B)`` draws the times), the loss mask excluding known cells."""
+        feeds them (empty cells: `blank` ``(C, h, w)``), the text of `inputs` (caption dropout already applied to its
+        prompts), noise and times from `draws`, the loss mask excluding known cells."""
 
 
 def step_text_for(encoder: TextEncoder, captions: list[str], inputs: LayoutInputs, fusion: float = 0.0,
@@ -261,5 +284,5 @@ def step_captions(inputs: LayoutInputs, negative: bool = False) -> list[list[str
             for p, prompt in zip(inputs.plans, inputs.prompts)]
 
 
-__all__ = ["Layout", "LayoutBatch", "LayoutInputs", "Sampler", "TextEncoder", "batch_velocity", "step_captions",
+__all__ = ["Draws", "Layout", "LayoutBatch", "LayoutInputs", "Sampler", "TextEncoder", "batch_velocity", "step_captions",
            "step_text_for"]

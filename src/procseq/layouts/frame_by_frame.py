@@ -50,7 +50,8 @@ from procseq.conditioning.lora import LORA_FILE, load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import StepText, TextConditioning, join_plan_steps
 from procseq.layout import GridLayout, pack_latents, unpack_latents
-from procseq.layouts.base import Layout, LayoutBatch, LayoutInputs, Sampler, TextEncoder, step_captions, step_text_for
+from procseq.layouts.base import (Draws, Layout, LayoutBatch, LayoutInputs, Sampler, TextEncoder, step_captions,
+                                  step_text_for)
 from procseq.layouts.regional import ADAPTER as REGIONAL_ADAPTER
 from procseq.layouts.sampling import denoise, flux_timesteps
 from procseq.models.codec import decode_latents
@@ -305,11 +306,10 @@ class FrameByFrame(Layout):
     # -- training ---------------------------------------------------------------------------------
 
     def training_example(self, encoder: TextEncoder, inputs: LayoutInputs, frame_latents: torch.Tensor,
-                         generator: torch.Generator, timesteps: Callable[[int], torch.Tensor],
-                         blank: torch.Tensor | None = None) -> LayoutBatch:
-        """One frame ``t`` per sequence, drawn from `generator` with its history (Loom's sparse indices at a rotation
+                         draws: Draws, blank: torch.Tensor | None = None) -> LayoutBatch:
+        """One frame ``t`` for the batch (``draws.shared``) with its history (Loom's sparse indices at a rotation
         offset), as :meth:`denoise` generates it; the loss on its tokens."""
-        tr = self.training
+        tr, generator = self.training, draws.shared
         b, n = frame_latents.shape[:2]
         t = int(torch.randint(n, (1,), generator=generator))
         k = int(tr.k_choices[int(torch.randint(len(tr.k_choices), (1,), generator=generator))])
@@ -318,7 +318,7 @@ class FrameByFrame(Layout):
         history = history_indices(t, k, rotation_offset(t, generator))
         with_caption = float(torch.rand(1, generator=generator)) >= tr.caption_dropout
         x0 = pack_latents(frame_latents[:, t])
-        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        noise = draws.noise(tuple(x0.shape[1:]), x0)
         text = self.prompt_text(encoder, inputs)
         if with_caption and self.options.step_caption:
             text = frame_text(text, self.step_texts(encoder, inputs), t)
@@ -327,7 +327,7 @@ class FrameByFrame(Layout):
         known = KnownFrames(tuple(range(len(history))), frame_latents[:, list(history)]) if history else None
         emb = self.embedding
         return LayoutBatch(
-            x0=x0, noise=noise, t=timesteps(b).to(x0), text=text,
+            x0=x0, noise=noise, t=draws.times(x0), text=text,
             img_ids=known_position_ids(layout, ft, [len(history)]).to(x0), known=known, known_mode="concat",
             known_cells=layout, known_ids=known_position_ids(layout, ft, range(len(history))).to(x0) if history else None,
             input_addition=(lambda: emb.for_frames([t], n, ft * ft)) if emb is not None else None,

@@ -18,7 +18,7 @@ from procseq.attention.processors import ConditionKV, run_condition_pass
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import TextConditioning
 from procseq.layout import GridLayout, frames_to_grid_tensor, pack_latents
-from procseq.layouts.base import Layout, LayoutBatch, LayoutInputs, Sampler, TextEncoder
+from procseq.layouts.base import Draws, Layout, LayoutBatch, LayoutInputs, Sampler, TextEncoder
 from procseq.layouts.sampling import denoise, flux_timesteps
 
 StepAttention = Callable[[int, dict[str, Any]], None]
@@ -116,21 +116,20 @@ class OnePassLayout(Layout):
     # -- training ---------------------------------------------------------------------------------
 
     def training_example(self, encoder: TextEncoder, inputs: LayoutInputs, frame_latents: torch.Tensor,
-                         generator: torch.Generator, timesteps: Callable[[int], torch.Tensor],
-                         blank: torch.Tensor | None = None) -> LayoutBatch:
+                         draws: Draws, blank: torch.Tensor | None = None) -> LayoutBatch:
         """The sequences' frames ``(B, n, C, h, w)`` placed in their cells (empty cells: `blank` ``(C, h, w)``, the
-        latent of an empty frame, else zeros), noise and times from `generator`, the loss on the unknown cells."""
+        latent of an empty frame, else zeros), noise and times from `draws`, the loss on the unknown cells."""
         b, n, c, h, w = frame_latents.shape
         cells = self.cells(n)
         fill = blank if blank is not None else frame_latents.new_zeros(c, h, w)
         arranged = torch.stack([_place(frame_latents[i], cells, fill) for i in range(b)])
         x0 = pack_latents(arranged)
-        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        noise = draws.noise(tuple(x0.shape[1:]), x0)
         cond = self.prepare(encoder, inputs, x0.device, x0.dtype)
         known = inputs.known
         loss_mask = known.loss_mask(cells).to(x0.device) if known is not None else None
         known_ids = cond.img_ids[known.token_index(cells).to(x0.device)] if known is not None else None
-        return LayoutBatch(x0=x0, noise=noise, t=timesteps(b).to(x0), text=cond.text, img_ids=cond.img_ids.to(x0),
+        return LayoutBatch(x0=x0, noise=noise, t=draws.times(x0), text=cond.text, img_ids=cond.img_ids.to(x0),
                            attention={**cond.joint_attention_kwargs, **self.training_attention(cond)},
                            loss_mask=loss_mask, known=known, known_mode=inputs.known_mode, known_cells=cells,
                            known_ids=known_ids, layout=self.name)

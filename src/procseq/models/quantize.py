@@ -12,7 +12,7 @@ name     scheme                                       needs
 ======== ============================================ ===========================
 
 It is for fitting FLUX.1-dev-sized transformers in memory. On the embedded model it gains nothing (measured:
-BENCHMARKS.md, "Quantization"), so the default is ``none``. procseq's earlier hand-written int8 layer is gone:
+BENCHMARKS.md, "Speed"), so the default is ``none``. procseq's earlier hand-written int8 layer is gone:
 it did not beat this either.
 """
 

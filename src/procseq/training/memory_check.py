@@ -1,15 +1,14 @@
 """The memory plan checked against a measured peak: FLUX-shaped random models trained for two steps on the CPU.
 
-``python -m procseq.training.memory_check`` prints, for a few model sizes, the plan of
-:func:`procseq.training.memory.plan_training` and the peak measured in a fresh process: the peak resident
-memory (``VmHWM``) minus the resident memory before the model was built. The measured process runs
+:func:`check` gives, for one model size, the plan of :func:`procseq.training.memory.plan_training` and the
+peak measured in a fresh process (``python -m experiments.memory_check`` prints the table for a few sizes): the
+peak resident memory (``VmHWM``) minus the resident memory before the model was built. The measured process runs
 with glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_``), so a freed tensor's pages go back to the
 system instead of lingering in malloc's heap (the CUDA allocator has no such heap either).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -25,6 +24,10 @@ SIZES: dict[str, dict[str, Any]] = {
     "s": dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4),
     "m": dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=8),
 }
+
+MEASURE = ("import sys; from procseq.training.memory_check import measure; a = sys.argv[1:]; "
+           "print(measure(a[0], a[1], bool(int(a[2])), int(a[3]), int(a[4]), int(a[5])))")
+"""The fresh process :func:`check` runs (``python -c MEASURE FOLDER KIND CKPT FRAMES SIZE TEXT``): prints the peak."""
 
 
 def write_config_folder(out: Path, size: str) -> Path:
@@ -144,8 +147,8 @@ def check(size: str, kind: str, checkpointing: bool, frames: int = 4, frame_size
         env = {k: os.environ[k] for k in ("PATH", "HOME", "PYTHONPATH", "HF_HUB_OFFLINE") if k in os.environ}
         env.update(MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
-        args = [sys.executable, "-m", "procseq.training.memory_check", "--measure", str(folder), kind,
-                str(int(checkpointing)), str(frames), str(frame_size), str(text_tokens)]
+        args = [sys.executable, "-c", MEASURE, str(folder), kind, str(int(checkpointing)), str(frames), str(frame_size),
+                str(text_tokens)]
         proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
@@ -153,25 +156,3 @@ def check(size: str, kind: str, checkpointing: bool, frames: int = 4, frame_size
     return {"size": size, "kind": kind, "checkpointing": checkpointing, "plan": plan.peak, "measured": measured,
             "error": plan.peak / measured - 1}
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--measure", nargs=6, metavar=("FOLDER", "KIND", "CKPT", "FRAMES", "SIZE", "TEXT"))
-    parser.add_argument("--sizes", default="xs,s,m")
-    args = parser.parse_args()
-    if args.measure:
-        folder, kind, ckpt, frames, size, text = args.measure
-        print(measure(folder, kind, bool(int(ckpt)), int(frames), int(size), int(text)))
-        return
-    print("| model | trainer | checkpointing | plan MB | measured MB | plan / measured - 1 |")
-    print("|---|---|---|---|---|---|")
-    for size in args.sizes.split(","):
-        for kind in ("adapter", "known-frames"):
-            for ckpt in (False, True):
-                r = check(size, kind, ckpt)
-                print(f"| {size} | {kind} | {'on' if ckpt else 'off'} | {r['plan'] / 1e6:.1f} | "
-                      f"{r['measured'] / 1e6:.1f} | {r['error']:+.1%} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()

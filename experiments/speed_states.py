@@ -1,0 +1,99 @@
+"""Issue 30's measurements, each variant run in turn in one process (CPU seconds; the load hits all alike).
+
+    OMP_NUM_THREADS=1 python experiments/speed_states.py --rounds 3            # states, CFG batching, cost per frame
+
+1. ProcessPipeline / stock FluxPipeline on the same work (9-frame grid, the text the model reads, no true CFG):
+   fresh without adapters, with the shipped adapters loaded but not routed (a base domain), and after a
+   known-frames call (the condition LoRA loaded).
+2. ReCraft (last cell known) with true CFG: both branches in one batch vs two passes.
+3. CPU seconds per frame as the sequence grows, per layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+
+import torch
+from PIL import Image
+
+PROMPT = "a LEGO tower of red and blue bricks on a gray baseplate"
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn, rounds: int) -> float:
+    """The least CPU seconds of `rounds` calls (after one warm-up)."""
+    fn()
+    best = float("inf")
+    for _ in range(rounds):
+        t = cpu_seconds()
+        fn()
+        best = min(best, cpu_seconds() - t)
+    return best
+
+
+def main() -> None:
+    from diffusers import FluxPipeline
+
+    from procseq.models.loading import EMBEDDED_DIR
+
+    from procseq.pipelines.loading import load_pipeline
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--frames", type=int, nargs="+", default=[4, 9, 16, 32, 64])
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f}, threads {torch.get_num_threads()}")
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    bare = load_pipeline(None, adapters="none")
+    adapted = load_pipeline(None)
+    after_known = load_pipeline(None)
+    stock = FluxPipeline.from_pretrained(EMBEDDED_DIR)
+    for p in (bare, adapted, after_known, stock):
+        p.set_progress_bar_config(disable=True)
+    last = bare(PROMPT, domain="lego", frames=9, generator=g()).frames[0][-1]
+    after_known(PROMPT, domain="lego", frames=9, generator=g(), known={8: last})
+    text = bare.defaults.model_prompts([PROMPT], "lego", 9)[0]
+    tokens = bare.text_length([text])
+
+    def ours(p):
+        return lambda: p(PROMPT, domain="lego", frames=9, true_cfg_scale=1.0, generator=g())
+
+    def flux():
+        return stock(text, height=96, width=96, num_inference_steps=bare.defaults.num_inference_steps,
+                     guidance_scale=bare.defaults.guidance_scale, max_sequence_length=tokens, generator=g())
+
+    print("\n| state | ProcessPipeline (CPU s) | stock FluxPipeline (CPU s) | ratio |\n|---|---|---|---|")
+    for name, p in (("fresh, no adapters", bare), ("adapters loaded, base domain", adapted),
+                    ("after a known-frames call", after_known)):
+        a, b = timed(ours(p), args.rounds), timed(flux, args.rounds)
+        print(f"| {name} | {a:.3f} | {b:.3f} | {a / b:.3f} |", flush=True)
+
+    print("\n| ReCraft, true CFG 2 | CPU s |\n|---|---|")
+    result = {}
+    for batch in (False, None):
+        after_known.batch_cfg = batch
+        result[batch] = timed(lambda: after_known(PROMPT, domain="lego", frames=9, generator=g(),
+                                                   known={8: last}), args.rounds)
+        print(f"| {'one batch' if batch is None else 'two passes'} | {result[batch]:.3f} |", flush=True)
+    print(f"speed-up {result[False] / result[None]:.2f}x")
+
+    print("\n| frames | grid (CPU s/frame) | regional | frame by frame |\n|---|---|---|---|")
+    for frames in args.frames:
+        row = []
+        for mode in ("grid", "regional", "frame-by-frame"):
+            if mode == "grid" and frames > bare.defaults.max_frames:
+                row.append("-")
+                continue
+            s = timed(lambda: bare(PROMPT, domain="lego", frames=frames, mode=mode, generator=g()), 1)
+            row.append(f"{s / frames:.3f}")
+        print(f"| {frames} | " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
