@@ -182,23 +182,31 @@ class LayoutBatch:
 
 
 def batch_velocity(model: Any, batch: LayoutBatch, pooled_empty: torch.Tensor, guidance: torch.Tensor | None,
-                   autocast: Any = None, condition_lora: bool = False) -> torch.Tensor:
+                   autocast: Callable[[], Any] | None = None, condition_lora: bool = False,
+                   unwrapped: Any = None) -> torch.Tensor:
     """The transformer's velocity ``(B, seq, 4C)`` for a :class:`LayoutBatch` at ``x_t``: the known frames' t = 0
     condition pass first in ``concat`` mode (its K/V handed to the main pass; the condition LoRA on in it when
-    `condition_lora`), the layout's input additions on."""
+    `condition_lora`), the layout's input additions on.
+
+    Args:
+        model: the transformer to call for the main pass (a ``DistributedDataParallel`` wrapper in training).
+        autocast: a factory of the autocast context (e.g. ``accelerator.autocast``), or None.
+        unwrapped: the transformer itself, when `model` wraps it (hooks and the condition pass use it).
+    """
     from contextlib import nullcontext
 
-    amp = autocast if autocast is not None else nullcontext()
+    amp = autocast if autocast is not None else nullcontext
+    inner = unwrapped if unwrapped is not None else model
     attention = dict(batch.attention)
     if batch.known is not None and batch.known_mode == "concat" and batch.known_ids is not None:
         history = batch.history_addition() if batch.history_addition is not None else None
         tokens = batch.known.tokens().to(batch.x0)
-        with amp, added_to_input(model, history):
-            kv = run_condition_pass(model, tokens, batch.known_ids.to(tokens), pooled_empty.to(batch.x0), guidance,
+        with amp(), added_to_input(inner, history):
+            kv = run_condition_pass(inner, tokens, batch.known_ids.to(tokens), pooled_empty.to(batch.x0), guidance,
                                     lora=condition_lora)
         attention.update(kv.attention_kwargs("use"))
     addition = batch.input_addition() if batch.input_addition is not None else None
-    with amp, added_to_input(model, addition):
+    with amp(), added_to_input(inner, addition):
         return model(hidden_states=batch.x_t, timestep=batch.t, guidance=guidance,
                      pooled_projections=batch.text.pooled_prompt_embeds, encoder_hidden_states=batch.text.prompt_embeds,
                      txt_ids=batch.text.text_ids, img_ids=batch.img_ids, joint_attention_kwargs=attention or None,
