@@ -153,7 +153,7 @@ class LayoutBatch:
             token order (for ``inplace``), `known_ids` the known tokens' position ids (for ``concat``).
         input_addition: added to the transformer's input tokens (Loom's step embedding), ``(B or 1, seq, 4C)``.
         history_addition: added to the condition pass's tokens (the history frames' step embeddings).
-        layout: the layout's name (for logs).
+        layout: the layout's name (for logs); `info`: what the layout drew (frame by frame: the frame, its history).
     """
 
     x0: torch.Tensor
@@ -170,6 +170,7 @@ class LayoutBatch:
     input_addition: Callable[[], torch.Tensor | None] | None = None
     history_addition: Callable[[], torch.Tensor | None] | None = None
     layout: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def x_t(self) -> torch.Tensor:

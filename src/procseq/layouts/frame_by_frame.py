@@ -332,7 +332,7 @@ class FrameByFrame(Layout):
             known_cells=layout, known_ids=known_position_ids(layout, ft, range(len(history))).to(x0) if history else None,
             input_addition=(lambda: emb.for_frames([t], n, ft * ft)) if emb is not None else None,
             history_addition=(lambda: emb.for_frames(history, n, ft * ft)) if emb is not None and history else None,
-            layout=self.name)
+            layout=self.name, info={"frame": t, "history": tuple(history), "caption": with_caption})
 
 
 __all__ = ["ADAPTER_NAME", "DEFAULT_K", "FrameByFrame", "FrameByFrameOptions", "FrameByFrameTraining",

@@ -315,6 +315,7 @@ class LayoutsConfig:
         lora: train this procseq LoRA (``known_frames``, ``regional``, ``frame_by_frame``) on the frozen base
             (its section gives rank, alpha, targets); None: the whole transformer.
         step_embedding: train Loom's step embedding with frame-by-frame batches.
+        per_domain: train on the first N sequences of each domain (None: all).
         mix: ``sequence``: every sequence of a batch draws its layout (a step mixes layouts); ``step``: the whole
             batch shares one layout per step.
         cache_dir: where the per-frame latents are cached (keyed by what they were computed from).
@@ -326,6 +327,7 @@ class LayoutsConfig:
     step_tokens: int | None = None
     lora: str | None = None
     step_embedding: bool = True
+    per_domain: int | None = None
     mix: str = "sequence"
     cache_dir: str = "data_cache/frames"
 

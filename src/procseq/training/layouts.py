@@ -259,6 +259,19 @@ LORA_SECTIONS = {"known_frames": ("known_frames", "known_frames.json"), "regiona
                  "frame_by_frame": ("frame_by_frame", "frame_by_frame.json")}
 
 
+def save_lora_folder(transformer: Any, out: str | Path, adapter: str, meta: dict[str, Any],
+                     embedding: StepEmbedding | None = None) -> Path:
+    """Write procseq LoRA `adapter` as a diffusers LoRA folder (``pytorch_lora_weights.safetensors`` + its metadata
+    file) and the step embedding beside it when given: the folder the pipeline loads for that LoRA."""
+    from procseq.conditioning.history import EMBEDDING_FILE, save_step_embedding
+    from procseq.conditioning.lora import save_condition_lora
+
+    save_condition_lora(transformer, out, meta, adapter_name=adapter, meta_name=LORA_SECTIONS[adapter][1])
+    if embedding is not None:
+        save_step_embedding(embedding, Path(out) / EMBEDDING_FILE)
+    return Path(out)
+
+
 def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
     """Train on the layouts of ``cfg.layouts`` (the whole transformer, or one LoRA on the frozen ``model.path``);
     writes ``OUTPUT_DIR/model`` (a model folder, or the LoRA's) with its training record."""
@@ -266,7 +279,6 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
     import json
 
     from procseq.conditioning.history import EMBEDDING_FILE, load_step_embedding, save_step_embedding
-    from procseq.conditioning.lora import save_condition_lora
     from procseq.distributed import process_state
     from procseq.training.known_frames import cache_frame_latents, cache_key
     from procseq.training.run import _save_pipeline, build_pipeline, open_corpus, write_training_record
@@ -275,6 +287,10 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
     if lc.lora and not cfg.model.path:
         raise ValueError(f"Training the {lc.lora} LoRA needs a base model: set model.path (e.g. procseq-tiny).")
     grids = open_corpus(cfg)
+    if lc.per_domain is not None:
+        taken: dict[str, int] = {}
+        grids.rows = [r for r in grids.rows if taken.setdefault(r["domain"], 0) < lc.per_domain
+                      and not taken.update({r["domain"]: taken[r["domain"]] + 1})]
     pipe, metadata = build_pipeline(cfg)
     install_processors(pipe.transformer)
     with process_state().main_process_first():  # many processes: the first writes the cache
@@ -286,9 +302,8 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
         start = Path(cfg.model.path or "") / "frame_by_frame" / EMBEDDING_FILE if cfg.model.path else None
         embedding = load_step_embedding(start) if start is not None and start.is_file() else \
             StepEmbedding(pipe.transformer.config.in_channels, fc.num_positions)
-    section, meta_name = LORA_SECTIONS[lc.lora] if lc.lora else (None, None)
     if lc.lora:
-        sec = getattr(cfg, section)
+        sec = getattr(cfg, LORA_SECTIONS[lc.lora][0])
         add_seeded_lora(pipe.transformer, lc.lora, sec.rank, sec.alpha, sec.targets, cfg.train.seed)
     size = next(iter(frames.values())).shape[-1] * pipe.vae_scale_factor
     kf = cfg.known_frames
@@ -297,15 +312,15 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
                                                                "sequences": len(grids)}}
     if lc.step_tokens is not None:
         metadata["step_tokens"] = lc.step_tokens
-    fbf_meta = {"k": fc.k, "k_choices": list(fc.k_choices), "num_positions": fc.num_positions, "rotation_offset": True}
+    fbf_meta = {"rank": fc.rank, "alpha": fc.alpha, "targets": list(fc.targets), "k": fc.k,
+                "k_choices": list(fc.k_choices), "history_dropout": fc.history_dropout,
+                "caption_dropout": fc.caption_dropout, "num_positions": fc.num_positions, "rotation_offset": True}
 
     def save(p: Any, out: Path) -> None:
         if lc.lora:
             lora_meta = {**meta, "mode": lc.known_mode, "main_lora": kf.main_lora} if lc.lora == "known_frames" \
                 else {**meta, **(fbf_meta if lc.lora == "frame_by_frame" else dataclasses.asdict(cfg.regional))}
-            save_condition_lora(p.transformer, out, lora_meta, adapter_name=lc.lora, meta_name=meta_name)
-            if embedding is not None:
-                save_step_embedding(embedding, Path(out) / EMBEDDING_FILE)
+            save_lora_folder(p.transformer, out, lc.lora, lora_meta, embedding)
             return
         _save_pipeline(metadata)(p, out)
         if embedding is not None:
@@ -323,4 +338,4 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
 
 
 __all__ = ["FramesDataset", "LayoutTrainer", "add_seeded_lora", "blank_latent", "build_layouts",
-           "run_layout_training"]
+           "run_layout_training", "save_lora_folder"]
