@@ -222,7 +222,8 @@ class Layout(ABC):
     """
 
     name: ClassVar[str]
-    max_frames: ClassVar[int]
+    max_frames: ClassVar[int | None]
+    """The most frames the layout takes (None: the model's ``max_frames``)."""
     reads_prompt_embeds: ClassVar[bool] = False
     """Whether the layout accepts text already encoded (``prompt_embeds``); only the grid, whose text is the prompt."""
     options: Any = None
@@ -257,6 +258,10 @@ class Layout(ABC):
     def decode_frames(self, pipe: Any, latents: torch.Tensor, cond: SequenceConditioning) -> list[list[Image.Image]]:
         """The layout's latents -> each sequence's frames, before known frames are pasted back."""
         raise NotImplementedError(f"The {self.name} layout decodes in decode().")
+
+    def denoising_passes(self, inputs: LayoutInputs) -> int:
+        """Denoising loops per group of sequences (for progress): one for a one-pass layout."""
+        return 1
 
     def groups(self, inputs: LayoutInputs) -> list[list[int]]:
         """Which sequences of a request run together (default: all in one batch)."""

@@ -197,7 +197,11 @@ class FrameByFrame(Layout):
     """Loom's frame-by-frame layout (see the module docstring)."""
 
     name: ClassVar[str] = "frame-by-frame"
-    max_frames: ClassVar[int] = MAX_FRAMES
+    max_frames: ClassVar[int | None] = MAX_FRAMES
+
+    def denoising_passes(self, inputs: LayoutInputs) -> int:
+        """One denoising loop per generated frame."""
+        return inputs.frames - (len(inputs.known.indices) if inputs.known is not None else 0)
 
     def __init__(self, options: FrameByFrameOptions | None = None, training: FrameByFrameTraining | None = None,
                  embedding: StepEmbedding | None = None) -> None:
@@ -281,7 +285,7 @@ class FrameByFrame(Layout):
                     x = denoise(transformer, pipe.scheduler, x, ids, frame_text(cond.text, state["steps"], t),
                                 timesteps, guidance_scale=sampler.guidance_scale, negative=cond.negative,
                                 true_cfg_scale=sampler.true_cfg_scale, joint_attention_kwargs=attention or None,
-                                autocast_dtype=sampler.autocast_dtype)
+                                autocast_dtype=sampler.autocast_dtype, after_step=sampler.after_step)
                 latents.append(unpack_latents(x, 2 * ft, 2 * ft))
                 histories.append(history)
                 cpu.append(time.process_time() - start)

@@ -42,7 +42,7 @@ class Grid(OnePassLayout):
     """The serpentine grid (see the module docstring)."""
 
     name: ClassVar[str] = "grid"
-    max_frames: ClassVar[int] = 16
+    max_frames: ClassVar[int | None] = None  # the model's max_frames (procseq.json)
     reads_prompt_embeds: ClassVar[bool] = True
 
     def __init__(self, options: GridOptions | None = None) -> None:

@@ -151,7 +151,7 @@ class Regional(OnePassLayout):
     """CookAnything's regional layout (see the module docstring)."""
 
     name: ClassVar[str] = "regional"
-    max_frames: ClassVar[int] = REGIONAL_MAX_FRAMES
+    max_frames: ClassVar[int | None] = REGIONAL_MAX_FRAMES
 
     def __init__(self, options: RegionalConfig | None = None) -> None:
         self.options = options or RegionalConfig()

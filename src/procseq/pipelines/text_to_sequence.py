@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +20,7 @@ from procseq.conditioning.lora import default_condition_lora, load_condition_lor
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import StepText, TextConditioning, encode_steps
 from procseq.layout import GridLayout
-from procseq.layouts import FrameByFrame, FrameByFrameOptions, Grid, Layout, RegionalConfig, make_layout
+from procseq.layouts import FrameByFrameOptions, Layout, RegionalConfig, make_layout
 from procseq.layouts.base import LayoutInputs, Sampler
 from procseq.layouts.one_pass import OnePassLayout
 from procseq.layouts.regional import REGIONAL_MAX_FRAMES
@@ -37,6 +37,22 @@ with quiet_loading():  # transformers' torchvision notices for image processors 
     from diffusers import FluxPipeline
 
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass
+class Request:
+    """One call's settings, resolved against the model's defaults (:meth:`ProcessPipeline.resolve_request`)."""
+
+    prompts: list[str]
+    encoded: list[str]
+    encoded_2: list[str] | None
+    negatives: list[str] | None
+    domain: str
+    frames: int
+    frame_size: int
+    guidance_scale: float
+    true_cfg_scale: float
+    max_sequence_length: int
 
 
 class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
@@ -359,19 +375,8 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         """
         # 1. Check the inputs that need no model state; expand the batch (num_images_per_prompt)
         layout = make_layout(mode, regional if regional is not None else frame_by_frame)
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
-        if output_type == "latent" and not isinstance(layout, OnePassLayout):
-            raise ValueError(f"output_type='latent' needs a one-pass layout (grid, regional), not {layout.name}.")
-        if prompt_embeds is not None and (pooled_prompt_embeds is None or not layout.reads_prompt_embeds):
-            raise ValueError("prompt_embeds needs pooled_prompt_embeds too, and works in the grid layout; "
-                             "pass prompt instead for mode='regional' or 'frame-by-frame'.")
-        unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
-        if unknown_inputs:
-            raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'latents', got {sorted(unknown_inputs)}.")
-        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
-                or not 1 <= num_images_per_prompt <= 64:
-            raise ValueError(f"num_images_per_prompt must be an integer in 1..64, got {num_images_per_prompt!r}.")
+        self.check_call_inputs(layout, output_type, prompt_embeds, pooled_prompt_embeds,
+                               callback_on_step_end_tensor_inputs, num_images_per_prompt)
         prompt, prompt_2, plan = (_repeat(x, num_images_per_prompt) for x in (prompt, prompt_2, plan))
         if isinstance(generator, list):  # one per prompt -> one per sequence (a single one draws for all)
             generator = _repeat(generator, num_images_per_prompt)
@@ -380,6 +385,80 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
             pooled_prompt_embeds = pooled_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
 
         # 2. Resolve the request against the model's defaults
+        req = self.resolve_request(layout, prompt, prompt_2, domain, frames, frame_size, height, width, plan, captions,
+                                   guidance_scale, true_cfg_scale, negative_prompt, max_sequence_length, prompt_embeds,
+                                   allow_unseen)
+
+        # 3. Plan: one per sequence, before anything is encoded
+        plans = self.make_plans(req.prompts, req.domain, req.frames, plan, captions, planner)
+
+        # 4. Known frames and how they condition
+        known_frames = self.prepare_known(known, req.frames, req.frame_size, max_pixels)
+        known_mode = self.resolve_known_mode(known_frames, known_mode, req.frames)
+
+        # 5. Prepare the layout, denoise, decode (group by group: a layout may run its sequences apart)
+        inputs = LayoutInputs(
+            plans=plans, prompts=req.encoded, frames=req.frames, frame_tokens=req.frame_size // (
+                self.vae_scale_factor * 2), frame_size=req.frame_size, max_sequence_length=req.max_sequence_length,
+            step_tokens=self.defaults.step_tokens, known=known_frames, known_mode=known_mode,
+            negative_prompts=req.negatives, prompts_2=req.encoded_2,
+            text=None if prompt_embeds is None else TextConditioning.from_embeds(
+                prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype),
+            joint_attention_kwargs=dict(joint_attention_kwargs or {}))
+        steps = num_inference_steps or self.defaults.num_inference_steps
+        sampler = Sampler(steps, req.guidance_scale, req.true_cfg_scale, generator, latents, autocast_dtype,
+                          self.batch_cfg, None, cache_condition)
+        with self.adapter_routing(req.domain, adapter_weights):
+            results, timings, cpu_denoise = self.run_layout(layout, inputs, sampler, output_type, callback_on_step_end)
+        self.maybe_free_model_hooks()
+
+        # 6. Output: the same SequenceOutput in every layout
+        cond = results[0][0]
+        settings: dict[str, Any] = {
+            "domain": req.domain, "frames": req.frames, "frame_size": req.frame_size, **layout.settings(self, cond),
+            "num_inference_steps": steps, "guidance_scale": req.guidance_scale, "true_cfg_scale": req.true_cfg_scale,
+            **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
+            **({"known_frames": list(known_frames.indices), "known_mode": known_mode,
+                "condition_lora": (self._condition_lora or {}).get("path")} if known_frames is not None else {}),
+            "cpu_s": {"denoise": cpu_denoise},  # this process's CPU time (all threads)
+            "timings_s": {**timings, "total": sum(timings.values()), **cond.layout_state.get("timings", {})},
+        }
+        captions_out = [p.captions for p in plans]
+        if output_type == "latent":
+            stacked = torch.cat([r[1] for r in results])
+            out = SequenceOutput(images=stacked, frames=[], captions=captions_out,
+                                 metadata=[dict(settings) for _ in plans], plans=plans, latents=stacked)
+            return out if return_dict else (stacked,)
+        out = SequenceOutput(images=[g for r in results for g in r[2][1]], frames=[f for r in results for f in r[2][0]],
+                             captions=captions_out, metadata=[json.loads(json.dumps(settings)) for _ in plans],
+                             plans=plans).converted(output_type)
+        return out if return_dict else (out.images,)
+
+    def check_call_inputs(self, layout: Layout, output_type: str, prompt_embeds: torch.Tensor | None,
+                          pooled_prompt_embeds: torch.Tensor | None, callback_inputs: list[str] | tuple[str, ...],
+                          num_images_per_prompt: int) -> None:
+        """Raise ``ValueError`` for a call that cannot run whatever the model (stage 1 of ``__call__``)."""
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
+        if output_type == "latent" and not isinstance(layout, OnePassLayout):
+            raise ValueError(f"output_type='latent' needs a one-pass layout (grid, regional), not {layout.name}.")
+        if prompt_embeds is not None and (pooled_prompt_embeds is None or not layout.reads_prompt_embeds):
+            raise ValueError("prompt_embeds needs pooled_prompt_embeds too, and works in the grid layout; "
+                             "pass prompt instead for mode='regional' or 'frame-by-frame'.")
+        unknown_inputs = set(callback_inputs) - {"latents"}
+        if unknown_inputs:
+            raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'latents', got {sorted(unknown_inputs)}.")
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
+                or not 1 <= num_images_per_prompt <= 64:
+            raise ValueError(f"num_images_per_prompt must be an integer in 1..64, got {num_images_per_prompt!r}.")
+
+    def resolve_request(self, layout: Layout, prompt: str | list[str] | None, prompt_2: str | list[str] | None,
+                        domain: str | None, frames: int | None, frame_size: int | None, height: int | None,
+                        width: int | None, plan: Plan | list[Plan] | None, captions: list[str] | None,
+                        guidance_scale: float | None, true_cfg_scale: float | None,
+                        negative_prompt: str | list[str] | None, max_sequence_length: int | None,
+                        prompt_embeds: torch.Tensor | None, allow_unseen: bool) -> Request:
+        """The call's settings with the model's defaults filled in, checked (stage 2 of ``__call__``)."""
         first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
         if prompt is None:
             if first_plan is None and prompt_embeds is None:
@@ -412,77 +491,41 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
                              "plans were given; pass one of each.")
         max_sequence_length = max_sequence_length or self.text_length(encoded + (negatives or []))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,
-                                   max_frames=None if isinstance(layout, Grid) else layout.max_frames)
+                                   max_frames=layout.max_frames)
         layout.check(self, frames, frame_size, max_sequence_length)
+        return Request(prompts, encoded, encoded_2, negatives, domain, frames, frame_size, guidance_scale,
+                       true_cfg_scale, max_sequence_length)
 
-        # 3. Plan: one per sequence, before anything is encoded
-        plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
-
-        # 4. Known frames and how they condition
-        known_frames = self.prepare_known(known, frames, frame_size, max_pixels)
-        known_mode = self.resolve_known_mode(known_frames, known_mode, frames)
-
-        # 5. Prepare the layout, denoise, decode: group by group (a layout may run its sequences apart)
-        inputs = LayoutInputs(plans=plans, prompts=encoded, frames=frames, frame_tokens=frame_size // (
-            self.vae_scale_factor * 2), frame_size=frame_size, max_sequence_length=max_sequence_length,
-            step_tokens=d.step_tokens, known=known_frames, known_mode=known_mode, negative_prompts=negatives,
-            text=None if prompt_embeds is None else TextConditioning.from_embeds(
-                prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype),
-            prompts_2=encoded_2, joint_attention_kwargs=dict(joint_attention_kwargs or {}))
-        steps = num_inference_steps or d.num_inference_steps
-        gens = Sampler(steps, guidance_scale, generator=generator).generators(len(prompts))
-        results, timings = [], {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
-        cpu_denoise = 0.0
-        with self.progress_bar(total=steps * (frames if isinstance(layout, FrameByFrame) else 1) * len(prompts)
-                               ) as bar, self.adapter_routing(domain, adapter_weights):
+    def run_layout(self, layout: Layout, inputs: LayoutInputs, sampler: Sampler, output_type: str,
+                   callback_on_step_end: StepEndCallback | None) -> tuple[list[Any], dict[str, float], float]:
+        """Stage 5 of ``__call__``: prepare, denoise and decode each group of sequences the layout runs together.
+        Returns ``(cond, latents, (frames, grids) or None)`` per group, the wall times and the denoising CPU seconds."""
+        gens, groups = sampler.generators(inputs.batch), layout.groups(inputs)
+        results, timings, cpu = [], {"encode": 0.0, "denoise": 0.0, "decode": 0.0}, 0.0
+        total = sampler.num_inference_steps * layout.denoising_passes(inputs) * len(groups)
+        with self.progress_bar(total=total) as bar:
             def after(i: int, t: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
                 bar.update()
                 if callback_on_step_end is None:
                     return lat
                 return (callback_on_step_end(self, i, t, {"latents": lat}) or {}).get("latents", lat)
 
-            for group in layout.groups(inputs):
+            for group in groups:
                 t0 = time.perf_counter()
-                part = _select(inputs, group)
-                cond = layout.prepare(self, part, self._execution_device, self.transformer.dtype)
+                cond = layout.prepare(self, _select(inputs, group), self._execution_device, self.transformer.dtype)
                 t1, c1 = time.perf_counter(), time.process_time()
-                sampler = Sampler(steps, guidance_scale, true_cfg_scale, [gens[i] for i in group] if isinstance(
-                    generator, list) else generator, None if latents is None else latents[group], autocast_dtype,
-                    self.batch_cfg, after, cache_condition)
-                out_latents = layout.denoise(self, cond, sampler)
+                part = replace(sampler, after_step=after, latents=None if sampler.latents is None else sampler.latents[
+                    group], generator=[gens[i] for i in group] if isinstance(sampler.generator, list)
+                    else sampler.generator)
+                latents = layout.denoise(self, cond, part)
                 t2 = time.perf_counter()
-                cpu_denoise += time.process_time() - c1
-                decoded = None if output_type == "latent" else layout.decode(self, out_latents, cond)
+                cpu += time.process_time() - c1
+                decoded = None if output_type == "latent" else layout.decode(self, latents, cond)
                 timings["encode"] += t1 - t0
                 timings["denoise"] += t2 - t1
                 timings["decode"] += time.perf_counter() - t2
-                results.append((cond, out_latents, decoded))
-        self.maybe_free_model_hooks()
-
-        # 6. Output: the same SequenceOutput in every layout
-        cond = results[0][0]
-        settings: dict[str, Any] = {
-            **({} if isinstance(layout, Grid) else {"mode": layout.name}),
-            "domain": domain, "frames": frames, "frame_size": frame_size, **layout.settings(self, cond),
-            "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
-            **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
-            **({"known_frames": list(known_frames.indices), "known_mode": known_mode,
-                "condition_lora": (self._condition_lora or {}).get("path")} if known_frames is not None else {}),
-            "cpu_s": {"denoise": cpu_denoise},  # this process's CPU time (all threads)
-            "timings_s": {**timings, "total": sum(timings.values()), **cond.layout_state.get("timings", {})},
-        }
-        captions_out = [p.captions for p in plans]
-        if output_type == "latent":
-            stacked = torch.cat([r[1] for r in results])
-            out = SequenceOutput(images=stacked, frames=[], captions=captions_out,
-                                 metadata=[dict(settings) for _ in prompts], plans=plans, latents=stacked)
-            return out if return_dict else (stacked,)
-        frame_lists = [f for r in results for f in r[2][0]]
-        grids = [g for r in results for g in r[2][1]]
-        out = SequenceOutput(images=grids, frames=frame_lists, captions=captions_out,
-                             metadata=[json.loads(json.dumps(settings)) for _ in prompts], plans=plans
-                             ).converted(output_type)
-        return out if return_dict else (out.images,)
+                results.append((cond, latents, decoded))
+        return results, timings, cpu
 
     def resolve_known_mode(self, known: KnownFrames | None, known_mode: KnownMode | None, frames: int) -> KnownMode:
         """How the known frames condition: the given mode, else the default for these cells (loading the model's

@@ -344,6 +344,7 @@ class LayoutsConfig:
             raise ValueError(f"layouts.known_mode must be 'inplace' or 'concat', got {self.known_mode!r}.")
         if self.lora not in (None, "known_frames", "regional", "frame_by_frame"):
             raise ValueError(f"layouts.lora must be known_frames, regional or frame_by_frame, got {self.lora!r}.")
+        self.cache_dir = os.path.expanduser(self.cache_dir)
         if self.mix not in ("sequence", "step"):
             raise ValueError(f"layouts.mix must be 'sequence' or 'step', got {self.mix!r}.")
         if self.step_tokens is not None and self.step_tokens < 1:
