@@ -92,7 +92,7 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
 
     with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=None):  # --extend: a pass more each
         generator = torch.Generator("cpu").manual_seed(seed)
-        result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
+        result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, known_mode=mode,
                       num_inference_steps=steps, generator=generator, frame_size=frame_size)
         settings = result.metadata[0]
         save_sequence_folder(result, settings["prompt"], settings["domain"], tmp,
