@@ -46,7 +46,7 @@ from procseq.conditioning.history import (
     rotation_offset,
     select_history,
 )
-from procseq.conditioning.lora import LORA_FILE, load_condition_lora
+from procseq.conditioning.lora import LORA_FILE, load_condition_lora, read_meta
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import StepText, TextConditioning, join_plan_steps
 from procseq.layout import GridLayout, pack_latents, unpack_latents
@@ -107,9 +107,12 @@ class FrameByFrameWeights:
 
 
 def default_weights(model_folder: Path | None) -> Path | None:
-    """The model's ``frame_by_frame/`` folder, when it holds the LoRA."""
+    """The model's ``frame_by_frame/`` folder, when it holds the LoRA or (a base that learnt this layout) the step
+    embedding alone."""
     folder = Path(model_folder) / WEIGHTS_DIR if model_folder else None
-    return folder if folder is not None and (folder / LORA_FILE).is_file() else None
+    if folder is None or not any((folder / name).is_file() for name in (LORA_FILE, EMBEDDING_FILE)):
+        return None
+    return folder
 
 
 @contextmanager
@@ -132,14 +135,19 @@ def load_weights(pipe: Any, path: str | Path | None = None) -> FrameByFrameWeigh
     elif current is not None and current.path == str(folder):
         return current
     else:
-        if not (folder / LORA_FILE).is_file():
+        has_lora = (folder / LORA_FILE).is_file()
+        if not has_lora and not (folder / EMBEDDING_FILE).is_file():
             raise FileNotFoundError(f"No frame-by-frame LoRA at {folder / LORA_FILE}; pass the folder written by "
                                     "`procseq train frame-by-frame` (OUTPUT_DIR/model).")
         transformer = pipe.transformer
-        if current is not None and current.path is not None:
+        if current is not None and current.meta.get("lora_loaded"):
             transformer.delete_adapters(ADAPTER_NAME)
-        meta = load_condition_lora(pipe, folder, adapter_name=ADAPTER_NAME, metas=(META_FILE,))
-        set_adapters_active(transformer, [ADAPTER_NAME], False)  # the new LoRA stays off outside this mode
+        if has_lora:
+            meta = {**load_condition_lora(pipe, folder, adapter_name=ADAPTER_NAME, metas=(META_FILE,)),
+                    "lora_loaded": True}
+            set_adapters_active(transformer, [ADAPTER_NAME], False)  # the new LoRA stays off outside this mode
+        else:  # a base that learnt the layout ships its step embedding alone
+            meta = read_meta(folder, (META_FILE,))
         emb = load_step_embedding(folder / EMBEDDING_FILE) if (folder / EMBEDDING_FILE).is_file() else None
         if emb is not None and emb.table.shape[1] != transformer.config.in_channels:
             raise ValueError(f"{folder / EMBEDDING_FILE} is {emb.table.shape[1]} wide but the transformer takes "
