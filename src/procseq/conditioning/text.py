@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from procseq.quiet import quiet_loading
+
 
 @dataclass
 class TextConditioning:
@@ -131,8 +133,9 @@ def encode_steps(pipe: Any, captions: list[str], max_tokens_per_step: int, whole
     mask = pipe.tokenizer_2(captions, padding="max_length", truncation=True, max_length=max_tokens_per_step,
                             return_tensors="pt").attention_mask
     lengths = mask.sum(1).clamp(min=1).tolist()
-    embeds = pipe._get_t5_prompt_embeds(prompt=captions, max_sequence_length=max_tokens_per_step,
-                                        device=pipe._execution_device)
+    with quiet_loading():  # truncating a caption to its step tokens is intended, not worth diffusers' warning
+        embeds = pipe._get_t5_prompt_embeds(prompt=captions, max_sequence_length=max_tokens_per_step,
+                                            device=pipe._execution_device)
     pieces, spans, start = [], [], 0
     for i, n in enumerate(lengths):
         width = max_tokens_per_step if pad else n
