@@ -37,7 +37,8 @@ from procseq.cli.options import runtime_options
               help="Comma-separated domains (default: the base model's domains, or every domain for baselines; "
                    "adapter domains such as clay only when named).")
 @click.option("--n", default=None, type=int, help="Sequences per domain (default: all).")
-@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--denoise-steps", "--steps", "steps", default=None, type=int,
+              help="Euler denoising steps (default: the model's); --steps is the older name. A process step is a frame.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Base seed added to each record's seed.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output folder: sequences/, report.md, report.json.")
