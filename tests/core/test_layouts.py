@@ -90,3 +90,18 @@ def test_training_batch_uses_the_sampling_conditioning(step_text_pipe, mode: str
     x_t = batch.x_t
     idx = known.token_index(cond.layout)
     assert torch.equal(x_t[:, idx], batch.x0[:, idx])  # known cells clean in the input
+
+
+@pytest.mark.parametrize("mode", ["regional", "frame-by-frame"])
+def test_true_cfg_batches_in_every_layout_with_padded_step_text(step_text_pipe, mode: str) -> None:
+    """With padded step text the negative branch has the text shape of the positive one, so both run in one batch;
+    the frames equal two passes' within float rounding."""
+    def run(batch_cfg):
+        step_text_pipe.batch_cfg = batch_cfg
+        try:
+            return frames_of(step_text_pipe, CAPTIONS, mode, true_cfg_scale=2.0)
+        finally:
+            step_text_pipe.batch_cfg = None
+
+    batched, two = run(None), run(False)
+    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(batched, two))

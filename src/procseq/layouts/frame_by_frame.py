@@ -158,6 +158,14 @@ def load_weights(pipe: Any, path: str | Path | None = None) -> FrameByFrameWeigh
     return weights
 
 
+def negative_text(cond: SequenceConditioning, t: int) -> TextConditioning | None:
+    """The negative branch's text for frame `t`: with padded step text, the negative prompt then an empty caption of
+    the same length (both CFG branches then batch); else the negative prompt alone."""
+    if cond.negative is None or cond.layout_state.get("negative_steps") is None:
+        return cond.negative
+    return frame_text(cond.negative, cond.layout_state["negative_steps"], t)
+
+
 def pad_captions(pieces: list[torch.Tensor]) -> torch.Tensor:
     """Caption token runs ``(L_i, D)`` -> one batch ``(B, max L_i, D)``, shorter ones padded with zeros."""
     width = max(p.shape[0] for p in pieces)
@@ -244,12 +252,15 @@ class FrameByFrame(Layout):
         text = self.prompt_text(encoder, inputs)
         negative = self.prompt_text(encoder, inputs, negative=True) if inputs.negative_prompts is not None else None
         steps = self.step_texts(encoder, inputs) if self.options.step_caption else None
+        # padded step text: the negative branch reads empty captions of the same length, so both branches batch
+        empty = [step_text_for(encoder, c, inputs) for c in step_captions(inputs, negative=True)] \
+            if steps is not None and negative is not None and inputs.step_tokens is not None else None
         img_ids = torch.zeros(0, 3, device=device, dtype=dtype)  # per frame (:meth:`denoise`)
         return SequenceConditioning(plans=inputs.plans, layout=GridLayout.for_frames(inputs.frames),
                                     frame_size=inputs.frame_size, frame_tokens=inputs.frame_tokens, text=text,
                                     img_ids=img_ids, negative=negative, known=inputs.known, known_mode="concat",
                                     joint_attention_kwargs=dict(inputs.joint_attention_kwargs),
-                                    layout_state={"steps": steps, "k": k, "weights": weights})
+                                    layout_state={"steps": steps, "negative_steps": empty, "k": k, "weights": weights})
 
     def denoise(self, pipe: Any, cond: SequenceConditioning, sampler: Sampler) -> torch.Tensor:
         """Every frame in turn; returns the frames' latents ``(B, n, C, h, w)``."""
@@ -291,7 +302,7 @@ class FrameByFrame(Layout):
                 timesteps = flux_timesteps(pipe.scheduler, sampler.num_inference_steps, x.shape[1], device)
                 with added_to_input(transformer, add):
                     x = denoise(transformer, pipe.scheduler, x, ids, frame_text(cond.text, state["steps"], t),
-                                timesteps, guidance_scale=sampler.guidance_scale, negative=cond.negative,
+                                timesteps, guidance_scale=sampler.guidance_scale, negative=negative_text(cond, t),
                                 true_cfg_scale=sampler.true_cfg_scale, joint_attention_kwargs=attention or None,
                                 autocast_dtype=sampler.autocast_dtype, after_step=sampler.after_step)
                 latents.append(unpack_latents(x, 2 * ft, 2 * ft))

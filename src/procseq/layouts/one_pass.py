@@ -48,6 +48,10 @@ class OnePassLayout(Layout):
         """The attention state of a training batch (the mask the sampler uses in its masked steps)."""
         return {}
 
+    def batch_cfg(self, cond: SequenceConditioning, sampler: Sampler) -> bool | None:
+        """Whether true CFG's two branches run in one batch (:func:`~procseq.layouts.sampling.denoise`)."""
+        return sampler.batch_cfg
+
     def lora(self, pipe: Any, cond: SequenceConditioning) -> AbstractContextManager[Any]:
         """The procseq LoRAs active in the main pass (:mod:`procseq.conditioning.loras`)."""
         return pipe.main_pass_lora(cond) if hasattr(pipe, "main_pass_lora") else nullcontext()
@@ -110,7 +114,7 @@ class OnePassLayout(Layout):
                               guidance_scale=sampler.guidance_scale, negative=cond.negative,
                               true_cfg_scale=sampler.true_cfg_scale, joint_attention_kwargs=attention or None,
                               autocast_dtype=sampler.autocast_dtype, before_step=hook, after_step=sampler.after_step,
-                              batch_cfg=sampler.batch_cfg)
+                              batch_cfg=self.batch_cfg(cond, sampler))
         return cond.finish(latents)
 
     # -- training ---------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from procseq.conditioning.lora import load_condition_lora
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import TextConditioning, join_plan_steps
 from procseq.layout import GridLayout, unpack_latents
-from procseq.layouts.base import LayoutInputs, TextEncoder, step_captions, step_text_for
+from procseq.layouts.base import LayoutInputs, Sampler, TextEncoder, step_captions, step_text_for
 from procseq.layouts.one_pass import OnePassLayout, StepAttention
 from procseq.machine import available_memory
 from procseq.models.codec import decode_latents
@@ -208,6 +208,12 @@ class Regional(OnePassLayout):
                 attention.pop("region_blend", None)
 
         return apply
+
+    def batch_cfg(self, cond: SequenceConditioning, sampler: Sampler) -> bool | None:
+        """Padded step text gives the negative branch the same spans, so the region mask fits both branches and they
+        batch (unless the caller asks for two passes); otherwise two passes."""
+        same = cond.negative is not None and cond.negative.prompt_embeds.shape == cond.text.prompt_embeds.shape
+        return (sampler.batch_cfg is not False) if same else sampler.batch_cfg
 
     def training_attention(self, cond: SequenceConditioning) -> dict[str, Any]:
         """The masked steps' state (training sees what most sampling steps see)."""
