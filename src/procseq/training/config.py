@@ -28,14 +28,16 @@ class ModelConfig:
     path: str | None = None
     tiny: dict[str, Any] = field(default_factory=dict)
     train_text_encoders: bool = False
-    tokenizer_texts: str = "synthetic"  # from scratch: "synthetic" (v1: template texts) or "corpus" (the training split)
+    tokenizer_texts: str = "synthetic"  # from scratch: "synthetic" (v1), "corpus" (v2: the split's data.domains) or
+    # "all-domains" (v3: every training domain's train-pool text, adapter domains too; procseq.training.run)
     dtype: str = "float32"  # the weights as loaded: "bfloat16" halves a frozen base (LoRA parameters stay float32)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
-        if self.tokenizer_texts not in ("synthetic", "corpus"):
-            raise ValueError(f"model.tokenizer_texts must be 'synthetic' or 'corpus', got {self.tokenizer_texts!r}.")
+        if self.tokenizer_texts not in ("synthetic", "corpus", "all-domains"):
+            raise ValueError(f"model.tokenizer_texts must be 'synthetic', 'corpus' or 'all-domains', "
+                             f"got {self.tokenizer_texts!r}.")
 
 
 @dataclass

@@ -191,12 +191,17 @@ def _synonyms(text: str, pool: str, rng: np.random.Generator) -> str:
     return _SYN.sub(pick, text)
 
 
+def fill_template(domain: str, template: str, attributes: dict[str, Any], pool: str, rng: np.random.Generator) -> str:
+    """`template` with the attribute phrases of `attributes` in its slots and its ``<word>`` groups drawn from
+    `pool`'s synonyms with `rng`, whitespace normalised."""
+    return " ".join(_synonyms(template.format(**slots(domain, attributes)), pool, rng).split())
+
+
 def phrase_prompt(domain: str, attributes: dict[str, Any], pool: str, rng: np.random.Generator) -> tuple[str, str]:
     """One phrasing of a spec's prompt from `pool`: ``(prompt, template id)``, drawn with `rng`."""
     options = templates(domain, pool)
     k = int(rng.integers(len(options)))
-    text = _synonyms(options[k].format(**slots(domain, attributes)), pool, rng)
-    return " ".join(text.split()), f"{domain}/{pool}/{k}"
+    return fill_template(domain, options[k], attributes, pool, rng), f"{domain}/{pool}/{k}"
 
 
 def phrase_captions(captions: list[str], pool: str, rng: np.random.Generator) -> list[str]:
@@ -226,5 +231,5 @@ def pool_words(pool: str) -> set[str]:
     return set(re.findall(r"[a-z0-9-]+", " ".join(texts).lower()))
 
 
-__all__ = ["CAPTION_VERBS", "POOLS", "SYNONYMS", "TEMPLATES", "phrase_captions", "phrase_prompt", "pool_words",
+__all__ = ["CAPTION_VERBS", "POOLS", "SYNONYMS", "TEMPLATES", "fill_template", "phrase_captions", "phrase_prompt", "pool_words",
            "slots", "templates"]
