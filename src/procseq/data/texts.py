@@ -33,7 +33,7 @@ def spec_texts(domain: str, attributes: dict, prompt: str, captions: list[str], 
     as written and reworded (``phrase_captions`` with the train pool)."""
     prompts = [prompt] + [fill_template(domain, t, attributes, "train", rng) for t in templates(domain, "train")]
     prefixed = [with_domain(p, domain, num_frames) for p in prompts] + [with_domain(prompt, domain)]
-    return prompts + prefixed + list(captions) + phrase_captions(captions, "train", rng)
+    return prompts + prefixed + list(captions) + phrase_captions(captions, "train", rng, domain, attributes)
 
 
 def domain_texts(domains: list[str] | None = None, per_length: int = 4, seed: int = 0) -> list[str]:
