@@ -238,6 +238,16 @@ def score_sequence(
     )
 
 
+def attribute_breakdown(scores: SequenceABC[SequenceScore]) -> dict[str, float]:
+    """Per-attribute accuracy on the final frame: for each key, the share of the sequences expecting it that read
+    it back correctly (``{"accessory_color": 0.38, "color": 0.9, ...}``, keys sorted)."""
+    hits: dict[str, list[bool]] = {}
+    for s in scores:
+        for key, ok in s.attributes.items():
+            hits.setdefault(key, []).append(bool(ok))
+    return {k: float(np.mean(hits[k])) for k in sorted(hits)}
+
+
 def _summarise(scores: list[SequenceScore]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(scores)}
     for metric in METRICS:
@@ -245,6 +255,7 @@ def _summarise(scores: list[SequenceScore]) -> dict[str, Any]:
         values = [v for v in values if v is not None and not math.isnan(v)]
         out[metric] = float(np.mean(values)) if values else None
         out[f"n_{metric}"] = len(values)
+    out["attributes"] = attribute_breakdown(scores)
     return out
 
 
@@ -252,8 +263,9 @@ def aggregate(scores: SequenceABC[SequenceScore]) -> dict[str, Any]:
     """Mean of every metric per domain and overall (a plain mean over sequences, not over domains).
 
     Returns ``{"domains": {name: summary}, "overall": summary}`` where a summary is
-    ``{"n": sequences, metric: mean or None, "n_<metric>": sequences that had the metric}``;
-    ``consistency`` counts only sequences where it was defined.
+    ``{"n": sequences, metric: mean or None, "n_<metric>": sequences that had the metric, "attributes":
+    per-attribute accuracy}`` (:func:`attribute_breakdown`); ``consistency`` counts only sequences where it
+    was defined.
     """
     by_domain: dict[str, list[SequenceScore]] = {}
     for s in scores:
@@ -293,6 +305,7 @@ __all__ = [
     "FrameScore",
     "SequenceScore",
     "aggregate",
+    "attribute_breakdown",
     "domain_of",
     "psnr",
     "score_sequence",
