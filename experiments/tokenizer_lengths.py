@@ -25,7 +25,7 @@ from procseq.training.run import all_domain_texts
 
 def families(specs: int) -> dict[str, list[str]]:
     """Text families measured: adapter-domain prompts (train and test pool, with the domain and step count in
-    front, as the v2/v3 models read them) and whole 16-step plans (prompt then every caption)."""
+    front, as the v2/v3 models read them) whole 16-step plans (prompt then every caption) and their step captions one by one."""
     out: dict[str, list[str]] = {}
     for name in ("clay", "sand_art"):
         for pool in ("train", "test"):
@@ -38,11 +38,13 @@ def families(specs: int) -> dict[str, list[str]]:
                           for t in templates(name, pool)]
     for name in ("lego", "pixel_art"):
         texts = out.setdefault(f"{name} 16-step plans", [])
+        steps = out.setdefault(f"{name} 16-step captions", [])
         for i in range(specs):
             rng = np.random.default_rng([7, stable_hash("plan", name, i)])
             spec = get_domain(name).sample(rng, 32, "train", 16)
-            caps = phrase_captions(spec.captions, "train", rng) if i % 2 else spec.captions
+            caps = phrase_captions(spec.captions, "train", rng, name, spec.attributes) if i % 2 else spec.captions
             texts.append(with_domain(spec.prompt, name, 16) + " " + "; ".join(caps))
+            steps += caps
     return out
 
 
