@@ -112,14 +112,16 @@ def test_aggregate_per_domain_and_overall(fill):
 
 
 def test_per_attribute_accuracy_is_in_the_summary_and_the_report(fill):
+    from procseq.eval.metrics import per_attribute
     from procseq.eval.report import Report
 
     spec = fill.make("red", "black")
     good = score_sequence(fill.render(spec), spec)
     bad = score_sequence(fill.render(fill.make("blue", "magenta")), spec)
     agg = aggregate([good, bad])
-    per_key = agg["domains"]["fill"]["attributes"]
-    assert set(per_key) == set(good.attributes) and agg["overall"]["attributes"] == per_key
+    per_key = per_attribute(agg["domains"]["fill"])
+    assert set(per_key) == set(good.attributes) and per_attribute(agg["overall"]) == per_key
+    assert agg["domains"]["fill"] == pytest.approx(agg["domains"]["fill"])  # still a flat mapping of numbers
     for key, acc in per_key.items():
         assert acc == pytest.approx((good.attributes[key] + bad.attributes[key]) / 2)
     assert any(v < 1 for v in per_key.values())  # the wrong colour shows under its own key

@@ -255,17 +255,27 @@ def _summarise(scores: list[SequenceScore]) -> dict[str, Any]:
         values = [v for v in values if v is not None and not math.isnan(v)]
         out[metric] = float(np.mean(values)) if values else None
         out[f"n_{metric}"] = len(values)
-    out["attributes"] = attribute_breakdown(scores)
+    out.update({f"{ATTRIBUTE_PREFIX}{k}": v for k, v in attribute_breakdown(scores).items()})
     return out
+
+
+ATTRIBUTE_PREFIX = "attribute_acc."
+"""A summary's per-attribute accuracies are flat keys ``attribute_acc.<key>`` (numbers only, so a summary stays a
+flat mapping that ``pytest.approx`` and JSON readers take as they are)."""
+
+
+def per_attribute(summary: dict[str, Any]) -> dict[str, float]:
+    """The per-attribute accuracies of one :func:`aggregate` summary (a domain's or ``overall``): ``{key: acc}``."""
+    return {k[len(ATTRIBUTE_PREFIX):]: v for k, v in summary.items() if k.startswith(ATTRIBUTE_PREFIX)}
 
 
 def aggregate(scores: SequenceABC[SequenceScore]) -> dict[str, Any]:
     """Mean of every metric per domain and overall (a plain mean over sequences, not over domains).
 
     Returns ``{"domains": {name: summary}, "overall": summary}`` where a summary is
-    ``{"n": sequences, metric: mean or None, "n_<metric>": sequences that had the metric, "attributes":
-    per-attribute accuracy}`` (:func:`attribute_breakdown`); ``consistency`` counts only sequences where it
-    was defined.
+    ``{"n": sequences, metric: mean or None, "n_<metric>": sequences that had the metric,
+    "attribute_acc.<key>": accuracy of each attribute key}`` (:func:`attribute_breakdown`, :func:`per_attribute`);
+    ``consistency`` counts only sequences where it was defined.
     """
     by_domain: dict[str, list[SequenceScore]] = {}
     for s in scores:
@@ -305,7 +315,9 @@ __all__ = [
     "FrameScore",
     "SequenceScore",
     "aggregate",
+    "ATTRIBUTE_PREFIX",
     "attribute_breakdown",
+    "per_attribute",
     "domain_of",
     "psnr",
     "score_sequence",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procseq.eval.metrics import METRICS, SequenceScore, aggregate
+from procseq.eval.metrics import METRICS, SequenceScore, aggregate, per_attribute
 from procseq.outputs import write_text_atomic
 
 COLUMNS = {
@@ -115,7 +115,7 @@ def attribute_table(summary: Mapping[str, Any]) -> str:
     from the worst to the best (``accessory_color 0.38, color 0.90``), so the key a model binds wrongly shows."""
     lines = ["| domain | attribute accuracy per key (worst first) |", "|---|---|"]
     for domain, s in summary["domains"].items():
-        keys = sorted((s.get("attributes") or {}).items(), key=lambda kv: (kv[1], kv[0]))
+        keys = sorted(per_attribute(s).items(), key=lambda kv: (kv[1], kv[0]))
         lines.append(f"| {domain} | {', '.join(f'{k} {v:.2f}' for k, v in keys) or '-'} |")
     return "\n".join(lines)
 
