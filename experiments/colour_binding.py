@@ -1,7 +1,7 @@
 """Does the training text still let "the first colour word is the main part's colour" fit? Before (v2's train
 templates, captions as written) and after (the part-order templates and colour-restating captions of issue 26).
 
-    PYTHONPATH=src python experiments/colour_binding.py [--specs 500]
+    python -m experiments.colour_binding [--specs 500]
 
 Per domain with two or more coloured parts, over train-pool prompts (one phrasing per spec, specs whose parts
 share a colour left out): the share whose first colour word is NOT the colour of the part drawn first, and

@@ -1,7 +1,7 @@
 """Token counts of adapter-domain prompts and 16-step plans under the shipped (v2) tokenizers and under
 tokenizers built from every training domain's text (``model.tokenizer_texts: all-domains``).
 
-    PYTHONPATH=src python experiments/tokenizer_lengths.py [--specs 40]
+    python -m experiments.tokenizer_lengths [--specs 40]
 
 Prints, per text family, max and p95 of the T5 and CLIP token counts (untruncated, specials included), and
 the share of texts over 64 tokens.

@@ -1,7 +1,7 @@
 """How well does WordNet (Debian's wordnet-base) relate the corpus's own attribute values to their synonyms,
 and how many test-paraphrase words would it bring into training text?
 
-    PYTHONPATH=src python experiments/wordnet_recall.py
+    python -m experiments.wordnet_recall
 
 Gold pairs are the parser's own synonym lists (procseq.planning.parser: COLOR_SYNONYMS, SHAPE_SYNONYMS and the
 object lexicons of its domain readers); a pair counts as recalled when WordNet maps the synonym to exactly that
