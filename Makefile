@@ -6,7 +6,7 @@ OUT ?= outputs/demo
 # torch is pinned to the CPU build this machine carries; elsewhere any torch >= 2.4 works.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test test-all app test-app chromium test-browser app-screenshot clean
+.PHONY: install demo test test-all app test-app chromium wordnet test-browser app-screenshot clean
 
 # $(call make_venv,FOLDER,EXTRAS): a virtualenv with the pinned torch and procseq[EXTRAS] (editable)
 define make_venv
@@ -53,6 +53,9 @@ $(BIN)/playwright: $(BIN)/gradio
 
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+wordnet:  ## optional: WordNet 3.0 (Debian's wordnet-base) for the prompt parser's word meaning (tests skip without it)
+	test -f /usr/share/wordnet/index.noun || (apt-get update -qq && apt-get install -y -qq --no-install-recommends wordnet-base)
 
 test-browser: $(BIN)/playwright chromium  ## every tab of the app in headless chromium; screenshots in $(SCREENSHOTS)/
 	PROCSEQ_SCREENSHOT_DIR=$(SCREENSHOTS) $(BIN)/python -m pytest -q -m browser tests/app

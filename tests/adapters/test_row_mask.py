@@ -145,7 +145,7 @@ def test_bad_mask_options_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="adapter.kind=masked"):
         RunConfig.from_dict({"adapter": {"kind": "asymmetric", "mask": "rows"}})
     with pytest.raises(ValueError, match="adapter.mask=rows"):
-        RunConfig.from_dict({"adapter": {"kind": "masked", "row_mask": "learned"}})
+        RunConfig.from_dict({"adapter": {"kind": "masked", "mask": "rank", "row_mask": "learned"}})
     with pytest.raises(ValueError, match="no row for each"):
         add_masked_lora(micro_transformer(), ["a", "b", "c", "d"], MaskedLoRAConfig(
             rank=4, mask="rows", domain_fraction=0.05))

@@ -102,3 +102,43 @@ def test_dataset_card_describes_the_corpus(corpus: Path) -> None:
     for split, count in manifest["counts"].items():
         assert f"| {split} | {count} |" in card  # every split with its size
     assert "`spec`" in card and "ground truth" in card
+
+
+def test_part_order_phrasings_break_the_first_colour_word_shortcut() -> None:
+    """Issue 26: in v2's train text the first colour word always named the same part (the emoji's face, the
+    pixel sprite); now every multi-colour domain names another part first in a good share of its phrasings."""
+    from procseq.data.synthetic.phrasing import PART_ORDER_TEMPLATES, bind_colours
+
+    for domain, first_key, other_key in (("emoji", "color", "accessory_color"), ("pixel_art", "color", "background")):
+        firsts = []
+        for seed in range(60):
+            spec, _ = generate(domain, seed)
+            a = spec.attributes
+            if a[first_key] == a[other_key]:
+                continue
+            rng = np.random.default_rng(seed)
+            for _ in range(4):
+                p = phrase_prompt(domain, a, "train", rng)[0]
+                firsts.append(p.index(a[first_key]) < p.index(a[other_key]))
+        assert 0.5 <= np.mean(firsts) <= 0.8, (domain, np.mean(firsts))  # v2: 1.0
+        assert PART_ORDER_TEMPLATES[domain] == TEMPLATES[domain][0][-len(PART_ORDER_TEMPLATES[domain]):]
+    spec, _ = generate("emoji", 2)
+    a = spec.attributes
+    bound = bind_colours(spec.captions[-1], "emoji", slots("emoji", a))
+    assert bound.startswith("put ") and bound.endswith(f"on the {a['color']} {slots('emoji', a)['face']} face")
+    assert bind_colours("knead the lump", "clay", {"color": "red", "form": "ball"}) == "knead the red lump"
+    assert bind_colours("fill the star with flat red paint", "painting", slots("painting", {
+        "color": "red", "shape": "star", "position": "left", "sky": "day", "ground": "sand"})) == \
+        "fill the star with flat red paint"  # the colour is already said there
+
+
+def test_caption_binding_is_train_only_and_deterministic() -> None:
+    spec, _ = generate("lego", 4)
+    a, caps = spec.attributes, spec.captions
+    test = [phrase_captions(caps, "test", np.random.default_rng(3), "lego", a), phrase_captions(caps, "test", np.random.default_rng(3))]
+    assert test[0] == test[1]  # the test pool is worded as before: no restating, no extra draw
+    once = phrase_captions(caps, "train", np.random.default_rng(3), "lego", a)
+    assert once == phrase_captions(caps, "train", np.random.default_rng(3), "lego", a)
+    assert any(f"the {a['baseplate']} baseplate" in c for c in once[1:])
+    row = {"domain": "emoji", "spec": generate("emoji", 1)[0].to_dict()}
+    assert ds.paraphrase_row(row, 0, "train", 5, 3) == ds.paraphrase_row(row, 0, "train", 5, 3)

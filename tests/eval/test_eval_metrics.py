@@ -109,3 +109,21 @@ def test_aggregate_per_domain_and_overall(fill):
     assert agg["domains"]["fill"]["attribute_acc"] == pytest.approx((1 + bad.attribute_acc) / 2)
     assert agg["overall"]["n"] == 3 and agg["overall"]["n_consistency"] == 2
     assert agg["domains"]["other"]["consistency"] is None
+
+
+def test_per_attribute_accuracy_is_in_the_summary_and_the_report(fill):
+    from procseq.eval.metrics import per_attribute
+    from procseq.eval.report import Report
+
+    spec = fill.make("red", "black")
+    good = score_sequence(fill.render(spec), spec)
+    bad = score_sequence(fill.render(fill.make("blue", "magenta")), spec)
+    agg = aggregate([good, bad])
+    per_key = per_attribute(agg["domains"]["fill"])
+    assert set(per_key) == set(good.attributes) and per_attribute(agg["overall"]) == per_key
+    assert agg["domains"]["fill"] == pytest.approx(agg["domains"]["fill"])  # still a flat mapping of numbers
+    for key, acc in per_key.items():
+        assert acc == pytest.approx((good.attributes[key] + bad.attributes[key]) / 2)
+    assert any(v < 1 for v in per_key.values())  # the wrong colour shows under its own key
+    text = Report("run", [good, bad]).to_markdown()
+    assert "Attribute accuracy per key" in text and all(k in text for k in per_key)

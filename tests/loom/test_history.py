@@ -10,6 +10,8 @@ from procseq.conditioning.history import (
     added_to_input,
     history_indices,
     load_step_embedding,
+    offset_bound,
+    rotation_offset,
     save_step_embedding,
     select_history,
 )
@@ -29,6 +31,37 @@ def test_history_indices_follow_the_formula(t: int, k: int) -> None:
         assert len(idx) == len(got) and all(0 <= i < t for i in idx)
         seen.update(idx)
     assert seen == set(range(t))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_rotation_offset_keeps_loom_bound(k: int) -> None:
+    """Loom: 0 <= o < floor(t / (K + 1)) (o = 0 when the bound is below 1), never a wrap-around."""
+    g = torch.Generator().manual_seed(0)
+    assert offset_bound(30, 2) == 10 and offset_bound(2, 2) == 1 and offset_bound(0, 3) == 1
+    for t in range(0, 40):
+        bound = max(1, t // (k + 1))
+        drawn = {rotation_offset(t, k, g) for _ in range(200)}
+        assert drawn <= set(range(bound)), (t, drawn)
+        if t >= 4 * (k + 1):
+            assert drawn == set(range(bound))  # uniform over the whole bound: every value drawn
+        for o in range(bound if t else 0):  # within the bound the shifted indices stay below t without the modulo
+            assert all(i < t for i in (i * t // (k + 1) + o for i in range(1, k + 1)))
+            assert len(history_indices(t, k, o)) == len(history_indices(t, k))
+    assert rotation_offset(0, k, g) == 0
+
+
+def test_rotation_offset_draws_once_per_frame_and_keeps_the_old_call() -> None:
+    """One draw for t > 0 whatever the bound (later draws unchanged); the v2 call (t, generator) still works."""
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    rotation_offset(5, 4, a)  # bound 1: still one draw
+    torch.randint(5, (1,), generator=b)
+    assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
+    old, ref = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    with pytest.warns(DeprecationWarning, match="rotation_offset"):
+        got = rotation_offset(30, old)  # type: ignore[arg-type]
+    assert got == int(torch.randint(30, (1,), generator=ref))
+    with pytest.raises(TypeError):
+        rotation_offset(3, 2)
 
 
 def test_history_edge_cases_and_kinds() -> None:

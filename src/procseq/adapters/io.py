@@ -129,6 +129,11 @@ def _patterns(info: Mapping) -> dict:
             "alpha_pattern": {re.escape(p): float(a) for p, a in dict(info.get("layer_alphas") or {}).items()}}
 
 
+def _masked_layout(info: Mapping) -> tuple[str, str, str]:
+    """``(mask, row_mask, band)`` of a masked file's metadata; a file older than an option has its old value."""
+    return info.get("mask", "rank"), info.get("row_mask", "fixed"), info.get("band", "split")
+
+
 def save_adapters(transformer: nn.Module, path: str | Path) -> Path:
     """Write every procseq adapter of `transformer` (all domains) to a safetensors file; returns the path."""
     layers = require_adapters(transformer)
@@ -170,7 +175,7 @@ def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
             add_masked_lora(transformer, info["domains"], MaskedLoRAConfig(
                 rank=info["rank"], alpha=info["alpha"], domain_fraction=info["domain_fraction"],
                 max_domains=info["max_domains"], target_modules=targets, mask=info.get("mask", "rank"),
-                row_mask=info.get("row_mask", "fixed"), **_patterns(info)))
+                row_mask=info.get("row_mask", "fixed"), band=info.get("band", "split"), **_patterns(info)))
         else:
             raise ValueError(f"Unknown adapter kind {info['kind']!r} in {path}; expected 'asymmetric' or 'masked'.")
     layers = require_adapters(transformer)
@@ -181,10 +186,10 @@ def load_adapters(transformer: nn.Module, path: str | Path) -> list[str]:
                          f"transformer without adapters.")
     if isinstance(first, MaskedLoRALinear) and (
             first.domain_names != info["domains"][:len(first.domain_names)]
-            or (first.mask, first.row_mask) != (info.get("mask", "rank"), info.get("row_mask", "fixed"))):
+            or (first.mask, first.row_mask, first.band) != _masked_layout(info)):
         raise ValueError(f"Masked LoRA layouts differ: model {first.domain_names} ({first.mask}/{first.row_mask} "
-                         f"mask), file {info['domains']} ({info.get('mask', 'rank')}/{info.get('row_mask', 'fixed')}); "
-                         f"load into a transformer without adapters.")
+                         f"mask, {first.band} band), file {info['domains']} ({'/'.join(_masked_layout(info)[:2])} mask, "
+                         f"{_masked_layout(info)[2]} band); load into a transformer without adapters.")
     for d in info["domains"]:
         if d not in first.domain_names:
             add_domain(transformer, d)

@@ -2,15 +2,23 @@
 
 One ``lora_A`` (``in -> r``) and one ``lora_B`` (``r -> out``, zero-initialised). A per-domain binary
 mask over some axis of the LoRA splits it into rows every domain uses and rows one domain owns.
+How many rows a domain owns (``band=``):
+
+* ``"per-domain"`` (as ProcessMaker specifies it; the default of ``procseq train adapter``): every domain
+  owns its own ``block = round(domain_fraction * size)`` rows (30% each by default), disjoint from the
+  others'; ``shared = size - block * max_domains`` rows are shared (so ``max_domains * domain_fraction``
+  must stay <= 1: three domains at 30% leave 10% shared).
+* ``"split"`` (procseq's first version, the class default, and every adapter file written before the
+  option): one band of ``round(domain_fraction * size)`` rows cut into ``max_domains`` blocks,
+  ``block = floor(round(domain_fraction * size) / max_domains)``, ``shared = size - block * max_domains``.
+
 Two axes are offered (``mask=``):
 
-* ``"rank"`` (the default, procseq's first version): the ``r`` *rank* rows (rows of ``A`` = columns of
-  ``B``). ``block = floor(round(domain_fraction * r) / max_domains)``, ``shared = r - block * max_domains``;
-  rows ``[0, shared)`` are shared and domain ``k`` owns ``[shared + k*block, shared + (k+1)*block)``.
-* ``"rows"`` (as ProcessMaker specifies it): the layer's *output* rows (rows of ``B`` and of the update
-  ``B A``). With ``row_mask="fixed"`` the first ``round(domain_fraction * out)`` rows (30% by default,
-  as the paper reports) are domain-specific, cut into ``max_domains`` disjoint blocks (domain ``k`` owns
-  ``[k*block, (k+1)*block)``), the rest shared. With ``row_mask="learned"`` each domain still owns
+* ``"rank"`` (the class default, procseq's first version): the ``r`` *rank* rows (rows of ``A`` = columns
+  of ``B``); rows ``[0, shared)`` are shared and domain ``k`` owns ``[shared + k*block, shared + (k+1)*block)``.
+* ``"rows"`` (as ProcessMaker specifies it; the default of ``procseq train adapter``): the layer's *output*
+  rows (rows of ``B`` and of the update ``B A``). With ``row_mask="fixed"`` the first ``block * max_domains``
+  rows are domain-specific (domain ``k`` owns ``[k*block, (k+1)*block)``), the rest shared. With ``row_mask="learned"`` each domain still owns
   exactly ``block`` rows, disjoint from the others', but *which* rows is learned: ``lora_row_logits``
   ``(max_domains, out)`` (initialised to the fixed layout: 0.1 on its rows, 0 elsewhere) are read
   greedily, domain by domain, as top-``block`` choices among the rows still free; the forward uses the
@@ -51,26 +59,45 @@ from procseq.adapters.routing import (
 )
 
 MASK_AXES = ("rank", "rows")
+BANDS = ("per-domain", "split")
 LOGIT_MARGIN = 0.1  # initial logit of a learned mask's fixed-layout rows (0 elsewhere)
 ROW_MASKS = ("fixed", "learned")
 
 
-def masked_layout(rank: int, domain_fraction: float, max_domains: int, what: str = "rank") -> tuple[int, int]:
+def masked_layout(rank: int, domain_fraction: float, max_domains: int, what: str = "rank",
+                  band: str = "split") -> tuple[int, int]:
     """``(shared, block)``: number of shared rows and rows per domain block of `rank` rows; ``ValueError`` if empty.
 
-    `what` names the rows in the error (``"rank"`` or ``"out_features"``).
+    `what` names the rows in the error (``"rank"`` or ``"out_features"``); `band` is ``"split"`` (one band of
+    ``domain_fraction`` cut among the domains) or ``"per-domain"`` (each domain its own ``domain_fraction``).
     """
     if not 0.0 < domain_fraction < 1.0:
         raise ValueError(f"domain_fraction must be in (0, 1) (ProcessMaker uses 0.3), got {domain_fraction!r}.")
     if not isinstance(max_domains, int) or max_domains < 1:
         raise ValueError(f"max_domains must be a positive integer, got {max_domains!r}.")
-    block = round(domain_fraction * rank) // max_domains
+    check_band(band)
+    if band == "per-domain":
+        if max_domains * domain_fraction > 1.0 + 1e-9:
+            raise ValueError(f"band='per-domain' gives each of {max_domains} domains its own domain_fraction="
+                             f"{domain_fraction} of the rows, more than all of them; use domain_fraction <= "
+                             f"{1 / max_domains:.3g}, fewer domains per adapter, or band='split'.")
+        block = round(domain_fraction * rank)
+        block = min(block, rank // max_domains)  # rounding up must not take more rows than there are
+    else:
+        block = round(domain_fraction * rank) // max_domains
     if block < 1:
         need = math.ceil(max_domains / domain_fraction)
         fix = f"use rank >= {need}" if what == "rank" else "target larger layers"
         raise ValueError(f"{what}={rank} with domain_fraction={domain_fraction} leaves no row for each of "
                          f"{max_domains} domains; {fix} or a larger domain_fraction.")
     return rank - block * max_domains, block
+
+
+def check_band(band: str) -> None:
+    """Raise ValueError unless `band` is one of :data:`BANDS`."""
+    if band not in BANDS:
+        raise ValueError(f"band must be 'per-domain' (each domain its own domain_fraction of the rows, ProcessMaker) "
+                         f"or 'split' (one band shared out among the domains), got {band!r}.")
 
 
 @dataclass
@@ -86,6 +113,8 @@ class MaskedLoRAConfig:
         target_modules: full-match regexes on module paths.
         mask: ``"rank"`` (rank rows, the default) or ``"rows"`` (the layer's output rows, ProcessMaker).
         row_mask: with ``mask="rows"``: ``"fixed"`` (the first rows domain-specific) or ``"learned"``.
+        band: ``"split"`` (the default: one `domain_fraction` band cut among the domains, procseq's first
+            version) or ``"per-domain"`` (each domain its own `domain_fraction` of the rows, ProcessMaker).
         rank_pattern: per-layer ranks ``{regex: r}`` (full match on the module path), overriding `rank`.
         alpha_pattern: per-layer alphas ``{regex: alpha}``, overriding `alpha`.
     """
@@ -98,6 +127,7 @@ class MaskedLoRAConfig:
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
     mask: str = "rank"
     row_mask: str = "fixed"
+    band: str = "split"
     rank_pattern: dict[str, int] = field(default_factory=dict)
     alpha_pattern: dict[str, float] = field(default_factory=dict)
 
@@ -110,11 +140,12 @@ class MaskedLoRAConfig:
         if self.mask == "rank" and self.row_mask != "fixed":
             raise ValueError("row_mask='learned' needs mask='rows' (rank blocks are fixed).")
         check_patterns(self.rank_pattern, self.alpha_pattern)
+        check_band(self.band)
         if self.mask == "rank":
             for r in [self.rank, *self.rank_pattern.values()]:
-                masked_layout(r, self.domain_fraction, self.max_domains or 1)
-        else:
-            masked_layout(1000, self.domain_fraction, self.max_domains or 1, "out_features")  # the fraction's range
+                masked_layout(r, self.domain_fraction, self.max_domains or 1, band=self.band)
+        else:  # the fraction's range
+            masked_layout(1000, self.domain_fraction, self.max_domains or 1, "out_features", self.band)
         self.target_modules = tuple(self.target_modules)
 
 
@@ -126,15 +157,16 @@ class MaskedLoRALinear(RoutedLoRALinear):
 
     def __init__(self, base_layer: nn.Linear, rank: int, alpha: float | None = None, dropout: float = 0.0,
                  domain_fraction: float = 0.3, max_domains: int | None = None, domains: Sequence[str] = (),
-                 mask: str = "rank", row_mask: str = "fixed") -> None:
+                 mask: str = "rank", row_mask: str = "fixed", band: str = "split") -> None:
         super().__init__(base_layer, rank, alpha, dropout)
         if mask not in MASK_AXES or row_mask not in ROW_MASKS or (mask == "rank" and row_mask != "fixed"):
             raise ValueError(f"Unsupported mask={mask!r}, row_mask={row_mask!r}; use MaskedLoRAConfig to check them.")
         max_domains = max_domains or max(len(domains), 1)
         self.domain_fraction, self.max_domains, self.mask, self.row_mask = domain_fraction, max_domains, mask, row_mask
+        self.band = band
         size = rank if mask == "rank" else self.out_features
         self.shared_rows, self.block = masked_layout(size, domain_fraction, max_domains,
-                                                     "rank" if mask == "rank" else "out_features")
+                                                     "rank" if mask == "rank" else "out_features", band)
         first = self.shared_rows if mask == "rank" else 0  # rank: shared rows first; rows: domain rows first
         owner = torch.zeros(max_domains, size, device=base_layer.weight.device)
         for k in range(max_domains):
@@ -230,7 +262,8 @@ class MaskedLoRALinear(RoutedLoRALinear):
         return a, b
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", mask={self.mask}" + (f", row_mask={self.row_mask}" if self.mask == "rows" else "")
+        return (super().extra_repr() + f", mask={self.mask}, band={self.band}"
+                + (f", row_mask={self.row_mask}" if self.mask == "rows" else ""))
 
 
 def add_masked_lora(transformer: nn.Module, domains: Sequence[str],
@@ -254,13 +287,14 @@ def add_masked_lora(transformer: nn.Module, domains: Sequence[str],
         rank = int(layer_value(path, config.rank_pattern, config.rank))
         alpha = layer_value(path, config.alpha_pattern, config.alpha)
         return MaskedLoRALinear(base, rank, alpha, config.dropout, config.domain_fraction, max_domains, names,
-                                config.mask, config.row_mask)
+                                config.mask, config.row_mask, config.band)
 
     return inject(transformer, make, config.target_modules)
 
 
 def layer_settings(layers: Mapping[str, MaskedLoRALinear]) -> dict:
-    """The file metadata of a masked LoRA beyond rank/alpha: fraction, blocks, mask axis and kind."""
+    """The file metadata of a masked LoRA beyond rank/alpha: fraction, blocks, mask axis and kind, band (a file
+    without ``band``, written before the option, is ``split``)."""
     first = next(iter(layers.values()))
     return {"domain_fraction": first.domain_fraction, "max_domains": first.max_domains, "mask": first.mask,
-            "row_mask": first.row_mask}
+            "row_mask": first.row_mask, "band": first.band}

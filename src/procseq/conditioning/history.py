@@ -5,8 +5,9 @@
 sequence grows. Every ``k_i`` lies in ``0..t-1``. Edge cases: frame 0 has no history (empty); while
 ``t < K + 1`` some ``k_i`` coincide and are kept once, so frame ``t`` has ``min(K, t)`` distinct history
 frames at most (``t = 1``: only frame 0). Training shifts all indices by Loom's **rotation offset**
-``o`` modulo ``t`` (:func:`history_indices` with ``offset``): over ``o = 0..t-1`` every earlier position is
-drawn, so the model learns to read history at any position, not only at the formula's fixed ones.
+``o``, a small shift ``0 <= o < floor(t / (K + 1))`` (:func:`rotation_offset`; ``o = 0`` at inference), so the
+model learns to read history a little off the formula's fixed positions; within that bound no index reaches
+``t`` (``floor(K t / (K + 1)) + o < t``), so nothing wraps around.
 The history frames are known frames (DESIGN.md #10): clean, at their own cells, run in the t = 0
 condition pass (:class:`procseq.conditioning.frames.KnownFrames`).
 
@@ -39,7 +40,8 @@ def history_indices(t: int, k: int, offset: int = 0) -> tuple[int, ...]:
     Args:
         t: the frame being generated (0-based).
         k: how many history frames at most.
-        offset: the training rotation offset (0 at inference): every index shifted by it modulo `t`.
+        offset: the training rotation offset (0 at inference, below :func:`offset_bound` in training): every
+            index shifted by it (modulo `t`, which only a larger offset than Loom's bound reaches).
     """
     if t < 0 or k < 0:
         raise ValueError(f"history_indices needs t >= 0 and k >= 0, got t={t}, k={k}.")
@@ -48,9 +50,31 @@ def history_indices(t: int, k: int, offset: int = 0) -> tuple[int, ...]:
     return tuple(sorted({(i * t // (k + 1) + offset) % t for i in range(1, k + 1)}))
 
 
-def rotation_offset(t: int, generator: torch.Generator) -> int:
-    """A training rotation offset for frame `t`: uniform in ``0..t-1`` (0 for frame 0)."""
-    return int(torch.randint(t, (1,), generator=generator)) if t > 0 else 0
+def offset_bound(t: int, k: int) -> int:
+    """How many rotation offsets frame `t` with `k` history frames has: ``max(1, floor(t / (k + 1)))`` (Loom's
+    ``0 <= o < floor(T / (K + 1))``; at least the offset 0)."""
+    if t < 0 or k < 0:
+        raise ValueError(f"offset_bound needs t >= 0 and k >= 0, got t={t}, k={k}.")
+    return max(1, t // (k + 1))
+
+
+def rotation_offset(t: int, k: int | torch.Generator, generator: torch.Generator | None = None) -> int:
+    """Loom's training rotation offset for frame `t` with `k` history frames: uniform in
+    ``0 <= o < floor(t / (k + 1))`` (:func:`offset_bound`), 0 for frame 0. Draws one number from `generator`
+    whenever ``t > 0`` (whatever the bound), so the caller's later draws do not depend on it.
+
+    The old call ``rotation_offset(t, generator)`` (uniform in ``0..t-1``, offsets up to 29 at t = 30 where the
+    paper's bound is 10) still works for a run started with it (exact resume), with a DeprecationWarning.
+    """
+    if isinstance(k, torch.Generator):  # the v2 trainer's call: keep its draws for a resumed run
+        import warnings
+
+        warnings.warn("rotation_offset(t, generator) draws 0..t-1 (not Loom's bound); call rotation_offset(t, k, "
+                      "generator)", DeprecationWarning, stacklevel=2)
+        return int(torch.randint(t, (1,), generator=k)) if t > 0 else 0
+    if generator is None:
+        raise TypeError("rotation_offset(t, k, generator) needs a torch.Generator.")
+    return int(torch.randint(offset_bound(t, k), (1,), generator=generator)) if t > 0 else 0
 
 
 def select_history(t: int, kind: HistoryKind = "sparse", k: int = 2) -> tuple[int, ...]:
@@ -163,4 +187,4 @@ def load_step_embedding(path: str | Path) -> StepEmbedding:
 
 
 __all__ = ["EMBEDDING_FILE", "HISTORY_KINDS", "HistoryKind", "StepEmbedding", "added_to_input", "history_indices",
-           "load_step_embedding", "progress", "rotation_offset", "save_step_embedding", "select_history"]
+           "load_step_embedding", "offset_bound", "progress", "rotation_offset", "save_step_embedding", "select_history"]

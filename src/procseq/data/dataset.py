@@ -209,7 +209,7 @@ def paraphrase_row(row: dict[str, Any], seed: int, split: str, index: int, phras
     rng = np.random.default_rng(stable_hash("phrasing", seed, row["domain"], split, index))
     drawn = [phrase_prompt(row["domain"], row["spec"]["attributes"], pool, rng) for _ in range(phrasings)]
     return {"prompt": drawn[0][0], "prompts": [p for p, _ in drawn], "template": drawn[0][1],
-            "captions": phrase_captions(row["spec"]["captions"], pool, rng)}
+            "captions": phrase_captions(row["spec"]["captions"], pool, rng, row["domain"], row["spec"]["attributes"])}
 
 
 def load_split(root: str | Path, split: str) -> list[dict[str, Any]]:

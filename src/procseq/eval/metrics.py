@@ -238,6 +238,16 @@ def score_sequence(
     )
 
 
+def attribute_breakdown(scores: SequenceABC[SequenceScore]) -> dict[str, float]:
+    """Per-attribute accuracy on the final frame: for each key, the share of the sequences expecting it that read
+    it back correctly (``{"accessory_color": 0.38, "color": 0.9, ...}``, keys sorted)."""
+    hits: dict[str, list[bool]] = {}
+    for s in scores:
+        for key, ok in s.attributes.items():
+            hits.setdefault(key, []).append(bool(ok))
+    return {k: float(np.mean(hits[k])) for k in sorted(hits)}
+
+
 def _summarise(scores: list[SequenceScore]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(scores)}
     for metric in METRICS:
@@ -245,14 +255,26 @@ def _summarise(scores: list[SequenceScore]) -> dict[str, Any]:
         values = [v for v in values if v is not None and not math.isnan(v)]
         out[metric] = float(np.mean(values)) if values else None
         out[f"n_{metric}"] = len(values)
+    out.update({f"{ATTRIBUTE_PREFIX}{k}": v for k, v in attribute_breakdown(scores).items()})
     return out
+
+
+ATTRIBUTE_PREFIX = "attribute_acc."
+"""A summary's per-attribute accuracies are flat keys ``attribute_acc.<key>`` (numbers only, so a summary stays a
+flat mapping that ``pytest.approx`` and JSON readers take as they are)."""
+
+
+def per_attribute(summary: dict[str, Any]) -> dict[str, float]:
+    """The per-attribute accuracies of one :func:`aggregate` summary (a domain's or ``overall``): ``{key: acc}``."""
+    return {k[len(ATTRIBUTE_PREFIX):]: v for k, v in summary.items() if k.startswith(ATTRIBUTE_PREFIX)}
 
 
 def aggregate(scores: SequenceABC[SequenceScore]) -> dict[str, Any]:
     """Mean of every metric per domain and overall (a plain mean over sequences, not over domains).
 
     Returns ``{"domains": {name: summary}, "overall": summary}`` where a summary is
-    ``{"n": sequences, metric: mean or None, "n_<metric>": sequences that had the metric}``;
+    ``{"n": sequences, metric: mean or None, "n_<metric>": sequences that had the metric,
+    "attribute_acc.<key>": accuracy of each attribute key}`` (:func:`attribute_breakdown`, :func:`per_attribute`);
     ``consistency`` counts only sequences where it was defined.
     """
     by_domain: dict[str, list[SequenceScore]] = {}
@@ -293,6 +315,9 @@ __all__ = [
     "FrameScore",
     "SequenceScore",
     "aggregate",
+    "ATTRIBUTE_PREFIX",
+    "attribute_breakdown",
+    "per_attribute",
     "domain_of",
     "psnr",
     "score_sequence",

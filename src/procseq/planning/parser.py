@@ -8,6 +8,10 @@ words that say which attribute a colour belongs to ("sky", "baseplate", "backgro
 the training pool. No word here comes from the ``test-paraphrase`` pool (a test checks it), so that split
 stays a held-out measure of the parser.
 
+Words outside the corpus and these lists are mapped to one of the domain's values through WordNet where it is
+installed (:func:`mapped_words`: ``a vermilion rhombus`` reads as red and diamond); without WordNet
+(or with ``PROCSEQ_WORDNET=off``) they are left out, as before.
+
 The parser is also the reader of captions: :func:`parse_prompt` on a plan's captions gives the values the
 captions state, which is how a caption that contradicts the prompt is found (:func:`contradictions`).
 """
@@ -15,6 +19,7 @@ captions state, which is how a caption that contradicts the prompt is found (:fu
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Callable
 
 from procseq.data.synthetic import clay, cooking, emoji, lego, line_drawing, origami, painting, pixel_art
@@ -228,13 +233,45 @@ PARSERS: dict[str, Callable[[list[str]], dict[str, Any]]] = {
 }
 
 
+def domain_values(domain: str) -> tuple[str, ...]:
+    """The one-word attribute values of `domain` an unknown word may be mapped to (colours, shapes, objects...)."""
+    lists = {"painting": (D.COLORS, painting.SHAPES, painting.GROUNDS), "line_drawing": (line_drawing.INKS,
+             line_drawing.SHAPES), "lego": (D.COLORS, lego.BASEPLATES, lego.STRUCTURES),
+             "pixel_art": (D.COLORS, pixel_art.SPRITES, pixel_art.BACKGROUNDS), "cooking": (cooking.FOODS, cooking.PLATES),
+             "emoji": (D.COLORS, emoji.ACCESSORIES), "clay": (D.COLORS, clay.FORMS), "sand_art": (D.COLORS,),
+             "origami": (D.COLORS, origami.MODELS)}.get(domain, ())
+    return tuple(sorted({v for values in lists for v in values if " " not in v}))
+
+
+def mapped_words(domain: str, text: str) -> dict[str, str]:
+    """The words of `text` outside the corpus vocabulary and the parser's lists that WordNet relates to exactly one
+    of `domain`'s values (:meth:`procseq.data.wordnet.WordNet.map_to`), e.g. vermilion -> red; ``{}`` without
+    WordNet."""
+    from procseq.data.wordnet import load
+    from procseq.planning.vocabulary import unknown_words
+
+    wordnet = load() if domain in PARSERS else None
+    if wordnet is None:
+        return {}
+    known = _lexicon_words()
+    out = {}
+    for word in unknown_words(" ".join(tokens(text))):
+        value = wordnet.map_to(word, domain_values(domain)) if len(word) > 2 and word not in known else None
+        if value is not None:
+            out[word] = value
+    return out
+
+
 def parse_prompt(domain: str, text: str) -> dict[str, Any]:
     """The attribute values `text` names for `domain` (only those it names); ``{}`` for a domain without a
-    parser. Keys are the domain's spec attributes, except ``count`` (LEGO bricks, cooking pieces)."""
+    parser. Keys are the domain's spec attributes, except ``count`` (LEGO bricks, cooking pieces). A word the
+    corpus does not know counts as the value WordNet maps it to (:func:`mapped_words`)."""
     parser = PARSERS.get(domain)
     if parser is None:
         return {}
-    return {k: v for k, v in parser(tokens(text)).items() if v is not None}
+    words = tokens(text)
+    mapped = mapped_words(domain, text)
+    return {k: v for k, v in parser([mapped.get(w, w) for w in words]).items() if v is not None}
 
 
 OTHER_COLORS = ("white", "black", "gray", "silver", "beige", "cyan", "turquoise", "teal", "maroon")
@@ -316,6 +353,11 @@ def contradictions(domain: str, asked: dict[str, Any], captions: list[str]) -> l
     return out
 
 
+@lru_cache(maxsize=1)
+def _lexicon_words() -> frozenset[str]:
+    return frozenset(lexicon_words())
+
+
 def lexicon_words() -> set[str]:
     """Every word the parser's own word lists and cue words use (a test checks none comes from the test pool)."""
     import inspect
@@ -327,5 +369,6 @@ def lexicon_words() -> set[str]:
     return {w for phrase in [*matched, *SPELLING, *NUMBERS] for w in phrase.split()}
 
 
-__all__ = ["OTHER_COLORS", "unplaced_colors", "SLOT_KEYS", "contradictions", "count_before", "find", "lexicon_words", "named_attributes", "parse_prompt",
+__all__ = ["OTHER_COLORS", "unplaced_colors", "SLOT_KEYS", "contradictions", "count_before", "domain_values", "find",
+           "lexicon_words", "mapped_words", "named_attributes", "parse_prompt",
            "prompt_values", "tokens"]

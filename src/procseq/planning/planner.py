@@ -84,14 +84,17 @@ def template_plan(prompt: str, domain: str, num_steps: int) -> Plan:
 
 def corpus_plan(prompt: str, domain: str, num_steps: int) -> Plan:
     """The offline planner: the prompt's own values (:func:`~procseq.planning.parser.parse_prompt`), the others
-    chosen as the corpus does, written in the domain's caption grammar; a generic plan for other domains."""
+    chosen as the corpus does, written in the domain's caption grammar; a generic plan for other domains. Words
+    read through WordNet are recorded in ``meta["read_as"]`` (``{"vermilion": "red"}``)."""
     from procseq.data.synthetic import REGISTRY
-    from procseq.planning.parser import parse_prompt, unplaced_colors
+    from procseq.planning.parser import mapped_words, parse_prompt, unplaced_colors
 
     if domain not in REGISTRY:
         return template_plan(prompt, domain, num_steps)
     asked = parse_prompt(domain, prompt)
     plan = attribute_plan(prompt, domain, num_steps, asked)
+    if read_as := mapped_words(domain, prompt):
+        plan.meta["read_as"] = read_as
     described = " ".join([plan.meta["matched_prompt"], *plan.captions])
     if unplaced := unplaced_colors(domain, prompt, described):  # named, but not a value this domain draws
         plan.meta["not_drawn"] = unplaced

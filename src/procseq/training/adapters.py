@@ -78,7 +78,7 @@ def add_adapter(transformer: torch.nn.Module, cfg: AdapterConfig, data_domains: 
     if cfg.kind == "masked":
         return add_masked_lora(transformer, names, MaskedLoRAConfig(
             rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, domain_fraction=cfg.domain_fraction,
-            max_domains=cfg.max_domains, target_modules=targets, mask=cfg.mask, row_mask=cfg.row_mask,
+            max_domains=cfg.max_domains, target_modules=targets, mask=cfg.mask, row_mask=cfg.row_mask, band=cfg.band,
             rank_pattern=dict(cfg.rank_pattern), alpha_pattern=dict(cfg.alpha_pattern)))
     return add_asymmetric_lora(transformer, names, AsymmetricLoRAConfig(
         rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=targets,

@@ -28,14 +28,16 @@ class ModelConfig:
     path: str | None = None
     tiny: dict[str, Any] = field(default_factory=dict)
     train_text_encoders: bool = False
-    tokenizer_texts: str = "synthetic"  # from scratch: "synthetic" (v1: template texts) or "corpus" (the training split)
+    tokenizer_texts: str = "synthetic"  # from scratch: "synthetic" (v1), "corpus" (v2: the split's data.domains) or
+    # "all-domains" (v3: every training domain's train-pool text, adapter domains too; procseq.training.run)
     dtype: str = "float32"  # the weights as loaded: "bfloat16" halves a frozen base (LoRA parameters stay float32)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
-        if self.tokenizer_texts not in ("synthetic", "corpus"):
-            raise ValueError(f"model.tokenizer_texts must be 'synthetic' or 'corpus', got {self.tokenizer_texts!r}.")
+        if self.tokenizer_texts not in ("synthetic", "corpus", "all-domains"):
+            raise ValueError(f"model.tokenizer_texts must be 'synthetic', 'corpus' or 'all-domains', "
+                             f"got {self.tokenizer_texts!r}.")
 
 
 @dataclass
@@ -161,9 +163,12 @@ class AdapterConfig:
     ``domains``: the adapter's domains (default: ``data.domains``).
     ``rank_pattern`` / ``alpha_pattern``: per-layer rank and alpha, ``{regex: value}`` full-matched on module
     paths (peft's names), e.g. ``{"single_transformer_blocks\\..*": 8}``.
-    Masked only: ``mask`` is ``rank`` (rank-row blocks) or ``rows`` (the layer's output rows, as ProcessMaker
-    specifies it), ``row_mask`` ``fixed`` (the first ``domain_fraction`` of rows domain-specific) or
-    ``learned``; ``domain_fraction`` the share of rows the domains own; ``max_domains`` blocks to reserve.
+    Masked only: ``mask`` is ``rows`` (the default: the layer's output rows, as ProcessMaker specifies it) or
+    ``rank`` (rank-row blocks), ``row_mask`` ``fixed`` (the first rows domain-specific) or ``learned``;
+    ``band`` ``per-domain`` (the default: each domain owns its own ``domain_fraction`` of the rows, as
+    ProcessMaker specifies it) or ``split`` (one ``domain_fraction`` band cut among the domains, procseq's first
+    version); ``max_domains`` blocks to reserve. Left unset (null), ``mask`` and ``band`` take those defaults
+    for ``kind: masked`` (an adapter file keeps its own layout whatever the config says).
     ``freeze_a``: keep every shared ``lora_A`` at its initial value and train only the domains' B (and a
     learned mask), MakeAnything's option; with ``init_from`` (an adapter file, e.g. a trained asymmetric
     LoRA) the A, the Bs and the domains of that file are the starting point, and the data's new domains
@@ -178,8 +183,9 @@ class AdapterConfig:
     dropout: float = 0.0
     domain_fraction: float = 0.3
     max_domains: int | None = None
-    mask: str = "rank"
+    mask: str | None = None  # masked: "rows" when unset (ProcessMaker); other kinds: unset or "rank"
     row_mask: str = "fixed"
+    band: str | None = None  # masked: "per-domain" when unset (ProcessMaker); other kinds: unset
     rank_pattern: dict[str, int] = field(default_factory=dict)
     alpha_pattern: dict[str, float] = field(default_factory=dict)
     freeze_a: bool = False
@@ -190,12 +196,17 @@ class AdapterConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("asymmetric", "masked", "lora"):
             raise ValueError(f"adapter.kind must be 'asymmetric', 'masked' or 'lora', got {self.kind!r}.")
-        if self.mask not in ("rank", "rows"):
+        if self.mask not in (None, "rank", "rows"):
             raise ValueError(f"adapter.mask must be 'rank' or 'rows', got {self.mask!r}.")
         if self.row_mask not in ("fixed", "learned"):
             raise ValueError(f"adapter.row_mask must be 'fixed' or 'learned', got {self.row_mask!r}.")
-        if self.kind != "masked" and (self.mask, self.row_mask) != ("rank", "fixed"):
-            raise ValueError("adapter.mask and adapter.row_mask apply to kind: masked only; set adapter.kind=masked.")
+        if self.band not in (None, "per-domain", "split"):
+            raise ValueError(f"adapter.band must be 'per-domain' or 'split', got {self.band!r}.")
+        if self.kind != "masked" and ((self.mask or "rank"), self.row_mask, self.band) != ("rank", "fixed", None):
+            raise ValueError("adapter.mask, adapter.row_mask and adapter.band apply to kind: masked only; "
+                             "set adapter.kind=masked.")
+        if self.kind == "masked":  # ProcessMaker's layout for a new training
+            self.mask, self.band = self.mask or "rows", self.band or "per-domain"
         if self.row_mask == "learned" and self.mask != "rows":
             raise ValueError("adapter.row_mask=learned needs adapter.mask=rows.")
 

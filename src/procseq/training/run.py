@@ -42,6 +42,30 @@ def split_texts(data_dir: str | Path, split: str = "train", domains: list[str] |
     return texts + [with_domain(r["prompt"], r["domain"]) for r in rows]  # the domain phrases, in context
 
 
+def all_domain_texts(data_dir: str | Path, split: str = "train") -> list[str]:
+    """The vocabulary of ``model.tokenizer_texts: all-domains``: every training domain's text (base and adapter
+    domains, every train-pool phrasing, step captions; :func:`procseq.data.texts.domain_texts`), plus the stored
+    text of every domain of the corpus split when it exists (:func:`split_texts`). Never a test-pool word."""
+    from procseq.data.texts import domain_texts
+
+    texts = domain_texts()
+    if (Path(data_dir) / split / "metadata.jsonl").is_file():
+        texts += split_texts(data_dir, split, domains=None)
+    return texts
+
+
+def tokenizer_texts(cfg: RunConfig) -> list[str]:
+    """The texts a from-scratch run's tokenizers are built from, as ``model.tokenizer_texts`` says: ``synthetic``
+    (v1: template text of every domain), ``corpus`` (v2: the training split of ``data.domains``) or
+    ``all-domains`` (v3: :func:`all_domain_texts`)."""
+    kind = cfg.model.tokenizer_texts
+    if kind == "synthetic":
+        return corpus_texts()
+    if kind == "all-domains":
+        return all_domain_texts(cfg.data.dir, cfg.data.split)
+    return split_texts(cfg.data.dir, cfg.data.split, cfg.data.domains)
+
+
 def run_tokenizers(cfg: RunConfig, tiny: TinyConfig) -> tuple[Any, Any]:
     """The tokenizers of a from-scratch run: built on its first start and kept in ``output_dir/tokenizers``,
     read back on every later start (a resume) and by every process, so the text encoders always see the
@@ -54,9 +78,7 @@ def run_tokenizers(cfg: RunConfig, tiny: TinyConfig) -> tuple[Any, Any]:
     folder = Path(cfg.train.output_dir) / "tokenizers"
     with process_state().main_process_first():
         if not (folder / "clip").is_dir():
-            texts = (corpus_texts() if cfg.model.tokenizer_texts == "synthetic"
-                     else split_texts(cfg.data.dir, cfg.data.split, cfg.data.domains))
-            clip, t5 = build_tokenizers(tiny, texts)
+            clip, t5 = build_tokenizers(tiny, tokenizer_texts(cfg))
             with atomic_dir(folder) as tmp:
                 clip.save_pretrained(tmp / "clip")
                 t5.save_pretrained(tmp / "t5")

@@ -113,6 +113,39 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
 }
 
+# Colour binding (issue 26): v2's train templates always named the parts in one order (the face's colour
+# before the accessory's, the sprite's before the background's...), so "the first colour word is the main
+# part's" was enough to fit them. These train templates name the parts (and their colours) in other orders;
+# the test templates stay as they were.
+PART_ORDER_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "painting": ("under {a_sky} sky and over {ground}, <paint> {a_color} {shape} {where} with a sun",
+                 "{ground} ground, {a_sky} sky, a sun, and {a_color} {shape} {where}"),
+    "line_drawing": ("a {shape} {where} with {hatch}, a ground line and a bird, in {ink} ink",),
+    "lego": ("on {a_baseplate} baseplate, <build> a LEGO {structure} of {n} bricks in {primary} and {secondary} rows",
+             "{a_baseplate} baseplate under a LEGO {structure}: {n} bricks, {primary} rows first, then {secondary} rows"),
+    "pixel_art": ("on {a_background} background, <paint> {a_color} {sprite} in pixel art",
+                  "{a_background} background and {a_color} pixel {sprite}"),
+    "cooking": ("on {a_plate} plate, serve {n} {raw} {plural} cooked until {cooked}, with a garnish",
+                "{a_plate} plate with a garnish and {n} {raw} {plural} cooked until {cooked}"),
+    "emoji": ("{a_mood} emoji with {a_acc_color} {accessory} and {a_color} {face} face",
+              "{a_acc_color} {accessory} and {a_color} {face} face, {mood}, as an emoji"),
+}
+for _domain, _extra in PART_ORDER_TEMPLATES.items():
+    TEMPLATES[_domain] = (TEMPLATES[_domain][0] + _extra, TEMPLATES[_domain][1])
+
+# Captions that restate a part with its colour (train pool, half of the captions that name the part): pattern
+# -> replacement, both filled with the spec's slots, first match only ("knead the lump" -> "knead the red lump").
+CAPTION_BINDINGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "painting": ((r"(?<!fill )\bthe {shape}\b", "the {color} {shape}"),),
+    "line_drawing": ((r"\bthe {shape} outline", "the {ink} {shape} outline"),),
+    "lego": ((r"\bthe baseplate\b", "the {baseplate} baseplate"),),
+    "pixel_art": ((r"\bthe {sprite}\b", "the {color} {sprite}"),),
+    "cooking": ((r"\bthe pieces\b", "the {raw} pieces"),),
+    "emoji": ((r"^put on (an? {acc_color} {accessory})$", r"put \1 on the {color} {face} face"),
+              (r"^add two eyes$", "add two eyes to the {color} face")),
+    "clay": ((r"\bthe lump\b", "the {color} lump"),),
+}
+
 # the first word of a step caption -> (train replacements, test replacements); captions starting
 # with another word keep it.
 CAPTION_VERBS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -191,21 +224,44 @@ def _synonyms(text: str, pool: str, rng: np.random.Generator) -> str:
     return _SYN.sub(pick, text)
 
 
+def fill_template(domain: str, template: str, attributes: dict[str, Any], pool: str, rng: np.random.Generator) -> str:
+    """`template` with the attribute phrases of `attributes` in its slots and its ``<word>`` groups drawn from
+    `pool`'s synonyms with `rng`, whitespace normalised."""
+    return " ".join(_synonyms(template.format(**slots(domain, attributes)), pool, rng).split())
+
+
 def phrase_prompt(domain: str, attributes: dict[str, Any], pool: str, rng: np.random.Generator) -> tuple[str, str]:
     """One phrasing of a spec's prompt from `pool`: ``(prompt, template id)``, drawn with `rng`."""
     options = templates(domain, pool)
     k = int(rng.integers(len(options)))
-    text = _synonyms(options[k].format(**slots(domain, attributes)), pool, rng)
-    return " ".join(text.split()), f"{domain}/{pool}/{k}"
+    return fill_template(domain, options[k], attributes, pool, rng), f"{domain}/{pool}/{k}"
 
 
-def phrase_captions(captions: list[str], pool: str, rng: np.random.Generator) -> list[str]:
+def bind_colours(caption: str, domain: str, filled: dict[str, str]) -> str:
+    """`caption` with the first part it names restated with its colour (:data:`CAPTION_BINDINGS`; `filled` is
+    :func:`slots` of the spec), or unchanged when it names none."""
+    for pattern, replacement in CAPTION_BINDINGS.get(domain, ()):
+        escaped = {k: re.escape(v) for k, v in filled.items()}
+        new = re.sub(pattern.format(**escaped), replacement.format(**filled), caption, count=1)
+        if new != caption:
+            return new
+    return caption
+
+
+def phrase_captions(captions: list[str], pool: str, rng: np.random.Generator, domain: str | None = None,
+                    attributes: dict[str, Any] | None = None) -> list[str]:
     """The step captions reworded from `pool`: the first verb by a synonym, the sentence in a frame
-    ("now ...", "next, ..."); the words that name attributes are kept."""
+    ("now ...", "next, ..."); the words that name attributes are kept. With the spec's `domain` and
+    `attributes` (train pool only) half of the captions that name a coloured part restate its colour
+    (:func:`bind_colours`; one more draw per caption), so a part and its colour are read together."""
     check_pool(pool)
     i = POOLS.index(pool)
+    bind = pool == "train" and domain in CAPTION_BINDINGS and attributes is not None
+    filled = slots(domain, attributes) if bind else {}
     out = []
     for caption in captions:
+        if bind and rng.random() < 0.5:
+            caption = bind_colours(caption, domain, filled)
         first, _, rest = caption.partition(" ")
         if first in CAPTION_VERBS:
             words = CAPTION_VERBS[first][i]
@@ -226,5 +282,6 @@ def pool_words(pool: str) -> set[str]:
     return set(re.findall(r"[a-z0-9-]+", " ".join(texts).lower()))
 
 
-__all__ = ["CAPTION_VERBS", "POOLS", "SYNONYMS", "TEMPLATES", "phrase_captions", "phrase_prompt", "pool_words",
+__all__ = ["CAPTION_BINDINGS", "CAPTION_VERBS", "PART_ORDER_TEMPLATES", "POOLS", "SYNONYMS", "TEMPLATES",
+           "bind_colours", "fill_template", "phrase_captions", "phrase_prompt", "pool_words",
            "slots", "templates"]
