@@ -338,7 +338,7 @@ class FrameByFrame(Layout):
         k = int(tr.k_choices[int(torch.randint(len(tr.k_choices), (1,), generator=generator))])
         if float(torch.rand(1, generator=generator)) < tr.history_dropout:
             k = 0
-        history = history_indices(t, k, rotation_offset(t, generator))
+        history = history_indices(t, k, rotation_offset(t, k, generator))
         with_caption = float(torch.rand(1, generator=generator)) >= tr.caption_dropout
         x0 = pack_latents(frame_latents[:, t])
         noise = draws.noise(tuple(x0.shape[1:]), x0)

@@ -314,7 +314,8 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
         metadata["step_tokens"] = lc.step_tokens
     fbf_meta = {"rank": fc.rank, "alpha": fc.alpha, "targets": list(fc.targets), "k": fc.k,
                 "k_choices": list(fc.k_choices), "history_dropout": fc.history_dropout,
-                "caption_dropout": fc.caption_dropout, "num_positions": fc.num_positions, "rotation_offset": True}
+                "caption_dropout": fc.caption_dropout, "num_positions": fc.num_positions,
+                "rotation_offset": "0 <= o < max(1, t // (k + 1))"}
 
     def save(p: Any, out: Path) -> None:
         if lc.lora:
