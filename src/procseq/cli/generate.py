@@ -121,6 +121,7 @@ def generate(prompt: str | None, prompts_file: Path | None, domain: str, frames:
       procseq generate "a red lego house" -d lego --known 0=start.png --frame-scale 4
       procseq -q generate --prompts prompts.jsonl --out outputs/batch
     """
+    # ~90 lines: click hands every option to one function; it only routes them (batch file, adaptive, one sequence).
     from procseq.models.loading import precheck
 
     if plan_memory:

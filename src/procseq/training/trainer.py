@@ -275,6 +275,8 @@ class Trainer:
             return self._train(progress)
 
     def _train(self, progress: bool) -> TrainResult:
+        # ~85 lines on purpose: the whole loop (set-up, resume, step, log, checkpoint, save) reads top to bottom in
+        # one place, as minRF's and accelerate's examples do; its parts are the methods it calls.
         cfg, acc = self.cfg, self.accelerator
         t_cfg = cfg.train
         set_seed(t_cfg.seed, device_specific=True)  # global RNG (e.g. dropout): seed + rank
