@@ -152,10 +152,11 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         * a last-cell LoRA (ReCraft's: no ``subsets``, or ``last`` alone): ``concat`` when only the last cell is
           known, and ``inplace`` with the LoRA off for any other set (continuation, interpolation), where that
           LoRA measured worse than none;
-        * no LoRA: ``concat`` (in-place measured within noise of it).
+        * no LoRA: the mode the base was trained with known frames in (procseq.json ``known_mode``, a model that
+          learnt every layout), else ``concat`` (in-place measured within noise of it on v2).
         """
         meta = self._condition_lora or {}
-        mode = meta.get("mode", "concat")
+        mode = meta.get("mode", self.defaults.known_mode or "concat")
         mode = mode if mode in KNOWN_MODES else "concat"
         subsets = {k for k, w in (meta.get("subsets") or {}).items() if w}
         last_cell_lora = bool(meta) and subsets <= {"last"}

@@ -312,6 +312,8 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
                                                                "sequences": len(grids)}}
     if lc.step_tokens is not None:
         metadata["step_tokens"] = lc.step_tokens
+    if not lc.lora and set(lc.known) - {"none"}:
+        metadata["known_mode"] = lc.known_mode
     fbf_meta = {"rank": fc.rank, "alpha": fc.alpha, "targets": list(fc.targets), "k": fc.k,
                 "k_choices": list(fc.k_choices), "history_dropout": fc.history_dropout,
                 "caption_dropout": fc.caption_dropout, "num_positions": fc.num_positions,
