@@ -13,10 +13,8 @@ from typing import Any, Callable
 import torch
 
 from procseq.adapters.routing import adapter_layers, route, unrouted
-from procseq.attention.processors import adapters_enabled
 from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode
-from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
-from procseq.conditioning.lora import default_condition_lora, load_condition_lora
+from procseq.conditioning.loras import KNOWN_FRAMES, LoraRegistry
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import StepText, TextConditioning, encode_steps
 from procseq.layout import GridLayout
@@ -54,7 +52,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
     """
 
     _defaults: ModelDefaults | None = None
-    _condition_lora: dict[str, Any] | None = None
+    _loras: LoraRegistry | None = None
     auto_condition_lora: bool = True
     """Load the model's own condition LoRA on the first call with known frames (False: run without one)."""
     batch_cfg: bool | None = None
@@ -112,20 +110,23 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         return unrouted(self.transformer)
 
     @property
+    def loras(self) -> LoraRegistry:
+        """procseq's own LoRAs of this pipeline (known frames, regional, frame by frame): what is loaded, and the
+        switch that puts each in the passes that want it (:mod:`procseq.conditioning.loras`)."""
+        if self._loras is None:
+            self._loras = LoraRegistry(self)
+        return self._loras
+
+    @property
     def condition_lora(self) -> dict[str, Any] | None:
         """Metadata of the loaded condition LoRA (``mode``, ``path``...), or None."""
-        return self._condition_lora
+        return self.loras.info(KNOWN_FRAMES)
 
-    def load_condition_lora(self, path: str | Path | None = None) -> ProcessPipeline:
-        """Load the LoRA that reads known frames (default: the model's own ``known_frames/``)."""
-        path = path if path is not None else default_condition_lora(self.model_folder)
-        if path is None:
-            raise FileNotFoundError("This model ships no condition LoRA; train one with `procseq train "
-                                    "known-frames CONFIG` and pass its folder.")
-        if self._condition_lora is not None:
-            self.transformer.delete_adapters("known_frames")
-            self._condition_lora = None
-        self._condition_lora = load_condition_lora(self, path)
+    def load_condition_lora(self, path: str | Path | None = None, resident: bool = False) -> ProcessPipeline:
+        """Load the LoRA that reads known frames (default: the model's own ``known_frames/``). It enters the model only
+        for the passes that use it; `resident` keeps it in the model between calls (off there), as diffusers'
+        ``load_lora_weights`` would, e.g. to ``set_adapters`` it by hand."""
+        self.loras.load(KNOWN_FRAMES, path, resident=resident)
         return self
 
     def default_known_mode(self, known: tuple[int, ...] | None = None, frames: int | None = None) -> KnownMode:
@@ -138,7 +139,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
           LoRA measured worse than none;
         * no LoRA: ``concat`` (in-place measured within noise of it).
         """
-        meta = self._condition_lora or {}
+        meta = self.condition_lora or {}
         mode = meta.get("mode", "concat")
         mode = mode if mode in KNOWN_MODES else "concat"
         subsets = {k for k, w in (meta.get("subsets") or {}).items() if w}
@@ -467,7 +468,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
             "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
             **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
             **({"known_frames": list(known_frames.indices), "known_mode": known_mode,
-                "condition_lora": (self._condition_lora or {}).get("path")} if known_frames is not None else {}),
+                "condition_lora": (self.condition_lora or {}).get("path")} if known_frames is not None else {}),
             "cpu_s": {"denoise": cpu_denoise},  # this process's CPU time (all threads)
             "timings_s": {**timings, "total": sum(timings.values()), **cond.layout_state.get("timings", {})},
         }
@@ -487,8 +488,8 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
     def resolve_known_mode(self, known: KnownFrames | None, known_mode: KnownMode | None, frames: int) -> KnownMode:
         """How the known frames condition: the given mode, else the default for these cells (loading the model's
         condition LoRA on the first call with known frames, :attr:`auto_condition_lora`)."""
-        if (known is not None and self._condition_lora is None and self.auto_condition_lora
-                and default_condition_lora(self.model_folder)):
+        if (known is not None and self.condition_lora is None and self.auto_condition_lora
+                and self.loras.shipped(KNOWN_FRAMES)):
             self.load_condition_lora()
         if known_mode is None:
             known_mode = self.default_known_mode(known.indices if known is not None else None, frames)
@@ -506,16 +507,6 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         if not self.transformer.config.guidance_embeds:
             return None
         return torch.full([1], guidance_scale, device=self._execution_device, dtype=torch.float32)
-
-    def main_pass_lora(self, cond: SequenceConditioning) -> AbstractContextManager[Any]:
-        """The condition LoRA in the main pass: on for in-place known frames with an in-place LoRA, and for concat
-        known frames with a LoRA trained on both passes (``main_lora``); off otherwise (no known frames included)."""
-        if self._condition_lora is None:
-            return nullcontext()
-        meta, known = self._condition_lora, cond.known is not None
-        on = known and ((cond.known_mode == "inplace" and meta.get("mode") == "inplace")
-                        or (cond.known_mode == "concat" and meta.get("mode") == "concat" and bool(meta.get("main_lora"))))
-        return adapters_enabled(self.transformer, on, names=(CONDITION_ADAPTER,))
 
     def decode_grid(self, latents: torch.Tensor, height: int, width: int) -> list:
         """Packed latents ``(B, seq, 4C)`` -> grid images (PIL), as FluxPipeline decodes."""
