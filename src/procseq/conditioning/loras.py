@@ -44,6 +44,7 @@ from procseq.models.peft_switch import (
     remove_empty_wrappers,
     restore_active,
     set_active,
+    tuner_layers,
     unpark,
 )
 
@@ -182,9 +183,11 @@ def inject(transformer: Any, lora: LoadedLora) -> None:
     device = next(transformer.parameters()).device
     state = {k: v.to(device) for k, v in lora.state.items()}
     config = {"r": lora.rank, "lora_alpha": lora.alpha, "target_modules": list(lora.targets)}
+    before = [(m, list(m.active_adapters)) for m in tuner_layers(transformer)]
     with torch.random.fork_rng(devices=[]), grads_kept(transformer):
         transformer.load_lora_adapter(state, prefix=None, adapter_name=lora.kind.name, metadata=config,
                                       low_cpu_mem_usage=True)
+        restore_active(transformer, before)  # peft made the new adapter the only active one in every layer
         set_active(transformer, off=[lora.kind.name])
 
 
@@ -280,7 +283,7 @@ class LoraRegistry:
         put = [name for name in on if self._put_in(self.loaded[name])]
         try:
             off = [n for n in KINDS if n not in on and self.present(KINDS[n])]  # procseq's names, loaded or not
-            before = set_active(self.transformer, on=on, off=off)
+            before = set_active(self.transformer, on=on, off=off) if on or off else []
             try:
                 yield on
             finally:
