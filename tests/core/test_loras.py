@@ -252,3 +252,44 @@ def test_a_lora_parked_under_a_users_new_adapter_is_injected_afresh(tiny_pipe, f
     assert np.array_equal(call(with_style(parked), "grid", folders), call(with_style(never), "grid", folders))
     assert set(parked.transformer.peft_config) == {"style"}
     assert all(list(m.active_adapters) == ["style"] for m in tuner_layers(parked.transformer))
+
+
+def test_a_base_domain_call_runs_without_the_adapter_wrappers(tiny_pipe, folders, monkeypatch) -> None:
+    """procseq's multi-domain adapters are out of the model during a base-domain call (the bare layers, the base
+    model's frames) and back after; the condition LoRA parked around them follows them in and out, built once."""
+    import procseq.conditioning.loras as loras
+    from procseq.adapters import adapter_layers, add_asymmetric_lora
+
+    def with_adapters(pipe):
+        torch.manual_seed(4)
+        add_asymmetric_lora(pipe.transformer, ["clay"])
+        with torch.no_grad():
+            for n, p in pipe.transformer.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.3)
+        return pipe
+
+    pipe = with_adapters(private_pipe(tiny_pipe))
+    pipe.load_condition_lora(folders[("known_frames", False)])
+    wrapped = len(adapter_layers(pipe.transformer))
+    seen = []
+
+    def spy(p, i, t, tensors):
+        seen.append(len(adapter_layers(p.transformer)))
+        return tensors
+
+    injected = []
+    monkeypatch.setattr(loras, "inject", lambda t, lora, real=loras.inject: injected.append(lora) or real(t, lora))
+    kw = dict(prompt="a red circle", frames=4, num_inference_steps=2, known={0: RED}, known_mode="concat")
+    runs = {}
+    for domain in ("painting", "clay", "painting", "clay"):
+        out = pipe(domain=domain, generator=torch.Generator().manual_seed(0), callback_on_step_end=spy, **kw)
+        runs.setdefault(domain, []).append(out.frames[0])
+    assert seen == [0, 0, wrapped, wrapped] * 2 and len(adapter_layers(pipe.transformer)) == wrapped
+    assert len(injected) == 1 and not tuner_layers(pipe.transformer)
+    for domain, (first, again) in runs.items():
+        assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again)), domain
+    base = private_pipe(tiny_pipe)
+    base.load_condition_lora(folders[("known_frames", False)])
+    reference = base(domain="painting", generator=torch.Generator().manual_seed(0), **kw).frames[0]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(runs["painting"][0], reference))

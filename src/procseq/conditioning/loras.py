@@ -280,8 +280,11 @@ class LoraRegistry:
         active adapters are restored and the LoRAs this block put into the model (not resident) are taken out again,
         so they are in the model only while a pass uses them."""
         on = self.wanted(layout, pass_, known_mode, skip)
-        put = [name for name in on if self._put_in(self.loaded[name])]
+        put: list[str] = []
         try:
+            for name in on:
+                if self._put_in(self.loaded[name]):
+                    put.append(name)
             off = [n for n in KINDS if n not in on and self.present(KINDS[n])]  # procseq's names, loaded or not
             before = set_active(self.transformer, on=on, off=off) if on or off else []
             try:

@@ -145,22 +145,36 @@ def park(model: Any, name: str) -> Parked | None:
     if config is None or not slots or any(layer_adapters(layer) != {name} for _, _, layer in slots):
         return None
     for parent, attr, layer in slots:
-        setattr(parent, attr, layer.get_base_layer())
+        setattr(parent, attr, layer.base_layer)
     model.peft_config.pop(name)  # what diffusers' delete_adapters does to the config
     return Parked(name, config, slots)
 
 
+def _fits(current: Any, layer: Any) -> bool:
+    """Whether a parked wrapper `layer` can go back where `current` is now: its base layer, or another view of the
+    same weight (procseq's multi-domain adapter around it, or taken out; never another peft wrapper)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    base = layer.base_layer
+    return current is base or (not isinstance(current, BaseTunerLayer) and getattr(current, "weight", None) is not None
+                               and getattr(current, "weight", None) is getattr(base, "weight", None))
+
+
 def unpark(model: Any, parked: Parked) -> bool:
-    """Put parked wrappers back (on their base layers' device); False (nothing changed) when the model changed under
-    them (a layer re-wrapped or replaced since, or peft unloaded), so the adapter must be injected afresh."""
+    """Put parked wrappers back (on their base layers' device, around what holds the weight now); False (nothing
+    changed) when the model changed under them (a layer re-wrapped by peft or replaced since, or peft unloaded), so
+    the adapter must be injected afresh."""
     if not getattr(model, "_hf_peft_config_loaded", False) or not isinstance(getattr(model, "peft_config", None), dict):
         return False
     if parked.name in model.peft_config:
         return False
-    if any(getattr(parent, attr) is not layer.get_base_layer() for parent, attr, layer in parked.slots):
+    if not all(_fits(getattr(parent, attr), layer) for parent, attr, layer in parked.slots):
         return False
     for parent, attr, layer in parked.slots:
-        weight = getattr(layer.get_base_layer(), "weight", None)
+        current = getattr(parent, attr)
+        if current is not layer.base_layer:
+            layer.base_layer = current
+        weight = getattr(current, "weight", None)
         if weight is not None:
             layer.to(weight.device)
         setattr(parent, attr, layer)
@@ -175,7 +189,7 @@ def remove_empty_wrappers(model: torch.nn.Module) -> None:
     for parent in list(model.modules()):
         for attr, child in list(parent.named_children()):
             if isinstance(child, BaseTunerLayer) and not layer_adapters(child):
-                setattr(parent, attr, child.get_base_layer())
+                setattr(parent, attr, child.base_layer)
 
 
 __all__ = ["Parked", "adapters_enabled", "grads_kept", "layer_adapters", "park", "remove_empty_wrappers",

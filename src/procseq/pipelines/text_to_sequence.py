@@ -12,10 +12,9 @@ from typing import Any, Callable
 
 import torch
 
-from procseq.adapters.routing import adapter_layers, route, unrouted
+from procseq.adapters.routing import adapter_layers, bypassed, route
 from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode
 from procseq.conditioning.loras import KNOWN_FRAMES, LoraRegistry
-from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import StepText, TextConditioning, encode_steps
 from procseq.layout import GridLayout
 from procseq.layouts import FrameByFrame, FrameByFrameOptions, Grid, Layout, RegionalConfig, make_layout
@@ -107,7 +106,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         masked = next(iter(adapter_layers(self.transformer).values())).supports_unseen
         if domain not in self.defaults.domains and masked:
             return route(self.transformer, domains=domain, unseen="shared")
-        return unrouted(self.transformer)
+        return bypassed(self.transformer)  # the exact base model, at its speed: the adapters out of the model
 
     @property
     def loras(self) -> LoraRegistry:
