@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -107,6 +107,23 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         if domain not in self.defaults.domains and masked:
             return route(self.transformer, domains=domain, unseen="shared")
         return bypassed(self.transformer)  # the exact base model, at its speed: the adapters out of the model
+
+    _pinned_device: torch.device | None = None
+
+    @property
+    def _execution_device(self) -> torch.device:
+        """diffusers' execution device; inside :meth:`device_pinned` the one found when it opened (diffusers walks every
+        component's modules to find it: about 2 ms each time on procseq-tiny, read several times per call)."""
+        return self._pinned_device if self._pinned_device is not None else FluxPipeline._execution_device.fget(self)
+
+    @contextmanager
+    def device_pinned(self) -> Iterator[None]:
+        """Within (a generation), :attr:`_execution_device` is looked up once."""
+        outer, self._pinned_device = self._pinned_device, self._execution_device
+        try:
+            yield
+        finally:
+            self._pinned_device = outer
 
     @property
     def loras(self) -> LoraRegistry:
@@ -434,7 +451,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         results, timings = [], {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
         cpu_denoise = 0.0
         with self.progress_bar(total=steps * (frames if isinstance(layout, FrameByFrame) else 1) * len(prompts)
-                               ) as bar, self.adapter_routing(domain, adapter_weights):
+                               ) as bar, self.adapter_routing(domain, adapter_weights), self.device_pinned():
             def after(i: int, t: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
                 bar.update()
                 if callback_on_step_end is None:
