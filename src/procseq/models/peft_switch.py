@@ -67,6 +67,8 @@ def set_active(model: torch.nn.Module, on: Collection[str] = (), off: Collection
 
 def restore_active(model: torch.nn.Module, before: Sequence[tuple[Any, list[str]]]) -> None:
     """Each layer's active list exactly as :func:`set_active` found it (its order sets the order of the sum)."""
+    if not before:
+        return
     with grads_kept(model):
         for m, active in before:
             m.set_adapter(active)
