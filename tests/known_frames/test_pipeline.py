@@ -214,16 +214,20 @@ def test_continuation_keeps_the_first_steps(recraft_pipe) -> None:
     assert all(np.array_equal(np.asarray(out.frames[0][i]), np.asarray(first[i])) for i in range(2))
 
 
-def test_default_mode_per_use_follows_the_lora(recraft_pipe) -> None:
+def test_default_mode_per_use_follows_the_lora(recraft_pipe, monkeypatch) -> None:
     """A last-cell (ReCraft) LoRA: concat for the last cell, in-place for any other set; a LoRA trained on
     other sets too (``subsets`` beyond ``last`` in its metadata): its own mode; no LoRA: concat."""
-    recraft_pipe._condition_lora = None
+
+    def condition_lora(meta):  # the condition LoRA's metadata as the pipeline's LoRA registry reports it
+        monkeypatch.setattr(recraft_pipe.loras, "info", lambda kind: meta)
+
+    condition_lora(None)
     assert recraft_pipe.default_known_mode((3,), 4) == "concat"
-    recraft_pipe._condition_lora = {"mode": "concat", "path": "x"}  # legacy recraft.json: no subsets
+    condition_lora({"mode": "concat", "path": "x"})  # legacy recraft.json: no subsets
     assert recraft_pipe.default_known_mode((3,), 4) == "concat"
     assert recraft_pipe.default_known_mode((0, 1), 4) == "inplace" == recraft_pipe.default_known_mode((0, 2), 4)
-    recraft_pipe._condition_lora = {"mode": "concat", "subsets": {"last": 1.0}, "path": "x"}  # trained on last alone
+    condition_lora({"mode": "concat", "subsets": {"last": 1.0}, "path": "x"})  # trained on last alone
     assert recraft_pipe.default_known_mode((3,), 4) == "concat" and recraft_pipe.default_known_mode((0, 1), 4) == "inplace"
-    recraft_pipe._condition_lora = {"mode": "concat", "subsets": {"last": 0.5, "first": 0.5}, "path": "x"}
+    condition_lora({"mode": "concat", "subsets": {"last": 0.5, "first": 0.5}, "path": "x"})
     assert recraft_pipe.default_known_mode((0, 1), 4) == "concat"
-    recraft_pipe._condition_lora = None
+    condition_lora(None)

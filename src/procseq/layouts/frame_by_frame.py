@@ -23,8 +23,7 @@ base model with no step embedding. Returns the same :class:`~procseq.sequence.Se
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -32,7 +31,6 @@ from typing import Any, Callable, ClassVar
 import torch
 from PIL import Image
 
-from procseq.attention.processors import CONDITION_ADAPTER, adapters_enabled, set_adapters_active
 from procseq.attention.rope import known_position_ids
 from procseq.conditioning.frames import KnownFrames
 from procseq.conditioning.history import (
@@ -46,19 +44,19 @@ from procseq.conditioning.history import (
     rotation_offset,
     select_history,
 )
-from procseq.conditioning.lora import LORA_FILE, load_condition_lora, read_meta
+from procseq.conditioning.lora import read_meta
+from procseq.conditioning.loras import FRAME_BY_FRAME, LORA_FILE, Pass, shipped_folder
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import StepText, TextConditioning, join_plan_steps
 from procseq.layout import GridLayout, pack_latents, unpack_latents
 from procseq.layouts.base import (Draws, Layout, LayoutBatch, LayoutInputs, Sampler, TextEncoder, step_captions,
                                   step_text_for)
-from procseq.layouts.regional import ADAPTER as REGIONAL_ADAPTER
 from procseq.layouts.sampling import denoise, flux_timesteps
 from procseq.models.codec import decode_latents
 
-ADAPTER_NAME = "frame_by_frame"
-WEIGHTS_DIR = "frame_by_frame"
-META_FILE = "frame_by_frame.json"
+ADAPTER_NAME = FRAME_BY_FRAME.name
+WEIGHTS_DIR = FRAME_BY_FRAME.folders[0]
+META_FILE = FRAME_BY_FRAME.metas[0]
 MAX_FRAMES = 256
 DEFAULT_K = 2
 
@@ -109,53 +107,54 @@ class FrameByFrameWeights:
 def default_weights(model_folder: Path | None) -> Path | None:
     """The model's ``frame_by_frame/`` folder, when it holds the LoRA or (a base that learnt this layout) the step
     embedding alone."""
-    folder = Path(model_folder) / WEIGHTS_DIR if model_folder else None
-    if folder is None or not any((folder / name).is_file() for name in (LORA_FILE, EMBEDDING_FILE)):
-        return None
+    folder = shipped_folder(FRAME_BY_FRAME, model_folder)
+    if folder is None and model_folder and (Path(model_folder) / WEIGHTS_DIR / EMBEDDING_FILE).is_file():
+        folder = Path(model_folder) / WEIGHTS_DIR
     return folder
 
 
-@contextmanager
-def mode_adapters(transformer: Any, lora: bool) -> Iterator[None]:
-    """Within: procseq's other LoRAs (known frames, regional) off and the frame-by-frame LoRA on when `lora`;
+def mode_adapters(pipe: Any, lora: bool, pass_: Pass = "main") -> AbstractContextManager[Any]:
+    """Within: the procseq LoRAs of `pass_` of a frame-by-frame generation (:meth:`procseq.conditioning.loras.
+    LoraRegistry.active`): the frame-by-frame LoRA on when `lora`, procseq's others (known frames, regional) off;
     a user's own peft adapters keep their state and scales. Restored after."""
-    with ExitStack() as stack:
-        stack.enter_context(adapters_enabled(transformer, False, names=(CONDITION_ADAPTER, REGIONAL_ADAPTER)))
-        stack.enter_context(adapters_enabled(transformer, lora, names=(ADAPTER_NAME,)))
-        yield
+    return pipe.loras.active(FrameByFrame.name, pass_, skip=() if lora else (ADAPTER_NAME,))
 
 
 def load_weights(pipe: Any, path: str | Path | None = None) -> FrameByFrameWeights:
-    """Load the frame-by-frame LoRA (peft adapter ``frame_by_frame``, inactive outside this mode) and the step
-    embedding from a folder (default: the model's own), into ``pipe``; the same folder again is a no-op."""
-    folder = Path(path) if path is not None else default_weights(pipe.model_folder)
-    current: FrameByFrameWeights | None = getattr(pipe, "_frame_by_frame", None)
+    """The frame-by-frame weights from a folder (default: the model's own): the LoRA (peft adapter ``frame_by_frame``,
+    kept in the pipeline's LoRA registry, on in this mode only) and the step embedding kept beside it; the same
+    folder again is the loaded one."""
+    registry = pipe.loras
+    folder = Path(path) if path is not None else (registry.shipped(FRAME_BY_FRAME)
+                                                  or default_weights(pipe.model_folder))
     if folder is None:
-        weights = FrameByFrameWeights(None, {}, None)
-    elif current is not None and current.path == str(folder):
-        return current
-    else:
-        has_lora = (folder / LORA_FILE).is_file()
-        if not has_lora and not (folder / EMBEDDING_FILE).is_file():
+        return FrameByFrameWeights(None, {}, None)
+    if not (folder / LORA_FILE).is_file():
+        if not (folder / EMBEDDING_FILE).is_file():
             raise FileNotFoundError(f"No frame-by-frame LoRA at {folder / LORA_FILE}; pass the folder written by "
                                     "`procseq train frame-by-frame` (OUTPUT_DIR/model).")
-        transformer = pipe.transformer
-        if current is not None and current.meta.get("lora_loaded"):
-            transformer.delete_adapters(ADAPTER_NAME)
-        if has_lora:
-            meta = {**load_condition_lora(pipe, folder, adapter_name=ADAPTER_NAME, metas=(META_FILE,)),
-                    "lora_loaded": True}
-            set_adapters_active(transformer, [ADAPTER_NAME], False)  # the new LoRA stays off outside this mode
-        else:  # a base that learnt the layout ships its step embedding alone
-            meta = read_meta(folder, (META_FILE,))
-        emb = load_step_embedding(folder / EMBEDDING_FILE) if (folder / EMBEDDING_FILE).is_file() else None
-        if emb is not None and emb.table.shape[1] != transformer.config.in_channels:
-            raise ValueError(f"{folder / EMBEDDING_FILE} is {emb.table.shape[1]} wide but the transformer takes "
-                             f"{transformer.config.in_channels} channels; it was trained for another model.")
-        weights = FrameByFrameWeights(emb.to(pipe._execution_device) if emb is not None else None,
-                                      {**meta, "path": str(folder)}, str(folder))
-    pipe._frame_by_frame = weights
-    return weights
+        # a base that learnt the layout ships its step embedding alone: no LoRA to register
+        return FrameByFrameWeights(step_embedding(pipe, folder), {**read_meta(folder, (META_FILE,)),
+                                                                  "path": str(folder)}, str(folder))
+    lora = registry.load(FRAME_BY_FRAME, folder)
+    if "step_embedding" not in lora.extras:
+        try:
+            lora.extras["step_embedding"] = step_embedding(pipe, folder)
+        except ValueError:
+            registry.unload(FRAME_BY_FRAME)
+            raise
+    return FrameByFrameWeights(lora.extras["step_embedding"], {**lora.meta, "path": str(folder)}, str(folder))
+
+
+def step_embedding(pipe: Any, folder: Path) -> StepEmbedding | None:
+    """The step embedding kept in `folder` (None without one), checked against the transformer's width."""
+    if not (folder / EMBEDDING_FILE).is_file():
+        return None
+    emb = load_step_embedding(folder / EMBEDDING_FILE)
+    if emb.table.shape[1] != pipe.transformer.config.in_channels:
+        raise ValueError(f"{folder / EMBEDDING_FILE} is {emb.table.shape[1]} wide but the transformer takes "
+                         f"{pipe.transformer.config.in_channels} channels; it was trained for another model.")
+    return emb.to(pipe._execution_device)
 
 
 def negative_text(cond: SequenceConditioning, t: int) -> TextConditioning | None:
@@ -276,7 +275,7 @@ class FrameByFrame(Layout):
         cpu: list[float] = []  # process CPU seconds per frame: robust to other jobs on a shared machine
         wall: list[float] = []
         known = cond.known
-        with mode_adapters(transformer, bool(self.options.lora and fbf.path)):
+        with self.lora(pipe, cond):
             for t in range(frames):
                 start, t_start = time.process_time(), time.perf_counter()
                 if known is not None and t in known.indices:
@@ -311,6 +310,12 @@ class FrameByFrame(Layout):
                 wall.append(time.perf_counter() - t_start)
         state.update(histories=histories, timings={"frames": wall, "frames_cpu": cpu})
         return torch.stack(latents, dim=1)
+
+    def lora(self, pipe: Any, cond: SequenceConditioning, pass_: Pass = "main") -> AbstractContextManager[Any]:
+        """The procseq LoRAs of `pass_` (:func:`mode_adapters`): the frame-by-frame LoRA on in both passes when the
+        options use it and weights were loaded (the history's condition pass needs no switch of its own)."""
+        weights: FrameByFrameWeights = cond.layout_state["weights"]
+        return mode_adapters(pipe, bool(self.options.lora and weights.path), pass_)
 
     def decode_frames(self, pipe: Any, latents: torch.Tensor, cond: SequenceConditioning) -> list[list[Image.Image]]:
         """Every frame decoded alone."""

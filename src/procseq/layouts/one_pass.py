@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from procseq.attention.processors import ConditionKV, run_condition_pass
+from procseq.conditioning.loras import Pass
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import TextConditioning
 from procseq.layout import GridLayout, frames_to_grid_tensor, pack_latents
@@ -52,9 +53,13 @@ class OnePassLayout(Layout):
         """Whether true CFG's two branches run in one batch (:func:`~procseq.layouts.sampling.denoise`)."""
         return sampler.batch_cfg
 
-    def lora(self, pipe: Any, cond: SequenceConditioning) -> AbstractContextManager[Any]:
-        """The procseq LoRAs active in the main pass (:mod:`procseq.conditioning.loras`)."""
-        return pipe.main_pass_lora(cond) if hasattr(pipe, "main_pass_lora") else nullcontext()
+    def lora(self, pipe: Any, cond: SequenceConditioning, pass_: Pass = "main") -> AbstractContextManager[Any]:
+        """Exactly the procseq LoRAs `pass_` of this layout wants on (:meth:`procseq.conditioning.loras.LoraRegistry.
+        active`): in the grid, the condition LoRA in the known frames' pass (and in the main pass where its mode
+        says)."""
+        registry = getattr(pipe, "loras", None)
+        known_mode = cond.known_mode if cond.known is not None else None
+        return registry.active(self.name, pass_, known_mode) if registry is not None else nullcontext()
 
     # -- sampling ---------------------------------------------------------------------------------
 
@@ -86,18 +91,20 @@ class OnePassLayout(Layout):
         inplace = cond.before_step()
         per_step = self.step_attention(cond, len(timesteps))
         recompute: Callable[[], None] | None = None
+        once: Callable[[], None] | None = None
         if cond.known is not None and cond.known_mode == "concat":
             known, kv = cond.known, ConditionKV()
             pooled = pipe.encode_text([""] * len(cond.plans), cond.text.prompt_embeds.shape[1]).pooled_prompt_embeds
             ids = cond.img_ids[known.token_index(cond.layout).to(device)]
 
             def branch() -> None:
-                kv.kv.update(run_condition_pass(transformer, known.tokens().to(pooled), ids, pooled,
-                                                pipe.guidance(sampler.guidance_scale)).kv)
+                with self.lora(pipe, cond, "condition"):
+                    kv.kv.update(run_condition_pass(transformer, known.tokens().to(pooled), ids, pooled,
+                                                    pipe.guidance(sampler.guidance_scale)).kv)
 
             attention.update(kv.attention_kwargs("use"))
             if sampler.cache_condition:
-                branch()
+                once = branch
             else:  # recomputed before every step (the same output, for the speed comparison)
                 recompute = branch
 
@@ -109,7 +116,9 @@ class OnePassLayout(Layout):
             return inplace(i, lat) if inplace is not None else lat
 
         hook = before if (per_step or recompute or inplace) is not None else None
-        with self.lora(pipe, cond):
+        with self.lora(pipe, cond):  # the condition pass inside: each LoRA enters the model once per call
+            if once is not None:
+                once()
             latents = denoise(transformer, pipe.scheduler, latents, cond.img_ids, cond.text, timesteps,
                               guidance_scale=sampler.guidance_scale, negative=cond.negative,
                               true_cfg_scale=sampler.true_cfg_scale, joint_attention_kwargs=attention or None,

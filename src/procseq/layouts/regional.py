@@ -20,10 +20,9 @@ negative branch reads the negative prompt only, with the frames kept apart by th
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -32,9 +31,9 @@ import torch
 from PIL import Image
 
 from procseq.attention.masks import RegionLayout, RegionMask
-from procseq.attention.processors import adapters_enabled, install_processors, set_adapters_active
+from procseq.attention.processors import install_processors
 from procseq.attention.rope import flexible_position_ids, region_layout, regional_grid_ids
-from procseq.conditioning.lora import load_condition_lora
+from procseq.conditioning.loras import REGIONAL, Pass, shipped_folder
 from procseq.conditioning.sequence import SequenceConditioning
 from procseq.conditioning.text import TextConditioning, join_plan_steps
 from procseq.layout import GridLayout, unpack_latents
@@ -44,10 +43,10 @@ from procseq.machine import available_memory
 from procseq.models.codec import decode_latents
 
 IdsKind = Literal["flexible", "grid"]
-ADAPTER = "regional"
+ADAPTER = REGIONAL.name
 """The peft adapter name of the regional LoRA (:mod:`procseq.training.regional`)."""
-META_FILE = "regional.json"
-LORA_DIR = "regional"
+META_FILE = REGIONAL.metas[0]
+LORA_DIR = REGIONAL.folders[0]
 REGIONAL_MAX_FRAMES = 64
 """The most frames the regional mode accepts (the memory check may allow fewer)."""
 
@@ -118,33 +117,23 @@ def regional_ids(frames: int, frame_tokens: int, kind: IdsKind) -> torch.Tensor:
 
 
 def load_regional_lora(pipe: Any, path: str | Path) -> dict[str, Any]:
-    """Load a regional LoRA folder (``pytorch_lora_weights.safetensors`` + ``regional.json``) into `pipe`; it stays
-    off outside regional generations. Returns its metadata (stored as ``pipe.regional_lora``)."""
-    folder = Path(path)
-    meta = load_condition_lora(pipe, folder, adapter_name=ADAPTER)
-    meta_file = (folder if folder.is_dir() else folder.parent) / META_FILE
-    meta.update(json.loads(meta_file.read_text()) if meta_file.is_file() else {})
-    pipe.regional_lora = meta
-    set_adapters_active(pipe.transformer, [ADAPTER], False)
-    return meta
+    """Load a regional LoRA folder (``pytorch_lora_weights.safetensors`` + ``regional.json``) into `pipe`'s LoRA registry
+    (:mod:`procseq.conditioning.loras`); it is on in regional generations only. Returns its metadata with ``"path"``."""
+    return dict(pipe.loras.load(REGIONAL, path).info())
 
 
 def default_regional_lora(model_folder: str | Path | None) -> Path | None:
     """The regional LoRA folder a model ships (``regional/``), if any."""
-    folder = Path(model_folder) / LORA_DIR if model_folder else None
-    return folder if folder is not None and (folder / "pytorch_lora_weights.safetensors").is_file() else None
+    return shipped_folder(REGIONAL, model_folder)
 
 
 @contextmanager
 def regional_lora_active(pipe: Any) -> Iterator[bool]:
-    """Within: the pipe's regional LoRA on (yields whether there is one); off again after. Only the adapter
-    ``"regional"`` changes: other peft adapters keep their state and ``set_adapters`` scales."""
-    if getattr(pipe, "regional_lora", None) is None:
-        yield False
-        return
-    with adapters_enabled(pipe.transformer, True, names=(ADAPTER,)):
-        yield True
-
+    """Within: the procseq LoRAs of a regional generation's main pass (the regional LoRA on, loaded from the model's
+    ``regional/`` on first use); yields whether the regional LoRA is on. A user's own peft adapters keep their state
+    and ``set_adapters`` scales."""
+    with pipe.loras.active(Regional.name, "main") as on:
+        yield ADAPTER in on
 
 
 class Regional(OnePassLayout):
@@ -219,18 +208,13 @@ class Regional(OnePassLayout):
         """The masked steps' state (training sees what most sampling steps see)."""
         return self.mask(cond).attention_kwargs(self.options.blend) if self.options.mask else {}
 
-    def lora(self, pipe: Any, cond: SequenceConditioning) -> AbstractContextManager[Any]:
-        """The regional LoRA on (loaded from the model's ``regional/`` when it ships one and ``lora`` is set), and the
-        condition LoRA as the main pass wants it."""
-        stack = ExitStack()
+    def lora(self, pipe: Any, cond: SequenceConditioning, pass_: Pass = "main") -> AbstractContextManager[Any]:
+        """The procseq LoRAs of `pass_` (:meth:`procseq.conditioning.loras.LoraRegistry.active`): the regional LoRA in
+        both passes (the one loaded with :func:`load_regional_lora`, else the model's own ``regional/``) unless the
+        options turn it off, and the condition LoRA as the pass wants it."""
         install_processors(pipe.transformer)
-        shipped = default_regional_lora(pipe.model_folder)
-        if self.options.lora and getattr(pipe, "regional_lora", None) is None and shipped is not None:
-            load_regional_lora(pipe, shipped)
-        if self.options.lora:
-            stack.enter_context(regional_lora_active(pipe))
-        stack.enter_context(pipe.main_pass_lora(cond))
-        return stack
+        known_mode = cond.known_mode if cond.known is not None else None
+        return pipe.loras.active(self.name, pass_, known_mode, skip=() if self.options.lora else (ADAPTER,))
 
     def decode_frames(self, pipe: Any, latents: torch.Tensor, cond: SequenceConditioning) -> list[list[Image.Image]]:
         """Every frame decoded alone."""
@@ -239,9 +223,9 @@ class Regional(OnePassLayout):
 
     def settings(self, pipe: Any, cond: SequenceConditioning) -> dict[str, Any]:
         """The regional options and the regional LoRA used, if any."""
-        on = self.options.lora and getattr(pipe, "regional_lora", None) is not None
+        lora = pipe.loras.info(REGIONAL) if self.options.lora else None
         return {"mode": self.name, "regional": self.options.to_dict(),
-                "regional_lora": (pipe.regional_lora or {}).get("path") if on else None}
+                "regional_lora": lora["path"] if lora is not None else None}
 
 
 def decode_frames(pipe: Any, latents: torch.Tensor, frames: int, frame_size: int) -> list:

@@ -54,7 +54,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         out = cls(**pipe.components)
         out.defaults = pipe.defaults
         out.register_to_config(_name_or_path=getattr(pipe.config, "_name_or_path", None))
-        out._condition_lora = pipe._condition_lora
+        out._loras = pipe.loras.copy_for(out)  # the same transformer: what is loaded carries over
         return out
 
     @property

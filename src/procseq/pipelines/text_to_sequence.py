@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from procseq.adapters.routing import adapter_layers, route, unrouted
-from procseq.attention.processors import adapters_enabled
+from procseq.adapters.routing import adapter_layers, bypassed, route
 from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode
-from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
-from procseq.conditioning.lora import default_condition_lora, load_condition_lora
-from procseq.conditioning.sequence import SequenceConditioning
+from procseq.conditioning.loras import KNOWN_FRAMES, LoraRegistry
 from procseq.conditioning.text import StepText, TextConditioning, encode_steps
 from procseq.layout import GridLayout
 from procseq.layouts import FrameByFrameOptions, Layout, RegionalConfig, make_layout
@@ -70,7 +67,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
     """
 
     _defaults: ModelDefaults | None = None
-    _condition_lora: dict[str, Any] | None = None
+    _loras: LoraRegistry | None = None
     auto_condition_lora: bool = True
     """Load the model's own condition LoRA on the first call with known frames (False: run without one)."""
     batch_cfg: bool | None = None
@@ -125,23 +122,43 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         masked = next(iter(adapter_layers(self.transformer).values())).supports_unseen
         if domain not in self.defaults.domains and masked:
             return route(self.transformer, domains=domain, unseen="shared")
-        return unrouted(self.transformer)
+        return bypassed(self.transformer)  # the exact base model, at its speed: the adapters out of the model
+
+    _pinned_device: torch.device | None = None
+
+    @property
+    def _execution_device(self) -> torch.device:
+        """diffusers' execution device; inside :meth:`device_pinned` the one found when it opened (diffusers walks every
+        component's modules to find it: about 2 ms each time on procseq-tiny, read several times per call)."""
+        return self._pinned_device if self._pinned_device is not None else FluxPipeline._execution_device.fget(self)
+
+    @contextmanager
+    def device_pinned(self) -> Iterator[None]:
+        """Within (a generation), :attr:`_execution_device` is looked up once."""
+        outer, self._pinned_device = self._pinned_device, self._execution_device
+        try:
+            yield
+        finally:
+            self._pinned_device = outer
+
+    @property
+    def loras(self) -> LoraRegistry:
+        """procseq's own LoRAs of this pipeline (known frames, regional, frame by frame): what is loaded, and the
+        switch that puts each in the passes that want it (:mod:`procseq.conditioning.loras`)."""
+        if self._loras is None:
+            self._loras = LoraRegistry(self)
+        return self._loras
 
     @property
     def condition_lora(self) -> dict[str, Any] | None:
         """Metadata of the loaded condition LoRA (``mode``, ``path``...), or None."""
-        return self._condition_lora
+        return self.loras.info(KNOWN_FRAMES)
 
-    def load_condition_lora(self, path: str | Path | None = None) -> ProcessPipeline:
-        """Load the LoRA that reads known frames (default: the model's own ``known_frames/``)."""
-        path = path if path is not None else default_condition_lora(self.model_folder)
-        if path is None:
-            raise FileNotFoundError("This model ships no condition LoRA; train one with `procseq train "
-                                    "known-frames CONFIG` and pass its folder.")
-        if self._condition_lora is not None:
-            self.transformer.delete_adapters("known_frames")
-            self._condition_lora = None
-        self._condition_lora = load_condition_lora(self, path)
+    def load_condition_lora(self, path: str | Path | None = None, resident: bool = False) -> ProcessPipeline:
+        """Load the LoRA that reads known frames (default: the model's own ``known_frames/``). It enters the model only
+        for the passes that use it; `resident` keeps it in the model between calls (off there), as diffusers'
+        ``load_lora_weights`` would, e.g. to ``set_adapters`` it by hand."""
+        self.loras.load(KNOWN_FRAMES, path, resident=resident)
         return self
 
     def default_known_mode(self, known: tuple[int, ...] | None = None, frames: int | None = None) -> KnownMode:
@@ -155,7 +172,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         * no LoRA: the mode the base was trained with known frames in (procseq.json ``known_mode``, a model that
           learnt every layout), else ``concat`` (in-place measured within noise of it on v2).
         """
-        meta = self._condition_lora or {}
+        meta = self.condition_lora or {}
         mode = meta.get("mode", self.defaults.known_mode or "concat")
         mode = mode if mode in KNOWN_MODES else "concat"
         subsets = {k for k, w in (meta.get("subsets") or {}).items() if w}
@@ -409,7 +426,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         steps = num_inference_steps or self.defaults.num_inference_steps
         sampler = Sampler(steps, req.guidance_scale, req.true_cfg_scale, generator, latents, autocast_dtype,
                           self.batch_cfg, None, cache_condition)
-        with self.adapter_routing(req.domain, adapter_weights):
+        with self.adapter_routing(req.domain, adapter_weights), self.device_pinned():
             results, timings, cpu_denoise = self.run_layout(layout, inputs, sampler, output_type, callback_on_step_end)
         self.maybe_free_model_hooks()
 
@@ -420,7 +437,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
             "num_inference_steps": steps, "guidance_scale": req.guidance_scale, "true_cfg_scale": req.true_cfg_scale,
             **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
             **({"known_frames": list(known_frames.indices), "known_mode": known_mode,
-                "condition_lora": (self._condition_lora or {}).get("path")} if known_frames is not None else {}),
+                "condition_lora": (self.condition_lora or {}).get("path")} if known_frames is not None else {}),
             "cpu_s": {"denoise": cpu_denoise},  # this process's CPU time (all threads)
             "timings_s": {**timings, "total": sum(timings.values()), **cond.layout_state.get("timings", {})},
         }
@@ -531,8 +548,8 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
     def resolve_known_mode(self, known: KnownFrames | None, known_mode: KnownMode | None, frames: int) -> KnownMode:
         """How the known frames condition: the given mode, else the default for these cells (loading the model's
         condition LoRA on the first call with known frames, :attr:`auto_condition_lora`)."""
-        if (known is not None and self._condition_lora is None and self.auto_condition_lora
-                and default_condition_lora(self.model_folder)):
+        if (known is not None and self.condition_lora is None and self.auto_condition_lora
+                and self.loras.shipped(KNOWN_FRAMES)):
             self.load_condition_lora()
         if known_mode is None:
             known_mode = self.default_known_mode(known.indices if known is not None else None, frames)
@@ -550,16 +567,6 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         if not self.transformer.config.guidance_embeds:
             return None
         return torch.full([1], guidance_scale, device=self._execution_device, dtype=torch.float32)
-
-    def main_pass_lora(self, cond: SequenceConditioning) -> AbstractContextManager[Any]:
-        """The condition LoRA in the main pass: on for in-place known frames with an in-place LoRA, and for concat
-        known frames with a LoRA trained on both passes (``main_lora``); off otherwise (no known frames included)."""
-        if self._condition_lora is None:
-            return nullcontext()
-        meta, known = self._condition_lora, cond.known is not None
-        on = known and ((cond.known_mode == "inplace" and meta.get("mode") == "inplace")
-                        or (cond.known_mode == "concat" and meta.get("mode") == "concat" and bool(meta.get("main_lora"))))
-        return adapters_enabled(self.transformer, on, names=(CONDITION_ADAPTER,))
 
     def decode_grid(self, latents: torch.Tensor, height: int, width: int) -> list:
         """Packed latents ``(B, seq, 4C)`` -> grid images (PIL), as FluxPipeline decodes."""
