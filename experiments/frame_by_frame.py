@@ -30,7 +30,7 @@ import torch
 from experiments.common import BASE_DOMAINS
 from procseq.eval.metrics import aggregate, score_sequence
 from procseq.outputs import write_json_atomic, write_text_atomic
-from procseq.pipelines.frame_by_frame import FrameByFrameOptions, generate_frame_by_frame
+from procseq.layouts.frame_by_frame import FrameByFrameOptions
 from procseq.planning import Plan, plan_instruction
 
 ABLATIONS: dict[str, FrameByFrameOptions] = {
@@ -68,7 +68,7 @@ def run_mode(pipe: Any, spec: Any, mode: str, seed: int, options: FrameByFrameOp
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     if mode == "frame-by-frame":
-        out = generate_frame_by_frame(pipe, plan=plan, generator=gen, options=options)
+        out = pipe(plan=plan, generator=gen, mode="frame-by-frame", frame_by_frame=options)
     else:
         out = pipe(plan=plan, generator=gen, mode=mode)
     return out.frames[0], time.perf_counter() - start
@@ -114,7 +114,7 @@ def timing(pipe: Any, lengths: list[int], prompt: str = "a LEGO tower of eight b
     out = {}
     for n in lengths:
         plan = Plan(prompt, domain, [f"step {i + 1}" for i in range(n)])
-        res = generate_frame_by_frame(pipe, plan=plan, generator=torch.Generator().manual_seed(0))
+        res = pipe(plan=plan, generator=torch.Generator().manual_seed(0), mode="frame-by-frame")
         frames, cpu = res.metadata[0]["timings_s"]["frames"], res.metadata[0]["timings_s"]["frames_cpu"]
         out[str(n)] = {"median_s": statistics.median(frames), "first_half_s": statistics.median(frames[: n // 2]),
                        "second_half_s": statistics.median(frames[n // 2:]), "frames_s": frames,

@@ -70,7 +70,8 @@ def score_frames(generated: dict[int, np.ndarray], truth: list[np.ndarray], spec
 
 def make_variant(spec: str, model: str | None) -> Any:
     """A callable ``(task, record, truth, index) -> {step: frame}`` for a variant spec."""
-    from procseq.pipelines.image_to_sequence import domain_prompt, load_recraft_pipeline
+    from procseq.domain_prompt import domain_prompt
+    from procseq.pipelines.image_to_sequence import load_recraft_pipeline
     from procseq.pipelines.text_to_sequence import ProcessPipeline
 
     if spec in ("copy-left", "average"):

@@ -97,7 +97,7 @@ def run_variant(name: str, spec: str, records: list[dict[str, Any]], out: Path, 
             g = torch.Generator("cpu").manual_seed(seed)
             with Image.open(record["frame_paths"][-1]) as im:
                 final = im.convert("RGB")
-            return pipe(final, domain=record["domain"], frames=int(record["num_frames"]), mode=mode,
+            return pipe(final, domain=record["domain"], frames=int(record["num_frames"]), known_mode=mode,
                         num_inference_steps=steps, generator=g).frames[0]
 
     pipe.set_progress_bar_config(disable=True)
@@ -126,7 +126,7 @@ def cache_speedup(model: str | None, lora: str | None, image: Image.Image, domai
     for r in range(runs + 1):  # run 0 warms up
         for cached in (True, False):
             start = time.perf_counter()
-            out = pipe(image, domain=domain, frames=frames, mode="concat", cache_condition=cached,
+            out = pipe(image, domain=domain, frames=frames, known_mode="concat", cache_condition=cached,
                        num_inference_steps=steps, generator=torch.Generator().manual_seed(0))
             if r:
                 times[cached].append(time.perf_counter() - start)

@@ -5,7 +5,7 @@
         --variant a0=regional:blend=0 --variant grid-ids=regional:ids=grid --variant no-fusion=regional:fusion=0
 
 A variant is ``NAME=grid`` or ``NAME=regional[:key=value,...]`` with the keys of
-:class:`~procseq.pipelines.regional.RegionalConfig` (``mask``, ``blend``, ``mask_steps``, ``ids``, ``fusion``) and
+:class:`~procseq.layouts.regional.RegionalConfig` (``mask``, ``blend``, ``mask_steps``, ``ids``, ``fusion``) and
 ``lora=FOLDER`` (a regional LoRA, :mod:`procseq.training.regional`; ``lora=shipped``: the model's own). Without
 ``lora`` a regional variant is training-free. Every variant generates the first `n`
 records per domain of the split (optionally only those of ``--frames`` steps) from the record's prompt and its
@@ -78,13 +78,13 @@ def run_variant(variant: str, records: list[dict[str, Any]], out: Path, model: s
     """Generate and score one variant on `records`; returns its summary (also written to ``out/NAME/summary.json``)."""
     from procseq.eval.runner import evaluate_records
     from procseq.pipelines.loading import load_pipeline
-    from procseq.pipelines.regional import RegionalConfig
+    from procseq.layouts.regional import RegionalConfig
 
     name, mode, options, lora = parse_variant(variant)
     pipe = load_pipeline(model or "procseq-tiny", device="cpu")
     pipe.set_progress_bar_config(disable=True)
     if lora and lora != "shipped":
-        from procseq.pipelines.regional import load_regional_lora
+        from procseq.layouts.regional import load_regional_lora
 
         load_regional_lora(pipe, lora)
     config = RegionalConfig(**options, lora=lora is not None) if mode == "regional" else None

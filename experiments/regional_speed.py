@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from procseq.pipelines.loading import load_pipeline
-from procseq.pipelines.regional import RegionalConfig
+from procseq.layouts.regional import RegionalConfig
 
 
 def cpu_seconds() -> float:

@@ -34,7 +34,7 @@ def sampling_table(runs: int, compile_model: bool, threads: int) -> None:
     import procseq.pipelines.text_to_sequence as t2s
     from procseq.models.loading import EMBEDDED_DIR
     from procseq.pipelines.loading import load_pipeline
-    from procseq.pipelines.sampling import denoise
+    from procseq.layouts.sampling import denoise
 
     pipe = load_pipeline(None, device="cpu", threads=threads)
     pipe.set_progress_bar_config(disable=True)

@@ -11,11 +11,22 @@ classifier-free guidance, and caption dropout in training) stays empty.
 
 from __future__ import annotations
 
-DOMAIN_PHRASES: dict[str, str] = {
-    "painting": "painting", "line_drawing": "line drawing", "lego": "LEGO building", "pixel_art": "pixel art",
-    "cooking": "cooking", "emoji": "emoji drawing", "clay": "clay sculpting", "sand_art": "sand art",
-    "origami": "origami folding",
+DOMAIN_WORDS: dict[str, tuple[str, str]] = {
+    "painting": ("painting", "a painting"), "line_drawing": ("line drawing", "a line drawing"),
+    "lego": ("LEGO building", "a LEGO"), "pixel_art": ("pixel art", "pixel art"),
+    "cooking": ("cooking", "served on a plate"), "emoji": ("emoji drawing", "an emoji"),
+    "clay": ("clay sculpting", "a clay"), "sand_art": ("sand art", "sand art"), "origami": ("origami folding", "an origami"),
 }
+"""The one table of each domain's words: the phrase naming its process ("LEGO building") and the domain-only text a
+known-frames (ReCraft) generation reads when the user gives no prompt ("a LEGO"; the picture carries the rest)."""
+
+DOMAIN_PHRASES: dict[str, str] = {name: words[0] for name, words in DOMAIN_WORDS.items()}
+DOMAIN_PROMPTS: dict[str, str] = {name: words[1] for name, words in DOMAIN_WORDS.items()}
+
+
+def domain_prompt(domain: str) -> str:
+    """The text prompt a known-frames generation uses for `domain` when the user gives none."""
+    return DOMAIN_PROMPTS.get(domain, domain.replace("_", " "))
 
 
 def domain_phrase(domain: str) -> str:

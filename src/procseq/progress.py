@@ -1,6 +1,6 @@
 """Visible progress of a generation: the plan, then one bar over the denoising steps of every pass.
 
-Every layout denoises through :func:`procseq.pipelines.sampling.denoise`, which calls :func:`denoise_step`
+Every layout denoises through :func:`procseq.layouts.sampling.denoise`, which calls :func:`denoise_step`
 after each step, and every plan is made by ``ProcessPipeline.make_plans``, which calls :func:`plans_made`.
 Both do nothing unless a caller (the command line, the app) opened :func:`show_progress`: the library never
 prints on its own. Pure Python, no torch.

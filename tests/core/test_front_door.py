@@ -86,7 +86,7 @@ def lora_pipe(tiny_pipe, tmp_path, kind: str):
                 p.normal_(0, 0.3)
     if kind == "condition":
         save_condition_lora(target, tmp_path / "lora", {"mode": "concat", "rank": 2})
-        pipe.load_condition_lora(tmp_path / "lora")
+        pipe.load_condition_lora(tmp_path / "lora", resident=True)  # in the model between calls, as a user's LoRA
     return pipe
 
 

@@ -99,7 +99,7 @@ def test_the_checks_catch_what_they_look_for() -> None:
     assert circles({"a": {"b"}, "b": set()}) == []
     g = graph()
     assert "procseq.models.loading" in g["procseq.pipelines.loading"]  # function-local and module imports read
-    assert layer("procseq.cli.generate") > layer("procseq.pipelines.sampling") > layer("procseq.layout")
+    assert layer("procseq.cli.generate") > layer("procseq.layouts.sampling") > layer("procseq.layout")
 
 
 def test_no_import_circles() -> None:

@@ -11,7 +11,6 @@ PACKAGE = ROOT / "src" / "procseq"
 
 ALLOWED = {
     "cli/__main__.py",  # `python -m procseq.cli`: the one command line
-    "training/regional.py",  # its argparse main folds into `procseq train regional` (issue 24, the lead's part)
 }
 
 

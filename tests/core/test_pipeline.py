@@ -122,3 +122,15 @@ def test_tokenizers_survive_save_and_reload(tmp_path) -> None:
         assert tok("red").input_ids != tok("blue").input_ids
         assert tok.decode(tok("a red circle").input_ids, skip_special_tokens=True) == "a red circle"
     assert clip2.decode(clip2("zebra quokka").input_ids, skip_special_tokens=True) == "zebra quokka"  # byte-level
+
+
+def test_the_execution_device_is_looked_up_once_per_call(tiny_pipe, monkeypatch) -> None:
+    """diffusers walks every component for the execution device; a generation reads it once (issue 30)."""
+    from diffusers import FluxPipeline
+
+    looked_up = []
+    real = FluxPipeline._execution_device.fget
+    monkeypatch.setattr(FluxPipeline, "_execution_device", property(lambda self: looked_up.append(1) or real(self)))
+    out = tiny_pipe("a red circle", domain="painting", frames=4, num_inference_steps=2, mode="regional",
+                    generator=torch.Generator().manual_seed(0))
+    assert len(out.frames[0]) == 4 and len(looked_up) == 1 and tiny_pipe._pinned_device is None

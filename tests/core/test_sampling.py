@@ -11,7 +11,7 @@ from diffusers import FluxPipeline
 
 from procseq.attention.masks import RegionLayout, RegionMask
 from procseq.layout import GridLayout, grid_position_ids
-from procseq.pipelines.sampling import can_batch_cfg, denoise, flux_timesteps
+from procseq.layouts.sampling import can_batch_cfg, denoise, flux_timesteps
 
 
 def gen(seed: int) -> torch.Generator:
@@ -75,7 +75,7 @@ def test_batching_needs_matching_text(tiny_pipe) -> None:
 def test_batched_cfg_with_known_frames_equals_two_passes(tiny_pipe, monkeypatch, case: str) -> None:
     """True CFG runs both branches in one batch with known frames too (their K/V broadcast), with the same output.
     (Frame by frame and regional keep two passes: their step text makes the negative branch's text shorter.)"""
-    import procseq.pipelines.sampling as sampling
+    import procseq.layouts.sampling as sampling
     from PIL import Image
 
     kwargs = dict(prompt="a red circle", domain="painting", frames=4, num_inference_steps=2, true_cfg_scale=2.0,

@@ -72,7 +72,7 @@ def test_cached_and_uncached_give_the_same_output(recraft_pipe, finished) -> Non
 def test_inplace_overwrites_the_final_cell_before_every_step(recraft_pipe, finished) -> None:
     calls = Calls(recraft_pipe.transformer)
     try:
-        run(recraft_pipe, finished, frames=4, mode="inplace")
+        run(recraft_pipe, finished, frames=4, known_mode="inplace")
     finally:
         calls.close()
     assert not calls.condition() and len(calls.main()) == 2
@@ -87,14 +87,14 @@ def test_inplace_overwrites_the_final_cell_before_every_step(recraft_pipe, finis
 
 @pytest.mark.parametrize("mode", ["concat", "inplace"])
 def test_last_frame_is_the_input_and_seeds_are_deterministic(recraft_pipe, finished, mode) -> None:
-    out = run(recraft_pipe, finished, frames=4, mode=mode, seed=3)
+    out = run(recraft_pipe, finished, frames=4, known_mode=mode, seed=3)
     frames = arrays(out)
     assert len(frames) == 4 and all(f.shape == (16, 16, 3) for f in frames)
     assert np.array_equal(frames[-1], np.asarray(prepare_image(finished, 16)))
     assert len(out.captions[0]) == 4 and out.metadata[0]["known_mode"] == mode
     assert out.grid[0].size == (32, 32)
-    same = arrays(run(recraft_pipe, finished, frames=4, mode=mode, seed=3))
-    other = arrays(run(recraft_pipe, finished, frames=4, mode=mode, seed=4))
+    same = arrays(run(recraft_pipe, finished, frames=4, known_mode=mode, seed=3))
+    other = arrays(run(recraft_pipe, finished, frames=4, known_mode=mode, seed=4))
     assert all(np.array_equal(x, y) for x, y in zip(frames, same))
     assert not all(np.array_equal(x, y) for x, y in zip(frames[:-1], other[:-1]))
 
@@ -108,7 +108,7 @@ def test_extend_adds_frames_before_the_first(recraft_pipe, finished, frames, ext
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"mode": "sideways"}, "Unknown ReCraft mode"),
+    ({"known_mode": "sideways"}, "Unknown known_mode"),
     ({"extend": True}, "extend"),
     ({"extend": -1}, "extend"),
     ({"frames": 1}, "between 2 and 9"),
@@ -146,7 +146,7 @@ def test_lora_round_trip_in_peft_naming(recraft_pipe, finished, tmp_path) -> Non
     pipe = ImageToSequencePipeline(**components)
     pipe.defaults = recraft_pipe.defaults
     pipe.set_progress_bar_config(disable=True)
-    plain = arrays(run(pipe, finished, frames=4, mode="inplace"))
+    plain = arrays(run(pipe, finished, frames=4, known_mode="inplace"))
     pipe.load_condition_lora(tmp_path)
     assert pipe.condition_lora["mode"] == "inplace" == pipe.default_known_mode()
     with_lora = arrays(run(pipe, finished, frames=4))
@@ -214,16 +214,20 @@ def test_continuation_keeps_the_first_steps(recraft_pipe) -> None:
     assert all(np.array_equal(np.asarray(out.frames[0][i]), np.asarray(first[i])) for i in range(2))
 
 
-def test_default_mode_per_use_follows_the_lora(recraft_pipe) -> None:
+def test_default_mode_per_use_follows_the_lora(recraft_pipe, monkeypatch) -> None:
     """A last-cell (ReCraft) LoRA: concat for the last cell, in-place for any other set; a LoRA trained on
     other sets too (``subsets`` beyond ``last`` in its metadata): its own mode; no LoRA: concat."""
-    recraft_pipe._condition_lora = None
+
+    def condition_lora(meta):  # the condition LoRA's metadata as the pipeline's LoRA registry reports it
+        monkeypatch.setattr(recraft_pipe.loras, "info", lambda kind: meta)
+
+    condition_lora(None)
     assert recraft_pipe.default_known_mode((3,), 4) == "concat"
-    recraft_pipe._condition_lora = {"mode": "concat", "path": "x"}  # legacy recraft.json: no subsets
+    condition_lora({"mode": "concat", "path": "x"})  # legacy recraft.json: no subsets
     assert recraft_pipe.default_known_mode((3,), 4) == "concat"
     assert recraft_pipe.default_known_mode((0, 1), 4) == "inplace" == recraft_pipe.default_known_mode((0, 2), 4)
-    recraft_pipe._condition_lora = {"mode": "concat", "subsets": {"last": 1.0}, "path": "x"}  # trained on last alone
+    condition_lora({"mode": "concat", "subsets": {"last": 1.0}, "path": "x"})  # trained on last alone
     assert recraft_pipe.default_known_mode((3,), 4) == "concat" and recraft_pipe.default_known_mode((0, 1), 4) == "inplace"
-    recraft_pipe._condition_lora = {"mode": "concat", "subsets": {"last": 0.5, "first": 0.5}, "path": "x"}
+    condition_lora({"mode": "concat", "subsets": {"last": 0.5, "first": 0.5}, "path": "x"})
     assert recraft_pipe.default_known_mode((0, 1), 4) == "concat"
-    recraft_pipe._condition_lora = None
+    condition_lora(None)

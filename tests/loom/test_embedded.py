@@ -9,7 +9,7 @@ import torch
 from procseq.models.loading import resolve_model
 
 from procseq.pipelines.loading import load_pipeline
-from procseq.pipelines import frame_by_frame as fbf
+from procseq.layouts import frame_by_frame as fbf
 
 
 def test_shipped_weights_load_and_run() -> None:
@@ -22,4 +22,4 @@ def test_shipped_weights_load_and_run() -> None:
     out = pipe("a blue LEGO tower", domain="lego", frames=5, mode="frame-by-frame", num_inference_steps=2,
                generator=torch.Generator().manual_seed(0))
     assert out.metadata[0]["frame_by_frame_weights"] == str(folder) and out.metadata[0]["step_embedding"]
-    assert pipe._frame_by_frame.embedding.table.shape == (meta["num_positions"], pipe.transformer.config.in_channels)
+    assert fbf.load_weights(pipe).embedding.table.shape == (meta["num_positions"], pipe.transformer.config.in_channels)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from experiments.frame_by_frame import draw_specs, planner_accuracy, score_runs, table, timing
-from procseq.pipelines.frame_by_frame import FrameByFrameOptions
+from procseq.layouts.frame_by_frame import FrameByFrameOptions
 
 
 def test_compare_ablation_timing_and_planner(tiny_pipe) -> None:

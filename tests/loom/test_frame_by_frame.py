@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from procseq.cli import main
-from procseq.pipelines import frame_by_frame as fbf
+from procseq.layouts import frame_by_frame as fbf
 from procseq.conditioning.plan import Plan
 from procseq.pipelines.output import SequenceOutput
 
@@ -70,8 +70,8 @@ def test_ablation_switches_and_errors(tiny_pipe) -> None:
     caps = [f"step {i}" for i in range(5)]
     for options in (fbf.FrameByFrameOptions(history="none"), fbf.FrameByFrameOptions(history="all"),
                     fbf.FrameByFrameOptions(k=4, step_caption=False)):
-        out = fbf.generate_frame_by_frame(tiny_pipe, plan=Plan("t", "lego", caps), num_inference_steps=1,
-                                          options=options)
+        out = tiny_pipe(plan=Plan("t", "lego", caps), num_inference_steps=1, mode="frame-by-frame",
+                        frame_by_frame=options)
         assert len(out.frames[0]) == 5
     assert out.metadata[0]["history_frames"][4] == [0, 1, 2, 3]  # k=4 at t=4: every earlier frame
     with pytest.raises(ValueError, match="Unknown mode"):
@@ -89,3 +89,20 @@ def test_cli_generate_frame_by_frame(tmp_path, tiny_model_dir) -> None:
     assert r.exit_code == 0, r.output
     record = json.loads((tmp_path / "o" / "sequence.json").read_text())
     assert len(record["captions"]) == 12 and (tmp_path / "o" / "frame_11.png").is_file()
+
+
+def test_a_base_that_learnt_the_layout_ships_its_step_embedding_alone(tiny_pipe, tmp_path) -> None:
+    import json
+
+    from procseq.conditioning.history import EMBEDDING_FILE, StepEmbedding, save_step_embedding
+
+    folder = tmp_path / "frame_by_frame"
+    folder.mkdir()
+    save_step_embedding(StepEmbedding(tiny_pipe.transformer.config.in_channels, 4), folder / EMBEDDING_FILE)
+    (folder / "frame_by_frame.json").write_text(json.dumps({"k": 1}))
+    assert fbf.default_weights(tmp_path) == folder
+    out = tiny_pipe(plan=Plan("t", "lego", [f"step {i}" for i in range(4)]), num_inference_steps=1,
+                    mode="frame-by-frame", frame_by_frame=fbf.FrameByFrameOptions(weights=str(folder)))
+    meta = out.metadata[0]
+    assert meta["step_embedding"] and meta["k"] == 1 and meta["frame_by_frame_weights"] == str(folder)
+    assert "frame_by_frame" not in (getattr(tiny_pipe.transformer, "peft_config", None) or {})  # no LoRA loaded

@@ -7,15 +7,15 @@ import torch
 from diffusers import FluxPipeline
 from safetensors.torch import load_file
 
-from procseq.conditioning.history import StepEmbedding
-from procseq.conditioning.lora import add_condition_lora
-from procseq.pipelines import frame_by_frame as fbf
+from procseq.attention.processors import install_processors
+from procseq.conditioning.history import StepEmbedding, history_indices, offset_bound
+from procseq.layouts import frame_by_frame as fbf
 from procseq.conditioning.plan import Plan
 from procseq.training.config import RunConfig
-from procseq.training.frame_by_frame import FrameByFrameTrainer, FrameDataset, save_weights
+from procseq.training.layouts import FramesDataset, LayoutTrainer, add_seeded_lora, build_layouts, save_lora_folder
 
 
-def make_trainer(model_dir, out, max_steps: int = 3) -> FrameByFrameTrainer:
+def make_trainer(model_dir, out, max_steps: int = 3) -> LayoutTrainer:
     cfg = RunConfig.from_dict({
         "model": {"path": str(model_dir)},
         "optim": {"name": "adamw", "lr": 1e-2, "warmup_steps": 1},
@@ -24,26 +24,32 @@ def make_trainer(model_dir, out, max_steps: int = 3) -> FrameByFrameTrainer:
         "frame_by_frame": {"rank": 2, "alpha": 2, "k_choices": [1, 2, 4], "num_positions": 4},
     })
     pipe = FluxPipeline.from_pretrained(model_dir)
-    add_condition_lora(pipe.transformer, 2, 2, cfg.frame_by_frame.targets, adapter_name=fbf.ADAPTER_NAME)
+    install_processors(pipe.transformer)
+    add_seeded_lora(pipe.transformer, fbf.ADAPTER_NAME, 2, 2.0, cfg.frame_by_frame.targets, 1)
     emb = StepEmbedding(pipe.transformer.config.in_channels, 4)
     rows = [{"prompt": "a blue lego tower", "captions": [f"place brick {i}" for i in range(6)], "domain": "lego",
              "num_frames": 6} for _ in range(4)]
-    data = FrameDataset(rows, {6: torch.randn(4, 6, 4, 4, 4, generator=torch.Generator().manual_seed(0))})
-    return FrameByFrameTrainer(cfg, pipe, data, lambda p, d: save_weights(p.transformer, emb, d, cfg.frame_by_frame),
-                               emb)
+    data = FramesDataset(rows, {6: torch.randn(4, 6, 4, 4, 4, generator=torch.Generator().manual_seed(0))})
+    meta = {"k": 2, "num_positions": 4}
+    return LayoutTrainer(cfg, pipe, data, lambda p, d: save_lora_folder(p.transformer, d, fbf.ADAPTER_NAME, meta, emb),
+                         build_layouts(cfg, emb), {"frame-by-frame": 1.0}, lora=fbf.ADAPTER_NAME, embedding=emb)
 
 
-def test_batches_cover_every_history_position(tiny_model_dir, tmp_path) -> None:
+def test_batches_cover_every_reachable_history_position(tiny_model_dir, tmp_path) -> None:
     tr = make_trainer(tiny_model_dir, tmp_path / "run")
     seen: dict[int, set[int]] = {}
     for step in range(150):
-        b = tr.make_batch(step, [0, 1])
-        assert all(0 <= i < b.step for i in b.history) and list(b.history) == sorted(set(b.history))
+        (b, count), = tr.make_batch(step, [0, 1])
+        frame, history = b.info["frame"], b.info["history"]
+        assert count == 2 and all(0 <= i < frame for i in history) and list(history) == sorted(set(history))
         assert b.x0.shape == (2, 4, 16) and b.img_ids.shape == (4, 3)
-        if b.history:
-            assert b.history_latents.shape == (2, len(b.history), 4, 4, 4)
-        seen.setdefault(b.step, set()).update(b.history)
-    assert all(seen.get(t) == set(range(t)) for t in range(2, 6))  # the rotation offset reaches every position
+        if history:
+            assert b.known is not None and b.known.latents.shape == (2, len(history), 4, 4, 4)
+        seen.setdefault(frame, set()).update(history)
+    # Loom's rotation offset (0 <= o < offset_bound(t, K)) reaches every index its sparse sampling can give, no other
+    reachable = {t: {i for k in (1, 2, 4) for o in range(offset_bound(t, k)) for i in history_indices(t, k, o)}
+                 for t in range(2, 6)}
+    assert all(seen.get(t) == reachable[t] for t in range(2, 6))
 
 
 def test_training_moves_only_lora_and_embedding_and_loads(tiny_model_dir, tmp_path) -> None:
@@ -66,10 +72,11 @@ def test_training_moves_only_lora_and_embedding_and_loads(tiny_model_dir, tmp_pa
     grid_before = tiny_pipe("a tower", domain="lego", frames=4, num_inference_steps=1,
                             generator=torch.Generator().manual_seed(0)).grid[0].tobytes()
     plan = Plan("a blue lego tower", "lego", [f"place brick {i}" for i in range(5)])
-    plain = fbf.generate_frame_by_frame(tiny_pipe, plan=plan, num_inference_steps=1,
-                                        generator=torch.Generator().manual_seed(0))
-    out = fbf.generate_frame_by_frame(tiny_pipe, plan=plan, num_inference_steps=1, weights=folder,
-                                      generator=torch.Generator().manual_seed(0))
+    plain = tiny_pipe(plan=plan, num_inference_steps=1, mode="frame-by-frame",
+                      generator=torch.Generator().manual_seed(0))
+    out = tiny_pipe(plan=plan, num_inference_steps=1, mode="frame-by-frame",
+                    frame_by_frame=fbf.FrameByFrameOptions(weights=str(folder)),
+                    generator=torch.Generator().manual_seed(0))
     grid_after = tiny_pipe("a tower", domain="lego", frames=4, num_inference_steps=1,
                            generator=torch.Generator().manual_seed(0)).grid[0].tobytes()
     assert out.metadata[0]["frame_by_frame_weights"] == str(folder) and out.metadata[0]["step_embedding"]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from procseq.conditioning.plan import Plan
-from procseq.pipelines.regional import RegionalConfig, check_regional_frames
+from procseq.layouts.regional import RegionalConfig, check_regional_frames
 from procseq.pipelines.output import SequenceOutput
 
 

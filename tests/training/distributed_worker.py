@@ -1,7 +1,7 @@
 """Run each trainer for a few steps; under ``torchrun --nproc_per_node 2`` (see test_distributed.py).
 
 ``python distributed_worker.py MODEL_DIR CORPUS OUT BATCH_SIZE``: for every case (base, adapter,
-known-frames, and the adapter with its transformer sharded by FSDP and gradient checkpointing) trains to step 2, then starts again to step 3 (a resume from the step-2 checkpoint), in
+known-frames, the adapter with its transformer sharded by FSDP and gradient checkpointing, and the layouts trainer) trains to step 2, then starts again to step 3 (a resume from the step-2 checkpoint), in
 ``OUT/<case>``; writes this process's step-0 draws (noise, timesteps) to ``OUT/draws_<rank>.safetensors``;
 and runs a 7-item batch generation (a stand-in pipeline that logs to ``OUT/batch_<rank>.log``) into
 ``OUT/batch``.
@@ -15,7 +15,7 @@ from typing import Any
 
 from procseq.distributed import process_state
 
-CASES = ("base", "adapter", "known-frames", "adapter-fsdp")
+CASES = ("base", "adapter", "known-frames", "adapter-fsdp", "layouts")
 
 
 def config(case: str, model_dir: str, corpus: str, out: str, batch_size: int, max_steps: int) -> Any:
@@ -29,6 +29,10 @@ def config(case: str, model_dir: str, corpus: str, out: str, batch_size: int, ma
     elif case.startswith("adapter"):
         data["domains"] = ["clay", "sand_art"]
         extra["adapter"] = {"kind": "asymmetric", "rank": 4}
+    elif case == "layouts":  # every layout, mixed in each step, known frames, the step embedding
+        extra["layouts"] = {"weights": {"grid": 1, "regional": 1, "frame-by-frame": 1},
+                            "step_tokens": 4, "known": {"none": 1, "last": 1}, "cache_dir": f"{out}/cache"}
+        extra["frame_by_frame"] = {"num_positions": 4}
     else:
         extra["known_frames"] = {"mode": "concat", "rank": 2, "alpha": 2, "cache_dir": f"{out}/cache"}
     return RunConfig.from_dict({
@@ -51,6 +55,10 @@ def run_case(case: str, model_dir: str, corpus: str, out: str, batch_size: int, 
         from procseq.training.adapters import run_adapter_training
 
         return run_adapter_training(cfg, progress=False)
+    if case == "layouts":
+        from procseq.training.layouts import run_layout_training
+
+        return run_layout_training(cfg, progress=False)
     from procseq.training.known_frames import run_known_frames_training
 
     return run_known_frames_training(cfg, progress=False)

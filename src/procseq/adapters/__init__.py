@@ -8,6 +8,7 @@ from procseq.adapters.routing import (
     RoutedLoRALinear,
     adapter_layers,
     add_domain,
+    bypassed,
     clear_routing,
     disable,
     disabled,
@@ -24,7 +25,7 @@ from procseq.adapters.routing import (
 __all__ = [
     "AsymmetricLoRAConfig", "AsymmetricLoRALinear", "DEFAULT_TARGET_MODULES", "MaskedLoRAConfig",
     "MaskedLoRALinear", "RoutedLoRALinear", "adapter_file_info", "adapter_layers", "add_asymmetric_lora",
-    "add_domain", "add_masked_lora", "clear_routing", "disable", "disabled", "domains", "enable", "export_domain",
+    "add_domain", "bypassed", "add_masked_lora", "clear_routing", "disable", "disabled", "domains", "enable", "export_domain",
     "import_kohya_asymmetric", "load_adapters", "remove_adapters", "resolve_routing", "route", "save_adapters",
     "set_routing", "trainable_parameters", "unrouted",
 ]

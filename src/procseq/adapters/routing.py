@@ -379,6 +379,26 @@ def unrouted(model: nn.Module) -> Iterator[None]:
             layer.set_routing(previous[name])
 
 
+@contextmanager
+def bypassed(model: nn.Module) -> Iterator[None]:
+    """Context manager: the adapters out of the model inside (each parent holds the wrapped base layer again), so an
+    unrouted pass runs the bare layers at the base model's speed, with the base model's exact output; put back after
+    (also under a peft LoRA that wrapped the base layer meanwhile). A no-op without adapters."""
+    slots = [(parent, attr, child) for parent in model.modules() for attr, child in parent.named_children()
+             if isinstance(child, RoutedLoRALinear)]
+    for parent, attr, child in slots:
+        setattr(parent, attr, child.base)
+    try:
+        yield
+    finally:
+        for parent, attr, child in slots:
+            current = getattr(parent, attr)
+            if current is child.base:
+                setattr(parent, attr, child)
+            elif getattr(current, "base_layer", None) is child.base:  # a peft wrapper put in meanwhile
+                current.base_layer = child
+
+
 def set_enabled(model: nn.Module, enabled: bool) -> None:
     """Turn every procseq adapter on or off (off: the exact base output)."""
     for layer in require_adapters(model).values():

@@ -27,8 +27,6 @@ Condition K/V and a region mask combine (every query reads the known frames).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,11 +37,12 @@ from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor, _get_qkv_projections
 
 from procseq.attention.masks import RegionGroups, RegionMask
+from procseq.models.peft_switch import adapters_enabled, set_adapters_active
 
 ConditionPhase = Literal["record", "use"]
 CONDITION_ADAPTER = "known_frames"
-"""The peft adapter name of the condition LoRA (:mod:`procseq.conditioning.lora`), the one LoRA the condition pass
-switches."""
+"""The peft adapter name of the condition LoRA (:mod:`procseq.conditioning.loras`, the registry of procseq's LoRAs),
+the one LoRA :func:`run_condition_pass` switches itself."""
 
 
 @dataclass
@@ -187,70 +186,6 @@ def install_processors(transformer: FluxTransformer2DModel) -> None:
         raise ValueError(f"Known frames need the default Flux attention processors, found {', '.join(foreign)}; "
                          "reset them with transformer.set_attn_processor(FluxAttnProcessor()) first.")
     transformer.set_attn_processor({name: ProcseqAttnProcessor(name) for name in current})
-
-
-def _has_adapters(transformer: Any) -> bool:
-    return bool(getattr(transformer, "_hf_peft_config_loaded", False))
-
-
-def set_adapters_active(transformer: Any, names: Sequence[str], on: bool) -> None:
-    """Add the peft adapters `names` to (or take them out of) every layer's active set; other adapters, their
-    ``set_adapters`` scales and every ``requires_grad`` stay as they were."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
-    flags = [p.requires_grad for p in lora]
-    for m in transformer.modules():
-        if isinstance(m, BaseTunerLayer):
-            own = [n for n in names if n in m.scaling]
-            if own:
-                m.set_adapter([n for n in m.active_adapters if n not in own] + (own if on else []))
-    for p, f in zip(lora, flags):
-        p.requires_grad_(f)
-
-
-@contextmanager
-def adapters_enabled(transformer: Any, enabled: bool, names: Sequence[str] | None = None) -> Iterator[None]:
-    """Run with the transformer's peft adapters `names` (all of them when None) on or off.
-
-    Only the named adapters change: with ``names=("known_frames",)`` a user's style LoRA stays as it was
-    in both passes. Unlike a bare ``disable_adapters()``, the adapter parameters keep their
-    ``requires_grad``, so a LoRA used in the condition pass still gets gradients through the cached
-    keys/values while the main pass runs without it. A no-op without adapters.
-    """
-    if not _has_adapters(transformer):
-        yield
-        return
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
-    if names is None:
-        lora = [p for n, p in transformer.named_parameters() if "lora_" in n]
-        flags = [p.requires_grad for p in lora]
-        was_enabled = not any(m.disable_adapters for m in layers)
-
-        def switch(on: bool) -> None:
-            transformer.enable_adapters() if on else transformer.disable_adapters()
-            for p, f in zip(lora, flags):
-                p.requires_grad_(f)
-    else:
-        wanted = [n for n in names if n in (getattr(transformer, "peft_config", None) or {})]
-        was_enabled = all(n in m.active_adapters for m in layers for n in wanted if n in m.scaling)
-        before = [list(m.active_adapters) for m in layers]
-
-        def switch(on: bool) -> None:
-            if on == was_enabled:  # back: each layer's active list exactly as it was (its order sets the sum's)
-                for m, active in zip(layers, before):
-                    m._active_adapter = active
-            else:
-                set_adapters_active(transformer, wanted, on)
-    if enabled != was_enabled:
-        switch(enabled)
-    try:
-        yield
-    finally:
-        if enabled != was_enabled:
-            switch(was_enabled)
 
 
 def run_condition_pass(

@@ -173,7 +173,8 @@ def load_sequence_folder(folder: Path) -> Any:
 @click.option("--lora", default=None, type=click.Path(path_type=Path),
               help="Condition LoRA for the insertions (default: the model's own).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the inserted frames.")
-@click.option("--steps", default=None, type=int, help="Denoising steps of an insertion (default: the model's).")
+@click.option("--denoise-steps", "--steps", "steps", default=None, type=int,
+              help="Euler denoising steps of an insertion (default: the model's); --steps is the older name.")
 @click.option("--true-cfg-scale", default=1.0, show_default=True, type=float,
               help="True CFG of an insertion (1 = off; the two known neighbours carry the picture).")
 @click.option("--no-insert", is_flag=True, help="Only delete.")

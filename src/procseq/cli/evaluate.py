@@ -19,6 +19,7 @@ from procseq.cli.common import (
     parse_mix,
 )
 from procseq.cli.options import runtime_options
+from procseq.sequence import MODES
 
 
 @main.command("eval")
@@ -37,7 +38,8 @@ from procseq.cli.options import runtime_options
               help="Comma-separated domains (default: the base model's domains, or every domain for baselines; "
                    "adapter domains such as clay only when named).")
 @click.option("--n", default=None, type=int, help="Sequences per domain (default: all).")
-@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--denoise-steps", "--steps", "steps", default=None, type=int,
+              help="Euler denoising steps (default: the model's); --steps is the older name. A process step is a frame.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Base seed added to each record's seed.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output folder: sequences/, report.md, report.json.")
@@ -45,12 +47,16 @@ from procseq.cli.options import runtime_options
 @click.option("--adapters", default=None, help=ADAPTERS_HELP)
 @click.option("--adapter-mix", default=None, help=MIX_HELP + " Applied to every evaluated domain.")
 @click.option("--true-cfg-scale", default=None, type=float, help=CFG_HELP + " Negative prompt: ''.")
+@click.option("--mode", type=click.Choice(list(MODES)), default="grid", show_default=True,
+              help="The layout the model generates in: grid (MakeAnything), regional (CookAnything) or frame-by-frame "
+                   "(Loom).")
 @click.option("--allow-unseen", is_flag=True,
               help="Also evaluate domains the model and its adapters never saw (generalisation).")
 @runtime_options(frame_size=False)
 def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None, data: Path, split: str,
                  domains: str | None, n: int | None, steps: int | None, seed: int, out: Path, overwrite: bool,
-                 adapters: str | None, adapter_mix: str | None, true_cfg_scale: float | None, allow_unseen: bool,
+                 adapters: str | None, adapter_mix: str | None, true_cfg_scale: float | None, mode: str,
+                 allow_unseen: bool,
                  dtype: str, threads: int | None, device: str | None, cpu_offload: bool,
                  compile_model: bool) -> None:
     """Score a model, a baseline, or existing sequence folders against the corpus ground truth."""
@@ -90,10 +96,10 @@ def evaluate_cmd(model: str | None, baseline: str | None, score_dir: Path | None
                     g = torch.Generator("cpu").manual_seed(s)
                     return pipe(prompt, domain=domain, frames=num_frames, num_inference_steps=steps, generator=g,
                                 adapter_weights=mix, allow_unseen=allow_unseen, negative_prompt="",
-                                true_cfg_scale=true_cfg_scale).frames[0]
+                                true_cfg_scale=true_cfg_scale, mode=mode).frames[0]
 
                 report = evaluate(generate_fn, records, tmp, name=str(model), base_seed=seed,
-                                  meta={"model": str(model), "split": split, "steps": steps,
+                                  meta={"model": str(model), "split": split, "steps": steps, "mode": mode,
                                         "adapters": adapters, "adapter_mix": mix, "true_cfg_scale": true_cfg_scale})
             elif baseline == "retrieval":
                 records = per_domain(records_all, n, wanted)

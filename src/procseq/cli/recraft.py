@@ -32,7 +32,8 @@ from procseq.outputs import disk_full_message
               help="Predict K more frames before the first one, recursively (output: frames + K).")
 @click.option("--prompt", default=None, help="Text prompt instead of the domain phrase ('a painting', 'a LEGO'...), which ReCraft was trained with.")
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
-@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--denoise-steps", "--steps", "steps", default=None, type=int,
+              help="Euler denoising steps (default: the model's); --steps is the older name. A process step is a frame.")
 @click.option("--mode", type=click.Choice(["concat", "inplace"]), default=None,
               help="Condition tokens (concat) or in-place overwrite of the final cell (default: the LoRA's mode).")
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
@@ -92,7 +93,7 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
 
     with atomic_output_dir(out, overwrite, inputs) as tmp, show_progress(passes=None):  # --extend: a pass more each
         generator = torch.Generator("cpu").manual_seed(seed)
-        result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, mode=mode,
+        result = pipe(picture, domain=domain, frames=frames, prompt=prompt, extend=extend, known_mode=mode,
                       num_inference_steps=steps, generator=generator, frame_size=frame_size)
         settings = result.metadata[0]
         save_sequence_folder(result, settings["prompt"], settings["domain"], tmp,
@@ -110,7 +111,8 @@ def recraft(image: Path, domain: str | None, frames: int, extend: int, prompt: s
 @click.option("--frames", "-n", default=9, show_default=True, type=int,
               help="Frames of the whole sequence, the given ones included (9 -> 3x3, 4 -> 2x2).")
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
-@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--denoise-steps", "--steps", "steps", default=None, type=int,
+              help="Euler denoising steps (default: the model's); --steps is the older name. A process step is a frame.")
 @click.option("--mode", type=click.Choice(["concat", "inplace"]), default=None,
               help="Condition tokens (concat) or in-place overwrite of the known cells (default: the LoRA's mode).")
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)

@@ -117,10 +117,13 @@ def trained(result: Any, what: str) -> str:
 
 @run_config_command("base")
 def train_base(cfg: RunConfig) -> str:
-    """Train the Flux transformer with flow matching from CONFIG (e.g. the `tiny` preset)."""
+    """Train the Flux transformer with flow matching from CONFIG (e.g. the `tiny` preset). With a `layouts`
+    section (weights per layout: grid, regional, frame-by-frame; known-frame sets; step_tokens) every sequence is
+    drawn into one of the layouts and the model learns them all at once (the `tiny-v3` preset)."""
+    from procseq.training.layouts import run_layout_training
     from procseq.training.run import run_training
 
-    result = run_training(cfg)
+    result = run_layout_training(cfg) if cfg.layouts.weights else run_training(cfg)
     return trained(result, f"model: {result.model_dir}")
 
 

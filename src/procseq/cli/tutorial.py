@@ -33,7 +33,8 @@ from procseq.cli.plan import PLANNER_HELP, TIMEOUT_HELP, check_plan_domain
 @click.option("--planner-model", default="default", show_default=True, help="Model name sent to an endpoint planner.")
 @click.option("--planner-timeout", default=120.0, show_default=True, type=float, help=TIMEOUT_HELP)
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Random seed (same seed, same output).")
-@click.option("--steps", default=None, type=int, help="Denoising steps (default: the model's).")
+@click.option("--denoise-steps", "--steps", "steps", default=None, type=int,
+              help="Euler denoising steps (default: the model's); --steps is the older name. A process step is a frame.")
 @click.option("--model", "-m", default="procseq-tiny", show_default=True, help=MODEL_HELP)
 @runtime_options()
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")

@@ -12,11 +12,12 @@ from procseq.lazy import lazy_exports
 _EXPORTS = {
     "KNOWN_MODES": "procseq.conditioning.frames", "KnownFrames": "procseq.conditioning.frames",
     "KnownMode": "procseq.conditioning.frames", "check_known_indices": "procseq.conditioning.frames",
-    "Plan": "procseq.conditioning.plan", "SequenceConditioning": "procseq.conditioning.sequence",
+    "LoraRegistry": "procseq.conditioning.loras", "Plan": "procseq.conditioning.plan", "SequenceConditioning": "procseq.conditioning.sequence",
 }
 
 if TYPE_CHECKING:
     from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownMode, check_known_indices
+    from procseq.conditioning.loras import LoraRegistry
     from procseq.conditioning.plan import Plan
     from procseq.conditioning.sequence import SequenceConditioning
 
@@ -24,4 +25,4 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-__all__ = ["KNOWN_MODES", "KnownFrames", "KnownMode", "Plan", "SequenceConditioning", "check_known_indices"]
+__all__ = ["KNOWN_MODES", "KnownFrames", "KnownMode", "LoraRegistry", "Plan", "SequenceConditioning", "check_known_indices"]

@@ -26,7 +26,9 @@ class SequenceConditioning:
         img_ids: position ids of the image tokens ``(seq, 3)``.
         known: the known frames, if any, and `known_mode` how they condition (``concat`` | ``inplace``).
         step_text: the step captions' encoding with token spans (modes that read step text).
+        step_spans: each step caption's ``(start, end)`` in `text` (the layouts that join the steps to the prompt).
         joint_attention_kwargs: the per-call attention state handed to the processors.
+        layout_state: what a layout keeps for its own denoising loop (frame by frame: each plan's step text).
     """
 
     plans: list[Plan]
@@ -39,7 +41,9 @@ class SequenceConditioning:
     known: KnownFrames | None = None
     known_mode: KnownMode = "concat"
     step_text: StepText | None = None
+    step_spans: list[tuple[int, int]] | None = None
     joint_attention_kwargs: dict[str, Any] = field(default_factory=dict)
+    layout_state: dict[str, Any] = field(default_factory=dict)
 
     def before_step(self) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
         """The per-step latent hook: in-place known frames overwrite their cells before every step."""

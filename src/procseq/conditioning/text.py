@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from procseq.quiet import quiet_loading
+
 
 @dataclass
 class TextConditioning:
@@ -56,6 +58,15 @@ class StepText:
     spans: list[tuple[int, int]]
     text_ids: torch.Tensor
     whole: torch.Tensor | None = None
+    lengths: list[int] | None = None
+    """Real (unpadded) tokens of each step when the captions were padded to a common length; None: unpadded."""
+
+    @property
+    def real_spans(self) -> list[tuple[int, int]]:
+        """Each step's real tokens ``(start, end)`` (the whole span unless the captions were padded)."""
+        if self.lengths is None:
+            return list(self.spans)
+        return [(s, s + n) for (s, _e), n in zip(self.spans, self.lengths)]
 
     @property
     def num_steps(self) -> int:
@@ -73,7 +84,12 @@ class StepText:
             return self
         if self.whole is None:
             raise ValueError("Cross-step fusion needs the whole-plan encoding; encode with encode_steps(..., whole=True).")
-        return replace(self, embeds=fuse_steps(self.embeds, self.whole, self.spans, self.spans, lam))
+        real = self.real_spans
+        whole_spans, start = [], 0
+        for s, e in real:
+            whole_spans.append((start, start + e - s))
+            start += e - s
+        return replace(self, embeds=fuse_steps(self.embeds, self.whole, real, whole_spans, lam))
 
 
 def fuse_steps(steps: torch.Tensor, whole: torch.Tensor, spans: list[tuple[int, int]],
@@ -100,7 +116,8 @@ def fuse_steps(steps: torch.Tensor, whole: torch.Tensor, spans: list[tuple[int, 
 
 
 @torch.no_grad()
-def encode_steps(pipe: Any, captions: list[str], max_tokens_per_step: int, whole: bool = False) -> StepText:
+def encode_steps(pipe: Any, captions: list[str], max_tokens_per_step: int, whole: bool = False,
+                 pad: bool = False) -> StepText:
     """Encode every caption alone with the pipeline's T5 and keep only its real tokens (at least one).
 
     Args:
@@ -108,22 +125,26 @@ def encode_steps(pipe: Any, captions: list[str], max_tokens_per_step: int, whole
         captions: one caption per step.
         max_tokens_per_step: T5 tokens kept per caption at most.
         whole: also encode the captions' tokens together as one text (:attr:`StepText.whole`, for fusion).
+        pad: keep all `max_tokens_per_step` tokens of every caption (T5's padding included, as Flux pads the
+            prompt), so every plan of `len(captions)` steps gives the same length and batches stack.
     """
     if not captions:
         raise ValueError("encode_steps needs at least one caption.")
     mask = pipe.tokenizer_2(captions, padding="max_length", truncation=True, max_length=max_tokens_per_step,
                             return_tensors="pt").attention_mask
     lengths = mask.sum(1).clamp(min=1).tolist()
-    embeds = pipe._get_t5_prompt_embeds(prompt=captions, max_sequence_length=max_tokens_per_step,
-                                        device=pipe._execution_device)
+    with quiet_loading():  # truncating a caption to its step tokens is intended, not worth diffusers' warning
+        embeds = pipe._get_t5_prompt_embeds(prompt=captions, max_sequence_length=max_tokens_per_step,
+                                            device=pipe._execution_device)
     pieces, spans, start = [], [], 0
     for i, n in enumerate(lengths):
-        pieces.append(embeds[i, :n])
-        spans.append((start, start + n))
-        start += n
+        width = max_tokens_per_step if pad else n
+        pieces.append(embeds[i, :width])
+        spans.append((start, start + width))
+        start += width
     joined = torch.cat(pieces).unsqueeze(0)
     together = encode_whole(pipe, captions, lengths, max_tokens_per_step).to(joined.dtype) if whole else None
-    return StepText(joined, spans, joined.new_zeros(start, 3), together)
+    return StepText(joined, spans, joined.new_zeros(start, 3), together, list(lengths) if pad else None)
 
 
 def encode_whole(pipe: Any, captions: list[str], lengths: list[int], max_tokens_per_step: int) -> torch.Tensor:
@@ -153,4 +174,18 @@ def join_text(plan_embeds: torch.Tensor, steps: StepText) -> tuple[torch.Tensor,
     return embeds, plan_embeds.new_zeros(embeds.shape[1], 3), spans
 
 
-__all__ = ["StepText", "TextConditioning", "encode_steps", "encode_whole", "fuse_steps", "join_text"]
+def join_plan_steps(prompt: TextConditioning, steps: list[StepText]) -> tuple[TextConditioning, list[tuple[int, int]]]:
+    """The prompt's tokens followed by each sequence's step tokens (one :class:`StepText` per sequence, all of one
+    length: padded captions, or a batch of one), and the steps' spans in the joined text."""
+    if len(steps) != prompt.prompt_embeds.shape[0]:
+        raise ValueError(f"Got {len(steps)} step texts for a batch of {prompt.prompt_embeds.shape[0]} prompts.")
+    if len({tuple(s.spans) for s in steps}) > 1:
+        raise ValueError("The plans' step texts differ in length; pad them (step_tokens) or generate one at a time.")
+    joined = [join_text(prompt.prompt_embeds[i:i + 1], s) for i, s in enumerate(steps)]
+    embeds = torch.cat([j[0] for j in joined])
+    text = TextConditioning(embeds, prompt.pooled_prompt_embeds, prompt.text_ids.new_zeros(embeds.shape[1], 3))
+    return text, joined[0][2]
+
+
+__all__ = ["StepText", "TextConditioning", "encode_steps", "encode_whole", "fuse_steps", "join_plan_steps",
+           "join_text"]

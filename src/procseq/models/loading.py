@@ -41,6 +41,10 @@ class ModelDefaults:
         domain_prefix: the model was trained with the domain phrase in front of every prompt
             (:mod:`procseq.domain_prompt`), so the pipeline writes its prompts the same way.
         step_count_prefix: ... and with the number of steps in that phrase ("... process in 9 steps: ").
+        step_tokens: the model reads the plan's step captions in every layout, each padded to this many T5 tokens
+            (procseq-tiny v3 on); None: trained before that (the grid reads the prompt alone).
+        known_mode: how the base itself learnt known frames (``inplace``: a model trained on every layout with known
+            frames at random cells needs no condition LoRA); None: it did not.
     """
 
     frame_size: int = 512
@@ -53,6 +57,8 @@ class ModelDefaults:
     text_padding: str = "max"
     domain_prefix: bool = False
     step_count_prefix: bool = False
+    step_tokens: int | None = None
+    known_mode: str | None = None
     from_config: bool = False
 
     @classmethod

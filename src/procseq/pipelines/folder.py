@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from procseq.adapters.routing import adapter_layers
-from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
-from procseq.conditioning.lora import LORA_FILE, LORA_METAS, default_condition_lora
+from procseq.conditioning.loras import FRAME_BY_FRAME, KINDS, LORA_FILE
 from procseq.models.peft_detach import peft_adapters_detached
 
 logger = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 class ProcseqFolderMixin:
     """``from_pretrained`` / ``save_pretrained`` of procseq's diffusers folders, for a ``FluxPipeline`` subclass with
-    procseq's ``defaults``, ``adapter_domains`` and condition LoRA (mixed in before ``FluxPipeline``)."""
+    procseq's ``defaults``, ``adapter_domains`` and LoRA registry ``loras`` (mixed in before ``FluxPipeline``)."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> Any:
@@ -78,31 +77,14 @@ class ProcseqFolderMixin:
         frame-by-frame folder with its step embedding): the condition LoRA (``known_frames/``), the regional
         LoRA (``regional/``) and the frame-by-frame weights (``frame_by_frame/``). What :meth:`save_pretrained`
         writes beside the base model."""
-        from procseq.pipelines.frame_by_frame import ADAPTER_NAME as FRAME_BY_FRAME_ADAPTER
-        from procseq.pipelines.frame_by_frame import WEIGHTS_DIR as FRAME_BY_FRAME_DIR
-        from procseq.pipelines.frame_by_frame import default_weights as default_frame_by_frame
-        from procseq.pipelines.regional import ADAPTER as REGIONAL_ADAPTER
-        from procseq.pipelines.regional import LORA_DIR as REGIONAL_DIR
-        from procseq.pipelines.regional import META_FILE as REGIONAL_META
-        from procseq.pipelines.regional import default_regional_lora
-
-        kinds = [("known_frames", CONDITION_ADAPTER, LORA_METAS[0], self._condition_lora,
-                  default_condition_lora(self.model_folder)),
-                 (REGIONAL_DIR, REGIONAL_ADAPTER, REGIONAL_META, getattr(self, "regional_lora", None),
-                  default_regional_lora(self.model_folder))]
         found = []
-        fbf = getattr(self, "_frame_by_frame", None)  # a folder: the LoRA with its step embedding
-        fbf_folder = Path(fbf.path) if fbf is not None and fbf.path else default_frame_by_frame(self.model_folder)
-        if fbf_folder is not None:
-            found.append({"folder": FRAME_BY_FRAME_DIR, "adapter": FRAME_BY_FRAME_ADAPTER, "meta_file": None,
-                          "source": "shipped", "path": fbf_folder})
-        for folder, adapter, meta_file, loaded, shipped in kinds:
-            entry = {"folder": folder, "adapter": adapter, "meta_file": meta_file}
-            if loaded is not None:
-                found.append({**entry, "source": "loaded", "path": Path(loaded["path"]),
-                              "meta": {k: v for k, v in loaded.items() if k != "path"}})
-            elif shipped is not None:
-                found.append({**entry, "source": "shipped", "path": Path(shipped)})
+        for kind in KINDS.values():
+            loaded, shipped = self.loras.get(kind), self.loras.shipped(kind)
+            entry = {"folder": kind.folders[0], "adapter": kind.name, "meta_file": kind.metas[0]}
+            if loaded is not None and kind is not FRAME_BY_FRAME:
+                found.append({**entry, "source": "loaded", "path": loaded.file, "meta": dict(loaded.meta)})
+            elif loaded is not None or shipped is not None:  # a folder copied as it is (frame by frame: with its
+                found.append({**entry, "source": "shipped", "path": loaded.folder if loaded else shipped})  # embedding)
         return found
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from procseq.conditioning.frames import KNOWN_MODES, KnownImage, KnownMode
+from procseq.domain_prompt import domain_prompt
 from procseq.images import MAX_PIXELS, load_image, open_image, prepare_image
 from procseq.layout import frames_to_grid
 from procseq.planning import Planner, corpus_plan, make_plan
@@ -25,19 +26,6 @@ from procseq.planning.reader import picture_planner
 from procseq.pipelines.text_to_sequence import ProcessPipeline
 from procseq.pipelines.output import SequenceOutput
 
-MODES = KNOWN_MODES
-
-DOMAIN_PROMPTS: dict[str, str] = {
-    "painting": "a painting", "line_drawing": "a line drawing", "lego": "a LEGO", "pixel_art": "pixel art",
-    "cooking": "served on a plate", "emoji": "an emoji", "clay": "a clay", "sand_art": "sand art",
-    "origami": "an origami",
-}
-"""The domain-only text a ReCraft generation is conditioned on (the picture carries the rest)."""
-
-
-def domain_prompt(domain: str) -> str:
-    """The text prompt ReCraft uses for `domain` when the user gives none (the corpus's domain phrase)."""
-    return DOMAIN_PROMPTS.get(domain, domain.replace("_", " "))
 
 
 def _frame(image: KnownImage, frame_size: int, max_pixels: int) -> Image.Image:
@@ -66,7 +54,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         out = cls(**pipe.components)
         out.defaults = pipe.defaults
         out.register_to_config(_name_or_path=getattr(pipe.config, "_name_or_path", None))
-        out._condition_lora = pipe._condition_lora
+        out._loras = pipe.loras.copy_for(out)  # the same transformer: what is loaded carries over
         return out
 
     @property
@@ -82,7 +70,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         frames: int = 9,
         prompt: str | None = None,
         extend: int = 0,
-        mode: KnownMode | None = None,
+        known_mode: KnownMode | None = None,
         cache_condition: bool = True,
         frame_size: int | None = None,
         num_inference_steps: int | None = None,
@@ -102,7 +90,7 @@ class ImageToSequencePipeline(ProcessPipeline):
             prompt: extra text (default: the domain phrase, :func:`domain_prompt`).
             extend: predict `extend` more frames before the first one, recursively (each round conditions on
                 the earliest frame so far); the output then has ``frames + extend`` frames.
-            mode: ``"concat"`` (condition tokens) or ``"inplace"`` (default: the condition LoRA's mode).
+            known_mode: ``"concat"`` (condition tokens) or ``"inplace"`` (default: the condition LoRA's mode).
             cache_condition: compute the condition branch once (True) or at every step (False; same output).
             true_cfg_scale: true CFG (default 1: the domain phrase carries little text to guide by).
             frame_size, num_inference_steps, guidance_scale, max_sequence_length, generator, planner: as in
@@ -114,8 +102,8 @@ class ImageToSequencePipeline(ProcessPipeline):
         """
         d = self.defaults
         domain = domain or self.default_domain
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"Unknown ReCraft mode {mode!r}; use one of {', '.join(MODES)}.")
+        if known_mode is not None and known_mode not in KNOWN_MODES:
+            raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
         if isinstance(extend, bool) or not isinstance(extend, int) or extend < 0:
             raise ValueError(f"extend must be a whole number >= 0, got {extend!r}.")
         frame_size = frame_size or d.frame_size_for(frames)
@@ -125,7 +113,7 @@ class ImageToSequencePipeline(ProcessPipeline):
         final = _frame(image, frame_size, max_pixels)
         if planner is corpus_plan:  # the captions describe the picture where the corpus checker can read it
             planner = picture_planner(_picture(image, max_pixels), domain, frames - 1, frames, corpus_plan)
-        common: dict[str, Any] = dict(prompt=text or domain, domain=domain, frames=frames, known_mode=mode,
+        common: dict[str, Any] = dict(prompt=text or domain, domain=domain, frames=frames, known_mode=known_mode,
                                       cache_condition=cache_condition, frame_size=frame_size,
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                       true_cfg_scale=true_cfg_scale, generator=generator,
@@ -139,7 +127,7 @@ class ImageToSequencePipeline(ProcessPipeline):
             out = earlier[frames - 1 - k: frames - 1] + out
             remaining -= k
         settings.update({"frames": frames + extend, "grid_frames": frames, "extend": extend, "prompt": text,
-                         "mode": settings.get("known_mode"), "cache_condition": cache_condition})
+                         "cache_condition": cache_condition})
         settings.setdefault("timings_s", {})["total"] = time.perf_counter() - t0
         plan = make_plan(planner, text or domain, domain, len(out))
         return SequenceOutput(images=[frames_to_grid(out)], frames=[out], captions=[plan.captions],
@@ -185,4 +173,4 @@ def load_recraft_pipeline(model: str | Path | None = None, lora: str | Path | No
     return pipe
 
 
-__all__ = ["DOMAIN_PROMPTS", "MODES", "ImageToSequencePipeline", "domain_prompt", "load_recraft_pipeline"]
+__all__ = ["ImageToSequencePipeline", "load_recraft_pipeline"]

@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from procseq.adapters.routing import adapter_layers, route, unrouted
-from procseq.attention.processors import ConditionKV, adapters_enabled
-from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode, check_known_indices
-from procseq.conditioning.lora import ADAPTER_NAME as CONDITION_ADAPTER
-from procseq.conditioning.lora import default_condition_lora, load_condition_lora
-from procseq.conditioning.sequence import SequenceConditioning
-from procseq.layout import GridLayout, grid_position_ids, grid_to_frames
+from procseq.adapters.routing import adapter_layers, bypassed, route
+from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, KnownMode
+from procseq.conditioning.loras import KNOWN_FRAMES, LoraRegistry
+from procseq.conditioning.text import StepText, TextConditioning, encode_steps
+from procseq.layout import GridLayout
+from procseq.layouts import FrameByFrameOptions, Layout, RegionalConfig, make_layout
+from procseq.layouts.base import LayoutInputs, Sampler
+from procseq.layouts.one_pass import OnePassLayout
+from procseq.layouts.regional import REGIONAL_MAX_FRAMES
 from procseq.models.codec import decode_latents
 from procseq.models.loading import ModelDefaults
+from procseq.pipelines.folder import ProcseqFolderMixin
+from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput
 from procseq.planning import Plan, Planner, corpus_plan, make_plan
-from procseq.pipelines.regional import REGIONAL_MAX_FRAMES, RegionalConfig, check_regional_frames, generate_regional
-from procseq.conditioning.text import TextConditioning
-from procseq.pipelines.sampling import denoise, flux_timesteps
 from procseq.progress import plans_made
 from procseq.quiet import quiet_loading
 from procseq.sequence import MODES
-from procseq.pipelines.folder import ProcseqFolderMixin
-from procseq.pipelines.output import OUTPUT_TYPES, SequenceOutput
 
 with quiet_loading():  # transformers' torchvision notices for image processors procseq never uses
     from diffusers import FluxPipeline
 
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass
+class Request:
+    """One call's settings, resolved against the model's defaults (:meth:`ProcessPipeline.resolve_request`)."""
+
+    prompts: list[str]
+    encoded: list[str]
+    encoded_2: list[str] | None
+    negatives: list[str] | None
+    domain: str
+    frames: int
+    frame_size: int
+    guidance_scale: float
+    true_cfg_scale: float
+    max_sequence_length: int
 
 
 class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
@@ -50,11 +67,11 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
     """
 
     _defaults: ModelDefaults | None = None
-    _condition_lora: dict[str, Any] | None = None
+    _loras: LoraRegistry | None = None
     auto_condition_lora: bool = True
     """Load the model's own condition LoRA on the first call with known frames (False: run without one)."""
     batch_cfg: bool | None = None
-    """True CFG's two branches in one batch (:func:`~procseq.pipelines.sampling.denoise`): None where it is safe
+    """True CFG's two branches in one batch (:func:`~procseq.layouts.sampling.denoise`): None where it is safe
     (the default), False for two passes (bit for bit FluxPipeline's loop; the speed comparison)."""
 
     @property
@@ -105,23 +122,43 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         masked = next(iter(adapter_layers(self.transformer).values())).supports_unseen
         if domain not in self.defaults.domains and masked:
             return route(self.transformer, domains=domain, unseen="shared")
-        return unrouted(self.transformer)
+        return bypassed(self.transformer)  # the exact base model, at its speed: the adapters out of the model
+
+    _pinned_device: torch.device | None = None
+
+    @property
+    def _execution_device(self) -> torch.device:
+        """diffusers' execution device; inside :meth:`device_pinned` the one found when it opened (diffusers walks every
+        component's modules to find it: about 2 ms each time on procseq-tiny, read several times per call)."""
+        return self._pinned_device if self._pinned_device is not None else FluxPipeline._execution_device.fget(self)
+
+    @contextmanager
+    def device_pinned(self) -> Iterator[None]:
+        """Within (a generation), :attr:`_execution_device` is looked up once."""
+        outer, self._pinned_device = self._pinned_device, self._execution_device
+        try:
+            yield
+        finally:
+            self._pinned_device = outer
+
+    @property
+    def loras(self) -> LoraRegistry:
+        """procseq's own LoRAs of this pipeline (known frames, regional, frame by frame): what is loaded, and the
+        switch that puts each in the passes that want it (:mod:`procseq.conditioning.loras`)."""
+        if self._loras is None:
+            self._loras = LoraRegistry(self)
+        return self._loras
 
     @property
     def condition_lora(self) -> dict[str, Any] | None:
         """Metadata of the loaded condition LoRA (``mode``, ``path``...), or None."""
-        return self._condition_lora
+        return self.loras.info(KNOWN_FRAMES)
 
-    def load_condition_lora(self, path: str | Path | None = None) -> ProcessPipeline:
-        """Load the LoRA that reads known frames (default: the model's own ``known_frames/``)."""
-        path = path if path is not None else default_condition_lora(self.model_folder)
-        if path is None:
-            raise FileNotFoundError("This model ships no condition LoRA; train one with `procseq train "
-                                    "known-frames CONFIG` and pass its folder.")
-        if self._condition_lora is not None:
-            self.transformer.delete_adapters("known_frames")
-            self._condition_lora = None
-        self._condition_lora = load_condition_lora(self, path)
+    def load_condition_lora(self, path: str | Path | None = None, resident: bool = False) -> ProcessPipeline:
+        """Load the LoRA that reads known frames (default: the model's own ``known_frames/``). It enters the model only
+        for the passes that use it; `resident` keeps it in the model between calls (off there), as diffusers'
+        ``load_lora_weights`` would, e.g. to ``set_adapters`` it by hand."""
+        self.loras.load(KNOWN_FRAMES, path, resident=resident)
         return self
 
     def default_known_mode(self, known: tuple[int, ...] | None = None, frames: int | None = None) -> KnownMode:
@@ -132,10 +169,11 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         * a last-cell LoRA (ReCraft's: no ``subsets``, or ``last`` alone): ``concat`` when only the last cell is
           known, and ``inplace`` with the LoRA off for any other set (continuation, interpolation), where that
           LoRA measured worse than none;
-        * no LoRA: ``concat`` (in-place measured within noise of it).
+        * no LoRA: the mode the base was trained with known frames in (procseq.json ``known_mode``, a model that
+          learnt every layout), else ``concat`` (in-place measured within noise of it on v2).
         """
-        meta = self._condition_lora or {}
-        mode = meta.get("mode", "concat")
+        meta = self.condition_lora or {}
+        mode = meta.get("mode", self.defaults.known_mode or "concat")
         mode = mode if mode in KNOWN_MODES else "concat"
         subsets = {k for k, w in (meta.get("subsets") or {}).items() if w}
         last_cell_lora = bool(meta) and subsets <= {"last"}
@@ -289,9 +327,10 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         return_dict: bool = True,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
-        mode: str = "grid",
+        mode: str | Layout = "grid",
         regional: RegionalConfig | None = None,
         *,
+        frame_by_frame: FrameByFrameOptions | None = None,
         prompt_2: str | list[str] | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -333,11 +372,13 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step, as in diffusers;
                 the tensors are `callback_on_step_end_tensor_inputs` (``"latents"``), and a returned
                 ``"latents"`` replaces them.
-            mode: the layout (DESIGN.md #12): ``"grid"`` (the serpentine grid, MakeAnything), ``"regional"`` (each
+            mode: the layout (DESIGN.md #12, #14): ``"grid"`` (the serpentine grid, MakeAnything), ``"regional"`` (each
                 frame its own region driven by its step caption, any number of frames; CookAnything,
-                :mod:`procseq.pipelines.regional`) or ``"frame-by-frame"`` (one frame per pass, any number of frames;
-                Loom, :mod:`procseq.pipelines.frame_by_frame`).
-            regional: the regional mode's settings (:class:`~procseq.pipelines.regional.RegionalConfig`).
+                :mod:`procseq.layouts.regional`) or ``"frame-by-frame"`` (one frame per pass, any number of frames;
+                Loom, :mod:`procseq.layouts.frame_by_frame`), or a :class:`~procseq.layouts.base.Layout` object.
+            regional: the regional layout's settings (:class:`~procseq.layouts.regional.RegionalConfig`).
+            frame_by_frame: the frame-by-frame layout's (:class:`~procseq.layouts.frame_by_frame.FrameByFrameOptions`:
+                history, ablation switches, a weights folder).
             prompt_2: the text for T5 (FluxPipeline's meaning; default: `prompt`).
             height, width: the size of the output grid (``images``), as in FluxPipeline: the frames are
                 ``height / rows`` pixels square (rounded down to the model's multiple) in the layout's grid of
@@ -350,55 +391,114 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         Returns:
             :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
         """
-        # 1. Check inputs that need no model state, and expand the batch (num_images_per_prompt)
-        if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
-        if prompt_embeds is not None and (pooled_prompt_embeds is None or mode != "grid"):
-            raise ValueError("prompt_embeds needs pooled_prompt_embeds too, and works in the grid layout; "
-                             "pass prompt instead for mode='regional' or 'frame-by-frame'.")
-        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
-                or not 1 <= num_images_per_prompt <= 64:
-            raise ValueError(f"num_images_per_prompt must be an integer in 1..64, got {num_images_per_prompt!r}.")
+        # 1. Check the inputs that need no model state; expand the batch (num_images_per_prompt)
+        layout = make_layout(mode, regional if regional is not None else frame_by_frame)
+        self.check_call_inputs(layout, output_type, prompt_embeds, pooled_prompt_embeds,
+                               callback_on_step_end_tensor_inputs, num_images_per_prompt)
         prompt, prompt_2, plan = (_repeat(x, num_images_per_prompt) for x in (prompt, prompt_2, plan))
         if isinstance(generator, list):  # one per prompt -> one per sequence (a single one draws for all)
             generator = _repeat(generator, num_images_per_prompt)
         if prompt_embeds is not None and num_images_per_prompt > 1:
             prompt_embeds = prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
             pooled_prompt_embeds = pooled_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
-        first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
-        if prompt is None and prompt_embeds is not None:  # the text is given encoded: the prompt only names the plan
-            title = first_plan.title if first_plan else (domain or "painting")
-            prompt = [p.title for p in plan] if isinstance(plan, list) else [title] * prompt_embeds.shape[0]
-        if frame_size is None and (height is not None or width is not None):
-            frames = frames or (first_plan.num_steps if first_plan else len(captions) if captions else 9)
-            frame_size = self.frame_size_for_grid(frames, height, width)
-        if mode == "frame-by-frame":
-            from procseq.pipelines.frame_by_frame import generate_frame_by_frame
 
-            return generate_frame_by_frame(
-                self, prompt, domain, frames, frame_size, num_inference_steps, guidance_scale, negative_prompt,
-                true_cfg_scale, generator, max_sequence_length, captions, plan, planner, known, adapter_weights,
-                allow_unseen, max_pixels, autocast_dtype, output_type, return_dict)
-        unknown_inputs = set(callback_on_step_end_tensor_inputs) - {"latents"}
+        # 2. Resolve the request against the model's defaults
+        req = self.resolve_request(layout, prompt, prompt_2, domain, frames, frame_size, height, width, plan, captions,
+                                   guidance_scale, true_cfg_scale, negative_prompt, max_sequence_length, prompt_embeds,
+                                   allow_unseen)
+
+        # 3. Plan: one per sequence, before anything is encoded
+        plans = self.make_plans(req.prompts, req.domain, req.frames, plan, captions, planner)
+
+        # 4. Known frames and how they condition
+        known_frames = self.prepare_known(known, req.frames, req.frame_size, max_pixels)
+        known_mode = self.resolve_known_mode(known_frames, known_mode, req.frames)
+
+        # 5. Prepare the layout, denoise, decode (group by group: a layout may run its sequences apart)
+        inputs = LayoutInputs(
+            plans=plans, prompts=req.encoded, frames=req.frames, frame_tokens=req.frame_size // (
+                self.vae_scale_factor * 2), frame_size=req.frame_size, max_sequence_length=req.max_sequence_length,
+            step_tokens=self.defaults.step_tokens, known=known_frames, known_mode=known_mode,
+            negative_prompts=req.negatives, prompts_2=req.encoded_2,
+            text=None if prompt_embeds is None else TextConditioning.from_embeds(
+                prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype),
+            joint_attention_kwargs=dict(joint_attention_kwargs or {}))
+        steps = num_inference_steps or self.defaults.num_inference_steps
+        sampler = Sampler(steps, req.guidance_scale, req.true_cfg_scale, generator, latents, autocast_dtype,
+                          self.batch_cfg, None, cache_condition)
+        with self.adapter_routing(req.domain, adapter_weights), self.device_pinned():
+            results, timings, cpu_denoise = self.run_layout(layout, inputs, sampler, output_type, callback_on_step_end)
+        self.maybe_free_model_hooks()
+
+        # 6. Output: the same SequenceOutput in every layout
+        cond = results[0][0]
+        settings: dict[str, Any] = {
+            "domain": req.domain, "frames": req.frames, "frame_size": req.frame_size, **layout.settings(self, cond),
+            "num_inference_steps": steps, "guidance_scale": req.guidance_scale, "true_cfg_scale": req.true_cfg_scale,
+            **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
+            **({"known_frames": list(known_frames.indices), "known_mode": known_mode,
+                "condition_lora": (self.condition_lora or {}).get("path")} if known_frames is not None else {}),
+            "cpu_s": {"denoise": cpu_denoise},  # this process's CPU time (all threads)
+            "timings_s": {**timings, "total": sum(timings.values()), **cond.layout_state.get("timings", {})},
+        }
+        captions_out = [p.captions for p in plans]
+        if output_type == "latent":
+            stacked = torch.cat([r[1] for r in results])
+            out = SequenceOutput(images=stacked, frames=[], captions=captions_out,
+                                 metadata=[dict(settings) for _ in plans], plans=plans, latents=stacked)
+            return out if return_dict else (stacked,)
+        out = SequenceOutput(images=[g for r in results for g in r[2][1]], frames=[f for r in results for f in r[2][0]],
+                             captions=captions_out, metadata=[json.loads(json.dumps(settings)) for _ in plans],
+                             plans=plans).converted(output_type)
+        return out if return_dict else (out.images,)
+
+    def check_call_inputs(self, layout: Layout, output_type: str, prompt_embeds: torch.Tensor | None,
+                          pooled_prompt_embeds: torch.Tensor | None, callback_inputs: list[str] | tuple[str, ...],
+                          num_images_per_prompt: int) -> None:
+        """Raise ``ValueError`` for a call that cannot run whatever the model (stage 1 of ``__call__``)."""
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}.")
+        if output_type == "latent" and not isinstance(layout, OnePassLayout):
+            raise ValueError(f"output_type='latent' needs a one-pass layout (grid, regional), not {layout.name}.")
+        if prompt_embeds is not None and (pooled_prompt_embeds is None or not layout.reads_prompt_embeds):
+            raise ValueError("prompt_embeds needs pooled_prompt_embeds too, and works in the grid layout; "
+                             "pass prompt instead for mode='regional' or 'frame-by-frame'.")
+        unknown_inputs = set(callback_inputs) - {"latents"}
         if unknown_inputs:
             raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'latents', got {sorted(unknown_inputs)}.")
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
+                or not 1 <= num_images_per_prompt <= 64:
+            raise ValueError(f"num_images_per_prompt must be an integer in 1..64, got {num_images_per_prompt!r}.")
+
+    def resolve_request(self, layout: Layout, prompt: str | list[str] | None, prompt_2: str | list[str] | None,
+                        domain: str | None, frames: int | None, frame_size: int | None, height: int | None,
+                        width: int | None, plan: Plan | list[Plan] | None, captions: list[str] | None,
+                        guidance_scale: float | None, true_cfg_scale: float | None,
+                        negative_prompt: str | list[str] | None, max_sequence_length: int | None,
+                        prompt_embeds: torch.Tensor | None, allow_unseen: bool) -> Request:
+        """The call's settings with the model's defaults filled in, checked (stage 2 of ``__call__``)."""
+        first_plan = plan if isinstance(plan, Plan) else (plan[0] if plan else None)
         if prompt is None:
-            if first_plan is None:
+            if first_plan is None and prompt_embeds is None:
                 raise ValueError("Pass a prompt (or a plan).")
-            prompt = [p.title for p in plan] if isinstance(plan, list) else first_plan.title
-        if domain is None:
-            domain = first_plan.domain if first_plan else "painting"
+            title = first_plan.title if first_plan else (domain or "painting")
+            count = prompt_embeds.shape[0] if prompt_embeds is not None else 1
+            prompt = [p.title for p in plan] if isinstance(plan, list) else [title] * count
+        domain = domain or (first_plan.domain if first_plan else "painting")
         frames = frames or (first_plan.num_steps if first_plan else len(captions) if captions else 9)
+        if frame_size is None and (height is not None or width is not None):
+            frame_size = self.frame_size_for_grid(frames, height, width)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         d = self.defaults
-        frame_size = frame_size or d.frame_size_for(frames)
-        steps = num_inference_steps or d.num_inference_steps
+        frame_size = frame_size or layout.frame_size(d, frames)
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
         true_cfg_scale = d.true_cfg_scale if true_cfg_scale is None else true_cfg_scale
         if true_cfg_scale > 1 and negative_prompt is None:
             negative_prompt = ""
+        negatives = None if true_cfg_scale <= 1 or negative_prompt is None else (
+            [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt))
+        if negatives is not None and len(negatives) != len(prompts):
+            raise ValueError(f"Got {len(negatives)} negative prompts for {len(prompts)} prompts; pass one per prompt.")
         encoded = d.model_prompts(prompts, domain, frames)  # what the model reads (procseq.domain_prompt)
         encoded_2 = d.model_prompts([prompt_2] * len(prompts) if isinstance(prompt_2, str) else list(prompt_2),
                                     domain, frames) if prompt_2 is not None else None
@@ -407,147 +507,66 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         if prompt_embeds is not None and prompt_embeds.shape[0] != len(prompts):
             raise ValueError(f"prompt_embeds holds {prompt_embeds.shape[0]} prompts but {len(prompts)} prompts or "
                              "plans were given; pass one of each.")
-        max_sequence_length = max_sequence_length or self.text_length(
-            encoded + ([negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt or [])))
+        max_sequence_length = max_sequence_length or self.text_length(encoded + (negatives or []))
         self.check_sequence_inputs(prompts, domain, frames, frame_size, allow_unseen,
-                                   max_frames=REGIONAL_MAX_FRAMES if mode == "regional" else None)
-        if mode == "regional":
-            check_regional_frames(self, frames, frame_size, max_sequence_length * (frames + 1))
-        plans = self.make_plans(prompts, domain, frames, plan, captions, planner)
-        if (known is not None and self._condition_lora is None and self.auto_condition_lora
-                and default_condition_lora(self.model_folder)):
-            self.load_condition_lora()
-        if known_mode is None and known is not None:
-            indices = known.indices if isinstance(known, KnownFrames) else check_known_indices(known.keys(), frames)
-            known_mode = self.default_known_mode(indices, frames)
-        known_mode = known_mode or self.default_known_mode()
-        if known_mode not in KNOWN_MODES:
-            raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
-        if mode == "regional":
-            out = generate_regional(self, encoded, plans, domain, frames, frame_size, steps, guidance_scale,
-                                    true_cfg_scale, negative_prompt, max_sequence_length, generator, latents, known,
-                                    known_mode, joint_attention_kwargs, autocast_dtype, adapter_weights, max_pixels,
-                                    output_type, callback_on_step_end, regional)
-            return out if return_dict else (out.images,)
+                                   max_frames=layout.max_frames)
+        layout.check(self, frames, frame_size, max_sequence_length)
+        return Request(prompts, encoded, encoded_2, negatives, domain, frames, frame_size, guidance_scale,
+                       true_cfg_scale, max_sequence_length)
 
-        t0 = time.perf_counter()
-        text = None if prompt_embeds is None else TextConditioning.from_embeds(
-            prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype)
-        cond = self.prepare_conditioning(encoded, plans, frames, frame_size, max_sequence_length, negative_prompt,
-                                         true_cfg_scale, known, known_mode, max_pixels, joint_attention_kwargs,
-                                         text=text, prompts_2=encoded_2)
-        device = self._execution_device
-        height, width = cond.layout.grid_size(frame_size)
-        latents, _ = self.prepare_latents(len(prompts), self.transformer.config.in_channels // 4, height, width,
-                                          cond.text.prompt_embeds.dtype, device, generator, latents)
-        timesteps = flux_timesteps(self.scheduler, steps, latents.shape[1], device)
-        t_encode = time.perf_counter()
-
-        with self.progress_bar(total=len(timesteps)) as bar, self.adapter_routing(domain, adapter_weights):
-            attention = dict(cond.joint_attention_kwargs)
-            before = cond.before_step()
-            if cond.known is not None and known_mode == "concat":
-                branch_pooled = self.encode_text([""] * len(prompts), max_sequence_length).pooled_prompt_embeds
-                kv = ConditionKV()
-
-                def branch() -> None:
-                    assert cond.known is not None
-                    kv.kv.update(cond.known.condition(self.transformer, cond.layout, branch_pooled,
-                                                      self.guidance(guidance_scale)).kv)
-
-                attention.update(kv.attention_kwargs("use"))
-                if cache_condition:
-                    branch()
-                else:  # recomputed before every step (the same output, for the speed comparison)
-                    def before(_i: int, lat: torch.Tensor) -> torch.Tensor:
-                        branch()
-                        return lat
-            t_condition, cpu_condition = time.perf_counter(), time.process_time()
-
+    def run_layout(self, layout: Layout, inputs: LayoutInputs, sampler: Sampler, output_type: str,
+                   callback_on_step_end: StepEndCallback | None) -> tuple[list[Any], dict[str, float], float]:
+        """Stage 5 of ``__call__``: prepare, denoise and decode each group of sequences the layout runs together.
+        Returns ``(cond, latents, (frames, grids) or None)`` per group, the wall times and the denoising CPU seconds."""
+        gens, groups = sampler.generators(inputs.batch), layout.groups(inputs)
+        results, timings, cpu = [], {"encode": 0.0, "denoise": 0.0, "decode": 0.0}, 0.0
+        total = sampler.num_inference_steps * layout.denoising_passes(inputs) * len(groups)
+        with self.progress_bar(total=total) as bar:
             def after(i: int, t: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
                 bar.update()
                 if callback_on_step_end is None:
                     return lat
-                out = callback_on_step_end(self, i, t, {"latents": lat}) or {}
-                return out.get("latents", lat)
+                return (callback_on_step_end(self, i, t, {"latents": lat}) or {}).get("latents", lat)
 
-            with self.main_pass_lora(cond):
-                latents = denoise(
-                    self.transformer, self.scheduler, latents, cond.img_ids, cond.text, timesteps,
-                    guidance_scale=guidance_scale, negative=cond.negative, true_cfg_scale=true_cfg_scale,
-                    joint_attention_kwargs=attention or None, autocast_dtype=autocast_dtype, before_step=before,
-                    after_step=after, batch_cfg=self.batch_cfg,
-                )
-            latents = cond.finish(latents)
-        t_denoise, cpu_denoise = time.perf_counter(), time.process_time()
-        settings: dict[str, Any] = {
-            "domain": domain, "frames": frames, "frame_size": frame_size, "grid": [cond.layout.rows, cond.layout.cols],
-            "num_inference_steps": steps, "guidance_scale": guidance_scale, "true_cfg_scale": true_cfg_scale,
-            **({"adapter_weights": dict(adapter_weights)} if adapter_weights else {}),
-            **({"known_frames": list(cond.known.indices), "known_mode": known_mode,
-                "condition_lora": (self._condition_lora or {}).get("path")} if cond.known is not None else {}),
-        }
-        if output_type == "latent":
-            self.maybe_free_model_hooks()
-            settings["timings_s"] = {"encode": t_encode - t0, "denoise": t_denoise - t_encode}
-            out = SequenceOutput(images=latents, frames=[], captions=[p.captions for p in plans],
-                                 metadata=[dict(settings) for _ in prompts], plans=plans, latents=latents)
-            return out if return_dict else (latents,)
-        grids = self.decode_grid(latents, height, width)
-        self.maybe_free_model_hooks()
-        frame_lists = [grid_to_frames(g, frames, cond.layout.rows, cond.layout.cols) for g in grids]
-        if cond.known is not None:
-            frame_lists = [cond.known.paste(f) for f in frame_lists]
-        t_end = time.perf_counter()
-        settings["cpu_s"] = {"denoise": cpu_denoise - cpu_condition}  # this process's CPU time (all threads)
-        settings["timings_s"] = {"encode": t_encode - t0, "condition": t_condition - t_encode,
-                                 "denoise": t_denoise - t_condition, "decode": t_end - t_denoise, "total": t_end - t0}
-        out = SequenceOutput(images=grids, frames=frame_lists, captions=[p.captions for p in plans],
-                             metadata=[dict(settings) for _ in prompts], plans=plans).converted(output_type)
-        return out if return_dict else (out.images,)
+            for group in groups:
+                t0 = time.perf_counter()
+                cond = layout.prepare(self, _select(inputs, group), self._execution_device, self.transformer.dtype)
+                t1, c1 = time.perf_counter(), time.process_time()
+                part = replace(sampler, after_step=after, latents=None if sampler.latents is None else sampler.latents[
+                    group], generator=[gens[i] for i in group] if isinstance(sampler.generator, list)
+                    else sampler.generator)
+                latents = layout.denoise(self, cond, part)
+                t2 = time.perf_counter()
+                cpu += time.process_time() - c1
+                decoded = None if output_type == "latent" else layout.decode(self, latents, cond)
+                timings["encode"] += t1 - t0
+                timings["denoise"] += t2 - t1
+                timings["decode"] += time.perf_counter() - t2
+                results.append((cond, latents, decoded))
+        return results, timings, cpu
+
+    def resolve_known_mode(self, known: KnownFrames | None, known_mode: KnownMode | None, frames: int) -> KnownMode:
+        """How the known frames condition: the given mode, else the default for these cells (loading the model's
+        condition LoRA on the first call with known frames, :attr:`auto_condition_lora`)."""
+        if (known is not None and self.condition_lora is None and self.auto_condition_lora
+                and self.loras.shipped(KNOWN_FRAMES)):
+            self.load_condition_lora()
+        if known_mode is None:
+            known_mode = self.default_known_mode(known.indices if known is not None else None, frames)
+        if known_mode not in KNOWN_MODES:
+            raise ValueError(f"Unknown known_mode {known_mode!r}; use one of {', '.join(KNOWN_MODES)}.")
+        return known_mode
+
+    def encode_steps(self, captions: list[str], max_tokens_per_step: int, whole: bool = False,
+                     pad: bool = False) -> StepText:
+        """One plan's step captions, each encoded alone by T5 (:func:`procseq.conditioning.text.encode_steps`)."""
+        return encode_steps(self, captions, max_tokens_per_step, whole=whole, pad=pad)
 
     def guidance(self, guidance_scale: float) -> torch.Tensor | None:
         """The guidance vector ``(1,)`` for guidance-distilled checkpoints, else None."""
         if not self.transformer.config.guidance_embeds:
             return None
         return torch.full([1], guidance_scale, device=self._execution_device, dtype=torch.float32)
-
-    def main_pass_lora(self, cond: SequenceConditioning) -> AbstractContextManager[Any]:
-        """The condition LoRA in the main pass: on for in-place known frames with an in-place LoRA, and for concat
-        known frames with a LoRA trained on both passes (``main_lora``); off otherwise (no known frames included)."""
-        if self._condition_lora is None:
-            return nullcontext()
-        meta, known = self._condition_lora, cond.known is not None
-        on = known and ((cond.known_mode == "inplace" and meta.get("mode") == "inplace")
-                        or (cond.known_mode == "concat" and meta.get("mode") == "concat" and bool(meta.get("main_lora"))))
-        return adapters_enabled(self.transformer, on, names=(CONDITION_ADAPTER,))
-
-    def prepare_conditioning(self, prompts: list[str], plans: list[Plan], frames: int, frame_size: int,
-                             max_sequence_length: int, negative_prompt: str | list[str] | None, true_cfg_scale: float,
-                             known: Mapping[int, KnownImage] | KnownFrames | None, known_mode: KnownMode,
-                             max_pixels: int | None, joint_attention_kwargs: dict[str, Any] | None,
-                             text: TextConditioning | None = None, prompts_2: list[str] | None = None
-                             ) -> SequenceConditioning:
-        """Plans -> :class:`SequenceConditioning` (text encodings, ids, known frames, attention state); `text`: the
-        prompts already encoded (``prompt_embeds``), `prompts_2`: T5's own text."""
-        layout = GridLayout.for_frames(frames)
-        frame_tokens = frame_size // (self.vae_scale_factor * 2)
-        known_frames = self.prepare_known(known, frames, frame_size, max_pixels)
-        if known_frames is not None and known_frames.frame_tokens != frame_tokens:
-            raise ValueError(f"The known frames were encoded at {known_frames.frame_tokens * self.vae_scale_factor * 2}"
-                             f" px but the frames are {frame_size} px; encode them at the frame size.")
-        if text is None:
-            text = (self.encode_text(prompts, max_sequence_length) if prompts_2 is None
-                    else self.encode_text(prompts, max_sequence_length, prompts_2))
-        negative = None
-        if true_cfg_scale > 1 and negative_prompt is not None:
-            neg = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-            negative = self.encode_text(neg, max_sequence_length)
-        img_ids = grid_position_ids(layout, frame_tokens).to(device=self._execution_device,
-                                                             dtype=text.prompt_embeds.dtype)
-        return SequenceConditioning(plans=plans, layout=layout, frame_size=frame_size, frame_tokens=frame_tokens,
-                                    text=text, img_ids=img_ids, negative=negative, known=known_frames,
-                                    known_mode=known_mode, joint_attention_kwargs=dict(joint_attention_kwargs or {}))
 
     def decode_grid(self, latents: torch.Tensor, height: int, width: int) -> list:
         """Packed latents ``(B, seq, 4C)`` -> grid images (PIL), as FluxPipeline decodes."""
@@ -565,6 +584,21 @@ def register_with_diffusers() -> None:
 
 
 register_with_diffusers()
+
+
+def _select(inputs: LayoutInputs, group: list[int]) -> LayoutInputs:
+    """The sequences `group` of a request (all of it when the group is the whole batch)."""
+    if group == list(range(inputs.batch)):
+        return inputs
+    pick = (lambda xs: None if xs is None else [xs[i] for i in group])
+    known = inputs.known
+    if known is not None and known.latents.shape[0] > 1:
+        known = replace(known, latents=known.latents[group])
+    text = inputs.text
+    if text is not None:
+        text = TextConditioning(text.prompt_embeds[group], text.pooled_prompt_embeds[group], text.text_ids)
+    return replace(inputs, plans=pick(inputs.plans), prompts=pick(inputs.prompts), known=known,
+                   negative_prompts=pick(inputs.negative_prompts), text=text, prompts_2=pick(inputs.prompts_2))
 
 
 def _repeat(value: Any, n: int) -> Any:

@@ -289,7 +289,7 @@ class RegionalTrainConfig:
 
     Args:
         rank, alpha, targets: the peft LoRA.
-        blend, fusion, ids: the regional settings trained under (as :class:`~procseq.pipelines.regional.RegionalConfig`).
+        blend, fusion, ids: the regional settings trained under (as :class:`~procseq.layouts.regional.RegionalConfig`).
         per_domain: training sequences per domain (the first of the split).
         max_tokens_per_step: T5 tokens per step caption.
         cache_dir: where per-frame latents are cached (keyed by what they were computed from).
@@ -306,6 +306,62 @@ class RegionalTrainConfig:
     cache_dir: str = "data_cache/regional"
 
 
+LAYOUT_NAMES = ("grid", "regional", "frame-by-frame")
+KNOWN_KINDS = ("none", "last", "first", "neighbours", "sparse")
+
+
+@dataclass
+class LayoutsConfig:
+    """The layouts a run trains on (section ``layouts``; DESIGN.md #15), through :mod:`procseq.training.layouts`.
+
+    Args:
+        weights: the share of sequences each layout gets (``grid``, ``regional``, ``frame-by-frame``); empty: the
+            grid trainer on whole-grid latents (procseq-tiny v1/v2's training).
+        known: the shares of the known-frame sets a grid or regional sub-batch draws: ``none``, ``last`` (ReCraft),
+            ``first`` (continuation), ``neighbours`` (interpolation), ``sparse``.
+        known_mode: how known frames condition in training (``inplace``: their cells clean in the input, no extra
+            pass; ``concat``: their own t = 0 pass).
+        step_tokens: T5 tokens per step caption, every caption padded to it (recorded as the model's step_tokens);
+            None: each caption's own length.
+        lora: train this procseq LoRA (``known_frames``, ``regional``, ``frame_by_frame``) on the frozen base
+            (its section gives rank, alpha, targets); None: the whole transformer.
+        step_embedding: train Loom's step embedding with frame-by-frame batches.
+        per_domain: train on the first N sequences of each domain (None: all).
+        mix: ``sequence``: every sequence of a batch draws its layout (a step mixes layouts); ``step``: the whole
+            batch shares one layout per step.
+        cache_dir: where the per-frame latents are cached (keyed by what they were computed from).
+    """
+
+    weights: dict[str, float] = field(default_factory=dict)
+    known: dict[str, float] = field(default_factory=lambda: {"none": 1.0})
+    known_mode: str = "inplace"
+    step_tokens: int | None = None
+    lora: str | None = None
+    step_embedding: bool = True
+    per_domain: int | None = None
+    mix: str = "sequence"
+    cache_dir: str = "data_cache/frames"
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.weights) - set(LAYOUT_NAMES))
+        if bad or any(float(w) < 0 for w in self.weights.values()) or (
+                self.weights and sum(float(w) for w in self.weights.values()) <= 0):
+            raise ValueError(f"layouts.weights gives shares (>= 0, some positive) to {', '.join(LAYOUT_NAMES)}; "
+                             f"got {self.weights}.")
+        bad = sorted(set(self.known) - set(KNOWN_KINDS))
+        if bad or any(float(w) < 0 for w in self.known.values()) or sum(float(w) for w in self.known.values()) <= 0:
+            raise ValueError(f"layouts.known gives shares to {', '.join(KNOWN_KINDS)}; got {self.known}.")
+        if self.known_mode not in ("inplace", "concat"):
+            raise ValueError(f"layouts.known_mode must be 'inplace' or 'concat', got {self.known_mode!r}.")
+        if self.lora not in (None, "known_frames", "regional", "frame_by_frame"):
+            raise ValueError(f"layouts.lora must be known_frames, regional or frame_by_frame, got {self.lora!r}.")
+        self.cache_dir = os.path.expanduser(self.cache_dir)
+        if self.mix not in ("sequence", "step"):
+            raise ValueError(f"layouts.mix must be 'sequence' or 'step', got {self.mix!r}.")
+        if self.step_tokens is not None and self.step_tokens < 1:
+            raise ValueError(f"layouts.step_tokens must be >= 1, got {self.step_tokens}.")
+
+
 @dataclass
 class RunConfig:
     """A whole training run: ``procseq train CONFIG.yaml`` reads one of these."""
@@ -319,6 +375,7 @@ class RunConfig:
     known_frames: KnownFramesConfig = field(default_factory=KnownFramesConfig)
     frame_by_frame: FrameByFrameConfig = field(default_factory=FrameByFrameConfig)
     regional: RegionalTrainConfig = field(default_factory=RegionalTrainConfig)
+    layouts: LayoutsConfig = field(default_factory=LayoutsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (what :meth:`from_dict` and YAML take)."""

@@ -32,8 +32,7 @@ from procseq.data.synthetic.base import stable_hash
 from procseq.distributed import process_state
 from procseq.layout import GridLayout, frames_to_grid_tensor, grid_tensor_to_frames
 from procseq.models.codec import encode_pixels
-from procseq.domain_prompt import domain_prompts
-from procseq.pipelines.image_to_sequence import domain_prompt
+from procseq.domain_prompt import domain_prompt, domain_prompts
 from procseq.training.config import KnownFramesConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss
 from procseq.training.latents import LatentDataset, cache_latents

@@ -158,6 +158,10 @@ class Trainer:
     #: on DDP's ``find_unused_parameters`` (subclasses set it; see the adapter and ReCraft trainers).
     unused_parameters: str | None = None
     sharded: bool = False  #: the transformer is sharded over the processes (``train.shard: fsdp``)
+    #: Wrap the modules in DistributedDataParallel (one forward per step); False: the gradients are averaged over
+    #: the processes after the backward (:meth:`reduce_gradients`), for trainers whose step runs several forwards
+    #: or reuses weights outside the wrapped call (the layouts trainer's sub-batches and condition passes).
+    wrap_modules: bool = True
 
     def __init__(self, config: RunConfig, pipe: Any, dataset: Dataset, save_fn: Callable[[Any, Path], None]):
         self.cfg, self.pipe, self.dataset, self.save_fn = config, pipe, dataset, save_fn
@@ -271,6 +275,8 @@ class Trainer:
             return self._train(progress)
 
     def _train(self, progress: bool) -> TrainResult:
+        # ~85 lines on purpose: the whole loop (set-up, resume, step, log, checkpoint, save) reads top to bottom in
+        # one place, as minRF's and accelerate's examples do; its parts are the methods it calls.
         cfg, acc = self.cfg, self.accelerator
         t_cfg = cfg.train
         set_seed(t_cfg.seed, device_specific=True)  # global RNG (e.g. dropout): seed + rank
@@ -291,7 +297,11 @@ class Trainer:
         if self.sharded:  # FSDP averages the gradients itself; its state is saved by procseq.training.sharding
             self._sharded_state = (modules[0], opt)
         else:
-            prepared = acc.prepare(*modules, opt)
+            if self.wrap_modules:
+                prepared = acc.prepare(*modules, opt)
+            else:  # not wrapped: registered so that save_state / load_state still hold their weights
+                prepared = (*modules, acc.prepare(opt))
+                acc.register_for_checkpointing(*modules)
             modules, opt = list(prepared[:-1]), prepared[-1]
         self.pipe.transformer = modules[0]
         if cfg.model.train_text_encoders:  # FluxPipeline.encode_prompt reads text_encoder.dtype
@@ -317,6 +327,8 @@ class Trainer:
                 checkpoints.check_finite_loss(acc.gather(loss.detach().float().reshape(1)).mean().item(), step + 1,
                                               self.out)
                 acc.backward(loss)
+                if acc.sync_gradients and not self.wrap_modules and not self.sharded:
+                    self.reduce_gradients(params)
                 if acc.sync_gradients and cfg.optim.grad_clip:
                     acc.clip_grad_norm_(params, cfg.optim.grad_clip)
                 self.drop_unused_gradients(batch)
@@ -348,6 +360,23 @@ class Trainer:
                 self.save_fn(self.pipe, tmp)
         acc.wait_for_everyone()
         return TrainResult(step, last_loss, model_dir, log_path, time.perf_counter() - start)
+
+    def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Average the gradients over the processes in one all-reduce (``wrap_modules = False``); a gradient no process
+        produced stays None, one that only some produced counts as zeros on the others."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return
+        used = acc.reduce(torch.tensor([float(p.grad is not None) for p in params], device=acc.device), "sum")
+        live = [p for p, u in zip(params, used.tolist()) if u > 0]
+        if not live:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in live])
+        flat = acc.reduce(flat, "mean")
+        start = 0
+        for p in live:
+            p.grad = flat[start:start + p.numel()].view_as(p).clone()
+            start += p.numel()
 
     def drop_unused_gradients(self, batch: list[int]) -> None:
         """Before the optimizer step on global batch `batch`: set to None the gradients a sharded run reduced
