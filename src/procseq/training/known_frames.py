@@ -93,17 +93,25 @@ def cache_frame_latents(vae: Any, grids: Any, path: Path, batch_size: int = 64,
     by_frames: dict[int, list[int]] = {}
     for i, n in enumerate(grids.num_frames_list):
         by_frames.setdefault(int(n), []).append(i)
+    rows = getattr(grids, "rows", None)
     out: dict[int, torch.Tensor] = {}
     bar = tqdm(total=len(grids), desc="cache frame latents", disable=not progress)
     for n, indices in sorted(by_frames.items()):
+        # rows that share a grid (its other phrasings) share its latents: each grid is encoded once
+        keys = [rows[i].get("grid_path", i) if rows is not None else i for i in indices]
+        first = {k: j for j, k in reversed(list(enumerate(keys)))}
+        unique = sorted(first.values())
         layout, chunks = GridLayout.for_frames(n), []
-        for start in range(0, len(indices), batch_size):
-            frames = torch.stack([grid_tensor_to_frames(grids[i]["grid"], layout)
-                                  for i in indices[start: start + batch_size]])
+        for start in range(0, len(unique), batch_size):
+            frames = torch.stack([grid_tensor_to_frames(grids[indices[j]]["grid"], layout)
+                                  for j in unique[start: start + batch_size]])
             z = encode_pixels(vae, frames.flatten(0, 1).to(vae.device))
             chunks.append(z.unflatten(0, (len(frames), n)).cpu())
             bar.update(len(frames))
-        out[n] = torch.cat(chunks)
+        encoded = torch.cat(chunks)
+        position = {j: u for u, j in enumerate(unique)}
+        out[n] = encoded[torch.tensor([position[first[k]] for k in keys])]
+        bar.update(len(indices) - len(unique))
     bar.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
