@@ -60,7 +60,7 @@ def test_lora_training_reads_prompts_as_its_base_does(tiny_model_dir, tmp_path) 
     import shutil
 
     from procseq.training.config import DataConfig, ModelConfig, RunConfig
-    from procseq.training.known_frames import KnownFramesDataset
+    from procseq.training.known_frames import prompt_swap
     from procseq.training.run import open_corpus, prefix_flag
 
     ds.make_corpus(tmp_path / "c", per_domain=1, test_per_domain=1, adapter_sizes={"clay": 1, "sand_art": 1},
@@ -79,12 +79,8 @@ def test_lora_training_reads_prompts_as_its_base_does(tiny_model_dir, tmp_path) 
     plain_prompt = open_corpus(cfg(tiny_model_dir)).rows[0]["prompt"]
     assert open_corpus(cfg(prefixed)).rows[0]["prompt"] == with_domain(plain_prompt, "lego")
     # the known-frames LoRA's domain-only prompts (ReCraft without a prompt) follow the same rule
-    item = {"prompt": "x", "domain": "lego", "latents": None}
-    full = type("Full", (), {"__len__": lambda s: 8, "__getitem__": lambda s, i: dict(item),
-                             "records": [{"num_frames": 4, "row": 0}] * 8, "num_frames_list": [4] * 8,
-                             "domains": ["lego"] * 8})()
-    frames = {4: [None]}
-    domain_only = {KnownFramesDataset(full, frames, domain_prefix=p)[i]["prompt"] for p in (False, True) for i in range(8)}
+    row = {"prompt": "x", "domain": "lego", "num_frames": 4}
+    domain_only = {prompt_swap(p, False)(i, row) for p in (False, True) for i in range(8)}
     assert domain_only == {"x", "a LEGO", with_domain("a LEGO", "lego")}
 
 

@@ -10,41 +10,39 @@ import torch
 from diffusers import FluxPipeline
 from safetensors.torch import load_file
 
+from procseq.attention.processors import install_processors
 from procseq.layout import GridLayout, frame_token_indices
 from procseq.training.config import KnownFramesConfig, RunConfig
 from procseq.training.flow_matching import flow_matching_loss
-from procseq.training.known_frames import (
-    KnownFramesDataset,
-    KnownFramesTrainer,
-    add_seeded_condition_lora,
-    draw_known,
-    group_rows,
-    lora_meta,
-)
+from procseq.training.frame_data import draw_known, group_rows
+from procseq.training.known_frames import add_seeded_condition_lora, known_frames_config, lora_meta, prompt_swap
 from procseq.conditioning.lora import save_condition_lora
-from procseq.training.latents import LatentDataset
+from procseq.training.layouts import FramesDataset, LayoutTrainer, build_layouts
 
 
-def dataset(n: int = 4) -> KnownFramesDataset:
-    """Random cached latents of 4-frame grids (16 px frames -> 8x8 latents) and their frames (4x4 each)."""
+def dataset(n: int = 4) -> FramesDataset:
+    """Random latents of 4-frame sequences (16 px frames -> 4x4 latents each), half read with the domain phrase."""
     g = torch.Generator().manual_seed(0)
-    records = [{"row": i, "num_frames": 4, "prompt": "a red circle", "domain": "painting"} for i in range(n)]
-    grids = LatentDataset({4: torch.randn(n, 4, 8, 8, generator=g)}, records)
-    return KnownFramesDataset(grids, {4: torch.randn(n, 4, 4, 4, 4, generator=g)})
+    rows = [{"num_frames": 4, "prompt": "a red circle", "domain": "painting", "captions": [f"step {k}" for k in range(4)]}
+            for _ in range(n)]
+    return FramesDataset(rows, {4: torch.randn(n, 4, 4, 4, 4, generator=g)}, prompt_swap(False, False))
 
 
-def trainer(model_dir, out, mode: str, max_steps: int = 2, subsets=None) -> KnownFramesTrainer:
-    cfg = RunConfig.from_dict({
+def trainer(model_dir, out, mode: str, max_steps: int = 2, subsets=None) -> LayoutTrainer:
+    cfg = known_frames_config(RunConfig.from_dict({
         "model": {"path": str(model_dir)},
         "optim": {"name": "adamw", "lr": 1e-2, "warmup_steps": 1},
         "train": {"output_dir": str(out), "max_steps": max_steps, "batch_size": 2, "checkpoint_every": 2,
                   "log_every": 1, "seed": 1},
         "known_frames": {"mode": mode, "rank": 2, "alpha": 2, **({"subsets": subsets} if subsets else {})},
-    })
+    }))
     pipe = FluxPipeline.from_pretrained(model_dir)
+    install_processors(pipe.transformer)
     add_seeded_condition_lora(pipe.transformer, cfg.known_frames, cfg.train.seed)
-    return KnownFramesTrainer(cfg, pipe, dataset(),
-                              lambda p, d: save_condition_lora(p.transformer, d, lora_meta(cfg.known_frames)))
+    lc, kf = cfg.layouts, cfg.known_frames
+    return LayoutTrainer(cfg, pipe, dataset(), lambda p, d: save_condition_lora(p.transformer, d, lora_meta(kf)),
+                         build_layouts(cfg, None), dict(lc.weights), dict(lc.known), lc.known_mode, lora=lc.lora,
+                         condition_lora=mode == "concat", main_lora=mode == "inplace" or kf.main_lora)
 
 
 @pytest.mark.parametrize("n", [3, 4, 9])
@@ -73,7 +71,7 @@ def test_items_carry_their_frames_and_half_the_domain_phrase() -> None:
 @pytest.mark.parametrize("mode", ["concat", "inplace"])
 def test_loss_mask_excludes_the_known_cells(tiny_model_dir, tmp_path, mode) -> None:
     t = trainer(tiny_model_dir, tmp_path, mode, subsets={"neighbours": 1.0})
-    batch = t.make_batch(0, [0, 1])
+    (batch, _count), = t.make_batch(0, [0, 1])
     layout = GridLayout.for_frames(4)
     known = batch.known.indices
     assert len(known) == 2 and known[1] - known[0] == 2
@@ -82,14 +80,14 @@ def test_loss_mask_excludes_the_known_cells(tiny_model_dir, tmp_path, mode) -> N
     assert mask.sum() == 8 and all(not mask[cells[k]].any() for k in known)
     assert batch.known.tokens().shape == (2, 8, 16)
     with torch.no_grad():
-        loss = t.compute_loss(batch)
+        loss = t.batch_loss(batch)
         pred = t.predict(batch)
         assert loss == pytest.approx(flow_matching_loss(pred, batch.x0, batch.noise, mask).item(), rel=1e-5)
         if mode == "inplace":  # known cells' targets and noisy inputs never matter: overwritten and masked
             for k in known:
                 batch.x0[:, cells[k]] += 3.0
                 batch.noise[:, cells[k]] -= 3.0
-            assert t.compute_loss(batch).item() == pytest.approx(loss.item(), rel=1e-5)
+            assert t.batch_loss(batch).item() == pytest.approx(loss.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["concat", "inplace"])
@@ -112,7 +110,7 @@ def test_only_the_lora_trains_reproducibly_and_resume_continues(tiny_model_dir, 
 
 
 def test_cache_key_follows_corpus_and_vae(tiny_pipe) -> None:
-    from procseq.training.known_frames import cache_key
+    from procseq.training.frame_data import cache_key
 
     class Rows:
         def __init__(self, rows):
@@ -131,8 +129,9 @@ def test_main_lora_switches_the_lora_on_in_the_main_pass(tiny_model_dir, tmp_pat
     for main in (False, True):
         t = trainer(tiny_model_dir, tmp_path / str(main), "concat", subsets={"last": 1.0})
         t.cfg.known_frames.main_lora = main
+        t.main_lora = main
         assert (t.unused_parameters is None) == main
-        batch = t.make_batch(0, [0, 1])
+        (batch, _count), = t.make_batch(0, [0, 1])
         with torch.no_grad():
             for n, p in t.pipe.transformer.named_parameters():
                 if "lora_B" in n and "single_transformer_blocks" in n and "proj_out" in n:

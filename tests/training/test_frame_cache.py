@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from procseq.training.known_frames import cache_frame_latents
+from procseq.training.frame_data import cache_frame_latents
 
 
 class Grids:

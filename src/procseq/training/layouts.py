@@ -32,16 +32,17 @@ from procseq.layouts.base import Draws, LayoutBatch, LayoutInputs, batch_velocit
 from procseq.layouts.one_pass import OnePassLayout
 from procseq.training.config import RunConfig
 from procseq.training.flow_matching import flow_matching_loss, sample_timesteps
-from procseq.training.known_frames import draw_known, group_rows
+from procseq.training.frame_data import draw_known, group_rows
 from procseq.training.trainer import Trainer
 
 
 class FramesDataset(Dataset):
     """Corpus sequences as their frames encoded alone: ``frame_latents`` ``(n, C, h, w)``, ``prompt``, ``captions``,
-    ``domain``, ``num_frames`` (no images are read)."""
+    ``domain``, ``num_frames`` (no images are read); `prompt_for(i, row)`, when given, writes item `i`'s prompt."""
 
-    def __init__(self, rows: list[dict[str, Any]], frame_latents: dict[int, torch.Tensor]):
-        self.rows, self.frame_latents = rows, frame_latents
+    def __init__(self, rows: list[dict[str, Any]], frame_latents: dict[int, torch.Tensor],
+                 prompt_for: Callable[[int, dict[str, Any]], str] | None = None):
+        self.rows, self.frame_latents, self.prompt_for = rows, frame_latents, prompt_for
         self.num_frames_list = [int(r["num_frames"]) for r in rows]
         self.index = group_rows(self.num_frames_list)
         self.domains = [r["domain"] for r in rows]
@@ -52,7 +53,8 @@ class FramesDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         r = self.rows[i]
         n = int(r["num_frames"])
-        return {"frame_latents": self.frame_latents[n][self.index[i]], "prompt": r["prompt"],
+        prompt = self.prompt_for(i, r) if self.prompt_for is not None else r["prompt"]
+        return {"frame_latents": self.frame_latents[n][self.index[i]], "prompt": prompt,
                 "captions": list(r["captions"]), "domain": r["domain"], "num_frames": n}
 
 
@@ -208,21 +210,28 @@ class LayoutTrainer(Trainer):
             out.append((layout.training_example(self, inputs, lat.to(model_dtype), draws, self.blank), len(mine)))
         return out
 
-    def loss_at(self, step: int, indices: list[int]) -> torch.Tensor:
-        """The flow-matching loss of this process's sequences at `step`, averaged over them."""
+    def predict(self, batch: LayoutBatch) -> torch.Tensor:
+        """The transformer's velocity for one sub-batch (procseq's LoRA in the passes the run trains it in)."""
         model = self.pipe.transformer
         unwrapped = self.accelerator.unwrap_model(model)
+        guidance = None
+        if unwrapped.config.guidance_embeds:
+            guidance = torch.full((batch.x0.shape[0],), self.cfg.train.guidance, device=batch.x0.device)
+        main = adapters_enabled(unwrapped, self.main_lora, names=(CONDITION_ADAPTER,)) \
+            if self.lora == CONDITION_ADAPTER else _null()
+        with main:
+            return batch_velocity(model, batch, self.pooled_empty(), guidance, self.accelerator.autocast,
+                                  condition_lora=self.condition_lora, unwrapped=unwrapped)
+
+    def batch_loss(self, batch: LayoutBatch) -> torch.Tensor:
+        """Flow matching of one sub-batch, on the tokens its loss mask keeps (the unknown cells)."""
+        return flow_matching_loss(self.predict(batch), batch.x0, batch.noise, batch.loss_mask)
+
+    def loss_at(self, step: int, indices: list[int]) -> torch.Tensor:
+        """The flow-matching loss of this process's sequences at `step`, averaged over them."""
         total = torch.zeros(())
         for batch, count in self.make_batch(step, indices):
-            guidance = None
-            if unwrapped.config.guidance_embeds:
-                guidance = torch.full((batch.x0.shape[0],), self.cfg.train.guidance, device=batch.x0.device)
-            main = adapters_enabled(unwrapped, self.main_lora, names=(CONDITION_ADAPTER,)) \
-                if self.lora == CONDITION_ADAPTER else _null()
-            with main:
-                pred = batch_velocity(model, batch, self.pooled_empty(), guidance, self.accelerator.autocast,
-                                      condition_lora=self.condition_lora, unwrapped=unwrapped)
-            total = total + flow_matching_loss(pred, batch.x0, batch.noise, batch.loss_mask) * count
+            total = total + self.batch_loss(batch) * count
         return total / len(indices)
 
 
@@ -272,7 +281,8 @@ def save_lora_folder(transformer: Any, out: str | Path, adapter: str, meta: dict
     return Path(out)
 
 
-def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
+def run_layout_training(cfg: RunConfig, progress: bool = True,
+                        prompt_for: Callable[[int, dict[str, Any]], str] | None = None) -> Any:
     """Train on the layouts of ``cfg.layouts`` (the whole transformer, or one LoRA on the frozen ``model.path``);
     writes ``OUTPUT_DIR/model`` (a model folder, or the LoRA's) with its training record."""
     import dataclasses
@@ -280,7 +290,7 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
 
     from procseq.conditioning.history import EMBEDDING_FILE, load_step_embedding, save_step_embedding
     from procseq.distributed import process_state
-    from procseq.training.known_frames import cache_frame_latents, cache_key
+    from procseq.training.frame_data import cache_frame_latents, cache_key
     from procseq.training.run import _save_pipeline, build_pipeline, open_corpus, write_training_record
 
     lc = cfg.layouts
@@ -321,7 +331,9 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
 
     def save(p: Any, out: Path) -> None:
         if lc.lora:
-            lora_meta = {**meta, "mode": lc.known_mode, "main_lora": kf.main_lora} if lc.lora == "known_frames" \
+            lora_meta = {**meta, "mode": lc.known_mode, "main_lora": kf.main_lora, "rank": kf.rank, "alpha": kf.alpha,
+                         "targets": list(kf.targets), "subsets": {k: w for k, w in lc.known.items() if k != "none"}} \
+                if lc.lora == "known_frames" \
                 else {**meta, **(fbf_meta if lc.lora == "frame_by_frame" else dataclasses.asdict(cfg.regional))}
             save_lora_folder(p.transformer, out, lc.lora, lora_meta, embedding)
             return
@@ -331,7 +343,7 @@ def run_layout_training(cfg: RunConfig, progress: bool = True) -> Any:
             save_step_embedding(embedding, Path(out) / "frame_by_frame" / EMBEDDING_FILE)
             (Path(out) / "frame_by_frame" / "frame_by_frame.json").write_text(json.dumps(fbf_meta, indent=2) + "\n")
 
-    trainer = LayoutTrainer(cfg, pipe, FramesDataset(grids.rows, frames), save, build_layouts(cfg, embedding),
+    trainer = LayoutTrainer(cfg, pipe, FramesDataset(grids.rows, frames, prompt_for), save, build_layouts(cfg, embedding),
                             dict(lc.weights), dict(lc.known), lc.known_mode, lc.step_tokens, lc.lora, embedding,
                             blank_latent(pipe.vae, size), condition_lora=concat_lora,
                             main_lora=not concat_lora or kf.main_lora)
