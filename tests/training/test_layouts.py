@@ -87,3 +87,20 @@ def test_lora_training_moves_only_the_lora_and_the_step_embedding(tiny_model_dir
     assert all(torch.equal(p, base[n]) for n, p in tr.pipe.transformer.named_parameters() if "lora_" not in n)
     assert any(not torch.equal(p, lora[n]) for n, p in tr.pipe.transformer.named_parameters() if "lora_B" in n)
     assert tr.embedding is not None and tr.embedding.table.abs().sum() > 0
+
+
+def test_prompt_dropout_keeps_the_step_captions(tiny_model_dir, tmp_path) -> None:
+    """layouts.prompt_dropout drops the prompt alone: the frames' text still holds the captions; off, nothing moves."""
+    tr = make_trainer(tiny_model_dir, tmp_path / "run")
+    tr.cfg.layouts.prompt_dropout = 1.0
+    tr.cfg.data.caption_dropout = 0.0
+    empty_prompt = tr.encode_text([""]).prompt_embeds
+    for batch, _ in tr.make_batch(0, list(range(4))):
+        width = empty_prompt.shape[1]
+        assert torch.equal(batch.text.prompt_embeds[:, :width], empty_prompt.expand(batch.x0.shape[0], -1, -1))
+        assert batch.text.prompt_embeds.shape[1] > width  # the captions follow
+    tr.cfg.layouts.prompt_dropout = 0.0
+    plain = tr.make_batch(3, list(range(4)))
+    again = make_trainer(tiny_model_dir, tmp_path / "run2").make_batch(3, list(range(4)))
+    assert all(torch.equal(a.x_t, b.x_t) and torch.equal(a.text.prompt_embeds, b.text.prompt_embeds)
+               for (a, _), (b, _) in zip(plain, again))

@@ -64,6 +64,8 @@ class LayoutInputs:
         text: the prompt already encoded (``prompt_embeds``), or None to encode `prompts`.
         prompts_2: T5's own text (FluxPipeline's ``prompt_2``), or None.
         joint_attention_kwargs: the caller's extra processor inputs.
+        steps_dropped: per sequence, whether its step captions are dropped (training); None: dropped exactly where
+            its prompt is empty (caption dropout drops both).
     """
 
     plans: list[Plan]
@@ -79,6 +81,7 @@ class LayoutInputs:
     text: TextConditioning | None = None
     prompts_2: list[str] | None = None
     joint_attention_kwargs: dict[str, Any] = field(default_factory=dict)
+    steps_dropped: list[bool] | None = None
 
     @property
     def batch(self) -> int:
@@ -294,8 +297,8 @@ def step_text_for(encoder: TextEncoder, captions: list[str], inputs: LayoutInput
 def step_captions(inputs: LayoutInputs, negative: bool = False) -> list[list[str]]:
     """Each sequence's step captions as the model reads them: the plan's, or empty ones for the negative branch
     (and for a training item whose text was dropped: its plan's title is then empty)."""
-    return [[""] * p.num_steps if negative or not prompt.strip() else list(p.captions)
-            for p, prompt in zip(inputs.plans, inputs.prompts)]
+    dropped = inputs.steps_dropped if inputs.steps_dropped is not None else [not p.strip() for p in inputs.prompts]
+    return [[""] * p.num_steps if negative or drop else list(p.captions) for p, drop in zip(inputs.plans, dropped)]
 
 
 __all__ = ["Draws", "Layout", "LayoutBatch", "LayoutInputs", "Sampler", "TextEncoder", "batch_velocity", "step_captions",

@@ -326,6 +326,8 @@ class LayoutsConfig:
         lora: train this procseq LoRA (``known_frames``, ``regional``, ``frame_by_frame``) on the frozen base
             (its section gives rank, alpha, targets); None: the whole transformer.
         step_embedding: train Loom's step embedding with frame-by-frame batches.
+        prompt_dropout: share of sequences whose prompt alone is dropped (their step captions stay), so the frames
+            must be read from the captions rather than from the description of the finished thing.
         per_domain: train on the first N sequences of each domain (None: all).
         mix: ``sequence``: every sequence of a batch draws its layout (a step mixes layouts); ``step``: the whole
             batch shares one layout per step.
@@ -338,6 +340,7 @@ class LayoutsConfig:
     step_tokens: int | None = None
     lora: str | None = None
     step_embedding: bool = True
+    prompt_dropout: float = 0.0
     per_domain: int | None = None
     mix: str = "sequence"
     cache_dir: str = "data_cache/frames"
@@ -356,6 +359,8 @@ class LayoutsConfig:
         if self.lora not in (None, "known_frames", "regional", "frame_by_frame"):
             raise ValueError(f"layouts.lora must be known_frames, regional or frame_by_frame, got {self.lora!r}.")
         self.cache_dir = os.path.expanduser(self.cache_dir)
+        if not 0 <= float(self.prompt_dropout) <= 1:
+            raise ValueError(f"layouts.prompt_dropout must be in [0, 1], got {self.prompt_dropout}.")
         if self.mix not in ("sequence", "step"):
             raise ValueError(f"layouts.mix must be 'sequence' or 'step', got {self.mix!r}.")
         if self.step_tokens is not None and self.step_tokens < 1:

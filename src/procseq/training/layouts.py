@@ -162,9 +162,13 @@ class LayoutTrainer(Trainer):
 
         return Draws(shared, items, timestep)
 
+    def item_seed(self, step: int, row: int) -> int:
+        """The seed of sequence `row` of the global batch at `step`."""
+        return (self.cfg.train.seed * 1_000_003 + step) * 10_007 + row
+
     def item_generator(self, step: int, row: int) -> torch.Generator:
         """Sequence `row` of the global batch at `step`: its own generator (layout, dropout, noise, time)."""
-        return torch.Generator().manual_seed((self.cfg.train.seed * 1_000_003 + step) * 10_007 + row)
+        return torch.Generator().manual_seed(self.item_seed(step, row))
 
     def known_set(self, n: int, g: torch.Generator) -> tuple[int, ...] | None:
         """A known-frame set for a one-pass sub-batch of `n`-frame sequences, or None (``known`` shares)."""
@@ -180,7 +184,7 @@ class LayoutTrainer(Trainer):
         rows = [acc.process_index + acc.num_processes * j for j in range(len(indices))]
         items = [self.dataset[i] for i in indices]
         names = list(self.layouts)
-        picks, drops = [], []
+        picks, drops, prompt_drops = [], [], []
         edges = self.shares.cumsum(0) / self.shares.sum()
         shared_pick = torch.rand(1, generator=torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step))
         for r in rows:
@@ -188,6 +192,8 @@ class LayoutTrainer(Trainer):
             pick = shared_pick if self.mix == "step" else u[0:1]
             picks.append(int(torch.searchsorted(edges, pick, right=True).clamp(max=len(names) - 1)))
             drops.append(float(u[1]) < self.cfg.data.caption_dropout)
+            lone = torch.Generator().manual_seed(self.item_seed(step, r) + 1)  # its own stream: the others unchanged
+            prompt_drops.append(float(torch.rand(1, generator=lone)) < self.cfg.layouts.prompt_dropout)
         out = []
         for li, name in enumerate(names):
             mine = [j for j, p in enumerate(picks) if p == li]
@@ -202,7 +208,8 @@ class LayoutTrainer(Trainer):
                 known = KnownFrames(cells, lat[:, list(cells)]) if cells else None
             plans = [Plan(items[j]["prompt"] or items[j]["domain"], items[j]["domain"], items[j]["captions"])
                      for j in mine]
-            inputs = LayoutInputs(plans=plans, prompts=["" if drops[j] else items[j]["prompt"] for j in mine],
+            inputs = LayoutInputs(plans=plans, prompts=["" if drops[j] or prompt_drops[j] else items[j]["prompt"]
+                                                        for j in mine], steps_dropped=[drops[j] for j in mine],
                                   frames=n, frame_tokens=lat.shape[-1] // 2,
                                   max_sequence_length=self.pipe.tokenizer_2.model_max_length,
                                   step_tokens=self.step_tokens, known=known, known_mode=self.known_mode)  # type: ignore[arg-type]
