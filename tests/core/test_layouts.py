@@ -95,13 +95,18 @@ def test_training_batch_uses_the_sampling_conditioning(step_text_pipe, mode: str
 @pytest.mark.parametrize("mode", ["regional", "frame-by-frame"])
 def test_true_cfg_batches_in_every_layout_with_padded_step_text(step_text_pipe, mode: str) -> None:
     """With padded step text the negative branch has the text shape of the positive one, so both run in one batch;
-    the frames equal two passes' within float rounding."""
+    the result equals two passes' within float rounding: the latents within 1e-5 (regional), the 8-bit frames
+    within one level (frame by frame returns no latents; a 1e-7 difference can flip a pixel's rounding)."""
     def run(batch_cfg):
         step_text_pipe.batch_cfg = batch_cfg
         try:
-            return frames_of(step_text_pipe, CAPTIONS, mode, true_cfg_scale=2.0)
+            out = step_text_pipe(plan=Plan("a red circle", "painting", CAPTIONS), mode=mode, num_inference_steps=2,
+                                 true_cfg_scale=2.0, generator=torch.Generator().manual_seed(0),
+                                 output_type="latent" if mode == "regional" else "np")
+            return [np.asarray(out.images)] if mode == "regional" else list(out.frames[0])
         finally:
             step_text_pipe.batch_cfg = None
 
     batched, two = run(None), run(False)
-    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(batched, two))
+    tolerance = 1e-5 if mode == "regional" else 1 / 255 + 1e-6
+    assert all(np.abs(a - b).max() <= tolerance for a, b in zip(batched, two))
