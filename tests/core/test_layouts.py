@@ -97,16 +97,24 @@ def test_true_cfg_batches_in_every_layout_with_padded_step_text(step_text_pipe, 
     """With padded step text the negative branch has the text shape of the positive one, so both run in one batch;
     the result equals two passes' within float rounding: the latents within 1e-5 (regional), the 8-bit frames
     within one level (frame by frame returns no latents; a 1e-7 difference can flip a pixel's rounding)."""
+    calls = []
+    hook = step_text_pipe.transformer.register_forward_pre_hook(lambda *_: calls.append(1))
+
     def run(batch_cfg):
         step_text_pipe.batch_cfg = batch_cfg
+        calls.clear()
         try:
             out = step_text_pipe(plan=Plan("a red circle", "painting", CAPTIONS), mode=mode, num_inference_steps=2,
                                  true_cfg_scale=2.0, generator=torch.Generator().manual_seed(0),
                                  output_type="latent" if mode == "regional" else "np")
-            return [np.asarray(out.images)] if mode == "regional" else list(out.frames[0])
+            return [np.asarray(out.images)] if mode == "regional" else list(out.frames[0]), len(calls)
         finally:
             step_text_pipe.batch_cfg = None
 
-    batched, two = run(None), run(False)
+    try:
+        (batched, batched_calls), (two, two_calls) = run(None), run(False)
+    finally:
+        hook.remove()
+    assert batched_calls < two_calls  # one forward per step and frame instead of two
     tolerance = 1e-5 if mode == "regional" else 1 / 255 + 1e-6
     assert all(np.abs(a - b).max() <= tolerance for a, b in zip(batched, two))
