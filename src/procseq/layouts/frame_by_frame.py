@@ -303,7 +303,8 @@ class FrameByFrame(Layout):
                     x = denoise(transformer, pipe.scheduler, x, ids, frame_text(cond.text, state["steps"], t),
                                 timesteps, guidance_scale=sampler.guidance_scale, negative=negative_text(cond, t),
                                 true_cfg_scale=sampler.true_cfg_scale, joint_attention_kwargs=attention or None,
-                                autocast_dtype=sampler.autocast_dtype, after_step=sampler.after_step)
+                                autocast_dtype=sampler.autocast_dtype, after_step=sampler.after_step,
+                                batch_cfg=sampler.batch_cfg)
                 latents.append(unpack_latents(x, 2 * ft, 2 * ft))
                 histories.append(history)
                 cpu.append(time.process_time() - start)
