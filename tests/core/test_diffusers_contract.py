@@ -72,9 +72,9 @@ def test_num_images_per_prompt_is_checked(tiny_pipe) -> None:
 
 def test_prompt_embeds_reuse_gives_the_same_sequence(tiny_pipe) -> None:
     embeds, pooled = tiny_pipe.encode_sequence_prompt("a red circle", "painting", frames=4)
-    direct = call(tiny_pipe).images
-    reused = call(tiny_pipe, prompt=None, prompt_embeds=embeds, pooled_prompt_embeds=pooled).images
-    assert np.abs(direct - reused).max() < 1e-5
+    direct = call(tiny_pipe, output_type="latent").images  # latents: 8-bit frames can flip a level on 1e-7 noise
+    reused = call(tiny_pipe, prompt=None, prompt_embeds=embeds, pooled_prompt_embeds=pooled, output_type="latent").images
+    assert (direct - reused).abs().max() < 1e-5
     with pytest.raises(ValueError, match="pooled_prompt_embeds"):
         call(tiny_pipe, prompt=None, prompt_embeds=embeds)
 
