@@ -118,3 +118,17 @@ def test_true_cfg_batches_in_every_layout_with_padded_step_text(step_text_pipe, 
     assert batched_calls < two_calls  # one forward per step and frame instead of two
     tolerance = 1e-5 if mode == "regional" else 1 / 255 + 1e-6
     assert all(np.abs(a - b).max() <= tolerance for a, b in zip(batched, two))
+
+
+def test_the_region_mask_reaches_the_sampler(tiny_pipe) -> None:
+    """Regional sampling applies the step-wise mask: with it the frames differ from plain attention's (the per-step
+    attention state must reach the processors, not only the training batch)."""
+    from procseq.layouts import RegionalConfig
+
+    def frames(config):
+        return frames_of(tiny_pipe, CAPTIONS, "regional", regional=config)
+
+    masked, plain = frames(RegionalConfig(blend=0.0, lora=False)), frames(RegionalConfig(mask=False, lora=False))
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(masked, plain))
+    blended = frames(RegionalConfig(blend=0.5, lora=False))
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(masked, blended))

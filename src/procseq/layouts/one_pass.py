@@ -115,13 +115,15 @@ class OnePassLayout(Layout):
                 recompute()
             return inplace(i, lat) if inplace is not None else lat
 
+        # the dict itself goes to denoise (not a copy, not None): `before` sets each step's state (the region mask) in it
         hook = before if (per_step or recompute or inplace) is not None else None
         with self.lora(pipe, cond):  # the condition pass inside: each LoRA enters the model once per call
             if once is not None:
                 once()
             latents = denoise(transformer, pipe.scheduler, latents, cond.img_ids, cond.text, timesteps,
                               guidance_scale=sampler.guidance_scale, negative=cond.negative,
-                              true_cfg_scale=sampler.true_cfg_scale, joint_attention_kwargs=attention or None,
+                              true_cfg_scale=sampler.true_cfg_scale,
+                              joint_attention_kwargs=attention if attention or per_step is not None else None,
                               autocast_dtype=sampler.autocast_dtype, before_step=hook, after_step=sampler.after_step,
                               batch_cfg=self.batch_cfg(cond, sampler))
         return cond.finish(latents)
