@@ -16,9 +16,9 @@ from procseq.pipelines.loading import load_pipeline
 
 DOMAINS = ["painting", "lego", "pixel_art", "emoji"]
 STEP_FLOOR = {"grid": 0.6, "regional": 0.12, "frame-by-frame": 0.2}
-"""Step-accuracy floors per layout on these 8 held-out specs. Measured on the shipped v2 (AMD EPYC, fp32): grid 0.90+,
-regional 0.146, frame by frame 0.2+; regional is barely above chance on v2 (issue 26), so its floor only catches a
-layout that stopped running."""
+"""Step-accuracy floors per layout on these 8 held-out specs, below what the shipped v2 draws (AMD EPYC, fp32: grid
+0.90+, frame by frame 0.2+). Regional is weak on v2 (0.317 step on 60 test specs, BENCHMARKS "Every layout through
+procseq eval --mode"), so its floor only catches a layout that stopped running."""
 
 
 @pytest.fixture(scope="module")
