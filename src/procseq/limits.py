@@ -1,8 +1,8 @@
 """The ranges every number a user gives must lie in: one table for the command line and the batch lines.
 
-``procseq generate --steps``, a batch line's ``"steps"`` and a step count read from an instruction ("in 12
+``procseq generate --denoise-steps``, a batch line's ``"steps"`` and a step count read from an instruction ("in 12
 steps") are checked by the same functions here, so the limits cannot drift apart. Every check raises a
-``ValueError`` that names the option (``--steps``) or the field (``steps``) and the accepted range.
+``ValueError`` that names the option (``--denoise-steps``) or the field (``steps``) and the accepted range.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def check_settings(prefix: str = "--", *, frames: int | None = None, steps: int 
         return prefix + key.replace("_", "-") if prefix else key
 
     check_int(frames, name("frames"), 1, max_frames)
-    check_int(steps, name("steps"), 1, MAX_DENOISE_STEPS)
+    check_int(steps, name("denoise_steps") if prefix else "steps", 1, MAX_DENOISE_STEPS)  # the option's current name
     check_int(gif_ms, name("gif_ms"), 1, MAX_GIF_MS)
     check_int(frame_size, name("frame_size"), 1, MAX_FRAME_SIZE)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64):
