@@ -94,7 +94,7 @@ def test_prompt_dropout_keeps_the_step_captions(tiny_model_dir, tmp_path) -> Non
     tr = make_trainer(tiny_model_dir, tmp_path / "run")
     tr.cfg.layouts.prompt_dropout = 1.0
     tr.cfg.data.caption_dropout = 0.0
-    empty_prompt = tr.encode_text([""]).prompt_embeds
+    empty_prompt = tr.text.encode_text([""]).prompt_embeds
     for batch, _ in tr.make_batch(0, list(range(4))):
         width = empty_prompt.shape[1]
         assert torch.equal(batch.text.prompt_embeds[:, :width], empty_prompt.expand(batch.x0.shape[0], -1, -1))

@@ -15,6 +15,7 @@ that never learnt a layout, e.g. FLUX.1-dev; ``procseq train regional`` / ``fram
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,6 +65,25 @@ def add_seeded_lora(transformer: Any, adapter_name: str, rank: int, alpha: float
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         add_condition_lora(transformer, rank, alpha, targets, adapter_name=adapter_name)
+
+
+class TrainerText:
+    """What the layouts read text through (:class:`~procseq.layouts.base.TextEncoder`), in training: the prompts through
+    the trainer's encoders (its text cache, or gradients when the text encoders train), step captions by frozen T5."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def encode_text(self, prompts: list[str], max_sequence_length: int | None = None,
+                    prompts_2: list[str] | None = None) -> TextConditioning:
+        """The prompts' encoding (the trainer's ``max_sequence_length``, what its text cache holds)."""
+        embeds, pooled, ids = self.trainer.encode_text(prompts)
+        return TextConditioning(embeds, pooled, ids)
+
+    def encode_steps(self, captions: list[str], max_tokens_per_step: int, whole: bool = False,
+                     pad: bool = False) -> StepText:
+        """One plan's step captions, each encoded alone (frozen T5, no gradient)."""
+        return encode_steps(self.trainer.pipe, captions, max_tokens_per_step, whole=whole, pad=pad)
 
 
 class LayoutTrainer(Trainer):
@@ -127,23 +147,17 @@ class LayoutTrainer(Trainer):
             params.append(self.embedding.table)
         return params
 
-    # -- the text, as the layouts read it (TextEncoder) ------------------------------------------------
+    # -- the text, as the layouts read it -----------------------------------------------------------
 
-    def encode_text(self, prompts: list[str], max_sequence_length: int | None = None,  # type: ignore[override]
-                    prompts_2: list[str] | None = None) -> Any:
-        """The prompts' encoding as a :class:`TextConditioning` (through the trainer's text cache)."""
-        embeds, pooled, ids = super().encode_text(prompts)
-        return TextConditioning(embeds, pooled, ids)
-
-    def encode_steps(self, captions: list[str], max_tokens_per_step: int, whole: bool = False,
-                     pad: bool = False) -> StepText:
-        """One plan's step captions, each encoded alone (frozen T5, no gradient)."""
-        return encode_steps(self.pipe, captions, max_tokens_per_step, whole=whole, pad=pad)
+    @property
+    def text(self) -> TrainerText:
+        """The layouts' :class:`~procseq.layouts.base.TextEncoder` over this trainer's encoders (and text cache)."""
+        return TrainerText(self)
 
     def pooled_empty(self) -> torch.Tensor:
         """The empty prompt's pooled vector ``(1, P)`` for the known frames' condition pass (it reads no text)."""
         if self._pooled_empty is None:
-            self._pooled_empty = self.encode_text([""]).pooled_prompt_embeds.detach()
+            self._pooled_empty = self.text.encode_text([""]).pooled_prompt_embeds.detach()
         return self._pooled_empty
 
     # -- batches -------------------------------------------------------------------------------------
@@ -214,7 +228,7 @@ class LayoutTrainer(Trainer):
                                   max_sequence_length=self.pipe.tokenizer_2.model_max_length,
                                   step_tokens=self.step_tokens, known=known, known_mode=self.known_mode)  # type: ignore[arg-type]
             model_dtype = self.accelerator.unwrap_model(self.pipe.transformer).dtype
-            out.append((layout.training_example(self, inputs, lat.to(model_dtype), draws, self.blank), len(mine)))
+            out.append((layout.training_example(self.text, inputs, lat.to(model_dtype), draws, self.blank), len(mine)))
         return out
 
     def predict(self, batch: LayoutBatch) -> torch.Tensor:
@@ -225,7 +239,7 @@ class LayoutTrainer(Trainer):
         if unwrapped.config.guidance_embeds:
             guidance = torch.full((batch.x0.shape[0],), self.cfg.train.guidance, device=batch.x0.device)
         main = adapters_enabled(unwrapped, self.main_lora, names=(CONDITION_ADAPTER,)) \
-            if self.lora == CONDITION_ADAPTER else _null()
+            if self.lora == CONDITION_ADAPTER else nullcontext()
         with main:
             return batch_velocity(model, batch, self.pooled_empty(), guidance, self.accelerator.autocast,
                                   condition_lora=self.condition_lora, unwrapped=unwrapped)
@@ -241,12 +255,6 @@ class LayoutTrainer(Trainer):
             total = total + self.batch_loss(batch) * count
         return total / len(indices)
 
-
-
-def _null() -> Any:
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 def blank_latent(vae: Any, size: int) -> torch.Tensor:
@@ -359,5 +367,5 @@ def run_layout_training(cfg: RunConfig, progress: bool = True,
     return result
 
 
-__all__ = ["FramesDataset", "LayoutTrainer", "add_seeded_lora", "blank_latent", "build_layouts",
+__all__ = ["FramesDataset", "LayoutTrainer", "TrainerText", "add_seeded_lora", "blank_latent", "build_layouts",
            "run_layout_training", "save_lora_folder"]
