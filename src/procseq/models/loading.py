@@ -43,6 +43,8 @@ class ModelDefaults:
         step_count_prefix: ... and with the number of steps in that phrase ("... process in 9 steps: ").
         step_tokens: the model reads the plan's step captions in every layout, each padded to this many T5 tokens
             (procseq-tiny v3 on); None: trained before that (the grid reads the prompt alone).
+        grid_step_text: False: a model with `step_tokens` whose grid was trained on the prompt alone (the other layouts
+            read the captions); None: the grid reads them whenever `step_tokens` is set.
         known_mode: how the base itself learnt known frames (``inplace``: a model trained on every layout with known
             frames at random cells needs no condition LoRA); None: it did not.
     """
@@ -58,6 +60,7 @@ class ModelDefaults:
     domain_prefix: bool = False
     step_count_prefix: bool = False
     step_tokens: int | None = None
+    grid_step_text: bool | None = None
     known_mode: str | None = None
     from_config: bool = False
 

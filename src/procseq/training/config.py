@@ -323,6 +323,8 @@ class LayoutsConfig:
             pass; ``concat``: their own t = 0 pass).
         step_tokens: T5 tokens per step caption, every caption padded to it (recorded as the model's step_tokens);
             None: each caption's own length.
+        grid_step_text: the grid reads the step captions after the prompt (False: the prompt alone, as procseq-tiny v2
+            was trained, recorded as the model's ``grid_step_text``; regional and frame by frame still read them).
         lora: train this procseq LoRA (``known_frames``, ``regional``, ``frame_by_frame``) on the frozen base
             (its section gives rank, alpha, targets); None: the whole transformer.
         step_embedding: train Loom's step embedding with frame-by-frame batches.
@@ -338,6 +340,7 @@ class LayoutsConfig:
     known: dict[str, float] = field(default_factory=lambda: {"none": 1.0})
     known_mode: str = "inplace"
     step_tokens: int | None = None
+    grid_step_text: bool = True
     lora: str | None = None
     step_embedding: bool = True
     prompt_dropout: float = 0.0

@@ -268,11 +268,11 @@ def blank_latent(vae: Any, size: int) -> torch.Tensor:
 def build_layouts(cfg: RunConfig, embedding: StepEmbedding | None) -> dict[str, Layout]:
     """The layout objects a run trains, with the options of their config sections (the LoRAs off: the trained
     weights are the ones being fitted)."""
-    from procseq.layouts import FrameByFrame, FrameByFrameOptions, Grid, Regional, RegionalConfig
+    from procseq.layouts import FrameByFrame, FrameByFrameOptions, Grid, GridOptions, Regional, RegionalConfig
     from procseq.layouts.frame_by_frame import FrameByFrameTraining
 
     rc, fc = cfg.regional, cfg.frame_by_frame
-    return {"grid": Grid(),
+    return {"grid": Grid(GridOptions(step_text=None if cfg.layouts.grid_step_text else False)),
             "regional": Regional(RegionalConfig(blend=rc.blend, fusion=rc.fusion, ids=rc.ids,  # type: ignore[arg-type]
                                                 max_tokens_per_step=rc.max_tokens_per_step, lora=False)),
             "frame-by-frame": FrameByFrame(FrameByFrameOptions(lora=False), FrameByFrameTraining(
@@ -337,6 +337,8 @@ def run_layout_training(cfg: RunConfig, progress: bool = True,
                                                                "sequences": len(grids)}}
     if lc.step_tokens is not None:
         metadata["step_tokens"] = lc.step_tokens
+        if not lc.grid_step_text:
+            metadata["grid_step_text"] = False
     if not lc.lora and set(lc.known) - {"none"}:
         metadata["known_mode"] = lc.known_mode
     fbf_meta = {"rank": fc.rank, "alpha": fc.alpha, "targets": list(fc.targets), "k": fc.k,
