@@ -59,6 +59,17 @@ def test_a_model_without_step_text_reads_the_prompt_alone_in_the_grid(tiny_pipe)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def test_a_model_whose_grid_was_trained_on_the_prompt_alone(step_text_pipe) -> None:
+    """procseq.json ``grid_step_text: false``: the grid reads the prompt alone, regional still reads the captions."""
+    step_text_pipe.defaults = dataclasses.replace(step_text_pipe.defaults, grid_step_text=False)
+    edited = list(CAPTIONS)
+    edited[2] = "add a green hill"
+    a, b = frames_of(step_text_pipe, CAPTIONS, "grid"), frames_of(step_text_pipe, edited, "grid")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    a, b = frames_of(step_text_pipe, CAPTIONS, "regional"), frames_of(step_text_pipe, edited, "regional")
+    assert np.abs(a[2] - b[2]).max() > 1e-4
+
+
 def test_make_layout_takes_names_and_objects() -> None:
     assert isinstance(make_layout("grid"), Grid) and isinstance(make_layout("regional"), Regional)
     fbf = FrameByFrame(FrameByFrameOptions(k=1))

@@ -16,7 +16,7 @@ WEIGHTS = {"grid": 1.0, "regional": 1.0, "frame-by-frame": 1.0}
 
 
 def make_trainer(model_dir, out, max_steps: int = 3, lora: str | None = None, seed: int = 1,
-                 known: dict | None = None) -> LayoutTrainer:
+                 known: dict | None = None, grid_step_text: bool = True) -> LayoutTrainer:
     cfg = RunConfig.from_dict({
         "model": {"path": str(model_dir)},
         "data": {"caption_dropout": 0.2},
@@ -24,7 +24,7 @@ def make_trainer(model_dir, out, max_steps: int = 3, lora: str | None = None, se
         "train": {"output_dir": str(out), "max_steps": max_steps, "batch_size": 4, "checkpoint_every": 2,
                   "log_every": 1, "seed": seed},
         "frame_by_frame": {"k_choices": [1, 2], "num_positions": 4},
-        "layouts": {"weights": WEIGHTS, "step_tokens": 6, "lora": lora},
+        "layouts": {"weights": WEIGHTS, "step_tokens": 6, "lora": lora, "grid_step_text": grid_step_text},
     })
     pipe = FluxPipeline.from_pretrained(model_dir)
     install_processors(pipe.transformer)
@@ -104,3 +104,15 @@ def test_prompt_dropout_keeps_the_step_captions(tiny_model_dir, tmp_path) -> Non
     again = make_trainer(tiny_model_dir, tmp_path / "run2").make_batch(3, list(range(4)))
     assert all(torch.equal(a.x_t, b.x_t) and torch.equal(a.text.prompt_embeds, b.text.prompt_embeds)
                for (a, _), (b, _) in zip(plain, again))
+
+
+def test_a_grid_trained_on_the_prompt_alone_reads_no_captions(tiny_model_dir, tmp_path) -> None:
+    """``layouts.grid_step_text: false``: grid batches carry the prompt's tokens only, the other layouts the captions."""
+    lengths = {}
+    for flag in (True, False):
+        tr = make_trainer(tiny_model_dir, tmp_path / f"run-{flag}", grid_step_text=flag)
+        for step in range(12):
+            for batch, _count in tr.make_batch(step, list(range(4))):
+                lengths.setdefault((flag, batch.layout), set()).add(batch.text.prompt_embeds.shape[1])
+    assert max(lengths[(False, "grid")]) + 5 * 6 == min(lengths[(True, "grid")])  # 5 captions of 6 tokens
+    assert lengths[(False, "regional")] == lengths[(True, "regional")]
