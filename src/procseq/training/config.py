@@ -33,6 +33,8 @@ class ModelConfig:
     dtype: str = "float32"  # the weights as loaded: "bfloat16" halves a frozen base (LoRA parameters stay float32)
 
     def __post_init__(self) -> None:
+        if self.path is not None and self.path.startswith("~"):
+            self.path = os.path.expanduser(self.path)  # a preset's stage 2 starts from stage 1's run folder
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
         if self.tokenizer_texts not in ("synthetic", "corpus", "all-domains"):
