@@ -44,6 +44,19 @@ def corpora(data_dir: Path) -> dict[str, Path]:
     return out
 
 
+def known_frames_note(model: str) -> str:
+    """How the model conditions known frames (what the model insertions run with), one line for the log."""
+    from procseq.conditioning.loras import KNOWN_FRAMES, shipped_folder
+    from procseq.models.loading import ModelDefaults, resolve_model
+
+    folder = Path(resolve_model(model))
+    mode, lora = ModelDefaults.from_folder(folder).known_mode, shipped_folder(KNOWN_FRAMES, folder)
+    if mode is None and lora is None:
+        return (f"note: {folder} has no known_frames LoRA and its procseq.json no known_mode: known frames run in "
+                "concat mode through the bare base; add \"known_mode\": \"inplace\" if it learnt them in place")
+    return f"known frames: procseq.json known_mode {mode}, condition LoRA {lora}"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring); returns the repair result."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -58,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--domains", default=DOMAINS)
     args = p.parse_args(argv)
     start = time.process_time()
+    print(known_frames_note(args.model), flush=True)
     data = corpora(args.data_dir)
     calibration = args.calibration or args.out / "adaptive_calibration.json"
     adaptive_calibration.main(["--model", str(args.model), "--data", str(data["corpus-a27"]), "--n",

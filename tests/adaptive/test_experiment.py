@@ -34,7 +34,7 @@ def test_calibration_refuses_an_unknown_insertion(tmp_path) -> None:
         calibrate(tmp_path, None, insertions=("average", "window"))
 
 
-def test_one_command_calibrates_then_benchmarks(tiny_model_dir, tmp_path, monkeypatch) -> None:
+def test_one_command_calibrates_then_benchmarks(tiny_model_dir, tmp_path, monkeypatch, capsys) -> None:
     small = {"adapter_sizes": {"clay": 1, "sand_art": 1}}
     monkeypatch.setattr(adaptive_v3, "CORPORA", {
         "corpus-a27": {"per_domain": 3, "test_per_domain": 2, "seed": 0, **small},
@@ -47,3 +47,16 @@ def test_one_command_calibrates_then_benchmarks(tiny_model_dir, tmp_path, monkey
     assert {d["insertion"] for d in cal["domains"].values()} <= {"average", "model", "sequence"}
     assert result["calibration"] == str(out / "adaptive_calibration.json")
     assert (out / "adaptive_repair.json").is_file() and {"truth / calibrated / drop"} <= set(result["summary"])
+    printed = capsys.readouterr().out
+    assert "no known_mode" in printed  # the micro model says nothing of known frames: the lead is told
+    assert "| truth | **calibrated** |" in printed and "CPU s in this process" in printed
+
+
+def test_the_note_names_an_inplace_base(tiny_model_dir, tmp_path) -> None:
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "procseq.json").read_text())
+    (tmp_path / "m" / "procseq.json").write_text(json.dumps({**config, "known_mode": "inplace"}))
+    assert adaptive_v3.known_frames_note(str(tmp_path / "m")) == (
+        "known frames: procseq.json known_mode inplace, condition LoRA None")
