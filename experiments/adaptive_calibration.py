@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from experiments.common import DOMAINS
-from procseq.eval.adaptive_calibration import INSERTIONS, calibrate
+from procseq.eval.adaptive_calibration import calibrate
+from procseq.pipelines.insertion import INSERTIONS
 
 
 def main(argv: list[str] | None = None) -> None:

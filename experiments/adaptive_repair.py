@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from procseq.models.features import PipelineFeatures
     from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.adaptive_rule import Calibration, find_calibration
-    from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator
+    from procseq.pipelines.insertion import make_insertion
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path)
@@ -162,10 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for index, record in enumerate(records):
         spec, domain = spec_from_dict(record["spec"]), record["domain"]
         n = int(spec.num_frames)
-        interps = {"average": average_interpolator, **{
-            name: PipelineInterpolator(pipe, record["prompt"], domain, context="sequence" if name == "sequence" else
-                                       "pair", allow_unseen=True, num_inference_steps=args.insert_steps,
-                                       true_cfg_scale=1.0) for name in args.insertions.split(",") if name != "average"}}
+        interps = {name: make_insertion(name, pipe, record["prompt"], domain, allow_unseen=True,
+                                        num_inference_steps=args.insert_steps, true_cfg_scale=1.0)
+                   for name in ["average", *(k for k in args.insertions.split(",") if k != "average")]}
         for source in args.sources.split(","):
             if source == "truth":
                 frames, captions, plan = load_truth(record), list(record["captions"]), list(record["captions"])

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from procseq.pipelines.adaptive import AdaptiveConfig, adapt_frames
-from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator, fill, window
+from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator, fill, make_insertion, window
 from procseq.pipelines.loading import load_pipeline
 
 from .conftest import FakeExtractor, frame
@@ -68,7 +68,12 @@ def test_window_holds_the_gap_within_the_limit() -> None:
         assert stop - start == min(n, 16) and start <= gap < stop and 0 <= start and stop <= n
 
 
-def test_an_unknown_context_is_refused(inplace_pipe) -> None:
+def test_an_insertion_by_name(inplace_pipe) -> None:
+    assert make_insertion("average", inplace_pipe, "a red circle", "painting") is average_interpolator
+    assert make_insertion("model", inplace_pipe, "a red circle", "painting").context == "pair"
+    assert make_insertion("sequence", inplace_pipe, "a red circle", "painting").context == "sequence"
+    with pytest.raises(ValueError, match="average, model, sequence"):
+        make_insertion("window", inplace_pipe, "a red circle", "painting")
     with pytest.raises(ValueError, match="pair, sequence"):
         PipelineInterpolator(inplace_pipe, "a red circle", "painting", context="window")
 

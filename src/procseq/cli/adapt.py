@@ -115,15 +115,12 @@ def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, calibratio
     The model insertion runs on `pipe` itself with its multi-domain adapters (if any) switched off for the
     call, i.e. the base model and its condition LoRA, as the condition LoRA was trained (no second copy).
     """
-    from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
+    from procseq.pipelines.insertion import make_insertion
 
     if kind == "auto":
         known = calibration is not None and domain in calibration.domains
         kind = calibration.domains[domain].insertion if known else "average"
-    if kind == "average":
-        return average_interpolator
-    return PipelineInterpolator(pipe, prompt, domain, context="sequence" if kind == "sequence" else "pair",
-                                base_only=True, allow_unseen=True, **call_kwargs)
+    return make_insertion(kind, pipe, prompt, domain, base_only=True, allow_unseen=True, **call_kwargs)
 
 
 def check_features(*paths: Path | None) -> None:

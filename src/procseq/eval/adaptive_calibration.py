@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from procseq.pipelines.insertion import INSERTIONS
 from procseq.pipelines.adaptive_rule import ALL_TERMS, Calibration, DomainCalibration, order_margin, pair_terms, pixels, with_relative
 
 ADD_WEIGHTINGS: list[dict[str, float]] = [
@@ -136,11 +137,6 @@ def choose(seqs: list[dict[str, Any]], clean_rate: float, del_fraction: float, m
     return best
 
 
-INSERTIONS = ("average", "model", "sequence")
-"""The insertions a calibration compares: the neighbours' average, the model from both neighbours (3 frames), the
-model from the whole sequence (:class:`~procseq.pipelines.insertion.PipelineInterpolator` contexts)."""
-
-
 def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None = None,
                      kinds: tuple[str, ...] = INSERTIONS) -> dict[str, float]:
     """How often each insertion fills a dropped training step right (step ``1 + index % (n - 2)`` of each record;
@@ -148,7 +144,7 @@ def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None
     from procseq.eval.metrics import score_sequence
     from procseq.data.dataset import load_truth
     from procseq.eval.scorer import spec_from_dict
-    from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator, fill
+    from procseq.pipelines.insertion import fill, make_insertion
 
     hits = dict.fromkeys(kinds, 0)
     for index, record in enumerate(records):
@@ -156,9 +152,8 @@ def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None
         k = 1 + index % (len(frames) - 2)
         rest, rest_captions = frames[:k] + frames[k + 1:], captions[:k] + captions[k + 1:]
         for name in kinds:
-            interp = average_interpolator if name == "average" else PipelineInterpolator(
-                pipe, record["prompt"], record["domain"], context="sequence" if name == "sequence" else "pair",
-                allow_unseen=True, num_inference_steps=steps, true_cfg_scale=1.0)
+            interp = make_insertion(name, pipe, record["prompt"], record["domain"], allow_unseen=True,
+                                    num_inference_steps=steps, true_cfg_scale=1.0)
             frame = fill(interp, rest, rest_captions, k - 1, captions[k], index)
             filled = frames[:k] + [frame.convert("RGB")] + frames[k + 1:]
             hits[name] += int(score_sequence(filled, spec).frames[k].step_correct)

@@ -103,6 +103,20 @@ def average_interpolator(left: Image.Image, right: Image.Image, captions: list[s
     return Image.blend(left.convert("RGB"), right.convert("RGB"), 0.5)
 
 
+INSERTIONS = ("average", "model", "sequence")
+"""The insertions by name: the neighbours' average, the model from both neighbours (context ``pair``), the model from
+the whole sequence (context ``sequence``)."""
+
+
+def make_insertion(kind: str, pipe: Any, prompt: str, domain: str, **kwargs: Any) -> Interpolator:
+    """The insertion named `kind` (:data:`INSERTIONS`); `kwargs` go to :class:`PipelineInterpolator`."""
+    if kind not in INSERTIONS:
+        raise ValueError(f"Unknown insertion {kind!r}; choose from {', '.join(INSERTIONS)}.")
+    if kind == "average":
+        return average_interpolator
+    return PipelineInterpolator(pipe, prompt, domain, context="pair" if kind == "model" else "sequence", **kwargs)
+
+
 def fill(interpolate: Interpolator, frames: list[Image.Image], captions: list[str], i: int, caption: str,
          seed: int) -> Image.Image:
     """The frame `interpolate` makes between ``frames[i]`` and ``frames[i + 1]`` (captioned `caption`): through
@@ -112,5 +126,5 @@ def fill(interpolate: Interpolator, frames: list[Image.Image], captions: list[st
     return interpolate(frames[i], frames[i + 1], [captions[i], caption, captions[i + 1]], seed)
 
 
-__all__ = ["CONTEXTS", "Interpolator", "PipelineInterpolator", "average_interpolator", "fill", "lora_applied",
-           "window"]
+__all__ = ["CONTEXTS", "INSERTIONS", "Interpolator", "PipelineInterpolator", "average_interpolator", "fill",
+           "lora_applied", "make_insertion", "window"]
