@@ -13,6 +13,7 @@ from pathlib import Path
 
 from experiments.common import DOMAINS
 from procseq.eval.adaptive_calibration import calibrate
+from procseq.pipelines.insertion import INSERTIONS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,12 +30,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--local", default="patch", choices=("patch", "nearest"))
     p.add_argument("--n-insertion", default=10, type=int,
                    help="training sequences per domain that choose the insertion (average or model; 0: average)")
+    p.add_argument("--insertions", default=",".join(INSERTIONS),
+                   help="the insertions compared per domain (average, model: from both neighbours, sequence: from "
+                        "the whole sequence)")
     p.add_argument("--clean-rate", default=0.02, type=float, help="at most this share of clean sequences edited")
     args = p.parse_args(argv)
     pipe = load_pipeline(args.model, device="cpu", adapters="none")
     pipe.set_progress_bar_config(disable=True)
     cal = calibrate(args.data, PipelineFeatures(pipe), args.n, args.domains.split(","), args.local, args.clean_rate,
-                    pipe=pipe if args.n_insertion else None, n_insertion=args.n_insertion)
+                    pipe=pipe if args.n_insertion else None, n_insertion=args.n_insertion,
+                    insertions=tuple(args.insertions.split(",")))
     cal.source["command"] = "python -m experiments.adaptive_calibration " + " ".join(
         sys.argv[1:] if argv is None else argv)
     print(f"wrote {cal.save(args.out)}")

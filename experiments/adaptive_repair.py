@@ -8,8 +8,9 @@ captions; ``generated``: the model's own sequence for its prompt, seed = record 
 
 - **drop**: step ``k = 1 + index % (n - 2)`` removed (frame and caption). Found = exactly one edit, an
   insertion in that gap; then the filled frame is scored (:func:`procseq.eval.metrics.score_sequence`: is it
-  nearer to true step k than to any other) for each insertion (the model from both neighbours, the
-  neighbours' average, and ``auto``: the one the calibration chose for the domain on training sequences);
+  nearer to true step k than to any other) for each insertion (the neighbours' average, the model from both
+  neighbours, the model from the whole sequence with the gap its one free cell, and ``auto``: the one the
+  calibration chose for the domain on training sequences);
 - **duplicate**: step k repeated (frame and caption). Removed = exactly one edit, a deletion at that pair;
 - **clean**: the sequence as it is. Any edit is a false positive; step accuracy before and after (a
   sequence of another length is resampled to the spec's count, first and last kept).
@@ -45,6 +46,7 @@ def run_case(case: str, frames: list[Any], captions: list[str], plan: list[str],
     """One case under one rule: what was edited, whether it was right, and the step accuracies."""
     from procseq.eval.baselines import resample
     from procseq.eval.metrics import score_sequence
+    from procseq.pipelines.insertion import fill
 
     n = int(spec.num_frames)
     f, c, target = construct(frames, captions, case, index)
@@ -59,12 +61,13 @@ def run_case(case: str, frames: list[Any], captions: list[str], plan: list[str],
         if row["found"]:
             row["caption_from_plan"] = float(edits[0].get("caption_from") == "plan")
             for name, interp in interpolators.items():  # every insertion fills the same gap, same seed
-                frame = interp(f[target], f[target + 1], [c[target], edits[0]["caption"], c[target + 1]],
-                               index + target)
+                frame = fill(interp, f, c, target, edits[0]["caption"], index + target)
                 filled = f[:target + 1] + [frame.convert("RGB")] + f[target + 1:]
                 row[f"fill_{name}"] = float(score_sequence(filled, spec).frames[target + 1].step_correct)
             if config.calibration is not None and domain in config.calibration.domains:
-                row["fill_auto"] = row[f"fill_{config.calibration.domains[domain].insertion}"]
+                chosen = f"fill_{config.calibration.domains[domain].insertion}"
+                if chosen in row:
+                    row["fill_auto"] = row[chosen]
     elif case == "duplicate":
         row["found"] = float(len(edits) == 1 and edits[0]["op"] == "delete" and edits[0]["pair"][0] == target)
         row["other_removed"] = float(any(e["op"] == "delete" and e["pair"][0] != target for e in edits)
@@ -87,8 +90,37 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line (see the module docstring)."""
+RULE_NAMES = {"calibrated": "**calibrated**", "sequence": "sequence (ProcessMaker, k_add 2, k_del 1.5)"}
+
+
+def markdown(summary: dict[str, dict[str, Any]]) -> str:
+    """The BENCHMARKS rows of a :func:`summarize` result: the cases table, then the filled frame per insertion."""
+    def get(source: str, rule: str, case: str) -> dict[str, Any]:
+        return summary.get(f"{source} / {rule} / {case}", {})
+
+    pairs = [(s, r) for s in ("truth", "generated") for r in RULE_NAMES if get(s, r, "drop")]
+    lines = ["| source | rule | drop: gap found and filled | duplicate removed (other frame removed) | clean: edited "
+             "| clean: step acc before -> after |", "|---|---|---|---|---|---|"]
+    for source, rule in pairs:
+        drop, dup, clean = get(source, rule, "drop"), get(source, rule, "duplicate"), get(source, rule, "clean")
+        found = round(drop.get("found", 0.0) * drop["n"])
+        lines.append(f"| {source} | {RULE_NAMES[rule]} | {drop.get('found', 0):.2f} ({found}/{drop['n']}) | "
+                     f"{dup.get('found', 0):.2f} ({dup.get('other_removed', 0):.2f}) | {clean.get('edited', 0):.2f} | "
+                     f"{clean.get('before', float('nan')):.3f} -> {clean.get('after', float('nan')):.3f} |")
+    sources = [s for s in ("truth", "generated") if get(s, "calibrated", "drop")]
+    kinds = [k for k in ("auto", "average", "model", "sequence")
+             if any(f"fill_{k}" in get(s, "calibrated", "drop") for s in sources)]
+    lines += ["", "| insertion (calibrated rule, gaps found) | " + " | ".join(sources) + " |",
+              "|---|" + "---|" * len(sources)]
+    for kind in kinds:
+        cells = [f"{get(s, 'calibrated', 'drop').get(f'fill_{kind}', float('nan')):.3f} "
+                 f"(n={get(s, 'calibrated', 'drop').get(f'n_fill_{kind}', 0)})" for s in sources]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command line (see the module docstring); returns what it wrote to ``adaptive_repair.json``."""
     from procseq.data.dataset import load_split
     from procseq.data.dataset import load_truth
     from procseq.eval.runner import per_domain
@@ -96,24 +128,31 @@ def main(argv: list[str] | None = None) -> None:
     from procseq.models.features import PipelineFeatures
     from procseq.pipelines.loading import load_pipeline
     from procseq.pipelines.adaptive_rule import Calibration, find_calibration
-    from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator
+    from procseq.pipelines.insertion import make_insertion
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--data", default="data_cache/corpus", type=Path)
     p.add_argument("--split", default="test-compositional")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--calibration", default=None, type=Path,
+                   help="calibration JSON of the calibrated rule (default: adaptive_calibration.json beside the model)")
     p.add_argument("--n", default=5, type=int, help="records per domain")
     p.add_argument("--domains", default=DOMAINS)
     p.add_argument("--sources", default="truth,generated")
     p.add_argument("--rules", default="calibrated,sequence")
+    p.add_argument("--insertions", default="average,model,sequence",
+                   help="the insertions that fill each gap found (average, model: from both neighbours, sequence: "
+                        "from the whole sequence)")
     p.add_argument("--insert-steps", default=None, type=int, help="denoising steps of a model insertion")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     pipe = load_pipeline(args.model, device="cpu", adapters="none")
     pipe.set_progress_bar_config(disable=True)
     extractor = PipelineFeatures(pipe)
-    path = find_calibration(pipe.model_folder)
+    path = args.calibration or find_calibration(pipe.model_folder)
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"No calibration at {path}; write one with python -m experiments.adaptive_calibration.")
     if path is None and "calibrated" in args.rules:
         raise FileNotFoundError(f"{pipe.model_folder} has no adaptive calibration; write one first.")
     configs = {"calibrated": AdaptiveConfig(calibration=Calibration.load(path) if path else None),
@@ -123,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     for index, record in enumerate(records):
         spec, domain = spec_from_dict(record["spec"]), record["domain"]
         n = int(spec.num_frames)
-        interps = {"average": average_interpolator,
-                   "model": PipelineInterpolator(pipe, record["prompt"], domain, allow_unseen=True,
-                                                 num_inference_steps=args.insert_steps, true_cfg_scale=1.0)}
+        interps = {name: make_insertion(name, pipe, record["prompt"], domain, allow_unseen=True,
+                                        num_inference_steps=args.insert_steps, true_cfg_scale=1.0)
+                   for name in ["average", *(k for k in args.insertions.split(",") if k != "average")]}
         for source in args.sources.split(","):
             if source == "truth":
                 frames, captions, plan = load_truth(record), list(record["captions"]), list(record["captions"])
@@ -144,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "adaptive_repair.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))
+    print(markdown(result["summary"]))
+    return result
 
 
 if __name__ == "__main__":

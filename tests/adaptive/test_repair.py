@@ -143,10 +143,12 @@ def test_auto_insertion_is_the_one_the_training_split_chose(shipped) -> None:
 
     pipe, _, cal = shipped
     for domain, c in cal.domains.items():
-        assert c.insertion in ("average", "model") and {"fill_average", "fill_model"} <= set(c.train)
+        assert c.insertion in ("average", "model", "sequence") and {"fill_average", "fill_model"} <= set(c.train)
         got = make_interpolator("auto", pipe, "a thing", domain, cal)
         assert (got is average_interpolator) == (c.insertion == "average")
-        assert isinstance(got, PipelineInterpolator) == (c.insertion == "model")
+        assert isinstance(got, PipelineInterpolator) == (c.insertion in ("model", "sequence"))
+        if c.insertion != "average":  # a calibration that compared the whole-sequence call (v3) may choose it
+            assert got.context == {"model": "pair", "sequence": "sequence"}[c.insertion]
     assert make_interpolator("auto", pipe, "a thing", "clay", cal) is average_interpolator  # not calibrated
     assert make_interpolator("auto", pipe, "a thing", "lego", None) is average_interpolator
 

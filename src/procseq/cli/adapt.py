@@ -30,11 +30,12 @@ ADAPTIVE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--max-frames", default=None, type=int,
                  help="Adaptive steps: never more frames than this (default: twice the input's)."),
     click.option("--interpolator", default="auto", show_default=True,
-                 type=click.Choice(["auto", "average", "model"]),
+                 type=click.Choice(["auto", "average", "model", "sequence"]),
                  help="Adaptive steps: how an inserted frame is made: the neighbours' pixel average (no model call), "
-                      "or generated from both neighbours (known frames 0 and 2 of a 3-frame generation; procseq-tiny "
-                      "v2 has no two-reference model, so this is the base model in place); auto: the one the "
-                      "calibration found better on the domain's training sequences (else the average)."),
+                      "generated from both neighbours (model: known frames 0 and 2 of a 3-frame generation; "
+                      "procseq-tiny v2 has no two-reference model, so this is the base model in place), or from the "
+                      "whole sequence (sequence: every frame known, the gap the one free cell); auto: the one the "
+                      "calibration found best on the domain's training sequences (else the average)."),
     click.option("--rule", default="calibrated", show_default=True, type=click.Choice(["calibrated", "sequence"]),
                  help="Adaptive steps: thresholds from the training split's ground truth (the calibration beside the "
                       "model; --k-add/--k-del/--alpha/--beta then do not apply) or from the sequence's own "
@@ -107,29 +108,19 @@ def with_calibration(config: Any, pipe: Any, features: Path | None, rule: str = 
 
 def make_interpolator(kind: str, pipe: Any, prompt: str, domain: str, calibration: Any = None,
                       **call_kwargs: Any) -> Any:
-    """The insertion for ``--interpolator``: the model through known frames, or the neighbours' average; ``auto``:
-    the one `calibration` chose for `domain` (the average without one).
+    """The insertion for ``--interpolator``: the neighbours' average, or the model through known frames from both
+    neighbours (``model``: a 3-frame call) or from the whole sequence (``sequence``: the gap its one free cell);
+    ``auto``: the one `calibration` chose for `domain` (the average without one).
 
     The model insertion runs on `pipe` itself with its multi-domain adapters (if any) switched off for the
     call, i.e. the base model and its condition LoRA, as the condition LoRA was trained (no second copy).
     """
-    from procseq.adapters import adapter_layers, disabled
-    from procseq.pipelines.adaptive import PipelineInterpolator, average_interpolator
+    from procseq.pipelines.insertion import make_insertion
 
     if kind == "auto":
         known = calibration is not None and domain in calibration.domains
         kind = calibration.domains[domain].insertion if known else "average"
-    if kind == "average":
-        return average_interpolator
-    interpolate = PipelineInterpolator(pipe, prompt, domain, allow_unseen=True, **call_kwargs)
-    if not adapter_layers(pipe.transformer):
-        return interpolate
-
-    def base_model_interpolator(left: Any, right: Any, captions: list[str], seed: int) -> Any:
-        with disabled(pipe.transformer):
-            return interpolate(left, right, captions, seed)
-
-    return base_model_interpolator
+    return make_insertion(kind, pipe, prompt, domain, base_only=True, allow_unseen=True, **call_kwargs)
 
 
 def check_features(*paths: Path | None) -> None:

@@ -3,8 +3,9 @@
     python -m experiments.adaptive_calibration --data data_cache/corpus --n 40 \
         --out src/procseq/embedded/procseq-tiny/adaptive_calibration.json   (from the repository root)
 
-With ``--n-insertion m`` (default 10) each domain also gets the insertion (the neighbours' average or the model
-from both neighbours) that filled the dropped step of its first m training sequences right more often.
+With ``--n-insertion m`` (default 10) each domain also gets the insertion (the neighbours' average, the model
+from both neighbours, or the model from the whole sequence) that filled the dropped step of its first m training
+sequences right most often (ties: the cheaper, in that order).
 
 For each base domain, the first `n` training sequences give the statistics of true adjacent steps (mean and
 standard deviation of every term, :mod:`procseq.pipelines.adaptive_rule`), and constructed cases choose the
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from procseq.pipelines.insertion import INSERTIONS
 from procseq.pipelines.adaptive_rule import ALL_TERMS, Calibration, DomainCalibration, order_margin, pair_terms, pixels, with_relative
 
 ADD_WEIGHTINGS: list[dict[str, float]] = [
@@ -135,22 +137,24 @@ def choose(seqs: list[dict[str, Any]], clean_rate: float, del_fraction: float, m
     return best
 
 
-def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None = None) -> dict[str, float]:
+def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None = None,
+                     kinds: tuple[str, ...] = INSERTIONS) -> dict[str, float]:
     """How often each insertion fills a dropped training step right (step ``1 + index % (n - 2)`` of each record;
-    the filled frame nearer that true step than any other): ``{"average": rate, "model": rate}``."""
+    the filled frame nearer that true step than any other): ``{"average": rate, "model": rate, ...}``."""
     from procseq.eval.metrics import score_sequence
     from procseq.data.dataset import load_truth
     from procseq.eval.scorer import spec_from_dict
-    from procseq.pipelines.insertion import PipelineInterpolator, average_interpolator
+    from procseq.pipelines.insertion import fill, make_insertion
 
-    hits = {"average": 0, "model": 0}
+    hits = dict.fromkeys(kinds, 0)
     for index, record in enumerate(records):
         frames, captions, spec = load_truth(record), list(record["captions"]), spec_from_dict(record["spec"])
         k = 1 + index % (len(frames) - 2)
-        model = PipelineInterpolator(pipe, record["prompt"], record["domain"], allow_unseen=True,
-                                     num_inference_steps=steps, true_cfg_scale=1.0)
-        for name, interp in (("average", average_interpolator), ("model", model)):
-            frame = interp(frames[k - 1], frames[k + 1], captions[k - 1:k + 2], index)
+        rest, rest_captions = frames[:k] + frames[k + 1:], captions[:k] + captions[k + 1:]
+        for name in kinds:
+            interp = make_insertion(name, pipe, record["prompt"], record["domain"], allow_unseen=True,
+                                    num_inference_steps=steps, true_cfg_scale=1.0)
+            frame = fill(interp, rest, rest_captions, k - 1, captions[k], index)
             filled = frames[:k] + [frame.convert("RGB")] + frames[k + 1:]
             hits[name] += int(score_sequence(filled, spec).frames[k].step_correct)
     return {name: h / max(len(records), 1) for name, h in hits.items()}
@@ -158,9 +162,13 @@ def choose_insertion(records: list[dict[str, Any]], pipe: Any, steps: int | None
 
 def calibrate(data: str | Path, extractor: Any, n: int = 40, domains: list[str] | None = None,
               local: str = "patch", clean_rate: float = 0.02, del_fraction: float = 0.5,
-              split: str = "train", margin: float = 0.25, pipe: Any = None, n_insertion: int = 10) -> Calibration:
+              split: str = "train", margin: float = 0.25, pipe: Any = None, n_insertion: int = 10,
+              insertions: tuple[str, ...] = INSERTIONS) -> Calibration:
     """The :class:`Calibration` of `extractor` on the first `n` sequences per domain of the training split; with
-    `pipe`, each domain's insertion is chosen on its first `n_insertion` sequences (:func:`choose_insertion`)."""
+    `pipe`, each domain's insertion is chosen among `insertions` on its first `n_insertion` sequences
+    (:func:`choose_insertion`)."""
+    if bad := sorted(set(insertions) - set(INSERTIONS)):
+        raise ValueError(f"Unknown insertion {', '.join(bad)}; choose from {', '.join(INSERTIONS)}.")
     from procseq.data.dataset import load_split
     from procseq.eval.runner import per_domain
 
@@ -172,14 +180,15 @@ def calibrate(data: str | Path, extractor: Any, n: int = 40, domains: list[str] 
         recs = [r for r in records if r["domain"] == domain]
         out[domain] = choose(domain_terms(recs, extractor, local), clean_rate, del_fraction, margin)
         if pipe is not None:
-            fill = choose_insertion(recs[:n_insertion], pipe)
-            out[domain].train.update({f"fill_{k}": v for k, v in fill.items()})
-            out[domain].insertion = "model" if fill["model"] > fill["average"] else "average"
+            rates = choose_insertion(recs[:n_insertion], pipe, kinds=tuple(insertions))
+            out[domain].train.update({f"fill_{k}": v for k, v in rates.items()})
+            out[domain].insertion = max(rates, key=lambda name: (rates[name], -INSERTIONS.index(name)))
         caps = [list(r["captions"]) for r in recs]
         pairs[domain] = {"adjacent": sorted({(c[i], c[i + 1]) for c in caps for i in range(len(c) - 1)}),
                          "skip": sorted({(c[i], c[i + 2], c[i + 1]) for c in caps for i in range(len(c) - 2)})}
         print(domain, out[domain].add_weights, {k: round(v, 3) for k, v in out[domain].train.items()}, flush=True)
     return Calibration(out, pairs, "model", local, {"split": split, "n_per_domain": n, "clean_rate": clean_rate,
                                                    "del_fraction": del_fraction, "margin": margin,
-                                                   "n_insertion": n_insertion if pipe is not None else 0})
+                                                   "n_insertion": n_insertion if pipe is not None else 0,
+                                                   "insertions": list(insertions) if pipe is not None else []})
 

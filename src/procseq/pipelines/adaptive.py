@@ -37,7 +37,7 @@ from procseq.models.features import FeatureExtractor
 from procseq.conditioning.plan import Plan
 from procseq.pipelines.adaptive_rule import (EPS, LOCAL_FORMS, Calibration, calibrated_candidates,
                                              nearest_patch_distance, patch_distance, plan_caption, strip_number)
-from procseq.pipelines.insertion import Interpolator, PipelineInterpolator, average_interpolator
+from procseq.pipelines.insertion import Interpolator, PipelineInterpolator, average_interpolator, fill
 from procseq.pipelines.output import SequenceOutput
 from procseq.sequence import Sequence
 
@@ -301,8 +301,7 @@ def adapt_frames(frames: SequenceABC[Image.Image], captions: SequenceABC[str], e
             if a.op == "insert":
                 from_plan = plan_caption(plan, captions[i], captions[i + 1])
                 new_caption = from_plan or inserted_caption(captions[i + 1])
-                frame = interpolate(frames[i], frames[i + 1], [captions[i], new_caption, captions[i + 1]],
-                                    seed + 1000 * r + i)
+                frame = fill(interpolate, frames, captions, i, new_caption, seed + 1000 * r + i)
                 frames.insert(i + 1, frame.convert("RGB").resize(frames[i].size) if frame.size != frames[i].size
                               else frame.convert("RGB"))
                 captions.insert(i + 1, new_caption)

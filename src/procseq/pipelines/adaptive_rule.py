@@ -80,8 +80,8 @@ class DomainCalibration:
         add_weights: weights of the standardised terms in ``D_add``; tau_add: its threshold.
         del_weights: weights of the mean-scaled terms in ``D_del``; tau_del: its threshold.
         train: what the rule scored on the training cases it was chosen on (rates).
-        insertion: the insertion that filled the training split's dropped steps better (``average`` or ``model``),
-            what ``--interpolator auto`` uses for this domain.
+        insertion: the insertion that filled the training split's dropped steps best (``average``, ``model``: from
+            both neighbours, or ``sequence``: from the whole sequence), what ``--interpolator auto`` uses here.
     """
 
     mean: dict[str, float]
@@ -123,6 +123,7 @@ class Calibration:
     def save(self, path: str | Path) -> Path:
         """Write the calibration as JSON."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self)) + "\n")
         return path
 
