@@ -211,7 +211,9 @@ def build_app(engine: Engine) -> gr.Blocks:
                 k_add = gr.Slider(0, 4, value=2.0, step=0.1, label="k_add (insert)")
                 k_del = gr.Slider(0, 4, value=1.5, step=0.1, label="k_del (delete)")
                 rounds = gr.Slider(1, 5, value=3, step=1, label="Rounds")
-                interpolator = gr.Radio(["model", "average"], value="model", label="Inserted frames")
+                interpolator = gr.Radio(["sequence", "model", "average"], value="sequence",
+                                        label="Inserted frames (sequence: every frame known, the gap free; model: "
+                                              "from both neighbours; average: their pixel average)")
                 seed = gr.Number(0, precision=0, label="Seed")
             button = gr.Button("Adapt", variant="primary")
             outputs = output_panel()
