@@ -63,7 +63,7 @@ def _mean(values: Mapping[str, float | None]) -> float | None:
 
 def paired_table(reports: Mapping[str, Report], default: str, metrics: Sequence[str] = PRIMARY) -> str:
     """A Markdown table: per variant, each metric's mean and its paired difference to the `default` variant with
-    the 95 % bootstrap interval (``*``: the interval excludes 0)."""
+    the 95 % bootstrap interval (``*``: the interval, rounded to 3 decimals as printed, excludes 0)."""
     if default not in reports:
         raise ValueError(f"The default variant {default!r} was not run; run it beside {', '.join(reports)}.")
     names = {"step_acc": "step acc", "attribute_acc": "attribute acc", "consistency": "consistency"}
@@ -78,7 +78,7 @@ def paired_table(reports: Mapping[str, Report], default: str, metrics: Sequence[
                 cells += [f"{mean:.3f}" if mean is not None else "-", "(default)"]
                 continue
             d, low, high, _ = paired_difference(values, ref)
-            mark = " *" if low > 0 or high < 0 else ""
+            mark = " *" if round(low, 3) > 0 or round(high, 3) < 0 else ""  # as printed: a bound of +0.000 is 0
             cells += [f"{mean:.3f}" if mean is not None else "-", f"{d:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"]
         lines.append(f"| {name} | {len(report.scores)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
