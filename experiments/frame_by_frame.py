@@ -247,7 +247,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             chosen = {k: ABLATIONS[k] for k in (args.variants.split(",") if args.variants else ABLATIONS)}
             if args.what == "ablation" and args.data is not None:
-                records = corpus_records(args.data, args.split, args.n, domains)
+                try:
+                    records = corpus_records(args.data, args.split, args.n, domains)
+                except ValueError as e:
+                    raise SystemExit(str(e)) from None
                 results = {"variants": {k: v.to_dict() for k, v in chosen.items()}}
                 md = corpus_ablation(pipe, records, args.out, chosen, args.captions)
             else:
