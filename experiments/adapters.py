@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from experiments.common import SPLITS
+from procseq.eval.intervals import bootstrap_interval, paired_difference
 from procseq.eval.metrics import METRICS, score_sequence
 from procseq.eval.runner import record_seed
 from procseq.eval.scorer import spec_from_dict
@@ -55,26 +56,6 @@ def method_route(method: str, domain: str) -> Route | None:
     """The (run, adapter_weights) of `method` for `domain`, or None when the method skips the domain."""
     routes = METHODS[method][1]
     return routes.get(domain, routes.get("*"))
-
-
-def bootstrap_interval(values: Sequence[float] | np.ndarray, resamples: int = 2000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean of `values` and its percentile bootstrap interval."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        raise ValueError("No values to bootstrap; evaluate at least one sequence.")
-    idx = np.random.default_rng(seed).integers(0, x.size, size=(resamples, x.size))
-    means = x[idx].mean(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    return float(x.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
-def paired_difference(a: Mapping[str, float], b: Mapping[str, float], resamples: int = 2000,
-                      seed: int = 0) -> tuple[float, float, float, int]:
-    """``(mean, low, high, n)`` of ``a - b`` over the record ids both have (a paired bootstrap)."""
-    common = sorted(set(a) & set(b))
-    mean, low, high = bootstrap_interval([a[k] - b[k] for k in common], resamples, seed=seed)
-    return mean, low, high, len(common)
 
 
 def score_file(runs: Path, method: str, split: str, domain: str) -> Path:

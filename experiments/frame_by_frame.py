@@ -2,6 +2,8 @@
 
     python -m experiments.frame_by_frame compare  --out runs/eval-fbf/compare --n 3 --lengths 4,9,12,16
     python -m experiments.frame_by_frame ablation --out runs/eval-fbf/ablation --n 2
+    python -m experiments.frame_by_frame ablation --out runs/eval-fbf/v3 --n 3 \
+        --data ~/.cache/procseq/corpus-v2 --variants "default (sparse history),no step embedding"
     python -m experiments.frame_by_frame timing   --out runs/eval-fbf/timing --lengths 4,8,16,32
     python -m experiments.frame_by_frame planner  --out runs/eval-fbf/planner --n 20
     python -m experiments.frame_by_frame example  --out docs/frame_by_frame.png   # the README figure
@@ -15,6 +17,12 @@ generation (encode + denoise + decode) on this machine.
 The planner check writes one instruction per spec (``"show how to make <prompt> in <n> steps"``, and without
 the step count) and counts the plans whose domain, step count and attributes (each text or count attribute of
 the spec that the instruction names) match.
+
+``ablation --data CORPUS`` runs the ablation on the corpus's records instead (the first `n` per domain of
+``--split``, any length) with the call and seeds of ``procseq eval --mode frame-by-frame`` (the planner's
+captions; ``--captions truth``: the records' own), keeps every sequence and its scores under ``OUT/<variant>/``,
+and tables each variant's paired difference to the first one (95 % bootstrap intervals over records,
+:func:`experiments.ablation.paired_table`). ``--variants`` picks :data:`ABLATIONS` by name (comma-separated).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 
 import torch
 
+from experiments.ablation import corpus_records, eval_call, paired_table
 from experiments.common import BASE_DOMAINS
 from procseq.eval.metrics import aggregate, score_sequence
 from procseq.outputs import write_json_atomic, write_text_atomic
@@ -34,9 +43,10 @@ from procseq.layouts.frame_by_frame import FrameByFrameOptions
 from procseq.planning import Plan, plan_instruction
 
 ABLATIONS: dict[str, FrameByFrameOptions] = {
-    "full (K=2)": FrameByFrameOptions(),
+    "default (sparse history)": FrameByFrameOptions(),
     "no step embedding": FrameByFrameOptions(step_embedding=False),
     "plan text only": FrameByFrameOptions(step_caption=False),
+    "no plan text": FrameByFrameOptions(plan=False),
     "no history": FrameByFrameOptions(history="none"),
     "previous frame only": FrameByFrameOptions(history="previous"),
     "all earlier frames": FrameByFrameOptions(history="all"),
@@ -91,6 +101,24 @@ def score_runs(pipe: Any, specs: list[Any], variants: dict[str, tuple[str, Frame
         results[name] = {str(n): {**aggregate(s)["overall"], "seconds_median": statistics.median(times[n])}
                          for n, s in sorted(by_length.items())}
     return results
+
+
+def corpus_ablation(pipe: Any, records: list[Any], out: Path, variants: dict[str, FrameByFrameOptions],
+                    captions: str = "plan") -> str:
+    """Every variant on the corpus `records` as ``procseq eval --mode frame-by-frame`` samples them; each variant's
+    sequences and report go to ``out/<slug>/``; returns the paired table against the first variant."""
+    from procseq.eval.runner import evaluate_records
+
+    reports = {}
+    for name, options in variants.items():
+        slug = "-".join("".join(c if c.isalnum() else " " for c in name).split())
+        reports[name] = evaluate_records(
+            lambda record, seed, o=options: eval_call(pipe, record, seed, captions, mode="frame-by-frame",
+                                                      frame_by_frame=o),
+            records, out / slug, progress=False, name=name, meta={"variant": name, "options": options.to_dict()})
+        overall = reports[name].summary["overall"]
+        print(f"{name}: step acc {overall['step_acc']:.3f}, attribute acc {overall['attribute_acc']:.3f}", flush=True)
+    return paired_table(reports, next(iter(variants)))
 
 
 def table(results: dict[str, Any], title: str) -> str:
@@ -182,7 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lengths", default="9", help="comma-separated step counts")
     p.add_argument("--domains", default=",".join(BASE_DOMAINS))
     p.add_argument("--split", default="test-compositional")
+    p.add_argument("--data", default=None, type=Path, help="ablation on this corpus's records (as procseq eval)")
+    p.add_argument("--captions", choices=["plan", "truth"], default="plan", help="with --data: the planner's or "
+                   "the records' own captions")
+    p.add_argument("--variants", default=None, help="ablation: comma-separated ABLATIONS names (default: all)")
     args = p.parse_args(argv)
+    unknown = [v for v in (args.variants.split(",") if args.variants else []) if v not in ABLATIONS]
+    if unknown:
+        raise SystemExit(f"Unknown variants {unknown}; use names of: {', '.join(ABLATIONS)}.")
     lengths = [int(x) for x in args.lengths.split(",")]
     domains = args.domains.split(",")
     if args.what == "example":
@@ -210,12 +245,21 @@ def main(argv: list[str] | None = None) -> None:
                       f"| {n} | {r['cpu_median_s']:.3f} | {r['cpu_first_half_s']:.3f} | {r['cpu_second_half_s']:.3f} | "
                       f"{r['median_s']:.3f} |\n" for n, r in results.items()))
         else:
-            specs = draw_specs(domains, lengths, args.n, args.split)
-            variants = ({"grid": ("grid", None), "regional": ("regional", None),
-                         "frame-by-frame": ("frame-by-frame", None)} if args.what == "compare"
-                        else {k: ("frame-by-frame", v) for k, v in ABLATIONS.items()})
-            results = score_runs(pipe, specs, variants)
-            md = table(results, args.what)
+            chosen = {k: ABLATIONS[k] for k in (args.variants.split(",") if args.variants else ABLATIONS)}
+            if args.what == "ablation" and args.data is not None:
+                try:
+                    records = corpus_records(args.data, args.split, args.n, domains)
+                except ValueError as e:
+                    raise SystemExit(str(e)) from None
+                results = {"variants": {k: v.to_dict() for k, v in chosen.items()}}
+                md = corpus_ablation(pipe, records, args.out, chosen, args.captions)
+            else:
+                specs = draw_specs(domains, lengths, args.n, args.split)
+                variants = ({"grid": ("grid", None), "regional": ("regional", None),
+                             "frame-by-frame": ("frame-by-frame", None)} if args.what == "compare"
+                            else {k: ("frame-by-frame", v) for k, v in chosen.items()})
+                results = score_runs(pipe, specs, variants)
+                md = table(results, args.what)
     write_json_atomic(args.out / "results.json", {"args": {k: str(v) for k, v in vars(args).items()}, **results})
     write_text_atomic(args.out / "results.md", md)
     print(md)
@@ -225,4 +269,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["ABLATIONS", "EXAMPLES", "draw_specs", "example_figure", "planner_accuracy", "run_mode", "score_runs", "table", "timing"]
+__all__ = ["ABLATIONS", "EXAMPLES", "corpus_ablation", "draw_specs", "example_figure", "planner_accuracy", "run_mode", "score_runs", "table", "timing"]

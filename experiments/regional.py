@@ -9,11 +9,12 @@ A variant is ``NAME=grid`` or ``NAME=regional[:key=value,...]`` with the keys of
 ``lora=FOLDER`` (a regional LoRA, :mod:`procseq.training.regional`; ``lora=shipped``: the model's own). Without
 ``lora`` a regional variant is training-free. Every variant generates the first `n`
 records per domain of the split (optionally only those of ``--frames`` steps) from the record's prompt and its
-true step captions (the plan), seed = :func:`procseq.eval.runner.record_seed`, and is scored by the shared scorer
-(:func:`procseq.eval.scorer.score_folders`): step accuracy, attribute accuracy, cross-step consistency. Beside
-them: seconds per sequence, the process's peak RSS, and two diagnostics for CookAnything's failure modes:
+true step captions (``--captions plan``: the planner's, as ``procseq eval --mode`` samples), seed =
+:func:`procseq.eval.runner.record_seed`, and is scored by the shared scorer
+(:func:`procseq.eval.scorer.score_folders`): step accuracy, attribute accuracy, cross-step consistency. Beside them: seconds per sequence, the process's peak RSS, and two diagnostics for CookAnything's failure modes:
 step accuracy over the last third of the frames ("late steps"), and the share of adjacent frames that repeat
-each other (mean absolute difference < 2/255).
+each other (mean absolute difference < 2/255). ``--default NAME`` adds ``paired.md``: each variant's paired
+difference to NAME with its 95 % bootstrap interval (:func:`experiments.ablation.paired_table`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from experiments.ablation import corpus_records, eval_call, paired_table
 from experiments.common import add_common_arguments
-from procseq.eval.runner import per_domain
 
 REPEAT_THRESHOLD = 2.0
 """Mean absolute difference (0..255) under which two adjacent generated frames count as a repeat."""
@@ -74,8 +74,9 @@ def diagnostics(report: Any, folders: list[Path]) -> dict[str, float]:
 
 
 def run_variant(variant: str, records: list[dict[str, Any]], out: Path, model: str | None, steps: int | None,
-                true_cfg_scale: float | None) -> dict[str, Any]:
-    """Generate and score one variant on `records`; returns its summary (also written to ``out/NAME/summary.json``)."""
+                true_cfg_scale: float | None, captions: str = "truth") -> dict[str, Any]:
+    """Generate and score one variant on `records` (`captions`: the records' own, ``truth``, or the planner's,
+    ``plan``, as ``procseq eval``); returns its summary (also written to ``out/NAME/summary.json``)."""
     from procseq.eval.runner import evaluate_records
     from procseq.pipelines.loading import load_pipeline
     from procseq.layouts.regional import RegionalConfig
@@ -92,11 +93,9 @@ def run_variant(variant: str, records: list[dict[str, Any]], out: Path, model: s
 
     def frames_fn(record: dict[str, Any], seed: int) -> list:
         t = time.perf_counter()
-        result = pipe(record["prompt"], domain=record["domain"], frames=int(record["num_frames"]),
-                      captions=list(record["captions"]), num_inference_steps=steps, true_cfg_scale=true_cfg_scale,
-                      generator=torch.Generator("cpu").manual_seed(seed), mode=mode, regional=config)
+        frames = eval_call(pipe, record, seed, captions, steps, true_cfg_scale, mode=mode, regional=config)
         seconds.append(time.perf_counter() - t)
-        return result.frames[0]
+        return frames
 
     report = evaluate_records(frames_fn, records, out / name, progress=False, name=name,
                               meta={"variant": variant, "model": model or "procseq-tiny"})
@@ -128,7 +127,7 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
-    from procseq.data.dataset import load_split
+    from procseq.eval.report import load_report
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(p)
@@ -137,25 +136,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", action="append", required=True, help="NAME=grid | NAME=regional[:k=v,...]")
     p.add_argument("--steps", default=None, type=int, help="Euler steps (default: the model's)")
     p.add_argument("--true-cfg-scale", default=None, type=float, help="true CFG (default: the model's)")
+    p.add_argument("--captions", choices=["truth", "plan"], default="truth",
+                   help="the records' own captions, or the planner's (what procseq eval samples)")
+    p.add_argument("--default", default=None, help="also write paired.md: every variant's paired difference to "
+                   "this variant (95%% bootstrap intervals over records)")
     args = p.parse_args(argv)
-    for v in args.variant:
-        parse_variant(v)  # every bad variant fails before anything runs
-    records = load_split(args.data, args.split)
-    if args.frames is not None:
-        records = [r for r in records if int(r["num_frames"]) == args.frames]
-    records = per_domain(records, args.n, args.domains.split(","))
-    if not records:
-        raise SystemExit(f"No {args.split} records of the domains {args.domains}"
-                         + (f" with {args.frames} frames" if args.frames else "") + f" in {args.data}.")
+    names = [parse_variant(v)[0] for v in args.variant]  # every bad variant fails before anything runs
+    if args.default is not None and args.default not in names:
+        raise SystemExit(f"--default {args.default!r} names no --variant; use one of {', '.join(names)}.")
+    try:
+        records = corpus_records(args.data, args.split, args.n, args.domains.split(","), args.frames)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     args.out.mkdir(parents=True, exist_ok=True)
     summaries = {}
     for variant in args.variant:
         summaries[parse_variant(variant)[0]] = run_variant(variant, records, args.out, args.model, args.steps,
-                                                           args.true_cfg_scale)
+                                                           args.true_cfg_scale, args.captions)
         print(markdown({k: summaries[k] for k in list(summaries)[-1:]}).splitlines()[-1], flush=True)
     table = markdown(summaries)
     (args.out / "table.md").write_text(table + "\n")
     print(table)
+    if args.default is not None:
+        paired = paired_table({n: load_report(args.out / n / "report.json") for n in names}, args.default)
+        (args.out / "paired.md").write_text(paired)
+        print(paired)
 
 
 if __name__ == "__main__":
