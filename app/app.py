@@ -205,23 +205,29 @@ def build_app(engine: Engine) -> gr.Blocks:
             button.click(tutorial_handler, [instruction, layout, count, seed, steps], [page, html_file, archive, status, last],
                          api_name="tutorial")
         with gr.Tab("Adapt the last result"):
-            gr.Markdown("Adaptive steps (ProcessMaker) on this session's last result: a frame is inserted where "
-                        "neighbours differ by more than mu + k_add sigma, one is removed below mu - k_del sigma.")
+            gr.Markdown("Adaptive steps (ProcessMaker) on this session's last result: a frame is inserted where a "
+                        "step is missing, one is removed where a step repeats. The calibrated rule uses thresholds "
+                        "measured on the training split (as `procseq adapt`); the sequence rule inserts where "
+                        "neighbours differ by more than mu + k_add sigma and removes below mu - k_del sigma.")
             with gr.Row():
+                rule = gr.Radio(["calibrated", "sequence"], value="calibrated", label="Rule")
                 k_add = gr.Slider(0, 4, value=2.0, step=0.1, label="k_add (insert)")
                 k_del = gr.Slider(0, 4, value=1.5, step=0.1, label="k_del (delete)")
                 rounds = gr.Slider(1, 5, value=3, step=1, label="Rounds")
-                interpolator = gr.Radio(["sequence", "model", "average"], value="sequence",
-                                        label="Inserted frames (sequence: every frame known, the gap free; model: "
-                                              "from both neighbours; average: their pixel average)")
+                interpolator = gr.Radio(["auto", "sequence", "model", "average"], value="auto",
+                                        label="Inserted frames (auto: the one the calibration chose for the domain; "
+                                              "sequence: every frame known, the gap free; model: from both "
+                                              "neighbours; average: their pixel average)")
                 seed = gr.Number(0, precision=0, label="Seed")
             button = gr.Button("Adapt", variant="primary")
             outputs = output_panel()
-            def adapt_handler(folder: str | None, k_add: float, k_del: float, rounds: float, interpolator: str,
-                              seed: float, progress: Any = gr.Progress()) -> tuple[Any, ...]:
-                return readable(engine.adapt, folder, k_add, k_del, rounds, interpolator, seed, progress=progress)
+            def adapt_handler(folder: str | None, rule: str, k_add: float, k_del: float, rounds: float,
+                              interpolator: str, seed: float, progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                return readable(engine.adapt, folder, k_add, k_del, rounds, interpolator, seed, rule,
+                                progress=progress)
 
-            button.click(adapt_handler, [last, k_add, k_del, rounds, interpolator, seed], [*outputs, last], api_name="adapt")
+            button.click(adapt_handler, [last, rule, k_add, k_del, rounds, interpolator, seed], [*outputs, last],
+                         api_name="adapt")
     demo.queue(max_size=lim.max_queue, default_concurrency_limit=lim.concurrency)
     return demo
 

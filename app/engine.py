@@ -235,20 +235,25 @@ class Engine:
         return page, str(folder / "tutorial.html"), archive, status, str(folder)
 
     def adapt(self, folder: str | None, k_add: float, k_del: float, rounds: float, interpolator: str, seed: float,
-              on_step: Any = None) -> tuple[Any, ...]:
-        """Adaptive steps on the last result: insert where neighbours differ too much, delete where too little."""
-        from procseq.cli.adapt import adaptive_config, make_interpolator
+              rule: str = "calibrated", on_step: Any = None) -> tuple[Any, ...]:
+        """Adaptive steps on the last result: insert where a step is missing, delete where one repeats (`rule`:
+        ``calibrated``, the training split's thresholds as `procseq adapt` uses them, or ``sequence``, mu +/- k
+        sigma with `k_add` / `k_del`)."""
+        from procseq.cli.adapt import adaptive_config, make_interpolator, with_calibration
         from procseq.models.features import load_feature_extractor
         from procseq.pipelines.adaptive import adapt_sequence
 
         if not folder or not Path(folder).is_dir() or self.root not in Path(folder).parents:
             raise ValueError("Make a sequence in another tab first; this tab edits the last result.")
         seq = Sequence.load(folder)
-        config = adaptive_config(alpha=0.4, beta=0.4, k_add=float(k_add), k_del=float(k_del),
-                                 max_rounds=int(rounds), min_frames=2, max_frames=None)
+        if rule not in ("calibrated", "sequence"):
+            raise ValueError(f"Unknown rule {rule!r}; use calibrated or sequence.")
+        config = with_calibration(adaptive_config(alpha=0.4, beta=0.4, k_add=float(k_add), k_del=float(k_del),
+                                                  max_rounds=int(rounds), min_frames=2, max_frames=None),
+                                  self.pipe, None, rule)
         start = time.perf_counter()
         with self.lock, show_progress(passes=None, on_step=on_step, bar=False):
-            interp = make_interpolator(interpolator, self.pipe, seq.prompt, seq.domain)
+            interp = make_interpolator(interpolator, self.pipe, seq.prompt, seq.domain, config.calibration)
             out = adapt_sequence(seq, load_feature_extractor(self.pipe, None), interp, config, int(seed))
         rec = out.meta["adaptive"]
         note = f"adapted: {rec['inserted']} inserted, {rec['deleted']} deleted, stopped: {rec['stopped']}"

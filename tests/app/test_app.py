@@ -97,14 +97,21 @@ def test_tutorial(client) -> None:
 
 def test_adapt_the_last_result(client) -> None:
     text(client, steps=1)
-    sheet, grid, gif, archive, status = generate(client, 2.0, 1.5, 1, "average", 0, api_name="/adapt")
+    sheet, grid, gif, archive, status = generate(client, "sequence", 2.0, 1.5, 1, "average", 0, api_name="/adapt")
+    assert "adapted:" in status and len(captions(sheet)) >= 2
+
+
+def test_adapt_with_the_calibrated_rule(client) -> None:
+    """The tab's default: the training split's thresholds and the insertion they chose, as `procseq adapt`."""
+    text(client, steps=1)
+    sheet, grid, gif, archive, status = generate(client, "calibrated", 2.0, 1.5, 1, "auto", 0, api_name="/adapt")
     assert "adapted:" in status and len(captions(sheet)) >= 2
 
 
 def test_adapt_needs_a_result(running_app) -> None:
     fresh = gradio_client.Client(running_app[0], verbose=False)  # a new session: no last result
     with pytest.raises(Exception, match="Make a sequence in another tab first"):
-        generate(fresh, 2.0, 1.5, 1, "average", 0, api_name="/adapt")
+        generate(fresh, "sequence", 2.0, 1.5, 1, "average", 0, api_name="/adapt")
 
 
 @pytest.mark.parametrize("content, message", [
