@@ -66,6 +66,8 @@ class LayoutInputs:
         joint_attention_kwargs: the caller's extra processor inputs.
         steps_dropped: per sequence, whether its step captions are dropped (training); None: dropped exactly where
             its prompt is empty (caption dropout drops both).
+        grid_step_text: the model's ``grid_step_text`` (False: its grid was trained on the prompt alone, the other
+            layouts on the captions); None: the grid reads the captions whenever `step_tokens` is set.
     """
 
     plans: list[Plan]
@@ -82,6 +84,7 @@ class LayoutInputs:
     prompts_2: list[str] | None = None
     joint_attention_kwargs: dict[str, Any] = field(default_factory=dict)
     steps_dropped: list[bool] | None = None
+    grid_step_text: bool | None = None
 
     @property
     def batch(self) -> int:

@@ -27,8 +27,8 @@ class GridOptions:
 
     Args:
         step_text: read the step captions after the prompt (None: where the model was trained with them, i.e. its
-            ``step_tokens`` is set; False: the prompt alone; True: the captions even for a model without
-            ``step_tokens``, each at its own length).
+            ``step_tokens`` is set and its ``grid_step_text`` is not false; False: the prompt alone; True: the
+            captions even for a model without ``step_tokens``, each at its own length).
     """
 
     step_text: bool | None = None
@@ -54,7 +54,9 @@ class Grid(OnePassLayout):
 
     def reads_steps(self, inputs: LayoutInputs) -> bool:
         """Whether the text carries the step captions."""
-        return self.options.step_text if self.options.step_text is not None else inputs.step_tokens is not None
+        if self.options.step_text is not None:
+            return self.options.step_text
+        return inputs.step_tokens is not None and inputs.grid_step_text is not False
 
     def cells(self, frames: int) -> GridLayout:
         """The serpentine grid of `frames` cells (:meth:`procseq.layout.GridLayout.for_frames`)."""

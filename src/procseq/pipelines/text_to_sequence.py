@@ -17,7 +17,7 @@ from procseq.conditioning.frames import KNOWN_MODES, KnownFrames, KnownImage, Kn
 from procseq.conditioning.loras import KNOWN_FRAMES, LoraRegistry
 from procseq.conditioning.text import StepText, TextConditioning, encode_steps
 from procseq.layout import GridLayout
-from procseq.layouts import FrameByFrameOptions, GridOptions, Layout, RegionalConfig, make_layout
+from procseq.layouts import FrameByFrameOptions, Layout, RegionalConfig, make_layout
 from procseq.layouts.base import LayoutInputs, Sampler
 from procseq.layouts.one_pass import OnePassLayout
 from procseq.layouts.regional import REGIONAL_MAX_FRAMES
@@ -392,10 +392,7 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
             :class:`~procseq.sequence.SequenceOutput` (frames, captions, grids as ``images``, plans, metadata).
         """
         # 1. Check the inputs that need no model state; expand the batch (num_images_per_prompt)
-        options = regional if regional is not None else frame_by_frame
-        if options is None and mode == "grid" and self.defaults.grid_step_text is False:
-            options = GridOptions(step_text=False)  # a model whose grid was trained on the prompt alone
-        layout = make_layout(mode, options)
+        layout = make_layout(mode, regional if regional is not None else frame_by_frame)
         self.check_call_inputs(layout, output_type, prompt_embeds, pooled_prompt_embeds,
                                callback_on_step_end_tensor_inputs, num_images_per_prompt)
         prompt, prompt_2, plan = (_repeat(x, num_images_per_prompt) for x in (prompt, prompt_2, plan))
@@ -421,7 +418,8 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
         inputs = LayoutInputs(
             plans=plans, prompts=req.encoded, frames=req.frames, frame_tokens=req.frame_size // (
                 self.vae_scale_factor * 2), frame_size=req.frame_size, max_sequence_length=req.max_sequence_length,
-            step_tokens=self.defaults.step_tokens, known=known_frames, known_mode=known_mode,
+            step_tokens=self.defaults.step_tokens, grid_step_text=self.defaults.grid_step_text, known=known_frames,
+            known_mode=known_mode,
             negative_prompts=req.negatives, prompts_2=req.encoded_2,
             text=None if prompt_embeds is None else TextConditioning.from_embeds(
                 prompt_embeds, pooled_prompt_embeds, self._execution_device, self.transformer.dtype),

@@ -226,7 +226,8 @@ class LayoutTrainer(Trainer):
                                                         for j in mine], steps_dropped=[drops[j] for j in mine],
                                   frames=n, frame_tokens=lat.shape[-1] // 2,
                                   max_sequence_length=self.pipe.tokenizer_2.model_max_length,
-                                  step_tokens=self.step_tokens, known=known, known_mode=self.known_mode)  # type: ignore[arg-type]
+                                  step_tokens=self.step_tokens, known=known, known_mode=self.known_mode,  # type: ignore[arg-type]
+                                  grid_step_text=None if self.cfg.layouts.grid_step_text else False)
             model_dtype = self.accelerator.unwrap_model(self.pipe.transformer).dtype
             out.append((layout.training_example(self.text, inputs, lat.to(model_dtype), draws, self.blank), len(mine)))
         return out
@@ -268,11 +269,11 @@ def blank_latent(vae: Any, size: int) -> torch.Tensor:
 def build_layouts(cfg: RunConfig, embedding: StepEmbedding | None) -> dict[str, Layout]:
     """The layout objects a run trains, with the options of their config sections (the LoRAs off: the trained
     weights are the ones being fitted)."""
-    from procseq.layouts import FrameByFrame, FrameByFrameOptions, Grid, GridOptions, Regional, RegionalConfig
+    from procseq.layouts import FrameByFrame, FrameByFrameOptions, Grid, Regional, RegionalConfig
     from procseq.layouts.frame_by_frame import FrameByFrameTraining
 
     rc, fc = cfg.regional, cfg.frame_by_frame
-    return {"grid": Grid(GridOptions(step_text=None if cfg.layouts.grid_step_text else False)),
+    return {"grid": Grid(),
             "regional": Regional(RegionalConfig(blend=rc.blend, fusion=rc.fusion, ids=rc.ids,  # type: ignore[arg-type]
                                                 max_tokens_per_step=rc.max_tokens_per_step, lora=False)),
             "frame-by-frame": FrameByFrame(FrameByFrameOptions(lora=False), FrameByFrameTraining(
