@@ -1,10 +1,12 @@
-"""The per-frame latent cache encodes each grid once, however many phrasings (rows) share it."""
+"""The latent caches of the layouts trainer encode each grid once, however many phrasings (rows) share it: its frames
+alone (regional, frame by frame) and the whole grid as one image (the grid, which decodes as one image)."""
 
 from __future__ import annotations
 
 import torch
 
-from procseq.training.frame_data import cache_frame_latents
+from procseq.models.codec import encode_pixels
+from procseq.training.frame_data import cache_frame_latents, cache_grid_latents
 
 
 class Grids:
@@ -32,3 +34,15 @@ def test_rows_sharing_a_grid_share_one_encoding(tiny_pipe, tmp_path) -> None:
     assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[3]) and not torch.equal(out[0], out[1])
     again = cache_frame_latents(tiny_pipe.vae, grids, tmp_path / "frames.safetensors", progress=False)[4]
     assert torch.equal(again, out)  # read back from the file
+
+
+def test_the_grid_cache_is_each_grid_encoded_as_one_image(tiny_pipe, tmp_path) -> None:
+    grids = Grids()
+    out = cache_grid_latents(tiny_pipe.vae, grids, tmp_path / "grids.safetensors", progress=False)[4]
+    assert sorted(grids.reads) == [0, 1]
+    with torch.no_grad():
+        expected = encode_pixels(tiny_pipe.vae, torch.stack([grids.images["a.png"], grids.images["b.png"]]))
+    assert torch.allclose(out, expected[[0, 1, 0, 1]], atol=1e-6)
+    frames = cache_frame_latents(tiny_pipe.vae, grids, tmp_path / "frames.safetensors", progress=False)[4]
+    top_left = out[0, :, : frames.shape[-2], : frames.shape[-1]]
+    assert not torch.allclose(top_left, frames[0, 0], atol=1e-4)  # the VAE sees across cells: not the frame alone

@@ -16,7 +16,8 @@ WEIGHTS = {"grid": 1.0, "regional": 1.0, "frame-by-frame": 1.0}
 
 
 def make_trainer(model_dir, out, max_steps: int = 3, lora: str | None = None, seed: int = 1,
-                 known: dict | None = None, grid_step_text: bool = True) -> LayoutTrainer:
+                 known: dict | None = None, grid_step_text: bool = True,
+                 grids: torch.Tensor | None = None) -> LayoutTrainer:
     cfg = RunConfig.from_dict({
         "model": {"path": str(model_dir)},
         "data": {"caption_dropout": 0.2},
@@ -33,7 +34,8 @@ def make_trainer(model_dir, out, max_steps: int = 3, lora: str | None = None, se
     emb = StepEmbedding(pipe.transformer.config.in_channels, 4)
     rows = [{"prompt": f"a blue lego tower {i}", "captions": [f"place brick {j}" for j in range(5)], "domain": "lego",
              "num_frames": 5} for i in range(8)]
-    data = FramesDataset(rows, {5: torch.randn(8, 5, 4, 4, 4, generator=torch.Generator().manual_seed(0))})
+    data = FramesDataset(rows, {5: torch.randn(8, 5, 4, 4, 4, generator=torch.Generator().manual_seed(0))},
+                         grid_latents=None if grids is None else {5: grids})
     return LayoutTrainer(cfg, pipe, data, lambda p, d: d.mkdir(parents=True, exist_ok=True), build_layouts(cfg, emb),
                          WEIGHTS, known or {"none": 1.0, "last": 1.0, "neighbours": 1.0}, "inplace", 6, lora, emb)
 
@@ -58,6 +60,35 @@ def test_batches_mix_layouts_and_known_sets_deterministically(tiny_model_dir, tm
     assert {"grid", "regional", "frame-by-frame", "mixed"} <= seen_layouts  # one step holds several layouts
     assert (4,) in seen_known  # ReCraft's last cell
     assert any(len(k) == 2 and k[1] - k[0] == 2 for k in seen_known)  # interpolation's two neighbours
+
+
+def test_the_grid_trains_on_the_whole_grid_encoding_and_regional_on_frames(tiny_model_dir, tmp_path) -> None:
+    """The grid decodes as one image, so its target is the grid's own encoding (a 5-frame grid is 2 x 3 cells of
+    4 x 4 latents); regional decodes frame by frame, so its target is the frames encoded alone; known cells hold the
+    frames' own encodings in both (as sampling encodes known frames)."""
+    from procseq.layout import frames_to_grid_tensor, pack_latents
+
+    grids = torch.randn(8, 4, 8, 12, generator=torch.Generator().manual_seed(3))
+    tr = make_trainer(tiny_model_dir, tmp_path / "run", grids=grids, known={"none": 1.0, "last": 1.0})
+    frames = tr.dataset.frame_latents[5]
+    seen = set()
+    for step in range(12):
+        for batch, count in tr.make_batch(step, list(range(4))):
+            if batch.layout == "frame-by-frame":
+                continue
+            seen.add((batch.layout, batch.known is not None))
+            rows = [r for r in range(4) if any(torch.equal(batch.x0[i], pack_latents(grids[r:r + 1])[0])
+                                                for i in range(count))]
+            if batch.layout == "grid":
+                assert len(rows) == count  # every grid's x0 is one of the whole-grid encodings
+            else:
+                assert not rows
+            if batch.known is not None:
+                cells = batch.known_cells
+                idx = batch.known.token_index(cells)
+                known = pack_latents(torch.stack([frames_to_grid_tensor(f, cells, fill=0.0) for f in frames[:4]]))
+                assert any(torch.equal(batch.x_t[0, idx], known[r, idx]) for r in range(4))
+    assert {("grid", False), ("grid", True), ("regional", False)} <= seen
 
 
 def test_a_sequence_draws_the_same_whatever_else_is_in_its_batch(tiny_model_dir, tmp_path) -> None:

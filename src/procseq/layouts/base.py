@@ -232,6 +232,9 @@ class Layout(ABC):
     """The most frames the layout takes (None: the model's ``max_frames``)."""
     reads_prompt_embeds: ClassVar[bool] = False
     """Whether the layout accepts text already encoded (``prompt_embeds``); only the grid, whose text is the prompt."""
+    decodes_whole: ClassVar[bool] = False
+    """Whether the layout decodes its arrangement as one image (the grid), so it trains on that image's encoding
+    (``whole`` in :meth:`training_example`) rather than on its frames encoded alone."""
     options: Any = None
 
     # -- sampling ---------------------------------------------------------------------------------
@@ -282,10 +285,13 @@ class Layout(ABC):
 
     @abstractmethod
     def training_example(self, encoder: TextEncoder, inputs: LayoutInputs, frame_latents: torch.Tensor,
-                         draws: Draws, blank: torch.Tensor | None = None) -> LayoutBatch:
+                         draws: Draws, blank: torch.Tensor | None = None,
+                         whole: torch.Tensor | None = None) -> LayoutBatch:
         """A training batch: `frame_latents` ``(B, n, C, h, w)`` (each frame encoded alone) arranged as this layout
         feeds them (empty cells: `blank` ``(C, h, w)``), the text of `inputs` (caption dropout already applied to its
-        prompts), noise and times from `draws`, the loss mask excluding known cells."""
+        prompts), noise and times from `draws`, the loss mask excluding known cells. A layout that
+        :attr:`decodes_whole` takes its target from `whole` ``(B, C, H, W)``, the arrangement encoded as one image,
+        when given (known cells stay `frame_latents`' own encodings, as sampling encodes known frames)."""
 
 
 def step_text_for(encoder: TextEncoder, captions: list[str], inputs: LayoutInputs, fusion: float = 0.0,

@@ -335,7 +335,8 @@ class FrameByFrame(Layout):
     # -- training ---------------------------------------------------------------------------------
 
     def training_example(self, encoder: TextEncoder, inputs: LayoutInputs, frame_latents: torch.Tensor,
-                         draws: Draws, blank: torch.Tensor | None = None) -> LayoutBatch:
+                         draws: Draws, blank: torch.Tensor | None = None,
+                         whole: torch.Tensor | None = None) -> LayoutBatch:
         """One frame ``t`` for the batch (``draws.shared``) with its history (Loom's sparse indices at a rotation
         offset), as :meth:`denoise` generates it; the loss on its tokens."""
         tr, generator = self.training, draws.shared

@@ -44,6 +44,7 @@ class Grid(OnePassLayout):
     name: ClassVar[str] = "grid"
     max_frames: ClassVar[int | None] = None  # the model's max_frames (procseq.json)
     reads_prompt_embeds: ClassVar[bool] = True
+    decodes_whole: ClassVar[bool] = True
 
     def __init__(self, options: GridOptions | None = None) -> None:
         self.options = options or GridOptions()

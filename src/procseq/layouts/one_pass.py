@@ -131,13 +131,21 @@ class OnePassLayout(Layout):
     # -- training ---------------------------------------------------------------------------------
 
     def training_example(self, encoder: TextEncoder, inputs: LayoutInputs, frame_latents: torch.Tensor,
-                         draws: Draws, blank: torch.Tensor | None = None) -> LayoutBatch:
+                         draws: Draws, blank: torch.Tensor | None = None,
+                         whole: torch.Tensor | None = None) -> LayoutBatch:
         """The sequences' frames ``(B, n, C, h, w)`` placed in their cells (empty cells: `blank` ``(C, h, w)``, the
-        latent of an empty frame, else zeros), noise and times from `draws`, the loss on the unknown cells."""
+        latent of an empty frame, else zeros), or `whole` ``(B, C, rows * h, cols * w)`` as it is for a layout that
+        :attr:`decodes_whole`; noise and times from `draws`, the loss on the unknown cells."""
         b, n, c, h, w = frame_latents.shape
         cells = self.cells(n)
-        fill = blank if blank is not None else frame_latents.new_zeros(c, h, w)
-        arranged = torch.stack([_place(frame_latents[i], cells, fill) for i in range(b)])
+        if whole is not None and self.decodes_whole:
+            if tuple(whole.shape) != (b, c, cells.rows * h, cells.cols * w):
+                raise ValueError(f"whole latents {tuple(whole.shape)} do not hold {n} frames of {(c, h, w)} in a "
+                                 f"{cells.rows} x {cells.cols} grid.")
+            arranged = whole.to(frame_latents)
+        else:
+            fill = blank if blank is not None else frame_latents.new_zeros(c, h, w)
+            arranged = torch.stack([_place(frame_latents[i], cells, fill) for i in range(b)])
         x0 = pack_latents(arranged)
         noise = draws.noise(tuple(x0.shape[1:]), x0)
         cond = self.prepare(encoder, inputs, x0.device, x0.dtype)

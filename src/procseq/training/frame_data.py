@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -41,6 +41,32 @@ def cache_frame_latents(vae: Any, grids: Any, path: Path, batch_size: int = 64,
                         progress: bool = True) -> dict[int, torch.Tensor]:
     """Every frame of every grid encoded alone: per frame count ``n``, ``(sequences, n, C, h, w)`` in the
     row order of :func:`procseq.training.latents.cache_latents`; reused if `path` exists."""
+
+    def encode(batch: list[torch.Tensor], n: int) -> torch.Tensor:
+        layout = GridLayout.for_frames(n)
+        frames = torch.stack([grid_tensor_to_frames(g, layout) for g in batch])
+        return encode_pixels(vae, frames.flatten(0, 1).to(vae.device)).unflatten(0, (len(frames), n))
+
+    return _cache_by_frames(grids, path, encode, batch_size, "cache frame latents", progress)
+
+
+@torch.no_grad()
+def cache_grid_latents(vae: Any, grids: Any, path: Path, batch_size: int = 16,
+                       progress: bool = True) -> dict[int, torch.Tensor]:
+    """Every grid encoded as one image, as the grid layout decodes it (a frame's own encoding differs from its cell
+    of the grid's by 20-50 %: the VAE sees across the cells): per frame count ``n``, ``(sequences, C, H, W)`` in the
+    row order of :func:`cache_frame_latents`; reused if `path` exists."""
+
+    def encode(batch: list[torch.Tensor], n: int) -> torch.Tensor:
+        return encode_pixels(vae, torch.stack(batch).to(vae.device))
+
+    return _cache_by_frames(grids, path, encode, batch_size, "cache grid latents", progress)
+
+
+def _cache_by_frames(grids: Any, path: Path, encode: Callable[[list[torch.Tensor], int], torch.Tensor],
+                     batch_size: int, desc: str, progress: bool) -> dict[int, torch.Tensor]:
+    """``encode(grid tensors, n)`` of every grid, grouped by frame count ``n`` (in the order of :func:`group_rows`),
+    each grid encoded once however many rows (phrasings) share it; saved to `path` (safetensors), or read from it."""
     from safetensors.torch import load_file, save_file
 
     if path.is_file():
@@ -50,19 +76,17 @@ def cache_frame_latents(vae: Any, grids: Any, path: Path, batch_size: int = 64,
         by_frames.setdefault(int(n), []).append(i)
     rows = getattr(grids, "rows", None)
     out: dict[int, torch.Tensor] = {}
-    bar = tqdm(total=len(grids), desc="cache frame latents", disable=not progress)
+    bar = tqdm(total=len(grids), desc=desc, disable=not progress)
     for n, indices in sorted(by_frames.items()):
         # rows that share a grid (its other phrasings) share its latents: each grid is encoded once
         keys = [rows[i].get("grid_path", i) if rows is not None else i for i in indices]
         first = {k: j for j, k in reversed(list(enumerate(keys)))}
         unique = sorted(first.values())
-        layout, chunks = GridLayout.for_frames(n), []
+        chunks = []
         for start in range(0, len(unique), batch_size):
-            frames = torch.stack([grid_tensor_to_frames(grids[indices[j]]["grid"], layout)
-                                  for j in unique[start: start + batch_size]])
-            z = encode_pixels(vae, frames.flatten(0, 1).to(vae.device))
-            chunks.append(z.unflatten(0, (len(frames), n)).cpu())
-            bar.update(len(frames))
+            batch = [grids[indices[j]]["grid"] for j in unique[start: start + batch_size]]
+            chunks.append(encode(batch, n).cpu())
+            bar.update(len(batch))
         encoded = torch.cat(chunks)
         position = {j: u for u, j in enumerate(unique)}
         out[n] = encoded[torch.tensor([position[first[k]] for k in keys])]
@@ -99,4 +123,4 @@ def group_rows(num_frames: list[int]) -> list[int]:
     return rows
 
 
-__all__ = ["cache_frame_latents", "cache_key", "draw_known", "group_rows"]
+__all__ = ["cache_frame_latents", "cache_grid_latents", "cache_key", "draw_known", "group_rows"]

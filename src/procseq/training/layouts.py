@@ -1,6 +1,9 @@
 """One trainer over the layout objects (DESIGN.md #14, #15): mixed-layout batches, known frames at random cells.
 
-Every training sequence is its frames, each encoded alone by the VAE (:func:`cache_frame_latents`). Each step, every
+Every training sequence is its frames, each encoded alone by the VAE (:func:`cache_frame_latents`), and, for the grid
+(which decodes as one image), the whole grid encoded as one image (:func:`cache_grid_latents`): a frame's own encoding
+differs from its cell of the grid's by 20-50 %, and a grid trained on per-frame targets lost 0.1 attribute accuracy
+(BENCHMARKS, "Where the grid's loss comes from"). Each step, every
 sequence of the global batch is given a layout (drawn with the ``layouts.weights`` shares) and a caption dropout from
 its own generator, seeded by ``(seed, step, its place in the global batch)``; the sequences of one layout form a
 sub-batch, which draws what it shares (a known-frame set, Loom's frame and history) from a generator seeded by
@@ -39,11 +42,14 @@ from procseq.training.trainer import Trainer
 
 class FramesDataset(Dataset):
     """Corpus sequences as their frames encoded alone: ``frame_latents`` ``(n, C, h, w)``, ``prompt``, ``captions``,
-    ``domain``, ``num_frames`` (no images are read); `prompt_for(i, row)`, when given, writes item `i`'s prompt."""
+    ``domain``, ``num_frames`` (no images are read), and ``grid_latents`` ``(C, H, W)``, the whole grid encoded as
+    one image, when `grid_latents` is given; `prompt_for(i, row)`, when given, writes item `i`'s prompt."""
 
     def __init__(self, rows: list[dict[str, Any]], frame_latents: dict[int, torch.Tensor],
-                 prompt_for: Callable[[int, dict[str, Any]], str] | None = None):
+                 prompt_for: Callable[[int, dict[str, Any]], str] | None = None,
+                 grid_latents: dict[int, torch.Tensor] | None = None):
         self.rows, self.frame_latents, self.prompt_for = rows, frame_latents, prompt_for
+        self.grid_latents = grid_latents
         self.num_frames_list = [int(r["num_frames"]) for r in rows]
         self.index = group_rows(self.num_frames_list)
         self.domains = [r["domain"] for r in rows]
@@ -55,8 +61,11 @@ class FramesDataset(Dataset):
         r = self.rows[i]
         n = int(r["num_frames"])
         prompt = self.prompt_for(i, r) if self.prompt_for is not None else r["prompt"]
-        return {"frame_latents": self.frame_latents[n][self.index[i]], "prompt": prompt,
+        item = {"frame_latents": self.frame_latents[n][self.index[i]], "prompt": prompt,
                 "captions": list(r["captions"]), "domain": r["domain"], "num_frames": n}
+        if self.grid_latents is not None:
+            item["grid_latents"] = self.grid_latents[n][self.index[i]]
+        return item
 
 
 def add_seeded_lora(transformer: Any, adapter_name: str, rank: int, alpha: float, targets: list[str] | tuple[str, ...],
@@ -229,7 +238,11 @@ class LayoutTrainer(Trainer):
                                   step_tokens=self.step_tokens, known=known, known_mode=self.known_mode,  # type: ignore[arg-type]
                                   grid_step_text=None if self.cfg.layouts.grid_step_text else False)
             model_dtype = self.accelerator.unwrap_model(self.pipe.transformer).dtype
-            out.append((layout.training_example(self.text, inputs, lat.to(model_dtype), draws, self.blank), len(mine)))
+            whole = None
+            if layout.decodes_whole and "grid_latents" in items[mine[0]]:  # the grid: its target is one image's
+                whole = torch.stack([items[j]["grid_latents"] for j in mine]).to(acc.device, model_dtype)
+            out.append((layout.training_example(self.text, inputs, lat.to(model_dtype), draws, self.blank, whole),
+                        len(mine)))
         return out
 
     def predict(self, batch: LayoutBatch) -> torch.Tensor:
@@ -306,7 +319,7 @@ def run_layout_training(cfg: RunConfig, progress: bool = True,
 
     from procseq.conditioning.history import EMBEDDING_FILE, load_step_embedding, save_step_embedding
     from procseq.distributed import process_state
-    from procseq.training.frame_data import cache_frame_latents, cache_key
+    from procseq.training.frame_data import cache_frame_latents, cache_grid_latents, cache_key
     from procseq.training.run import _save_pipeline, build_pipeline, open_corpus, write_training_record
 
     lc = cfg.layouts
@@ -319,9 +332,12 @@ def run_layout_training(cfg: RunConfig, progress: bool = True,
                       and not taken.update({r["domain"]: taken[r["domain"]] + 1})]
     pipe, metadata = build_pipeline(cfg)
     install_processors(pipe.transformer)
-    with process_state().main_process_first():  # many processes: the first writes the cache
-        frames = cache_frame_latents(pipe.vae, grids, Path(lc.cache_dir) / cache_key(grids, pipe.vae)
-                                     / "frames.safetensors", progress=progress)
+    cache = Path(lc.cache_dir) / cache_key(grids, pipe.vae)
+    whole = None
+    with process_state().main_process_first():  # many processes: the first writes the caches
+        frames = cache_frame_latents(pipe.vae, grids, cache / "frames.safetensors", progress=progress)
+        if lc.weights.get("grid", 0) > 0:  # the grid decodes as one image: it trains on the grid's own encoding
+            whole = cache_grid_latents(pipe.vae, grids, cache / "grids.safetensors", progress=progress)
     fc = cfg.frame_by_frame
     embedding = None
     if lc.weights.get("frame-by-frame", 0) > 0 and lc.step_embedding:
@@ -361,7 +377,8 @@ def run_layout_training(cfg: RunConfig, progress: bool = True,
             save_step_embedding(embedding, Path(out) / "frame_by_frame" / EMBEDDING_FILE)
             (Path(out) / "frame_by_frame" / "frame_by_frame.json").write_text(json.dumps(fbf_meta, indent=2) + "\n")
 
-    trainer = LayoutTrainer(cfg, pipe, FramesDataset(grids.rows, frames, prompt_for), save, build_layouts(cfg, embedding),
+    trainer = LayoutTrainer(cfg, pipe, FramesDataset(grids.rows, frames, prompt_for, whole), save,
+                            build_layouts(cfg, embedding),
                             dict(lc.weights), dict(lc.known), lc.known_mode, lc.step_tokens, lc.lora, embedding,
                             blank_latent(pipe.vae, size), condition_lora=concat_lora,
                             main_lora=not concat_lora or kf.main_lora)
