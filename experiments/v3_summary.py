@@ -1,6 +1,8 @@
 """Attribute / step accuracy per layout (and per domain) of the reports `experiments/v3_eval.sh` writes.
 
 ``python -m experiments.v3_summary OUT [OUT2 ...]``: one markdown row per folder, one column per layout.
+``python -m experiments.v3_summary --paired A B``: A minus B per layout both hold, over the sequences both scored, with
+95 % bootstrap intervals (:func:`procseq.eval.intervals.paired_difference`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,23 @@ def domains(report: Path) -> str:
     return ", ".join(f"{d} {v['attribute_acc']:.2f}/{v['step_acc']:.2f}" for d, v in per.items())
 
 
+def per_sequence(report: Path, key: str) -> dict[str, float]:
+    """`key` (``attribute_acc`` or ``step_acc``) of every sequence of one report, by sequence name."""
+    return {q["name"]: q[key] for q in json.loads(report.read_text())["sequences"]}
+
+
+def paired(a: Path, b: Path) -> None:
+    """A minus B on the sequences both scored, per layout both evaluated."""
+    from procseq.eval.intervals import paired_difference
+
+    for m in LAYOUTS:
+        ra, rb = a / m / "report.json", b / m / "report.json"
+        if ra.is_file() and rb.is_file():
+            for key in ("attribute_acc", "step_acc"):
+                d, lo, hi, n = paired_difference(per_sequence(ra, key), per_sequence(rb, key))
+                print(f"{m} {key}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}] (n={n})")
+
+
 def main(folders: list[str]) -> None:
     print("| run | " + " | ".join(LAYOUTS) + " |\n|---|" + "---|" * len(LAYOUTS))
     for f in folders:
@@ -39,4 +58,7 @@ def main(folders: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--paired"] and len(sys.argv) == 4:
+        paired(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(sys.argv[1:])
