@@ -71,3 +71,23 @@ def test_the_shipped_vocabulary_is_the_corpus_s() -> None:
     assert corpus_words() == compute_corpus_words(), (
         "the corpus changed: rewrite the shipped vocabulary with "
         "python -c 'from procseq.planning.vocabulary import write_corpus_words; write_corpus_words()'")
+
+
+def test_the_words_a_model_knows_follow_its_tokenizer(tiny_pipe, monkeypatch) -> None:
+    """The known words are computed once per tokenizer, and again when the pipeline's tokenizer is replaced."""
+    from procseq.planning import Plan
+
+    def unknown() -> list[str]:
+        plans = [Plan("a chocolate cake painting", "painting", ["a"] * 4)]
+        tiny_pipe.note_unknown_words(plans, ["a chocolate cake painting"])
+        return plans[0].meta["unknown_words"]
+
+    assert {"chocolate", "cake"} <= set(unknown())
+    assert {"chocolate", "cake"} <= set(unknown())  # the remembered set
+
+    class Knows:
+        def get_vocab(self) -> dict[str, int]:
+            return {"chocolate</w>": 0, "cake</w>": 1}
+
+    monkeypatch.setattr(tiny_pipe, "tokenizer", Knows())
+    assert not {"chocolate", "cake"} & set(unknown())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import ClassVar, Literal, Union
@@ -203,13 +204,46 @@ class RoutedLoRALinear(nn.Linear):
 # -- model-level functions ----------------------------------------------------------------------
 
 
+Slot = tuple[str, nn.Module, str, "RoutedLoRALinear"]
+_SLOTS: "weakref.WeakKeyDictionary[nn.Module, list[Slot]]" = weakref.WeakKeyDictionary()
+
+
+def adapter_slots(model: nn.Module) -> list[Slot]:
+    """Where every procseq adapter layer of `model` sits: ``(path, parent, attribute, layer)``.
+
+    Remembered per model and checked on each use (every layer still in its parent's slot), so a call does not walk
+    the model's modules again; a layer moved since (peft wrapped it, a LoRA pass swapped it, the adapters were
+    removed or bypassed) fails the check and the model is walked again. :func:`inject` forgets the model.
+    """
+    cached = _SLOTS.get(model)
+    if cached and all(parent._modules.get(attr) is layer for _, parent, attr, layer in cached):
+        return cached
+    found = list(_walk_slots(model, "", set()))
+    if found and all(parent is not model for _, parent, _, _ in found):  # a value holding its key would never go
+        _SLOTS[model] = found
+    else:
+        _SLOTS.pop(model, None)
+    return found
+
+
+def _walk_slots(module: nn.Module, prefix: str, seen: set[int]) -> Iterator[Slot]:
+    """The adapter layers under `module` in ``named_modules`` order (each module once), with their parents."""
+    for attr, child in module._modules.items():
+        if child is None or id(child) in seen:
+            continue
+        seen.add(id(child))
+        if isinstance(child, RoutedLoRALinear):
+            yield prefix + attr, module, attr, child
+        yield from _walk_slots(child, f"{prefix}{attr}.", seen)
+
+
 def adapter_layers(model: nn.Module) -> dict[str, RoutedLoRALinear]:
     """All procseq adapter layers of `model`, keyed by module path (e.g. ``transformer_blocks.0.attn.to_q``).
 
     A layer that peft wrapped again (a style LoRA on the same module) keeps its own path, without
     peft's ``.base_layer`` suffix.
     """
-    return {name.removesuffix(".base_layer"): m for name, m in model.named_modules() if isinstance(m, RoutedLoRALinear)}
+    return {path.removesuffix(".base_layer"): layer for path, _, _, layer in adapter_slots(model)}
 
 
 def require_adapters(model: nn.Module) -> dict[str, RoutedLoRALinear]:
@@ -252,6 +286,7 @@ def inject(model: nn.Module, make: Callable[[nn.Linear, str], RoutedLoRALinear],
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, make(getattr(parent, child), name))
+    _SLOTS.pop(model, None)
     return targets
 
 
@@ -384,8 +419,8 @@ def bypassed(model: nn.Module) -> Iterator[None]:
     """Context manager: the adapters out of the model inside (each parent holds the wrapped base layer again), so an
     unrouted pass runs the bare layers at the base model's speed, with the base model's exact output; put back after
     (also under a peft LoRA that wrapped the base layer meanwhile). A no-op without adapters."""
-    slots = [(parent, attr, child) for parent in model.modules() for attr, child in parent.named_children()
-             if isinstance(child, RoutedLoRALinear)]
+    found = adapter_slots(model)
+    slots = [(parent, attr, child) for _, parent, attr, child in found]
     for parent, attr, child in slots:
         setattr(parent, attr, child.base)
     try:
@@ -397,6 +432,8 @@ def bypassed(model: nn.Module) -> Iterator[None]:
                 setattr(parent, attr, child)
             elif getattr(current, "base_layer", None) is child.base:  # a peft wrapper put in meanwhile
                 current.base_layer = child
+        if found and model not in _SLOTS and all(parent is not model for parent, _, _ in slots):
+            _SLOTS[model] = found  # remembered again (a walk inside found none); checked on the next use
 
 
 def set_enabled(model: nn.Module, enabled: bool) -> None:

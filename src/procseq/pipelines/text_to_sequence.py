@@ -264,7 +264,10 @@ class ProcessPipeline(ProcseqFolderMixin, FluxPipeline):
             for plan in plans:
                 plan.meta.pop("unknown_words", None)
             return
-        known = corpus_words() | tokenizer_words(self.tokenizer)
+        cached = self.__dict__.get("_known_words")
+        if cached is None or cached[0] is not self.tokenizer:  # the words a call may use: once per tokenizer
+            cached = self.__dict__["_known_words"] = (self.tokenizer, corpus_words() | tokenizer_words(self.tokenizer))
+        known = cached[1]
         for plan, prompt in zip(plans, prompts):
             plan.meta["unknown_words"] = unknown_words(prompt, known)
 
