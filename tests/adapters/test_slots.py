@@ -43,3 +43,17 @@ def test_remembered_layers_follow_every_change(transformer) -> None:
     assert same(transformer)
     remove_adapters(transformer)
     assert adapter_layers(transformer) == {} and walked(transformer) == {}
+
+
+def test_a_wrapped_ancestor_changes_the_paths(transformer) -> None:
+    """A wrapper put around a block (as FSDP's auto-wrap does) moves the layers under it to new paths: found again."""
+    add_asymmetric_lora(transformer, ["lego"], AsymmetricLoRAConfig(rank=2, alpha=2))
+    assert same(transformer)
+
+    class Wrapper(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+    transformer.transformer_blocks[0] = Wrapper(transformer.transformer_blocks[0])
+    assert same(transformer) and "transformer_blocks.0.inner.attn.to_q" in adapter_layers(transformer)

@@ -211,12 +211,12 @@ _SLOTS: "weakref.WeakKeyDictionary[nn.Module, list[Slot]]" = weakref.WeakKeyDict
 def adapter_slots(model: nn.Module) -> list[Slot]:
     """Where every procseq adapter layer of `model` sits: ``(path, parent, attribute, layer)``.
 
-    Remembered per model and checked on each use (every layer still in its parent's slot), so a call does not walk
-    the model's modules again; a layer moved since (peft wrapped it, a LoRA pass swapped it, the adapters were
-    removed or bypassed) fails the check and the model is walked again. :func:`inject` forgets the model.
+    Remembered per model and checked on each use (every layer still at its path), so a call does not walk the
+    model's modules again; a layer moved since (peft wrapped it or an ancestor, a LoRA pass swapped it, the adapters
+    were removed or bypassed) fails the check and the model is walked again. :func:`inject` forgets the model.
     """
     cached = _SLOTS.get(model)
-    if cached and all(parent._modules.get(attr) is layer for _, parent, attr, layer in cached):
+    if cached and all(_module_at(model, path) is layer for path, _, _, layer in cached):
         return cached
     found = list(_walk_slots(model, "", set()))
     if found and all(parent is not model for _, parent, _, _ in found):  # a value holding its key would never go
@@ -224,6 +224,15 @@ def adapter_slots(model: nn.Module) -> list[Slot]:
     else:
         _SLOTS.pop(model, None)
     return found
+
+
+def _module_at(model: nn.Module, path: str) -> nn.Module | None:
+    """The module at `path` through the children themselves (as ``named_modules`` names them; no ``__getattr__``,
+    which a wrapper such as FSDP forwards to the module it wraps), or None."""
+    module: nn.Module | None = model
+    for part in path.split("."):
+        module = module._modules.get(part) if module is not None else None
+    return module
 
 
 def _walk_slots(module: nn.Module, prefix: str, seen: set[int]) -> Iterator[Slot]:
