@@ -48,7 +48,8 @@ def load_pipeline(
             (the embedded model ships the asymmetric LoRA of its adapter domains).
         pipeline_class: a :class:`ProcessPipeline` subclass to instantiate instead.
         threads: torch intra-op threads (default: ``OMP_NUM_THREADS`` if set, else every available core).
-        compile: ``torch.compile`` the transformer in place (static shapes). The first generation of each shape
+        compile: ``torch.compile`` the transformer in place (static shapes), with its tanh GELUs in their sigmoid
+            form (:func:`~procseq.models.fast_paths.sigmoid_gelu`, within 5e-7). The first generation of each shape
             pays the compilation (minutes on a 2-core CPU), so it pays only for many generations (``procseq eval``).
         quantize: ``"int8"`` (torchao) or ``"nf4"`` (bitsandbytes): the transformer's weights quantized while it
             loads, through diffusers' ``quantization_config`` (:mod:`procseq.models.quantize`); ``"none"`` (default).
@@ -56,6 +57,7 @@ def load_pipeline(
     import torch
 
     with quiet_loading():
+        from procseq.models.fast_paths import sigmoid_gelu, speed_up
         from procseq.pipelines.text_to_sequence import ProcessPipeline
 
     check_device(device, cpu_offload)
@@ -77,7 +79,9 @@ def load_pipeline(
         pipe.enable_model_cpu_offload()
     else:
         pipe.to(device)
+    speed_up(pipe)  # exact: the same outputs
     if compile:
+        sigmoid_gelu(pipe.transformer)  # 2.3x faster GELU on AVX2 CPUs, within 5e-7 (compiled outputs are not exact anyway)
         pipe.transformer.compile(dynamic=False)
     pipe.machine_choices = {"dtype": dtype_choice, "threads": thread_choice}
     pipe.set_progress_bar_config(disable=None)
