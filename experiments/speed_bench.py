@@ -1,7 +1,7 @@
 """Issue 17's speed table: every setting timed interleaved in one process (a shared machine's load hits all alike).
 
     OMP_NUM_THREADS=1 python experiments/speed_bench.py --runs 10            # in-process sampling settings
-    python experiments/speed_bench.py --cli 5                                # fresh-process CLI wall times instead
+    python experiments/speed_bench.py --cli 5                                # fresh processes: wall and CPU seconds
     python experiments/speed_bench.py --wait-policy 6                        # 1 vs 2 threads, OpenMP spin vs sleep
 
 Settings (9 frames, procseq-tiny, true CFG 2, seed per run):
@@ -87,27 +87,39 @@ def sampling_table(runs: int, compile_model: bool, threads: int) -> None:
 
 
 def cli_table(runs: int, out: Path) -> None:
-    """Wall time of fresh processes: import torch, a rejected bad argument, a whole `procseq generate`."""
+    """Fresh processes, wall and CPU seconds (user + system of the child): import torch, stock diffusers' imports
+    (the floor any Flux pipeline pays), a rejected bad argument, a whole `procseq generate`."""
+    import resource
+
     procseq = str(Path(sys.executable).with_name("procseq"))
     commands = {
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+        "python -c 'from diffusers import FluxPipeline' (stock floor)": [sys.executable, "-c",
+                                                                         "from diffusers import FluxPipeline"],
+        "procseq --help": [procseq, "--help"],
         "procseq generate ... --domain opera (rejected)": [procseq, "generate", "a red house", "--domain", "opera",
                                                             "--out", str(out / "bad")],
         "procseq generate (9 frames, defaults)": [procseq, "generate", "a red house with a yellow sun", "--out",
                                                   str(out / "ok"), "--overwrite"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     rss: list[float] = []
     for _ in range(runs):
         for name, cmd in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             res = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True)
             times[name].append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
             if name.endswith("defaults)"):
                 rss.append(int(res.stderr.strip().splitlines()[-1]) / 1024)
-    print("| fresh process | median s | min s |\n|---|---|---|")
+    print(f"load {os.getloadavg()[0]:.1f}, OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print("| fresh process | median wall s | min wall s | median CPU s | min CPU s |\n|---|---|---|---|---|")
     for name, v in times.items():
-        print(f"| {name} | {statistics.median(v):.2f} | {min(v):.2f} |")
+        print(f"| {name} | {statistics.median(v):.2f} | {min(v):.2f} | {statistics.median(cpu[name]):.2f} | "
+              f"{min(cpu[name]):.2f} |")
     print(f"\npeak RSS of `procseq generate`: {statistics.median(rss):.0f} MB (median of {len(rss)})")
 
 

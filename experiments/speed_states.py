@@ -9,6 +9,13 @@
    Then the per-call bookkeeping procseq adds (finding its adapter layers, bypassing them, the unknown words).
 2. ReCraft (last cell known) with true CFG: both branches in one batch vs two passes.
 3. CPU seconds per frame as the sequence grows, per layout.
+4. Repeated generation (``repeated``, not in the default parts: minutes of compilation): the default 9-frame grid
+   (true CFG 2) eager, eager with the sigmoid-form GELU, compiled (``load_pipeline(compile=True)``, which uses it),
+   and compiled with the tanh GELU; CPU seconds and ratios to eager in turn in one process. The first call of a
+   compiled one compiles (inductor keeps its results in ``TORCHINDUCTOR_CACHE_DIR``, by default under /tmp: a later
+   process compiles faster; point it at an empty folder to time a first compilation).
+
+``--parts`` picks some of them (``states``, ``bookkeeping``, ``recraft``, ``frames``).
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import time
 
 import torch
 from PIL import Image
 
 PROMPT = "a LEGO tower of red and blue bricks on a gray baseplate"
+PARTS = ["states", "bookkeeping", "recraft", "frames", "repeated"]
 
 
 def cpu_seconds() -> float:
@@ -59,12 +68,14 @@ def main() -> None:
     from diffusers import FluxPipeline
 
     from procseq.models.loading import EMBEDDED_DIR
-
     from procseq.pipelines.loading import load_pipeline
+    from procseq.pipelines.text_to_sequence import ProcessPipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, nargs="+", default=[4, 9, 16, 32, 64])
+    parser.add_argument("--parts", nargs="+", default=PARTS[:-1], choices=PARTS,
+                        help="which measurements (default all but repeated)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}, threads {torch.get_num_threads()}")
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
@@ -72,7 +83,8 @@ def main() -> None:
     adapted = load_pipeline(None)
     after_known = load_pipeline(None)
     stock = FluxPipeline.from_pretrained(EMBEDDED_DIR)
-    for p in (bare, adapted, after_known, stock):
+    plain = ProcessPipeline.from_pretrained(EMBEDDED_DIR, adapters="none")  # without load_pipeline's exact speed-ups
+    for p in (bare, adapted, after_known, stock, plain):
         p.set_progress_bar_config(disable=True)
     last = bare(PROMPT, domain="lego", frames=9, generator=g()).frames[0][-1]
     after_known(PROMPT, domain="lego", frames=9, generator=g(), known={8: last})
@@ -86,13 +98,26 @@ def main() -> None:
         return stock(text, height=96, width=96, num_inference_steps=bare.defaults.num_inference_steps,
                      guidance_scale=bare.defaults.guidance_scale, max_sequence_length=tokens, generator=g())
 
-    print("\n| state | ProcessPipeline (CPU s) | stock FluxPipeline (CPU s) | ratio (median of pairs) |\n"
-          "|---|---|---|---|")
-    for name, p in (("fresh, no adapters", bare), ("adapters loaded, base domain", adapted),
-                    ("after a known-frames call", after_known)):
-        a, b, ratio = paired(ours(p), flux, args.rounds)
-        print(f"| {name} | {a:.3f} | {b:.3f} | {ratio:.3f} |", flush=True)
+    if "states" in args.parts:
+        print("\n| state | ProcessPipeline (CPU s) | stock FluxPipeline (CPU s) | ratio (median of pairs) |\n"
+              "|---|---|---|---|")
+        for name, p in (("fresh, no adapters", bare), ("adapters loaded, base domain", adapted),
+                        ("after a known-frames call", after_known),
+                        ("fresh, no adapters, without the exact speed-ups (fast_paths)", plain)):
+            a, b, ratio = paired(ours(p), flux, args.rounds)
+            print(f"| {name} | {a:.3f} | {b:.3f} | {ratio:.3f} |", flush=True)
+    if "bookkeeping" in args.parts:
+        bookkeeping(adapted, args.rounds)
+    if "recraft" in args.parts:
+        recraft(after_known, last, args.rounds)
+    if "frames" in args.parts:
+        per_frame(bare, args.frames)
+    if "repeated" in args.parts:
+        repeated(bare, args.rounds)
 
+
+def bookkeeping(adapted, rounds: int) -> None:
+    """The per-call work procseq adds, CPU ms per call."""
     print("\n| per-call bookkeeping (shipped adapters loaded) | CPU ms |\n|---|---|")
     from procseq.adapters.routing import adapter_layers, bypassed
     from procseq.planning import Plan
@@ -105,19 +130,27 @@ def main() -> None:
     for name, fn in (("find the adapter layers", lambda: adapter_layers(adapted.transformer)),
                      ("take the adapters out and back (a base-domain call)", bypass),
                      ("the prompt's unknown words", lambda: adapted.note_unknown_words(plans, [PROMPT]))):
-        print(f"| {name} | {timed(lambda: [fn() for _ in range(100)], args.rounds) * 10:.3f} |", flush=True)
+        print(f"| {name} | {timed(lambda: [fn() for _ in range(100)], rounds) * 10:.3f} |", flush=True)
 
+
+def recraft(after_known, last, rounds: int) -> None:
+    """ReCraft (the last cell known) with true CFG: both branches in one batch vs two passes."""
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     print("\n| ReCraft, true CFG 2 | CPU s |\n|---|---|")
     result = {}
     for batch in (False, None):
         after_known.batch_cfg = batch
         result[batch] = timed(lambda: after_known(PROMPT, domain="lego", frames=9, generator=g(),
-                                                   known={8: last}), args.rounds)
+                                                   known={8: last}), rounds)
         print(f"| {'one batch' if batch is None else 'two passes'} | {result[batch]:.3f} |", flush=True)
     print(f"speed-up {result[False] / result[None]:.2f}x")
 
+
+def per_frame(bare, frame_counts: list[int]) -> None:
+    """CPU seconds per frame as the sequence grows, per layout."""
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     print("\n| frames | grid (CPU s/frame) | regional | frame by frame |\n|---|---|---|---|")
-    for frames in args.frames:
+    for frames in frame_counts:
         row = []
         for mode in ("grid", "regional", "frame-by-frame"):
             if mode == "grid" and frames > bare.defaults.max_frames:
@@ -126,6 +159,37 @@ def main() -> None:
             s = timed(lambda: bare(PROMPT, domain="lego", frames=frames, mode=mode, generator=g()), 1)
             row.append(f"{s / frames:.3f}")
         print(f"| {frames} | " + " | ".join(row) + " |", flush=True)
+
+
+def repeated(eager, rounds: int) -> None:
+    """The default grid generated again and again: eager against the sigmoid GELU and the compiled paths."""
+    import numpy as np
+
+    from procseq.models.fast_paths import sigmoid_gelu
+    from procseq.pipelines.loading import load_pipeline
+
+    fast_gelu = load_pipeline(None, adapters="none")
+    sigmoid_gelu(fast_gelu.transformer)
+    compiled = load_pipeline(None, adapters="none", compile=True)  # the sigmoid GELU, then torch.compile
+    compiled_tanh = load_pipeline(None, adapters="none", compile=True)
+    sigmoid_gelu(compiled_tanh.transformer, on=False)  # before the first call: compiled with the tanh GELU
+    variants = {"eager with the sigmoid GELU": fast_gelu, "compiled (compile=True)": compiled,
+                "compiled, tanh GELU": compiled_tanh}
+
+    def run(p):
+        return p(PROMPT, domain="lego", frames=9, output_type="np", generator=torch.Generator().manual_seed(0)).images
+
+    reference = run(eager)
+    print("\n| 9-frame grid, true CFG 2 | CPU s | eager / this (median of pairs) | max pixel diff | first call: CPU s, "
+          "wall s | break-even (generations) |\n|---|---|---|---|---|---|")
+    print(f"| eager (default) | {timed(lambda: run(eager), rounds):.3f} | 1.00x | 0 | | |", flush=True)
+    for name, p in variants.items():
+        cpu, wall = cpu_seconds(), time.perf_counter()
+        diff = float(np.abs(run(p) - reference).max())  # (the compiled ones compile here)
+        cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
+        a, b, ratio = paired(lambda: run(eager), lambda: run(p), rounds)
+        even = "-" if "compiled" not in name else f"{(cpu - b) / (a - b):.0f}" if a > b else "never"
+        print(f"| {name} | {b:.3f} | {ratio:.2f}x | {diff * 255:.1f}/255 | {cpu:.1f}, {wall:.1f} | {even} |", flush=True)
 
 
 if __name__ == "__main__":
