@@ -314,13 +314,25 @@ def run_layout_training(cfg: RunConfig, progress: bool = True,
                         prompt_for: Callable[[int, dict[str, Any]], str] | None = None) -> Any:
     """Train on the layouts of ``cfg.layouts`` (the whole transformer, or one LoRA on the frozen ``model.path``);
     writes ``OUTPUT_DIR/model`` (a model folder, or the LoRA's) with its training record."""
+    from procseq.training.run import write_training_record
+
+    trainer = build_layout_trainer(cfg, progress, prompt_for)
+    result = trainer.train(progress=progress)
+    write_training_record(Path(cfg.train.output_dir), result.model_dir)
+    return result
+
+
+def build_layout_trainer(cfg: RunConfig, progress: bool = True,
+                         prompt_for: Callable[[int, dict[str, Any]], str] | None = None) -> LayoutTrainer:
+    """The :class:`LayoutTrainer` :func:`run_layout_training` trains: the pipeline of ``cfg.model``, the frame (and
+    grid) latents cached, the step embedding and the LoRA of ``cfg.layouts`` in place; nothing trained yet."""
     import dataclasses
     import json
 
     from procseq.conditioning.history import EMBEDDING_FILE, load_step_embedding, save_step_embedding
     from procseq.distributed import process_state
     from procseq.training.frame_data import cache_frame_latents, cache_grid_latents, cache_key
-    from procseq.training.run import _save_pipeline, build_pipeline, open_corpus, write_training_record
+    from procseq.training.run import _save_pipeline, build_pipeline, open_corpus
 
     lc = cfg.layouts
     if lc.lora and not cfg.model.path:
@@ -377,15 +389,12 @@ def run_layout_training(cfg: RunConfig, progress: bool = True,
             save_step_embedding(embedding, Path(out) / "frame_by_frame" / EMBEDDING_FILE)
             (Path(out) / "frame_by_frame" / "frame_by_frame.json").write_text(json.dumps(fbf_meta, indent=2) + "\n")
 
-    trainer = LayoutTrainer(cfg, pipe, FramesDataset(grids.rows, frames, prompt_for, whole), save,
-                            build_layouts(cfg, embedding),
-                            dict(lc.weights), dict(lc.known), lc.known_mode, lc.step_tokens, lc.lora, embedding,
-                            blank_latent(pipe.vae, size), condition_lora=concat_lora,
-                            main_lora=not concat_lora or kf.main_lora)
-    result = trainer.train(progress=progress)
-    write_training_record(Path(cfg.train.output_dir), result.model_dir)
-    return result
+    return LayoutTrainer(cfg, pipe, FramesDataset(grids.rows, frames, prompt_for, whole), save,
+                         build_layouts(cfg, embedding),
+                         dict(lc.weights), dict(lc.known), lc.known_mode, lc.step_tokens, lc.lora, embedding,
+                         blank_latent(pipe.vae, size), condition_lora=concat_lora,
+                         main_lora=not concat_lora or kf.main_lora)
 
 
-__all__ = ["FramesDataset", "LayoutTrainer", "TrainerText", "add_seeded_lora", "blank_latent", "build_layouts",
-           "run_layout_training", "save_lora_folder"]
+__all__ = ["FramesDataset", "LayoutTrainer", "TrainerText", "add_seeded_lora", "blank_latent", "build_layout_trainer",
+           "build_layouts", "run_layout_training", "save_lora_folder"]
