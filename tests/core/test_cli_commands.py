@@ -69,6 +69,7 @@ def test_bench(tiny_model_dir, tmp_path) -> None:
     assert record["transformer_tflop_per_generation"] > 0
     assert 0 < record["transformer_cpu_s_per_generation"] <= record["median_cpu_s"]  # CPU seconds beside wall time
     assert record["achieved_tflops_per_core"] > 0 and record["peak_tflops_per_core"] > 0
+    assert 0 < record["matmul_share_per_core"] < 2  # measured run by run against the peak timed right after
     assert invoke("bench", "--model", tiny_model_dir, "--runs", "0").exit_code == 2
 
 

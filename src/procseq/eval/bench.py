@@ -31,6 +31,8 @@ class BenchResult:
     CPU-time figures do much less: ``median_cpu_s`` (this process's CPU seconds per generation, all threads),
     ``transformer_cpu_s_per_generation`` (the denoising loop's), and the rates per core-second, achieved and
     the matmul peak, whose ratio is the share of the machine's matmul rate the transformer reaches.
+    ``matmul_share_per_core`` is that share measured run by run (the peak timed right after each generation, the
+    median of the per-run ratios), so a load swing during the runs hits both sides of each ratio alike.
     """
 
     frames: int
@@ -51,6 +53,7 @@ class BenchResult:
     transformer_cpu_s_per_generation: float = 0.0
     achieved_tflops_per_core: float = 0.0
     peak_tflops_per_core: float = 0.0
+    matmul_share_per_core: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict."""
@@ -99,8 +102,15 @@ def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | Non
         return pipe(prompt, domain=domain, frames=frames, num_inference_steps=steps, generator=g,
                     autocast_dtype=autocast_dtype, true_cfg_scale=true_cfg_scale, frame_size=frame_size).metadata[0]
 
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
+        once(0)  # (also the warm-up)
+    transformer_flops = flops_of_transformer(counter, pipe)  # the denoiser only, not the encoders or the VAE
+    attention = flops_of_transformer(counter, pipe, ops=("attention",))
+    if transformer_flops == 0:
+        raise ValueError(f"No FLOPs were attributed to {type(pipe.transformer).__name__}; cannot report TFLOP/s.")
+    dtype = autocast_dtype or pipe.transformer.dtype
     once(0)
-    times, denoise, cpu, denoise_cpu = [], [], [], []
+    times, denoise, cpu, denoise_cpu, shares = [], [], [], [], []
     for i in range(runs):
         t, c = time.perf_counter(), time.process_time()
         meta = once(i + 1)
@@ -108,13 +118,9 @@ def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | Non
         cpu.append(time.process_time() - c)
         denoise.append(meta["timings_s"]["denoise"])
         denoise_cpu.append(meta.get("cpu_s", {}).get("denoise", 0.0))
-    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
-        once(0)
-    transformer_flops = flops_of_transformer(counter, pipe)  # the denoiser only, not the encoders or the VAE
-    attention = flops_of_transformer(counter, pipe, ops=("attention",))
-    if transformer_flops == 0:
-        raise ValueError(f"No FLOPs were attributed to {type(pipe.transformer).__name__}; cannot report TFLOP/s.")
-    dtype = autocast_dtype or pipe.transformer.dtype
+        if denoise_cpu[-1] > 0:  # the peak right after this run: the same load on both sides of the ratio
+            peak = matmul_peak_tflops(dtype, repeats=3, clock=time.process_time)
+            shares.append(transformer_flops / denoise_cpu[-1] / 1e12 / peak)
     t_den, cpu_den = statistics.median(denoise), statistics.median(denoise_cpu)
     return BenchResult(
         frames=frames, steps=steps, runs=runs, median_s=statistics.median(times), min_s=min(times),
@@ -125,6 +131,7 @@ def bench(pipe: Any, prompt: str, domain: str, frames: int = 9, steps: int | Non
         median_cpu_s=statistics.median(cpu), transformer_cpu_s_per_generation=cpu_den,
         achieved_tflops_per_core=transformer_flops / cpu_den / 1e12 if cpu_den > 0 else 0.0,
         peak_tflops_per_core=matmul_peak_tflops(dtype, clock=time.process_time),
+        matmul_share_per_core=statistics.median(shares) if shares else 0.0,
     )
 
 
