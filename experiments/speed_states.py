@@ -9,13 +9,14 @@
    Then the per-call bookkeeping procseq adds (finding its adapter layers, bypassing them, the unknown words).
 2. ReCraft (last cell known) with true CFG: both branches in one batch vs two passes.
 3. CPU seconds per frame as the sequence grows, per layout.
-4. Repeated generation (``repeated``, not in the default parts: minutes of compilation): the default 9-frame grid
+4. ``gelu``: FLUX's tanh GELU, an exact GELU and the sigmoid form at the 9-frame grid's feed-forward shape.
+5. Repeated generation (``repeated``, not in the default parts: minutes of compilation): the default 9-frame grid
    (true CFG 2) eager, eager with the sigmoid-form GELU, compiled (``load_pipeline(compile=True)``, which uses it),
    and compiled with the tanh GELU; CPU seconds and ratios to eager in turn in one process. The first call of a
    compiled one compiles (inductor keeps its results in ``TORCHINDUCTOR_CACHE_DIR``, by default under /tmp: a later
    process compiles faster; point it at an empty folder to time a first compilation).
 
-``--parts`` picks some of them (``states``, ``bookkeeping``, ``recraft``, ``frames``).
+``--parts`` picks some of them (``states``, ``bookkeeping``, ``recraft``, ``frames``, ``gelu``, ``repeated``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 from PIL import Image
 
 PROMPT = "a LEGO tower of red and blue bricks on a gray baseplate"
-PARTS = ["states", "bookkeeping", "recraft", "frames", "repeated"]
+PARTS = ["states", "bookkeeping", "recraft", "frames", "gelu", "repeated"]
 
 
 def cpu_seconds() -> float:
@@ -112,6 +113,8 @@ def main() -> None:
         recraft(after_known, last, args.rounds)
     if "frames" in args.parts:
         per_frame(bare, args.frames)
+    if "gelu" in args.parts:
+        gelu(bare)
     if "repeated" in args.parts:
         repeated(bare, args.rounds)
 
@@ -159,6 +162,20 @@ def per_frame(bare, frame_counts: list[int]) -> None:
             s = timed(lambda: bare(PROMPT, domain="lego", frames=frames, mode=mode, generator=g()), 1)
             row.append(f"{s / frames:.3f}")
         print(f"| {frames} | " + " | ".join(row) + " |", flush=True)
+
+
+def gelu(pipe) -> None:
+    """FLUX's tanh GELU against an exact GELU and the sigmoid form, at the 9-frame grid's feed-forward shape."""
+    from procseq.models.fast_paths import gelu_tanh_by_sigmoid
+
+    tokens = 2 * (9 * (pipe.defaults.frame_size // (pipe.vae_scale_factor * 2)) ** 2 + pipe.defaults.max_sequence_length)
+    x = torch.randn(tokens, 4 * pipe.transformer.inner_dim)
+    print(f"\n| GELU on {tuple(x.shape)} | CPU us per call |\n|---|---|")
+    with torch.no_grad():
+        for name, fn in (("F.gelu(approximate='tanh') (FLUX's)", lambda: torch.nn.functional.gelu(x, approximate="tanh")),
+                         ("F.gelu (exact, erf)", lambda: torch.nn.functional.gelu(x)),
+                         ("sigmoid form (fast_paths.gelu_tanh_by_sigmoid)", lambda: gelu_tanh_by_sigmoid(x))):
+            print(f"| {name} | {timed(lambda: [fn() for _ in range(100)], 3) * 1e4:.0f} |", flush=True)
 
 
 def repeated(eager, rounds: int) -> None:

@@ -12,8 +12,9 @@ from procseq.machine import DTYPE_NAMES
 DTYPE_HELP = ("Weights dtype. auto: the faster for this model on this machine (bf16 for FLUX.1-sized models on "
               "GPUs and on CPUs with avx512_bf16/AMX, else fp32; `procseq bench` says why).")
 THREADS_HELP = "torch intra-op threads (default: OMP_NUM_THREADS if set, else every available core)."
-COMPILE_HELP = ("torch.compile the transformer: ~1.3x faster per generation on a 2-core CPU, after minutes of "
-                "compilation per shape; pays off for many generations (eval), not for one.")
+COMPILE_HELP = ("torch.compile the transformer (its tanh GELUs computed through sigmoid, within 5e-7): ~1.35x faster "
+                "per generation on a 2-core CPU, after ~30 s of compilation per frame count (less once inductor's "
+                "cache has it); pays off after a few hundred generations of one shape, not for one.")
 FRAME_SIZE_HELP = ("Frame side in pixels (default: the model's procseq.json size; without one, MakeAnything's: "
                    "512 for up to 4 frames, 352 for 9).")
 

@@ -8,12 +8,13 @@ value), so a 6-step generation builds them once per branch. Positions still come
 
 (Copying the weights out of safetensors' memory map into 64-byte-aligned memory was tried too: ~1.7 % faster, but
 MKL's matrix kernels then round some sums differently from stock diffusers, whose weights stay where the file put
-them, so the grid stopped being bit for bit FluxPipeline's in about one test run in two. Not kept.)
+them, so the grid stopped being bit for bit FluxPipeline's in 4 of 5 runs of ``tests/core``. Not kept.)
 
 **The sigmoid-form GELU** (not exact, so not on by default): FLUX's tanh-approximated GELU written as
 ``x * sigmoid(2c (x + 0.044715 x^3))`` (the same function: ``(1 + tanh z) / 2 = sigmoid(2z)``). On CPUs whose
-``tanh`` kernel is slow (AVX2: 4x an exact GELU's time, 13 % of a 9-frame grid call) it is 2.3x faster, eager or
-compiled, and within 5e-7 of ``F.gelu(approximate="tanh")``, which moves a rare output pixel by 1/255.
+``tanh`` kernel is slow (AVX2: 3.7x an exact GELU's time) it is about 2x faster, eager or compiled, and within 5e-7 of
+``F.gelu(approximate="tanh")``; a 9-frame grid runs 1.07-1.09x faster with it, one output pixel in ~27,000 moved by
+1/255 (``experiments/speed_states.py --parts gelu repeated``).
 :func:`sigmoid_gelu` installs it; ``load_pipeline(compile=True)`` does, as the compiled path's outputs are not bit for
 bit the eager ones anyway.
 """
