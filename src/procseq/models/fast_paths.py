@@ -29,7 +29,7 @@ from diffusers.models.transformers.transformer_flux import FluxPosEmbed
 
 
 class CachedPosEmbed(FluxPosEmbed):
-    """``FluxPosEmbed`` that remembers the ``(cos, sin)`` tables of the last `size` id tensors it met.
+    """``FluxPosEmbed`` that remembers the ``(cos, sin)`` tables of the last `size` id tensors it computed them for.
 
     Ids are compared by value (shape, dtype, device and every entry), so a new layout, frame count or text length
     computes its own tables; the tables returned are the ones ``FluxPosEmbed`` computes for those ids. While
@@ -49,20 +49,18 @@ class CachedPosEmbed(FluxPosEmbed):
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
             return super().forward(ids)
-        for i, (known, tables) in enumerate(self._tables):
+        for known, tables in self._tables:
             if known.shape == ids.shape and known.dtype == ids.dtype and known.device == ids.device \
                     and torch.equal(known, ids):
-                if i:
-                    self._tables.insert(0, self._tables.pop(i))
                 return tables
         tables = super().forward(ids)
-        self._tables.insert(0, (ids.detach().clone(), tables))
-        del self._tables[self.size:]
+        # a new list bound in one step: a call in another thread reads the old list or the new one, never half of one
+        self._tables = [(ids.detach().clone(), tables), *self._tables[: self.size - 1]]
         return tables
 
     def forget(self) -> None:
         """Drop every remembered table."""
-        self._tables.clear()
+        self._tables = []
 
 
 def cache_rotary_tables(transformer: torch.nn.Module, size: int = 4) -> CachedPosEmbed:
