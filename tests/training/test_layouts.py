@@ -17,7 +17,7 @@ WEIGHTS = {"grid": 1.0, "regional": 1.0, "frame-by-frame": 1.0}
 
 def make_trainer(model_dir, out, max_steps: int = 3, lora: str | None = None, seed: int = 1,
                  known: dict | None = None, grid_step_text: bool = True,
-                 grids: torch.Tensor | None = None) -> LayoutTrainer:
+                 grids: torch.Tensor | None = None, loss_weights: dict | None = None) -> LayoutTrainer:
     cfg = RunConfig.from_dict({
         "model": {"path": str(model_dir)},
         "data": {"caption_dropout": 0.2},
@@ -25,7 +25,8 @@ def make_trainer(model_dir, out, max_steps: int = 3, lora: str | None = None, se
         "train": {"output_dir": str(out), "max_steps": max_steps, "batch_size": 4, "checkpoint_every": 2,
                   "log_every": 1, "seed": seed},
         "frame_by_frame": {"k_choices": [1, 2], "num_positions": 4},
-        "layouts": {"weights": WEIGHTS, "step_tokens": 6, "lora": lora, "grid_step_text": grid_step_text},
+        "layouts": {"weights": WEIGHTS, "step_tokens": 6, "lora": lora, "grid_step_text": grid_step_text,
+                    "loss_weights": loss_weights or {}},
     })
     pipe = FluxPipeline.from_pretrained(model_dir)
     install_processors(pipe.transformer)
@@ -89,6 +90,24 @@ def test_the_grid_trains_on_the_whole_grid_encoding_and_regional_on_frames(tiny_
                 known = pack_latents(torch.stack([frames_to_grid_tensor(f, cells, fill=0.0) for f in frames[:4]]))
                 assert any(torch.equal(batch.x_t[0, idx], known[r, idx]) for r in range(4))
     assert {("grid", False), ("grid", True), ("regional", False)} <= seen
+
+
+def test_loss_weights_scale_each_layouts_loss(tiny_model_dir, tmp_path) -> None:
+    import pytest
+
+    plain = make_trainer(tiny_model_dir, tmp_path / "a")
+    weighted = make_trainer(tiny_model_dir, tmp_path / "b", loss_weights={"frame-by-frame": 0.25, "grid": 0.0})
+    factors = {"frame-by-frame": 0.25, "grid": 0.0, "regional": 1.0}
+    with torch.no_grad():
+        for step in range(4):
+            parts = plain.make_batch(step, list(range(4)))
+            want = sum(plain.batch_loss(b) * n * factors[b.layout] for b, n in parts) / 4
+            assert torch.allclose(weighted.loss_at(step, list(range(4))), want)
+            assert torch.allclose(plain.loss_at(step, list(range(4))), sum(plain.batch_loss(b) * n for b, n in parts) / 4)
+    with pytest.raises(ValueError, match="loss_weights"):
+        RunConfig.from_dict({"layouts": {"weights": WEIGHTS, "loss_weights": {"grid": -1.0}}})
+    with pytest.raises(ValueError, match="loss_weights"):
+        RunConfig.from_dict({"layouts": {"weights": WEIGHTS, "loss_weights": {"grids": 1.0}}})
 
 
 def test_a_sequence_draws_the_same_whatever_else_is_in_its_batch(tiny_model_dir, tmp_path) -> None:

@@ -336,6 +336,9 @@ class LayoutsConfig:
         mix: ``sequence``: every sequence of a batch draws its layout (a step mixes layouts); ``step``: the whole
             batch shares one layout per step.
         cache_dir: where the per-frame latents are cached (keyed by what they were computed from).
+        loss_weights: a factor on each layout's loss (default 1 each), independent of its share of sequences: at
+            v2's weights frame by frame's and regional's gradients are 100-180x the grid's (BENCHMARKS "What frame by
+            frame does to the shared weights"), so a run that must keep the grid may weigh them down.
     """
 
     weights: dict[str, float] = field(default_factory=dict)
@@ -349,8 +352,13 @@ class LayoutsConfig:
     per_domain: int | None = None
     mix: str = "sequence"
     cache_dir: str = "data_cache/frames"
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        bad = sorted(set(self.loss_weights) - set(LAYOUT_NAMES))
+        if bad or any(not 0 <= float(w) < float("inf") for w in self.loss_weights.values()):
+            raise ValueError(f"layouts.loss_weights gives factors (finite, >= 0) to {', '.join(LAYOUT_NAMES)}; "
+                             f"got {self.loss_weights}.")
         bad = sorted(set(self.weights) - set(LAYOUT_NAMES))
         if bad or any(float(w) < 0 for w in self.weights.values()) or (
                 self.weights and sum(float(w) for w in self.weights.values()) <= 0):

@@ -263,10 +263,12 @@ class LayoutTrainer(Trainer):
         return flow_matching_loss(self.predict(batch), batch.x0, batch.noise, batch.loss_mask)
 
     def loss_at(self, step: int, indices: list[int]) -> torch.Tensor:
-        """The flow-matching loss of this process's sequences at `step`, averaged over them."""
+        """The flow-matching loss of this process's sequences at `step`, averaged over them, each layout's times its
+        ``layouts.loss_weights`` factor (1 by default)."""
+        factors = self.cfg.layouts.loss_weights
         total = torch.zeros(())
         for batch, count in self.make_batch(step, indices):
-            total = total + self.batch_loss(batch) * count
+            total = total + self.batch_loss(batch) * (count * float(factors.get(batch.layout, 1.0)))
         return total / len(indices)
 
 
