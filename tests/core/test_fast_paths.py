@@ -32,6 +32,18 @@ def test_cached_tables_equal_flux_pos_embed_and_are_reused() -> None:
     assert cached(a)[0] is not first[0]
 
 
+def test_tables_from_inference_mode_are_not_reused_with_autograd() -> None:
+    cached, ids = CachedPosEmbed(10000, [4, 6, 6]), _ids(12)
+    with torch.inference_mode():
+        made = cached(ids)
+        assert cached(ids)[0] is made[0]
+    outside = cached(ids)
+    assert outside[0] is not made[0] and not outside[0].is_inference()
+    weight = torch.ones(12, 16, requires_grad=True)
+    (weight * outside[0]).sum().backward()  # usable in a graph (an inference tensor would raise here)
+    assert cached(ids)[0] is outside[0]
+
+
 def test_cached_tables_do_not_change_the_transformer() -> None:
     torch.manual_seed(0)
     model = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,

@@ -33,7 +33,8 @@ class CachedPosEmbed(FluxPosEmbed):
 
     Ids are compared by value (shape, dtype, device and every entry), so a new layout, frame count or text length
     computes its own tables; the tables returned are the ones ``FluxPosEmbed`` computes for those ids. While
-    ``torch.compile`` traces the model the cache steps aside (a value comparison would break the graph).
+    ``torch.compile`` traces the model the cache steps aside (a value comparison would break the graph), and tables
+    computed under ``torch.inference_mode`` are not handed to a call outside it (autograd refuses inference tensors).
 
     Args:
         theta: the RoPE base, as ``FluxPosEmbed``.
@@ -49,9 +50,10 @@ class CachedPosEmbed(FluxPosEmbed):
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
             return super().forward(ids)
+        usable = torch.is_inference_mode_enabled()  # tables made under inference_mode serve only there
         for known, tables in self._tables:
             if known.shape == ids.shape and known.dtype == ids.dtype and known.device == ids.device \
-                    and torch.equal(known, ids):
+                    and (usable or not tables[0].is_inference()) and torch.equal(known, ids):
                 return tables
         tables = super().forward(ids)
         # a new list bound in one step: a call in another thread reads the old list or the new one, never half of one
