@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from diffusers import FluxTransformer2DModel
@@ -89,10 +91,14 @@ def test_sigmoid_gelu_is_the_tanh_gelu_and_switches_back() -> None:
     h = torch.randn(2, 5, 16)
     with torch.no_grad():
         stock_out, state = model(h), {k: v.clone() for k, v in model.state_dict().items()}
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        stock_bf16 = half(h.bfloat16())
         proj = model[0].net[0].proj
         assert sigmoid_gelu(model) == 2
         assert type(model[1]) is SigmoidGELU and type(model[2]) is torch.nn.GELU
         assert model[0].net[0].proj is proj and model.state_dict().keys() == state.keys()
         fast_out = model(h)
         assert torch.allclose(fast_out, stock_out, atol=1e-5)
+        sigmoid_gelu(half)
+        assert torch.equal(half(h.bfloat16()), stock_bf16)  # half precision: the stock kernels
         assert sigmoid_gelu(model, on=False) == 2 and torch.equal(model(h), stock_out)

@@ -15,8 +15,8 @@ them, so the grid stopped being bit for bit FluxPipeline's in 4 of 5 runs of ``t
 ``tanh`` kernel is slow (AVX2: 3.7x an exact GELU's time) it is about 2x faster, eager or compiled, and within 5e-7 of
 ``F.gelu(approximate="tanh")``; a 9-frame grid runs 1.07-1.09x faster with it, one output pixel in ~27,000 moved by
 1/255 (``experiments/speed_states.py --parts gelu repeated``).
-:func:`sigmoid_gelu` installs it; ``load_pipeline(compile=True)`` does, as the compiled path's outputs are not bit for
-bit the eager ones anyway.
+:func:`sigmoid_gelu` installs it (it acts on float32 on the CPU; elsewhere the stock kernel runs);
+``load_pipeline(compile=True)`` does, as the compiled path's outputs are not bit for bit the eager ones anyway.
 """
 
 from __future__ import annotations
@@ -92,19 +92,25 @@ def gelu_tanh_by_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return y.sigmoid_().mul_(x)
 
 
+def _sigmoid_form_applies(x: torch.Tensor) -> bool:
+    """float32 on the CPU: where the sigmoid form is faster and as precise (elsewhere the stock kernel: GPUs have a
+    fused one, and half-precision inputs are upcast inside ``F.gelu`` but would round at every step here)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32
+
+
 class SigmoidGELU(torch.nn.GELU):
-    """``nn.GELU(approximate="tanh")`` through :func:`gelu_tanh_by_sigmoid` on the CPU (elsewhere the stock kernel)."""
+    """``nn.GELU(approximate="tanh")`` through :func:`gelu_tanh_by_sigmoid` for float32 on the CPU."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.GELU's name)
-        return gelu_tanh_by_sigmoid(input) if input.device.type == "cpu" else super().forward(input)
+        return gelu_tanh_by_sigmoid(input) if _sigmoid_form_applies(input) else super().forward(input)
 
 
 class SigmoidProjectionGELU(ProjectionGELU):
-    """diffusers' ``GELU`` (projection + tanh GELU, FLUX's feed-forward) through :func:`gelu_tanh_by_sigmoid` on
-    the CPU."""
+    """diffusers' ``GELU`` (projection + tanh GELU, FLUX's feed-forward) through :func:`gelu_tanh_by_sigmoid` for
+    float32 on the CPU."""
 
     def gelu(self, gate: torch.Tensor) -> torch.Tensor:
-        return gelu_tanh_by_sigmoid(gate) if gate.device.type == "cpu" else super().gelu(gate)
+        return gelu_tanh_by_sigmoid(gate) if _sigmoid_form_applies(gate) else super().gelu(gate)
 
 
 _SIGMOID_FORMS = {torch.nn.GELU: SigmoidGELU, ProjectionGELU: SigmoidProjectionGELU}

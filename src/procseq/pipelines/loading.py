@@ -50,7 +50,8 @@ def load_pipeline(
         threads: torch intra-op threads (default: ``OMP_NUM_THREADS`` if set, else every available core).
         compile: ``torch.compile`` the transformer in place (static shapes), with its tanh GELUs in their sigmoid
             form (:func:`~procseq.models.fast_paths.sigmoid_gelu`, within 5e-7). The first generation of each shape
-            pays the compilation (minutes on a 2-core CPU), so it pays only for many generations (``procseq eval``).
+            pays the compilation (30-40 s on a 2-core CPU, less from inductor's cache), so it pays only after a few
+            hundred generations of one shape.
         quantize: ``"int8"`` (torchao) or ``"nf4"`` (bitsandbytes): the transformer's weights quantized while it
             loads, through diffusers' ``quantization_config`` (:mod:`procseq.models.quantize`); ``"none"`` (default).
     """
@@ -81,7 +82,7 @@ def load_pipeline(
         pipe.to(device)
     speed_up(pipe)  # exact: the same outputs
     if compile:
-        sigmoid_gelu(pipe.transformer)  # 2.3x faster GELU on AVX2 CPUs, within 5e-7 (compiled outputs are not exact anyway)
+        sigmoid_gelu(pipe.transformer)  # ~2x faster GELU on AVX2 CPUs, within 5e-7 (compiled outputs are not exact anyway)
         pipe.transformer.compile(dynamic=False)
     pipe.machine_choices = {"dtype": dtype_choice, "threads": thread_choice}
     pipe.set_progress_bar_config(disable=None)
