@@ -4,7 +4,7 @@
 (in float64, axis by axis) in every forward, although the ids of one generation are the same at every step.
 :class:`CachedPosEmbed` is ``FluxPosEmbed`` that remembers the tables of the last few id tensors it met (compared by
 value), so a 6-step generation builds them once per branch. Positions still come only from ids (DESIGN.md #4).
-:func:`speed_up` installs it; :func:`procseq.pipelines.loading.load_pipeline` calls it.
+:func:`cache_rotary_tables` installs it; :func:`procseq.pipelines.loading.load_pipeline` calls it.
 
 (Copying the weights out of safetensors' memory map into 64-byte-aligned memory was tried too: ~1.7 % faster, but
 MKL's matrix kernels then round some sums differently from stock diffusers, whose weights stay where the file put
@@ -20,8 +20,6 @@ them, so the grid stopped being bit for bit FluxPipeline's in 4 of 5 runs of ``t
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from diffusers.models.activations import GELU as ProjectionGELU
@@ -59,10 +57,6 @@ class CachedPosEmbed(FluxPosEmbed):
         # a new list bound in one step: a call in another thread reads the old list or the new one, never half of one
         self._tables = [(ids.detach().clone(), tables), *self._tables[: self.size - 1]]
         return tables
-
-    def forget(self) -> None:
-        """Drop every remembered table."""
-        self._tables = []
 
 
 def cache_rotary_tables(transformer: torch.nn.Module, size: int = 4) -> CachedPosEmbed:
@@ -114,27 +108,23 @@ class SigmoidProjectionGELU(ProjectionGELU):
 
 
 _SIGMOID_FORMS = {torch.nn.GELU: SigmoidGELU, ProjectionGELU: SigmoidProjectionGELU}
+_TANH_FORMS = {fast: stock for stock, fast in _SIGMOID_FORMS.items()}
 
 
 def sigmoid_gelu(model: torch.nn.Module, on: bool = True) -> int:
     """Switch every tanh-approximated GELU of `model` to its sigmoid form (`on`) or back; returns how many
     switched. The modules stay where they are, with their parameters and wrappers (only their class changes),
     so state dicts, adapters and peft layers are untouched."""
+    swap = _SIGMOID_FORMS if on else _TANH_FORMS
     switched = 0
     for module in model.modules():
-        stock = next((base for base, fast in _SIGMOID_FORMS.items() if type(module) is (base if on else fast)), None)
-        if stock is None or getattr(module, "approximate", None) != "tanh":
-            continue
-        module.__class__ = _SIGMOID_FORMS[stock] if on else stock
-        switched += 1
+        new = swap.get(type(module))
+        if new is not None and getattr(module, "approximate", None) == "tanh":
+            module.__class__ = new
+            switched += 1
     return switched
 
 
-def speed_up(pipe: Any) -> None:
-    """The exact speed-ups on a loaded Flux pipeline (the same outputs): the transformer's rotary tables
-    remembered."""
-    cache_rotary_tables(pipe.transformer)
-
 
 __all__ = ["CachedPosEmbed", "GELU_C", "SigmoidGELU", "SigmoidProjectionGELU", "cache_rotary_tables",
-           "gelu_tanh_by_sigmoid", "sigmoid_gelu", "speed_up"]
+           "gelu_tanh_by_sigmoid", "sigmoid_gelu"]
